@@ -1,0 +1,125 @@
+//! Validation errors and the ack/nack disposition every error declares.
+
+use thiserror::Error;
+
+/// Whether retrying the same message can ever succeed.
+///
+/// `Permanent` errors go to the dead-letter topic at once; `Transient` ones are
+/// answered with a 5xx so Pub/Sub redelivers the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// The message itself is wrong: retrying cannot help.
+    Permanent,
+    /// Something around the message failed (a backend, contention): retry later.
+    Transient,
+}
+
+/// Why a message's data is not an acceptable change event.
+///
+/// Every variant is permanent and has a stable machine code ([`ValidationError::code`])
+/// used as the `error_code` attribute of dead-lettered messages and in logs.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum ValidationError {
+    /// The data is not UTF-8 JSON, or not a JSON object.
+    #[error("message data is not a JSON object: {0}")]
+    InvalidJson(String),
+    /// A required field is absent or null.
+    #[error("required field `{0}` is missing")]
+    MissingField(&'static str),
+    /// A field has the wrong JSON type.
+    #[error("field `{field}` must be {expected}")]
+    WrongType {
+        /// The offending field.
+        field: &'static str,
+        /// What was expected, in words.
+        expected: &'static str,
+    },
+    /// `operation` is not one of create, update, delete.
+    #[error("operation `{0}` is not one of create, update, delete")]
+    InvalidOperation(String),
+    /// `timestamp` is not ISO-8601.
+    #[error("timestamp `{value}` is not ISO-8601: {reason}")]
+    InvalidTimestamp {
+        /// The text received.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// `entity_id` cannot be a Datastore key name.
+    #[error("entity_id is invalid: {0}")]
+    InvalidEntityId(String),
+    /// `kind` cannot be a Datastore kind.
+    #[error("kind is invalid: {0}")]
+    InvalidKind(String),
+    /// `schema_version` is not one this build understands.
+    #[error("schema_version {0} is not supported (supported: 1)")]
+    UnsupportedSchemaVersion(i64),
+    /// User data tries to set a property the sync function owns.
+    #[error("field `{0}` is reserved for the sync function's bookkeeping")]
+    ReservedField(String),
+    /// A property name Datastore would refuse.
+    #[error("field name at `{path}` is invalid: {reason}")]
+    InvalidFieldName {
+        /// Where the name occurs (dotted path of its parents).
+        path: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A value Datastore cannot represent.
+    #[error("value at `{path}` is not supported: {reason}")]
+    UnsupportedValue {
+        /// Dotted path of the value.
+        path: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The entity would exceed Datastore's entity size limit.
+    #[error("entity would be about {bytes} bytes, over the {limit}-byte limit")]
+    EntityTooLarge {
+        /// Estimated encoded size.
+        bytes: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The timestamp is too far in the future to be trusted.
+    #[error("timestamp {timestamp} is {ahead_secs} s ahead of the receiving clock (limit {limit_secs} s)")]
+    ClockSkew {
+        /// The event's timestamp, RFC 3339.
+        timestamp: String,
+        /// How far ahead it is.
+        ahead_secs: i64,
+        /// The configured limit.
+        limit_secs: i64,
+    },
+}
+
+impl ValidationError {
+    /// Stable machine code of this error, for dead-letter attributes and logs.
+    ///
+    /// ```
+    /// use sync_core::ValidationError;
+    /// assert_eq!(ValidationError::MissingField("entity_id").code(), "missing_field");
+    /// ```
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) => "invalid_json",
+            Self::MissingField(_) => "missing_field",
+            Self::WrongType { .. } => "wrong_type",
+            Self::InvalidOperation(_) => "invalid_operation",
+            Self::InvalidTimestamp { .. } => "invalid_timestamp",
+            Self::InvalidEntityId(_) => "invalid_entity_id",
+            Self::InvalidKind(_) => "invalid_kind",
+            Self::UnsupportedSchemaVersion(_) => "unsupported_schema_version",
+            Self::ReservedField(_) => "reserved_field",
+            Self::InvalidFieldName { .. } => "invalid_field_name",
+            Self::UnsupportedValue { .. } => "unsupported_value",
+            Self::EntityTooLarge { .. } => "entity_too_large",
+            Self::ClockSkew { .. } => "clock_skew",
+        }
+    }
+
+    /// Always [`Disposition::Permanent`]: the same bytes fail the same way.
+    pub fn disposition(&self) -> Disposition {
+        Disposition::Permanent
+    }
+}

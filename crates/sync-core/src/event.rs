@@ -1,0 +1,465 @@
+//! The recipe's change event, parsed and validated.
+
+use crate::order::OrderKey;
+use crate::state::RESERVED_FIELDS;
+use crate::value::{check_fields, check_name, storage_size};
+use crate::ValidationError;
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// A Datastore key name: non-empty, at most 1500 bytes, not `__*__`.
+///
+/// Built only through [`EntityId::parse`], so an invalid id cannot exist.
+///
+/// ```
+/// use sync_core::EntityId;
+/// assert_eq!(EntityId::parse("test-entity-001")?.as_str(), "test-entity-001");
+/// assert!(EntityId::parse("__scatter__").is_err());
+/// # Ok::<(), sync_core::ValidationError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntityId(String);
+
+impl EntityId {
+    /// Validates a key name.
+    ///
+    /// # Errors
+    /// [`ValidationError::InvalidEntityId`] when the name breaks Datastore's rules.
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        check_name(s).map_err(ValidationError::InvalidEntityId)?;
+        Ok(Self(s.to_string()))
+    }
+
+    /// The key name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EntityId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an event does to its entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// Set fields; the entity exists afterwards.
+    Create,
+    /// Set fields; the entity exists afterwards (same merge as create).
+    Update,
+    /// Remove every field older than the delete.
+    Delete,
+}
+
+impl Operation {
+    /// The wire name: `create`, `update` or `delete`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+        }
+    }
+
+    /// Parses a wire name.
+    ///
+    /// # Errors
+    /// [`ValidationError::InvalidOperation`] for anything but the three names.
+    ///
+    /// ```
+    /// use sync_core::Operation;
+    /// assert_eq!(Operation::parse("delete")?, Operation::Delete);
+    /// # Ok::<(), sync_core::ValidationError>(())
+    /// ```
+    pub fn parse(s: &str) -> Result<Self, ValidationError> {
+        match s {
+            "create" => Ok(Self::Create),
+            "update" => Ok(Self::Update),
+            "delete" => Ok(Self::Delete),
+            other => Err(ValidationError::InvalidOperation(
+                other.chars().take(64).collect(),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Limits applied while validating an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// How far ahead of the receiving clock a timestamp may be, in seconds.
+    pub max_clock_skew_secs: i64,
+    /// Largest encoded entity accepted, in bytes (Datastore's limit by default).
+    pub max_entity_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_clock_skew_secs: 300,
+            max_entity_bytes: MAX_ENTITY_BYTES,
+        }
+    }
+}
+
+/// Datastore's maximum entity size, in bytes.
+pub const MAX_ENTITY_BYTES: usize = 1_048_572;
+
+/// Source recorded when an event names none (as the recipe's audit does).
+pub const UNKNOWN_SOURCE: &str = "unknown";
+
+/// A validated change event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeEvent {
+    /// Key name of the entity.
+    pub entity_id: EntityId,
+    /// create, update or delete.
+    pub operation: Operation,
+    /// User fields (empty for deletes).
+    pub data: Map<String, Value>,
+    /// When the writer says the change happened, UTC, microseconds kept.
+    pub timestamp: DateTime<Utc>,
+    /// The writer (`unknown` when absent).
+    pub source: String,
+    /// Traced through logs, announcements and audit.
+    pub correlation_id: Option<String>,
+    /// Datastore kind override; the configured kind when absent.
+    pub kind: Option<String>,
+    /// Wire schema version (1).
+    pub schema_version: i64,
+    /// The Pub/Sub message id: the last part of the order key.
+    pub event_id: String,
+}
+
+impl ChangeEvent {
+    /// This event's position in the merge order.
+    pub fn order_key(&self) -> OrderKey {
+        OrderKey::new(self.timestamp, self.source.clone(), self.event_id.clone())
+    }
+}
+
+/// Parses an ISO-8601 timestamp as the recipe's publisher writes it.
+///
+/// Accepts naive text (`datetime.utcnow().isoformat()`, read as UTC), a `Z`
+/// suffix or a numeric offset, with a `T` or a space between date and time and
+/// up to nanoseconds; keeps microseconds (Datastore's precision) and drops finer
+/// digits.
+///
+/// # Errors
+/// [`ValidationError::InvalidTimestamp`] when the text is none of these forms.
+///
+/// ```
+/// use sync_core::parse_timestamp;
+/// let naive = parse_timestamp("2025-07-23T10:15:30.123456")?;
+/// let zulu = parse_timestamp("2025-07-23T10:15:30.123456Z")?;
+/// let offset = parse_timestamp("2025-07-23T12:15:30.123456+02:00")?;
+/// assert_eq!(naive, zulu);
+/// assert_eq!(zulu, offset);
+/// # Ok::<(), sync_core::ValidationError>(())
+/// ```
+pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, ValidationError> {
+    let invalid = |reason: &str| ValidationError::InvalidTimestamp {
+        value: text.chars().take(64).collect(),
+        reason: reason.to_string(),
+    };
+    let parsed = if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        t.with_timezone(&Utc)
+    } else {
+        let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+            .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))
+            .map_err(|_| invalid("expected YYYY-MM-DDTHH:MM:SS[.ffffff][Z|±HH:MM]"))?;
+        naive.and_utc()
+    };
+    let micros = parsed.timestamp_micros();
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| invalid("out of range"))
+}
+
+/// Formats a timestamp as RFC 3339 with microseconds and `Z`.
+pub fn format_timestamp(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Parses and validates a message's data bytes into a [`ChangeEvent`].
+///
+/// `event_id` is the Pub/Sub message id; `now` is the receiving clock, used
+/// only for the clock-skew check.
+///
+/// # Errors
+/// Any [`ValidationError`]; each is permanent.
+///
+/// ```
+/// use sync_core::{parse_event, parse_timestamp, Limits, Operation};
+/// let data = br#"{"entity_id":"test-entity-001","operation":"create",
+///   "timestamp":"2025-07-23T10:15:30.123456","source":"data_publisher",
+///   "correlation_id":"c-1","data":{"name":"Test Product"}}"#;
+/// let now = parse_timestamp("2025-07-23T10:16:00")?;
+/// let event = parse_event(data, "msg-1", &Limits::default(), now)?;
+/// assert_eq!(event.operation, Operation::Create);
+/// assert_eq!(event.data["name"], "Test Product");
+/// # Ok::<(), sync_core::ValidationError>(())
+/// ```
+pub fn parse_event(
+    data: &[u8],
+    event_id: &str,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<ChangeEvent, ValidationError> {
+    let value: Value =
+        serde_json::from_slice(data).map_err(|e| ValidationError::InvalidJson(e.to_string()))?;
+    let Value::Object(mut obj) = value else {
+        return Err(ValidationError::InvalidJson(
+            "the top level is not an object".into(),
+        ));
+    };
+
+    let entity_id = EntityId::parse(required_str(&obj, "entity_id")?)?;
+    let operation = Operation::parse(required_str(&obj, "operation")?)?;
+    let timestamp = parse_timestamp(required_str(&obj, "timestamp")?)?;
+    let source = optional_str(&obj, "source")?
+        .unwrap_or(UNKNOWN_SOURCE)
+        .to_string();
+    let correlation_id = optional_str(&obj, "correlation_id")?.map(str::to_string);
+    let kind = match optional_str(&obj, "kind")? {
+        Some(k) => {
+            check_name(k).map_err(ValidationError::InvalidKind)?;
+            Some(k.to_string())
+        }
+        None => None,
+    };
+    let schema_version = match obj.get("schema_version") {
+        None | Some(Value::Null) => 1,
+        Some(Value::Number(n)) => n.as_i64().ok_or(ValidationError::WrongType {
+            field: "schema_version",
+            expected: "an integer",
+        })?,
+        Some(_) => {
+            return Err(ValidationError::WrongType {
+                field: "schema_version",
+                expected: "an integer",
+            })
+        }
+    };
+    if schema_version != 1 {
+        return Err(ValidationError::UnsupportedSchemaVersion(schema_version));
+    }
+
+    let data = match obj.remove("data") {
+        None | Some(Value::Null) => {
+            if operation == Operation::Delete {
+                Map::new()
+            } else {
+                return Err(ValidationError::MissingField("data"));
+            }
+        }
+        Some(Value::Object(map)) => map,
+        Some(_) => {
+            return Err(ValidationError::WrongType {
+                field: "data",
+                expected: "a JSON object",
+            })
+        }
+    };
+    // A delete's data is ignored: deletes remove fields, they never set any.
+    let data = if operation == Operation::Delete {
+        Map::new()
+    } else {
+        data
+    };
+    for name in data.keys() {
+        if RESERVED_FIELDS.contains(&name.as_str()) {
+            return Err(ValidationError::ReservedField(name.clone()));
+        }
+    }
+    check_fields(&data, "")?;
+    let bytes = entity_id.as_str().len()
+        + data
+            .iter()
+            .map(|(k, v)| k.len() + 1 + storage_size(v))
+            .sum::<usize>();
+    if bytes > limits.max_entity_bytes {
+        return Err(ValidationError::EntityTooLarge {
+            bytes,
+            limit: limits.max_entity_bytes,
+        });
+    }
+
+    let ahead = timestamp.signed_duration_since(now).num_seconds();
+    if ahead > limits.max_clock_skew_secs {
+        return Err(ValidationError::ClockSkew {
+            timestamp: format_timestamp(&timestamp),
+            ahead_secs: ahead,
+            limit_secs: limits.max_clock_skew_secs,
+        });
+    }
+
+    Ok(ChangeEvent {
+        entity_id,
+        operation,
+        data,
+        timestamp,
+        source,
+        correlation_id,
+        kind,
+        schema_version,
+        event_id: event_id.to_string(),
+    })
+}
+
+fn required_str<'a>(
+    obj: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<&'a str, ValidationError> {
+    optional_str(obj, field)?.ok_or(ValidationError::MissingField(field))
+}
+
+fn optional_str<'a>(
+    obj: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<&'a str>, ValidationError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ValidationError::WrongType {
+            field,
+            expected: "a string",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        parse_timestamp("2025-07-23T10:00:00Z").expect("fixed clock")
+    }
+
+    fn parse(json: &str) -> Result<ChangeEvent, ValidationError> {
+        parse_event(json.as_bytes(), "m1", &Limits::default(), now())
+    }
+
+    const OK: &str = r#"{"entity_id":"e1","operation":"update","timestamp":"2025-07-23T09:59:00.000001","source":"s","correlation_id":"c","data":{"a":1}}"#;
+
+    #[test]
+    fn recipe_event_parses_with_microseconds() {
+        let e = parse(OK).expect("valid");
+        assert_eq!(e.entity_id.as_str(), "e1");
+        assert_eq!(e.operation, Operation::Update);
+        assert_eq!(e.timestamp.timestamp_subsec_micros(), 1);
+        assert_eq!(e.source, "s");
+        assert_eq!(e.correlation_id.as_deref(), Some("c"));
+        assert_eq!(e.schema_version, 1);
+        assert_eq!(e.event_id, "m1");
+    }
+
+    #[test]
+    fn timestamp_forms_agree() {
+        let forms = [
+            "2025-07-23T09:59:00.5",
+            "2025-07-23T09:59:00.500000Z",
+            "2025-07-23T11:59:00.500000+02:00",
+            "2025-07-23 09:59:00.500",
+            "2025-07-23T09:59:00.500000999Z",
+        ];
+        let first = parse_timestamp(forms[0]).expect("naive");
+        for f in forms {
+            assert_eq!(parse_timestamp(f).expect(f), first, "{f}");
+        }
+        assert!(parse_timestamp("2025-07-23T09:59:00").is_ok());
+    }
+
+    #[test]
+    fn defaults_for_optional_fields() {
+        let e =
+            parse(r#"{"entity_id":"e","operation":"delete","timestamp":"2025-07-23T09:00:00"}"#)
+                .expect("valid delete");
+        assert_eq!(e.source, UNKNOWN_SOURCE);
+        assert!(e.data.is_empty());
+        assert!(e.correlation_id.is_none());
+    }
+
+    /// One case per validation code: the input and the code it must produce.
+    #[test]
+    fn every_validation_code() {
+        let long = "x".repeat(1501);
+        let skewed = r#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T10:06:00Z","data":{}}"#;
+        let cases: Vec<(String, &str)> = vec![
+            ("not json".into(), "invalid_json"),
+            ("[1,2]".into(), "invalid_json"),
+            (r#"{"operation":"create","timestamp":"2025-07-23T09:00:00","data":{}}"#.into(), "missing_field"),
+            (r#"{"entity_id":"e","timestamp":"2025-07-23T09:00:00","data":{}}"#.into(), "missing_field"),
+            (r#"{"entity_id":"e","operation":"create","data":{}}"#.into(), "missing_field"),
+            (r#"{"entity_id":"e","operation":"create","timestamp":"2025-07-23T09:00:00"}"#.into(), "missing_field"),
+            (r#"{"entity_id":7,"operation":"create","timestamp":"2025-07-23T09:00:00","data":{}}"#.into(), "wrong_type"),
+            (r#"{"entity_id":"e","operation":"create","timestamp":"2025-07-23T09:00:00","data":[]}"#.into(), "wrong_type"),
+            (r#"{"entity_id":"e","operation":"upsert","timestamp":"2025-07-23T09:00:00","data":{}}"#.into(), "invalid_operation"),
+            (r#"{"entity_id":"e","operation":"create","timestamp":"yesterday","data":{}}"#.into(), "invalid_timestamp"),
+            (r#"{"entity_id":"","operation":"create","timestamp":"2025-07-23T09:00:00","data":{}}"#.into(), "invalid_entity_id"),
+            (r#"{"entity_id":"__x__","operation":"create","timestamp":"2025-07-23T09:00:00","data":{}}"#.into(), "invalid_entity_id"),
+            (format!(r#"{{"entity_id":"{long}","operation":"create","timestamp":"2025-07-23T09:00:00","data":{{}}}}"#), "invalid_entity_id"),
+            (r#"{"entity_id":"e","kind":"__k__","operation":"create","timestamp":"2025-07-23T09:00:00","data":{}}"#.into(), "invalid_kind"),
+            (r#"{"entity_id":"e","schema_version":2,"operation":"create","timestamp":"2025-07-23T09:00:00","data":{}}"#.into(), "unsupported_schema_version"),
+            (r#"{"entity_id":"e","operation":"create","timestamp":"2025-07-23T09:00:00","data":{"version":9}}"#.into(), "reserved_field"),
+            (r#"{"entity_id":"e","operation":"create","timestamp":"2025-07-23T09:00:00","data":{"_sync":{}}}"#.into(), "reserved_field"),
+            (r#"{"entity_id":"e","operation":"create","timestamp":"2025-07-23T09:00:00","data":{"":1}}"#.into(), "invalid_field_name"),
+            (format!(r#"{{"entity_id":"e","operation":"create","timestamp":"2025-07-23T09:00:00","data":{{"{long}":1}}}}"#), "invalid_field_name"),
+            (r#"{"entity_id":"e","operation":"create","timestamp":"2025-07-23T09:00:00","data":{"a":[[1]]}}"#.into(), "unsupported_value"),
+            (r#"{"entity_id":"e","operation":"create","timestamp":"2025-07-23T09:00:00","data":{"a":18446744073709551615}}"#.into(), "unsupported_value"),
+            (skewed.into(), "clock_skew"),
+        ];
+        for (input, code) in cases {
+            let err = parse(&input).expect_err(&input[..input.len().min(80)]);
+            assert_eq!(
+                err.code(),
+                code,
+                "input {}: {err}",
+                &input[..input.len().min(80)]
+            );
+            assert_eq!(err.disposition(), crate::Disposition::Permanent);
+        }
+    }
+
+    #[test]
+    fn entity_too_large() {
+        let big = "y".repeat(MAX_ENTITY_BYTES);
+        let input = format!(
+            r#"{{"entity_id":"e","operation":"create","timestamp":"2025-07-23T09:00:00","data":{{"blob":"{big}"}}}}"#
+        );
+        assert_eq!(
+            parse(&input).expect_err("too large").code(),
+            "entity_too_large"
+        );
+        let small = Limits {
+            max_entity_bytes: 10,
+            ..Limits::default()
+        };
+        let err = parse_event(OK.as_bytes(), "m", &small, now()).expect_err("limit 10");
+        assert_eq!(err.code(), "entity_too_large");
+    }
+
+    #[test]
+    fn skew_limit_is_configurable_and_past_is_fine() {
+        let skewed = br#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T10:06:00Z","data":{}}"#;
+        let loose = Limits {
+            max_clock_skew_secs: 3600,
+            ..Limits::default()
+        };
+        assert!(parse_event(skewed, "m", &loose, now()).is_ok());
+        let old = br#"{"entity_id":"e","operation":"update","timestamp":"1999-01-01T00:00:00","data":{}}"#;
+        assert!(parse_event(old, "m", &Limits::default(), now()).is_ok());
+    }
+
+    #[test]
+    fn delete_ignores_data() {
+        let e = parse(r#"{"entity_id":"e","operation":"delete","timestamp":"2025-07-23T09:00:00","data":{"a":1}}"#).expect("delete");
+        assert!(e.data.is_empty());
+    }
+}

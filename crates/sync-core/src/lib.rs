@@ -1,0 +1,36 @@
+//! Pure domain logic of datastore-sync.
+//!
+//! This crate owns what the sync and audit functions decide, and nothing of how
+//! they do it: the recipe-compatible change event and its validation, the
+//! convergent per-field merge with delete tombstones, the merge policy, the
+//! stored entity model and the port traits that adapters implement. It does no
+//! I/O, reads no clock and needs no async runtime: time and ids arrive as
+//! arguments, so every decision is a deterministic function that unit and
+//! property tests can check exhaustively.
+//!
+//! What it leaves out: Datastore and Pub/Sub wire types (see `sync-store` and
+//! `sync-pubsub`), HTTP delivery decoding (`sync-http`), configuration from the
+//! environment and telemetry (the function binaries).
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod event;
+pub mod merge;
+pub mod order;
+pub mod policy;
+pub mod ports;
+pub mod state;
+pub mod value;
+
+pub use error::{Disposition, ValidationError};
+pub use event::{parse_event, parse_timestamp, ChangeEvent, EntityId, Limits, Operation};
+pub use merge::{merge, FieldConflict, LossReason, MergeOutcome, Outcome};
+pub use order::OrderKey;
+pub use policy::{FieldRule, MergePolicy, PolicyError};
+pub use ports::{
+    ApplyResult, EntityStore, EventPublisher, OutgoingMessage, PublishError, StoreError,
+};
+pub use state::{
+    Announcement, Candidate, EntityState, FieldState, StateError, StoredEntity,
+    BOOKKEEPING_PROPERTY, RESERVED_FIELDS,
+};

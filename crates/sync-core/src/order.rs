@@ -1,0 +1,76 @@
+//! The order key that makes the merge deterministic.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Position of a write in the global order: `(timestamp, source, event id)`,
+/// compared lexicographically.
+///
+/// The timestamp comes from the publisher, the source names the writer and the
+/// event id is the Pub/Sub message id, unique per published message and kept
+/// across redeliveries. Two different messages therefore never share a key, and
+/// a redelivered message always has its original key.
+///
+/// ```
+/// use sync_core::{parse_timestamp, OrderKey};
+/// let a = OrderKey::new(parse_timestamp("2025-07-12T10:00:00")?, "app-a", "1");
+/// let b = OrderKey::new(parse_timestamp("2025-07-12T10:00:00")?, "app-b", "0");
+/// assert!(a < b); // same instant: the source decides
+/// # Ok::<(), sync_core::ValidationError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OrderKey {
+    /// When the writer says the change happened (UTC, microseconds).
+    #[serde(rename = "t", with = "micros")]
+    pub timestamp: DateTime<Utc>,
+    /// The writer.
+    #[serde(rename = "s")]
+    pub source: String,
+    /// The Pub/Sub message id of the event.
+    #[serde(rename = "e")]
+    pub event_id: String,
+}
+
+impl OrderKey {
+    /// Builds a key.
+    pub fn new(
+        timestamp: DateTime<Utc>,
+        source: impl Into<String>,
+        event_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            timestamp,
+            source: source.into(),
+            event_id: event_id.into(),
+        }
+    }
+}
+
+impl fmt::Display for OrderKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "({}, {}, {})",
+            self.timestamp.to_rfc3339_opts(SecondsFormat::Micros, true),
+            self.source,
+            self.event_id
+        )
+    }
+}
+
+/// Timestamps as integer microseconds since the epoch: compact and exact.
+pub(crate) mod micros {
+    use chrono::{DateTime, Utc};
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(t.timestamp_micros())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let us = i64::deserialize(d)?;
+        DateTime::from_timestamp_micros(us)
+            .ok_or_else(|| D::Error::custom("timestamp out of range"))
+    }
+}

@@ -1,0 +1,1 @@
+//! Integration and end-to-end tests on the emulators live in `tests/`.
