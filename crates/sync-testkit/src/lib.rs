@@ -1,1 +1,316 @@
-//! sync-testkit (placeholder)
+//! Test support: the official Pub/Sub and Datastore emulators as processes a
+//! test can rely on, unique names for per-test isolation, and polling with a
+//! deadline instead of sleeps.
+//!
+//! A test run shares one emulator of each kind. When the test script has
+//! started them it exports `DATASTORE_EMULATOR_HOST` / `PUBSUB_EMULATOR_HOST`
+//! and [`datastore`] / [`pubsub`] use those; otherwise the first call starts
+//! one on a free port, with a watchdog that stops it when the test process
+//! exits, so `cargo test` alone works and leaves nothing running. Tests that
+//! pause or kill an emulator start their own with [`Emulator::start`].
+//!
+//! Runtime-agnostic on purpose (std only): async tests and sync helpers can both
+//! use it. It is a dev-dependency only.
+
+use anyhow::{bail, Context, Result};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Project id every emulator-backed test uses unless it needs its own.
+pub const TEST_PROJECT: &str = "datastore-sync-test";
+
+/// Which emulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmulatorKind {
+    /// `gcloud beta emulators datastore start --consistency=1.0`.
+    Datastore,
+    /// `gcloud beta emulators pubsub start`.
+    PubSub,
+}
+
+impl EmulatorKind {
+    fn env_var(self) -> &'static str {
+        match self {
+            Self::Datastore => "DATASTORE_EMULATOR_HOST",
+            Self::PubSub => "PUBSUB_EMULATOR_HOST",
+        }
+    }
+}
+
+/// A running emulator this process started; stopped (whole process group) on drop.
+#[derive(Debug)]
+pub struct Emulator {
+    host: String,
+    project: String,
+    child: Child,
+}
+
+impl Emulator {
+    /// Starts an emulator on a free loopback port and waits until it answers
+    /// `GET /` with `Ok` (deadline 60 s).
+    ///
+    /// # Errors
+    /// When gcloud cannot be started or the emulator never becomes ready.
+    pub fn start(kind: EmulatorKind, project: &str) -> Result<Self> {
+        let port = free_port()?;
+        let host = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new("gcloud");
+        cmd.args(["beta", "emulators"]);
+        match kind {
+            EmulatorKind::Datastore => {
+                cmd.args([
+                    "datastore",
+                    "start",
+                    "--no-store-on-disk",
+                    "--consistency=1.0",
+                ]);
+            }
+            EmulatorKind::PubSub => {
+                cmd.args(["pubsub", "start"]);
+            }
+        }
+        cmd.arg(format!("--host-port={host}"))
+            .arg(format!("--project={project}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group, so stopping it also stops the Java child.
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .context("starting gcloud (is the Google Cloud CLI installed?)")?;
+        let emulator = Self {
+            host,
+            project: project.to_string(),
+            child,
+        };
+        wait_ready(&emulator.host, Duration::from_secs(60))
+            .with_context(|| format!("{kind:?} emulator on {}", emulator.host))?;
+        Ok(emulator)
+    }
+
+    /// `host:port` of the emulator.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The project id it was started with.
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// Process group id (equal to the gcloud process id).
+    pub fn pgid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (e.g. `STOP`, `CONT`) to the emulator's whole process group.
+    ///
+    /// # Errors
+    /// When `kill` fails.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        signal_group(self.pgid(), signal)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = signal_group(self.pgid(), "KILL");
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `signal` to process group `pgid`.
+///
+/// # Errors
+/// When `kill` cannot run or reports failure.
+pub fn signal_group(pgid: u32, signal: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill -{signal} -{pgid} failed");
+    }
+    Ok(())
+}
+
+/// A shared emulator: either the one the test script exported, or one started
+/// for this process and stopped by a watchdog when the process exits.
+#[derive(Debug)]
+pub struct SharedEmulator {
+    host: String,
+}
+
+impl SharedEmulator {
+    /// `host:port`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `http://host:port`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.host)
+    }
+}
+
+fn shared(kind: EmulatorKind, cell: &'static OnceLock<SharedEmulator>) -> &'static SharedEmulator {
+    cell.get_or_init(|| {
+        if let Ok(host) = std::env::var(kind.env_var()) {
+            if !host.is_empty() {
+                return SharedEmulator { host };
+            }
+        }
+        let emulator = Emulator::start(kind, TEST_PROJECT)
+            .unwrap_or_else(|e| panic!("cannot start the {kind:?} emulator: {e:#}"));
+        spawn_watchdog(emulator.pgid());
+        let host = emulator.host.clone();
+        // The watchdog owns its lifetime from here on.
+        std::mem::forget(emulator);
+        SharedEmulator { host }
+    })
+}
+
+/// The shared Datastore emulator of this test run.
+///
+/// # Panics
+/// When no emulator is configured and none can be started: a test that needs
+/// the emulator cannot run without it.
+pub fn datastore() -> &'static SharedEmulator {
+    static CELL: OnceLock<SharedEmulator> = OnceLock::new();
+    shared(EmulatorKind::Datastore, &CELL)
+}
+
+/// The shared Pub/Sub emulator of this test run.
+///
+/// # Panics
+/// As [`datastore`].
+pub fn pubsub() -> &'static SharedEmulator {
+    static CELL: OnceLock<SharedEmulator> = OnceLock::new();
+    shared(EmulatorKind::PubSub, &CELL)
+}
+
+/// Stops process group `pgid` once this process has exited.
+fn spawn_watchdog(pgid: u32) {
+    let me = std::process::id();
+    let script = format!("while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill -TERM -- -{pgid} 2>/dev/null; sleep 2; kill -KILL -- -{pgid} 2>/dev/null");
+    let _ = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+///
+/// # Errors
+/// When no port can be bound.
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Polls `GET http://host/` until it answers `Ok`, or fails at the deadline.
+///
+/// # Errors
+/// When the deadline passes first.
+pub fn wait_ready(host: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if http_get(host, "/").is_ok_and(|body| body.trim_end().ends_with("Ok")) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("not ready after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A minimal blocking `GET` returning the response body (for readiness probes).
+///
+/// # Errors
+/// On connection or read failure, or a non-200 status.
+pub fn http_get(host: &str, path: &str) -> Result<String> {
+    let mut stream = TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        bail!("unexpected answer: {}", head.lines().next().unwrap_or(""));
+    }
+    Ok(body.to_string())
+}
+
+/// A name unique in this test run, for namespaces, topics and subscriptions:
+/// `prefix-<pid>-<time>-<counter>` (letters, digits and dashes only).
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() % 1_000_000_000)
+        .unwrap_or(0);
+    format!("{prefix}-{}-{t}-{n}", std::process::id())
+}
+
+/// Calls `check` every `every` until it returns `Some`, or fails after `timeout`
+/// with `what` in the message. The last value seen is reported on timeout.
+///
+/// # Errors
+/// When the deadline passes first.
+pub fn poll_until<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(every);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_names_differ() {
+        assert_ne!(unique_name("t"), unique_name("t"));
+    }
+
+    #[test]
+    fn poll_until_reports_timeout() {
+        let r: Result<()> = poll_until(
+            "never",
+            Duration::from_millis(50),
+            Duration::from_millis(10),
+            || None,
+        );
+        assert!(r.expect_err("must time out").to_string().contains("never"));
+    }
+
+    #[test]
+    fn free_port_is_bindable() -> Result<()> {
+        let port = free_port()?;
+        TcpListener::bind(("127.0.0.1", port))?;
+        Ok(())
+    }
+}
