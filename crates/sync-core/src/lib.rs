@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod event;
+pub mod memory;
 pub mod merge;
 pub mod order;
 pub mod policy;

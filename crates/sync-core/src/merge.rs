@@ -438,3 +438,409 @@ pub(crate) fn winner_index(policy: &MergePolicy, field: &str, cands: &[Candidate
     }
     best
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{parse_event, parse_timestamp, Limits};
+    use serde_json::json;
+
+    fn ev(id: &str, op: &str, ts: &str, source: &str, data: Value) -> ChangeEvent {
+        let body = json!({"entity_id": "e1", "operation": op, "timestamp": ts, "source": source, "data": data, "correlation_id": format!("c-{id}")});
+        let now = parse_timestamp("2030-01-01T00:00:00").expect("clock");
+        parse_event(body.to_string().as_bytes(), id, &Limits::default(), now)
+            .expect("valid test event")
+    }
+
+    fn upd(id: &str, ts: &str, data: Value) -> ChangeEvent {
+        ev(id, "update", ts, "app", data)
+    }
+
+    fn del(id: &str, ts: &str) -> ChangeEvent {
+        ev(id, "delete", ts, "app", Value::Null)
+    }
+
+    fn fold(events: &[&ChangeEvent], policy: &MergePolicy) -> (EntityState, Vec<MergeOutcome>) {
+        let mut state = EntityState::default();
+        let mut outs = Vec::new();
+        for e in events {
+            let out = merge(&state, e, policy);
+            state = out.state.clone();
+            outs.push(out);
+        }
+        (state, outs)
+    }
+
+    fn visible(state: &EntityState, policy: &MergePolicy) -> Value {
+        Value::Object(state.visible_fields(policy))
+    }
+
+    #[test]
+    fn recipe_create_then_update_gives_version_two() {
+        let p = MergePolicy::default();
+        let create = ev(
+            "m1",
+            "create",
+            "2025-07-23T10:00:00.000001",
+            "data_publisher",
+            json!({"name": "Test Product", "description": "Demo product for sync testing", "status": "active"}),
+        );
+        let update = ev(
+            "m2",
+            "update",
+            "2025-07-23T10:00:05",
+            "data_publisher",
+            json!({"description": "Updated product description"}),
+        );
+        let (state, outs) = fold(&[&create, &update], &p);
+        assert_eq!(outs[0].outcome, Outcome::Applied);
+        assert_eq!(outs[1].outcome, Outcome::Applied);
+        assert_eq!(state.version, 2);
+        assert!(!state.conflict_resolved);
+        assert_eq!(
+            visible(&state, &p),
+            json!({"name": "Test Product", "description": "Updated product description", "status": "active"})
+        );
+        assert_eq!(state.last_modified, Some(update.timestamp));
+        let ann = state.pending_announcement(&p).expect("owed");
+        assert_eq!((ann.operation, ann.version), (Operation::Update, 2));
+        assert_eq!(ann.correlation_id.as_deref(), Some("c-m2"));
+    }
+
+    #[test]
+    fn redelivery_is_a_duplicate_and_bumps_nothing() {
+        let p = MergePolicy::default();
+        let e = upd("m1", "2025-07-23T10:00:00", json!({"a": 1}));
+        let (state, _) = fold(&[&e], &p);
+        let again = merge(&state, &e, &p);
+        assert_eq!(again.outcome, Outcome::Duplicate);
+        assert_eq!(again.state, state);
+        assert!(!again.outcome.needs_write());
+    }
+
+    #[test]
+    fn older_write_loses_and_reports_both_sides() {
+        let p = MergePolicy::default();
+        let newer = upd("m2", "2025-07-23T10:00:05", json!({"a": "new", "b": 1}));
+        let older = upd("m1", "2025-07-23T10:00:00", json!({"a": "old"}));
+        let (state, outs) = fold(&[&newer, &older], &p);
+        assert_eq!(outs[1].outcome, Outcome::Stale);
+        let c = &outs[1].conflicts[0];
+        assert_eq!(c.field, "a");
+        assert_eq!(c.reason, LossReason::OlderThanWinner);
+        assert_eq!(c.winner_value, Some(json!("new")));
+        assert_eq!(c.loser_value, json!("old"));
+        assert_eq!(c.winner_key, newer.order_key());
+        assert_eq!(c.loser_key, older.order_key());
+        assert_eq!(state.version, 1);
+    }
+
+    #[test]
+    fn partly_stale_event_applies_the_rest_and_marks_conflict_resolved() {
+        let p = MergePolicy::default();
+        let newer = upd("m2", "2025-07-23T10:00:05", json!({"a": "new"}));
+        let older = upd(
+            "m1",
+            "2025-07-23T10:00:00",
+            json!({"a": "old", "b": "only-here"}),
+        );
+        let (state, outs) = fold(&[&newer, &older], &p);
+        assert_eq!(outs[1].outcome, Outcome::Applied);
+        assert!(state.conflict_resolved);
+        assert_eq!(visible(&state, &p), json!({"a": "new", "b": "only-here"}));
+        assert_eq!(state.last_modified, Some(newer.timestamp));
+    }
+
+    #[test]
+    fn same_timestamp_is_decided_by_source_then_event_id() {
+        let p = MergePolicy::default();
+        let a = ev(
+            "m9",
+            "update",
+            "2025-07-23T10:00:00",
+            "alpha",
+            json!({"x": "alpha"}),
+        );
+        let b = ev(
+            "m1",
+            "update",
+            "2025-07-23T10:00:00",
+            "beta",
+            json!({"x": "beta"}),
+        );
+        for order in [[&a, &b], [&b, &a]] {
+            let (state, _) = fold(&order, &p);
+            assert_eq!(visible(&state, &p), json!({"x": "beta"}));
+        }
+        let c = ev(
+            "m2",
+            "update",
+            "2025-07-23T10:00:00",
+            "beta",
+            json!({"x": "beta-2"}),
+        );
+        for order in [[&b, &c], [&c, &b]] {
+            let (state, _) = fold(&order, &p);
+            assert_eq!(visible(&state, &p), json!({"x": "beta-2"}));
+        }
+    }
+
+    #[test]
+    fn newer_identical_values_refresh_without_a_version() {
+        let p = MergePolicy::default();
+        let a = upd("m1", "2025-07-23T10:00:00", json!({"x": 1}));
+        let b = upd("m2", "2025-07-23T10:00:01", json!({"x": 1}));
+        let (state, outs) = fold(&[&a, &b], &p);
+        assert_eq!(outs[1].outcome, Outcome::Refreshed);
+        assert_eq!(state.version, 1);
+        assert_eq!(state.last_modified, Some(b.timestamp));
+    }
+
+    #[test]
+    fn delete_then_older_update_stays_deleted() {
+        let p = MergePolicy::default();
+        let create = upd("m1", "2025-07-23T10:00:00", json!({"x": 1}));
+        let delete = del("m3", "2025-07-23T10:00:10");
+        let late = upd("m2", "2025-07-23T10:00:05", json!({"x": 2, "y": 3}));
+        let (state, outs) = fold(&[&create, &delete, &late], &p);
+        assert_eq!(outs[1].outcome, Outcome::Applied);
+        assert_eq!(outs[2].outcome, Outcome::Stale);
+        assert!(outs[2]
+            .conflicts
+            .iter()
+            .all(|c| c.reason == LossReason::DeletedLater && c.winner_value.is_none()));
+        assert!(!state.exists());
+        assert_eq!(state.version, 2);
+        let ann = state.pending_announcement(&p).expect("delete announced");
+        assert_eq!(ann.operation, Operation::Delete);
+        assert!(ann.data.is_empty());
+    }
+
+    #[test]
+    fn update_after_delete_recreates_with_only_newer_fields_and_continues_version() {
+        let p = MergePolicy::default();
+        let create = upd("m1", "2025-07-23T10:00:00", json!({"x": 1, "y": 1}));
+        let delete = del("m2", "2025-07-23T10:00:10");
+        let again = ev(
+            "m3",
+            "create",
+            "2025-07-23T10:00:20",
+            "app",
+            json!({"z": 1}),
+        );
+        let (state, outs) = fold(&[&create, &delete, &again], &p);
+        assert!(state.exists());
+        assert_eq!(visible(&state, &p), json!({"z": 1}));
+        assert_eq!(state.version, 3);
+        assert_eq!(state.last_operation, Some(Operation::Create));
+        assert_eq!(outs[2].outcome, Outcome::Applied);
+    }
+
+    #[test]
+    fn delete_keeps_fields_newer_than_itself() {
+        let p = MergePolicy::default();
+        let old = upd("m1", "2025-07-23T10:00:00", json!({"x": 1}));
+        let new = upd("m3", "2025-07-23T10:00:20", json!({"y": 2}));
+        let delete = del("m2", "2025-07-23T10:00:10");
+        let (state, outs) = fold(&[&old, &new, &delete], &p);
+        assert!(state.exists());
+        assert_eq!(visible(&state, &p), json!({"y": 2}));
+        assert_eq!(outs[2].outcome, Outcome::Applied);
+        assert_eq!(state.last_operation, Some(Operation::Update));
+    }
+
+    #[test]
+    fn delete_of_unknown_entity_keeps_only_a_tombstone_and_owes_nothing() {
+        let p = MergePolicy::default();
+        let (state, outs) = fold(&[&del("m1", "2025-07-23T10:00:00")], &p);
+        assert_eq!(outs[0].outcome, Outcome::Refreshed);
+        assert_eq!(state.version, 0);
+        assert!(state.deleted.is_some());
+        assert!(state.pending_announcement(&p).is_none());
+        let again = merge(&state, &del("m1", "2025-07-23T10:00:00"), &p);
+        assert_eq!(again.outcome, Outcome::Duplicate);
+        let older = merge(&state, &del("m0", "2025-07-23T09:00:00"), &p);
+        assert_eq!(older.outcome, Outcome::Stale);
+    }
+
+    #[test]
+    fn max_rule_keeps_the_largest_and_reports_smaller_newer_writes() {
+        let p = MergePolicy::from_json(r#"{"fields":{"score":"max"}}"#).expect("policy");
+        let a = upd("m1", "2025-07-23T10:00:00", json!({"score": 10}));
+        let b = upd("m2", "2025-07-23T10:00:01", json!({"score": 5}));
+        let c = upd("m3", "2025-07-23T10:00:02", json!({"score": 12}));
+        let (state, outs) = fold(&[&a, &b, &c], &p);
+        assert_eq!(outs[1].conflicts[0].reason, LossReason::SmallerValue);
+        assert_eq!(outs[1].outcome, Outcome::Refreshed);
+        assert_eq!(visible(&state, &p), json!({"score": 12}));
+        let (state, _) = fold(&[&c, &b, &a], &p);
+        assert_eq!(visible(&state, &p), json!({"score": 12}));
+    }
+
+    #[test]
+    fn max_rule_surfaces_a_newer_smaller_value_when_a_delete_removes_the_larger() {
+        let p = MergePolicy::from_json(r#"{"fields":{"score":"max"}}"#).expect("policy");
+        let big_old = upd("m1", "2025-07-23T10:00:00", json!({"score": 10}));
+        let small_new = upd("m3", "2025-07-23T10:00:20", json!({"score": 5}));
+        let delete = del("m2", "2025-07-23T10:00:10");
+        let (s1, _) = fold(&[&big_old, &small_new, &delete], &p);
+        let (s2, _) = fold(&[&delete, &big_old, &small_new], &p);
+        assert_eq!(visible(&s1, &p), json!({"score": 5}));
+        assert_eq!(visible(&s2, &p), json!({"score": 5}));
+    }
+
+    #[test]
+    fn min_rule_keeps_the_smallest() {
+        let p = MergePolicy::from_json(r#"{"fields":{"stock":"min"}}"#).expect("policy");
+        let a = upd("m1", "2025-07-23T10:00:00", json!({"stock": 3}));
+        let b = upd("m2", "2025-07-23T10:00:01", json!({"stock": 7}));
+        let (state, outs) = fold(&[&a, &b], &p);
+        assert_eq!(visible(&state, &p), json!({"stock": 3}));
+        assert_eq!(outs[1].conflicts[0].reason, LossReason::LargerValue);
+    }
+
+    #[test]
+    fn union_rule_merges_arrays_as_sorted_sets() {
+        let p = MergePolicy::from_json(r#"{"fields":{"tags":"union"}}"#).expect("policy");
+        let a = upd("m1", "2025-07-23T10:00:00", json!({"tags": ["b", "a"]}));
+        let b = upd("m2", "2025-07-23T09:00:00", json!({"tags": ["c", "a"]}));
+        let c = upd("m3", "2025-07-23T11:00:00", json!({"tags": "d"}));
+        for order in [[&a, &b, &c], [&c, &b, &a], [&b, &c, &a]] {
+            let (state, outs) = fold(&order, &p);
+            assert_eq!(visible(&state, &p), json!({"tags": ["a", "b", "c", "d"]}));
+            assert!(outs.iter().all(|o| o.conflicts.is_empty()));
+        }
+        let empty = upd("m4", "2025-07-23T12:00:00", json!({"tags": []}));
+        let (state, _) = fold(&[&empty], &p);
+        assert_eq!(
+            visible(&state, &p),
+            json!({}),
+            "an empty set is an absent field"
+        );
+    }
+
+    #[test]
+    fn priority_rule_prefers_listed_sources_over_newer_writes() {
+        let p = MergePolicy::from_json(
+            r#"{"fields":{"owner":"priority"},"source_priority":["crm","web"]}"#,
+        )
+        .expect("policy");
+        let crm = ev(
+            "m1",
+            "update",
+            "2025-07-23T10:00:00",
+            "crm",
+            json!({"owner": "from-crm", "note": "crm"}),
+        );
+        let web = ev(
+            "m2",
+            "update",
+            "2025-07-23T10:00:05",
+            "web",
+            json!({"owner": "from-web", "note": "web"}),
+        );
+        let batch = ev(
+            "m3",
+            "update",
+            "2025-07-23T10:00:09",
+            "batch",
+            json!({"owner": "from-batch"}),
+        );
+        for order in [[&crm, &web, &batch], [&batch, &web, &crm]] {
+            let (state, _) = fold(&order, &p);
+            assert_eq!(
+                visible(&state, &p),
+                json!({"owner": "from-crm", "note": "web"})
+            );
+        }
+        let (_, outs) = fold(&[&crm, &web], &p);
+        assert_eq!(outs[1].conflicts.len(), 1);
+        assert_eq!(outs[1].conflicts[0].reason, LossReason::LowerPriority);
+    }
+
+    #[test]
+    fn stored_form_round_trips_for_every_rule() {
+        let p = MergePolicy::from_json(
+            r#"{"fields":{"s":"max","t":"union","o":"priority"},"source_priority":["crm"]}"#,
+        )
+        .expect("policy");
+        let events = [
+            ev(
+                "m1",
+                "update",
+                "2025-07-23T10:00:00",
+                "crm",
+                json!({"s": 10, "t": ["x"], "o": "crm", "n": {"deep": [1, {"k": null}]}}),
+            ),
+            ev(
+                "m2",
+                "update",
+                "2025-07-23T10:00:05",
+                "web",
+                json!({"s": 4, "t": ["y"], "o": "web"}),
+            ),
+            ev("m3", "delete", "2025-07-23T10:00:02", "web", Value::Null),
+        ];
+        let refs: Vec<&ChangeEvent> = events.iter().collect();
+        let (state, _) = fold(&refs, &p);
+        let stored = state.to_stored(&p);
+        assert!(stored.exists);
+        assert_eq!(
+            stored.fields["s"],
+            json!(4),
+            "the 10 was deleted; the newer 4 surfaces"
+        );
+        let back = EntityState::from_stored(&stored).expect("readable");
+        assert_eq!(back, state);
+    }
+
+    #[test]
+    fn foreign_entities_are_adopted_and_lose_to_real_events() {
+        let stored = crate::StoredEntity {
+            exists: true,
+            fields: json!({"name": "initialization", "status": "active"})
+                .as_object()
+                .cloned()
+                .expect("object"),
+            version: 1,
+            last_modified: None,
+            conflict_resolved: false,
+            bookkeeping: String::new(),
+        };
+        let p = MergePolicy::default();
+        let state = EntityState::from_stored(&stored).expect("adopted");
+        assert!(state.exists());
+        assert!(state.pending_announcement(&p).is_none());
+        let out = merge(
+            &state,
+            &upd(
+                "m1",
+                "2025-07-23T10:00:00",
+                json!({"status": "synced-by-us"}),
+            ),
+            &p,
+        );
+        assert_eq!(out.state.version, 2);
+        assert_eq!(
+            visible(&out.state, &p),
+            json!({"name": "initialization", "status": "synced-by-us"})
+        );
+    }
+
+    #[test]
+    fn corrupt_bookkeeping_is_an_error_not_a_panic() {
+        let stored = crate::StoredEntity {
+            bookkeeping: "{not json".into(),
+            ..Default::default()
+        };
+        assert!(EntityState::from_stored(&stored).is_err());
+        let stored = crate::StoredEntity {
+            bookkeeping: r#"{"v":1,"ver":1,"ann":0,"f":{"x":{"k":{"t":0,"s":"","e":""}}}}"#.into(),
+            ..Default::default()
+        };
+        assert!(
+            EntityState::from_stored(&stored).is_err(),
+            "a field key without its value"
+        );
+    }
+}

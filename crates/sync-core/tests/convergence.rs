@@ -1,0 +1,188 @@
+//! Property tests: the merge converges whatever the delivery order and however
+//! often each event is delivered.
+
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use sync_core::{
+    merge, parse_event, parse_timestamp, ChangeEvent, EntityState, Limits, MergePolicy, Outcome,
+};
+
+const FIELDS: [&str; 4] = ["a", "b", "c", "d"];
+const SOURCES: [&str; 3] = ["crm", "web", "batch"];
+
+fn policies() -> Vec<MergePolicy> {
+    vec![
+        MergePolicy::default(),
+        MergePolicy::from_json(r#"{"fields":{"a":"max","b":"min","c":"union","d":"priority"},"source_priority":["crm","web"]}"#)
+            .expect("mixed policy"),
+        MergePolicy::from_json(r#"{"default":"union"}"#).expect("union policy"),
+        MergePolicy::from_json(r#"{"default":"priority","source_priority":["web"]}"#).expect("priority policy"),
+    ]
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        (0i64..5).prop_map(Value::from),
+        prop::sample::select(vec!["x", "y", "z"]).prop_map(Value::from),
+        prop::collection::vec(0i64..4, 0..3).prop_map(|v| json!(v)),
+        Just(Value::Null),
+        (0i64..3).prop_map(|n| json!({ "n": n })),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Spec {
+    delete: bool,
+    second: u32,
+    source: usize,
+    data: Vec<(usize, Value)>,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        prop::bool::weighted(0.2),
+        0u32..6, // few distinct instants, so ties on timestamp are common
+        0usize..SOURCES.len(),
+        prop::collection::vec((0usize..FIELDS.len(), value()), 0..4),
+    )
+        .prop_map(|(delete, second, source, data)| Spec {
+            delete,
+            second,
+            source,
+            data,
+        })
+}
+
+fn build(specs: &[Spec]) -> Vec<ChangeEvent> {
+    let now = parse_timestamp("2030-01-01T00:00:00").expect("clock");
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let data: serde_json::Map<String, Value> = s
+                .data
+                .iter()
+                .map(|(f, v)| (FIELDS[*f].to_string(), v.clone()))
+                .collect();
+            let body = json!({
+                "entity_id": "e",
+                "operation": if s.delete { "delete" } else { "update" },
+                "timestamp": format!("2025-07-23T10:00:0{}.000001", s.second),
+                "source": SOURCES[s.source],
+                "data": data,
+            });
+            parse_event(
+                body.to_string().as_bytes(),
+                &format!("msg-{i:03}"),
+                &Limits::default(),
+                now,
+            )
+            .expect("generated events are valid")
+        })
+        .collect()
+}
+
+/// The state with its history (version and friends) removed: what must converge.
+fn converged(mut s: EntityState) -> EntityState {
+    s.version = 0;
+    s.announced_version = 0;
+    s.conflict_resolved = false;
+    s.last_operation = None;
+    s.last_correlation_id = None;
+    s
+}
+
+fn fold<'a>(
+    events: impl IntoIterator<Item = &'a ChangeEvent>,
+    policy: &MergePolicy,
+    through_storage: bool,
+) -> EntityState {
+    let mut state = EntityState::default();
+    for e in events {
+        let out = merge(&state, e, policy);
+        state = out.state;
+        if through_storage {
+            state = EntityState::from_stored(&state.to_stored(policy))
+                .expect("our own bookkeeping reads back");
+        }
+    }
+    state
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    /// Any permutation of the events, with any of them delivered again, gives
+    /// the same fields, existence and tombstone.
+    #[test]
+    fn any_order_with_duplicates_converges(
+        specs in prop::collection::vec(spec(), 1..12),
+        policy_index in 0usize..4,
+        order_seed in any::<u64>(),
+        dup_picks in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+    ) {
+        let policy = &policies()[policy_index];
+        let events = build(&specs);
+        let reference = fold(&events, policy, false);
+
+        let mut delivered: Vec<&ChangeEvent> = events.iter().collect();
+        for pick in &dup_picks {
+            delivered.push(pick.get(&events));
+        }
+        // A deterministic shuffle from the seed (Fisher-Yates with an LCG).
+        let mut x = order_seed | 1;
+        for i in (1..delivered.len()).rev() {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let j = (x >> 33) as usize % (i + 1);
+            delivered.swap(i, j);
+        }
+        let shuffled = fold(delivered.iter().copied(), policy, true);
+
+        prop_assert_eq!(reference.visible_fields(policy), shuffled.visible_fields(policy));
+        prop_assert_eq!(reference.exists(), shuffled.exists());
+        prop_assert_eq!(&reference.deleted, &shuffled.deleted);
+        prop_assert_eq!(converged(reference.clone()), converged(shuffled.clone()));
+        // version counts effective changes: never more than the events delivered.
+        prop_assert!(shuffled.version <= delivered.len() as i64);
+    }
+
+    /// Applying an event twice equals applying it once.
+    #[test]
+    fn applying_twice_equals_once(specs in prop::collection::vec(spec(), 1..10), policy_index in 0usize..4) {
+        let policy = &policies()[policy_index];
+        let events = build(&specs);
+        let mut state = EntityState::default();
+        for e in &events {
+            let once = merge(&state, e, policy);
+            let twice = merge(&once.state, e, policy);
+            prop_assert_eq!(&twice.state, &once.state);
+            prop_assert!(matches!(twice.outcome, Outcome::Duplicate | Outcome::Stale), "second delivery was {:?}", twice.outcome);
+            state = once.state;
+        }
+    }
+
+    /// After a delete, any update older than it leaves the entity deleted.
+    #[test]
+    fn delete_then_any_older_update_stays_deleted(
+        before in prop::collection::vec(spec(), 0..6),
+        late in prop::collection::vec(spec(), 1..6),
+        policy_index in 0usize..4,
+    ) {
+        let policy = &policies()[policy_index];
+        let mut all: Vec<Spec> = before.clone();
+        // The delete is at second 7, after every generated timestamp.
+        let delete_index = all.len();
+        all.push(Spec { delete: true, second: 7, source: 0, data: vec![] });
+        all.extend(late.iter().cloned().map(|mut s| { s.delete = false; s }));
+        let events = build(&all);
+        let mut state = fold(&events[..=delete_index], policy, false);
+        prop_assert!(!state.exists());
+        for e in &events[delete_index + 1..] {
+            let out = merge(&state, e, policy);
+            prop_assert_eq!(out.outcome, Outcome::Stale);
+            state = out.state;
+            prop_assert!(!state.exists());
+            prop_assert!(state.visible_fields(policy).is_empty());
+        }
+    }
+}
