@@ -2,7 +2,7 @@
 //!
 //! Every rule is a *rank* on the candidate writes of a field, and the merge keeps,
 //! per field, the candidates no other candidate beats on both recency and rank
-//! (see [`crate::merge`]). That set is a function of the set of events seen,
+//! (see [`mod@crate::merge`]). That set is a function of the set of events seen,
 //! whatever their order or repetition, which is why every rule converges:
 //!
 //! - `lww`: rank = order key. The newest write wins; older writes lose.
