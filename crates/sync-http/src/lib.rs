@@ -1,1 +1,41 @@
-//! sync-http (placeholder)
+//! HTTP side of the sync and audit functions: delivery decoding and the
+//! runtime glue both share.
+//!
+//! This crate owns:
+//! - [`Delivery`]: one type for a Pub/Sub message however it arrived — a
+//!   CloudEvent in binary mode (Eventarc), a CloudEvent in structured mode, or
+//!   a plain Pub/Sub push (Google's or the emulator's, snake_case duplicates
+//!   included) — with an axum extractor that enforces the body limit
+//!   ([`BodyLimit`], default 16 MiB) before buffering, and typed errors
+//!   ([`DeliveryError`] for "not a delivery at all", answered 4xx;
+//!   [`InvalidBase64`] kept inside the `Delivery` so the message can still be
+//!   dead-lettered);
+//! - trace context from `traceparent` / `X-Cloud-Trace-Context` ([`TraceContext`]);
+//! - [`telemetry`]: Cloud Logging JSON or text logs, with trace correlation;
+//! - [`server`]: `serve` on `0.0.0.0:PORT`, graceful shutdown on SIGTERM, `healthz`;
+//! - [`config`]: `PORT`, `MAX_BODY_BYTES`, `LOG_FORMAT` through a lookup
+//!   function, and [`config::Vars`] for the functions' own settings;
+//! - [`fixture`]: captured requests stored as JSON, replayed in tests.
+//!
+//! What it leaves out: what a delivery *means* (parsing the change event,
+//! merging, deciding ack or dead-letter) is `sync-core`'s and the functions';
+//! publishing (dead letters included) is `sync-pubsub`'s. Push authentication
+//! is left to Cloud Run's IAM check (the forwarded token has its signature
+//! removed, so it cannot be verified again here).
+
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod extract;
+pub mod fixture;
+pub mod server;
+pub mod telemetry;
+pub mod trace;
+
+pub use config::{ConfigError, RuntimeConfig};
+pub use delivery::{CloudEventMeta, Delivery, DeliveryForm, DEFAULT_MAX_BODY_BYTES};
+pub use error::{DeliveryError, InvalidBase64};
+pub use extract::BodyLimit;
+pub use server::{healthz, serve, shutdown_signal, ServeError, Server};
+pub use telemetry::LogFormat;
+pub use trace::{trace_resource_name, TraceContext};

@@ -1,0 +1,837 @@
+//! One [`Delivery`] for every form a Pub/Sub message reaches us in.
+//!
+//! The form is detected here, the way the CloudEvents HTTP binding defines it:
+//! `Content-Type: application/cloudevents+json` is structured mode, a
+//! `ce-specversion` header is binary mode, anything else is a plain Pub/Sub push.
+//! The two CloudEvent forms are then parsed by `cloudevents-sdk`'s HTTP binding
+//! (`to_event(headers, body)`), which validates the CloudEvent attributes; we do
+//! not use its axum extractor because it answers 400 to a plain push, reads the
+//! body without a limit and returns errors as untyped responses. The Pub/Sub
+//! envelope inside (`{"message":{…},"subscription":…}`) is the same in all three
+//! forms and is parsed once, tolerantly: camelCase or the emulator's snake_case
+//! duplicates, unknown fields ignored.
+
+use crate::error::{DeliveryError, InvalidBase64};
+use crate::trace::TraceContext;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use cloudevents::event::{AttributesReader, Data, ExtensionValue};
+use http::{HeaderMap, Method};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Default body limit: 16 MiB. Pub/Sub allows 10 MB of message data, which
+/// base64 and the envelope grow to about 13.4 MiB; the limit must admit any
+/// legal message.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The `Content-Type` of a structured-mode CloudEvent.
+pub const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
+
+/// How a delivery arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryForm {
+    /// CloudEvent in binary mode (`ce-*` headers), as Eventarc sends it.
+    CloudEventBinary,
+    /// CloudEvent in structured mode (`application/cloudevents+json`).
+    CloudEventStructured,
+    /// Plain Pub/Sub push (wrapped JSON).
+    PubSubPush,
+}
+
+impl DeliveryForm {
+    /// Stable name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CloudEventBinary => "cloudevent_binary",
+            Self::CloudEventStructured => "cloudevent_structured",
+            Self::PubSubPush => "pubsub_push",
+        }
+    }
+}
+
+impl fmt::Display for DeliveryForm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The CloudEvent attributes of a CloudEvent delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudEventMeta {
+    /// `id` (Eventarc uses the Pub/Sub message id).
+    pub id: String,
+    /// `source`, e.g. `//pubsub.googleapis.com/projects/P/topics/T` (the topic, not the subscription).
+    pub source: String,
+    /// `type`, e.g. `google.cloud.pubsub.topic.v1.messagePublished`.
+    pub event_type: String,
+    /// `specversion`.
+    pub spec_version: String,
+    /// `time`, when present.
+    pub time: Option<DateTime<Utc>>,
+}
+
+/// A Pub/Sub message as delivered to us, whatever the form.
+#[derive(Clone, PartialEq)]
+pub struct Delivery {
+    /// Pub/Sub message id.
+    pub message_id: String,
+    /// When Pub/Sub accepted the message (absent or unparseable: `None`).
+    pub publish_time: Option<DateTime<Utc>>,
+    /// Message attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// Ordering key, when set (never empty).
+    pub ordering_key: Option<String>,
+    /// The subscription, as the envelope names it (usually a full path).
+    pub subscription: Option<String>,
+    /// Delivery attempt, when the sender says (only subscriptions with a
+    /// dead-letter policy do; the emulator never does).
+    pub delivery_attempt: Option<u32>,
+    /// The form it came in.
+    pub form: DeliveryForm,
+    /// The decoded message data (empty when absent), or why it could not be
+    /// decoded: the message is still a message and can be dead-lettered.
+    pub data: Result<Vec<u8>, InvalidBase64>,
+    /// Trace context of the request, when a trace header was present.
+    pub trace: Option<TraceContext>,
+    /// CloudEvent attributes, for the CloudEvent forms.
+    pub cloud_event: Option<CloudEventMeta>,
+}
+
+impl Delivery {
+    /// The decoded data, or the base64 error.
+    ///
+    /// # Errors
+    /// When the message data was not valid base64.
+    pub fn data(&self) -> Result<&[u8], &InvalidBase64> {
+        self.data.as_deref()
+    }
+
+    /// The data to forward when dead-lettering: the decoded bytes, or the text
+    /// exactly as received when it was not valid base64.
+    pub fn original_data(&self) -> &[u8] {
+        match &self.data {
+            Ok(bytes) => bytes,
+            Err(e) => e.raw.as_bytes(),
+        }
+    }
+
+    /// Decodes a delivery from the request method, headers and body.
+    ///
+    /// The body limit is the caller's business (the extractor enforces it
+    /// before reading).
+    ///
+    /// # Errors
+    /// When the request is not a Pub/Sub delivery: see [`DeliveryError`].
+    pub fn decode(
+        method: &Method,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Self, DeliveryError> {
+        if method != Method::POST {
+            return Err(DeliveryError::MethodNotAllowed(method.to_string()));
+        }
+        match detect_form(headers)? {
+            DeliveryForm::PubSubPush => decode_push(headers, body),
+            form => decode_cloud_event(form, headers, body),
+        }
+    }
+}
+
+/// Data is summarised, not dumped: it can be megabytes.
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let data = match &self.data {
+            Ok(bytes) => format!("Ok(<{} bytes>)", bytes.len()),
+            Err(e) => format!("Err({e})"),
+        };
+        f.debug_struct("Delivery")
+            .field("message_id", &self.message_id)
+            .field("publish_time", &self.publish_time)
+            .field("attributes", &self.attributes)
+            .field("ordering_key", &self.ordering_key)
+            .field("subscription", &self.subscription)
+            .field("delivery_attempt", &self.delivery_attempt)
+            .field("form", &self.form)
+            .field("data", &data)
+            .field("trace", &self.trace)
+            .field("cloud_event", &self.cloud_event)
+            .finish()
+    }
+}
+
+/// The media type of a `Content-Type` value, lower-cased, without parameters.
+fn media_type(headers: &HeaderMap) -> Result<Option<String>, DeliveryError> {
+    match headers.get(http::header::CONTENT_TYPE) {
+        None => Ok(None),
+        Some(v) => {
+            let text = v.to_str().map_err(|_| {
+                DeliveryError::UnsupportedContentType("<non-ASCII content type>".into())
+            })?;
+            let essence = text.split(';').next().unwrap_or_default().trim();
+            Ok(Some(essence.to_ascii_lowercase()))
+        }
+    }
+}
+
+fn is_json_media_type(essence: &str) -> bool {
+    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
+}
+
+fn detect_form(headers: &HeaderMap) -> Result<DeliveryForm, DeliveryError> {
+    let media = media_type(headers)?;
+    match media.as_deref() {
+        Some(CLOUDEVENTS_JSON) => return Ok(DeliveryForm::CloudEventStructured),
+        Some(m) if m.starts_with("application/cloudevents-batch") => {
+            return Err(DeliveryError::UnsupportedContentType(m.to_string()));
+        }
+        _ => {}
+    }
+    if headers.contains_key("ce-specversion") {
+        return Ok(DeliveryForm::CloudEventBinary);
+    }
+    match media {
+        None => Ok(DeliveryForm::PubSubPush),
+        Some(m) if is_json_media_type(&m) => Ok(DeliveryForm::PubSubPush),
+        Some(m) => Err(DeliveryError::UnsupportedContentType(m)),
+    }
+}
+
+fn decode_push(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, DeliveryError> {
+    let envelope = parse_envelope(body)?;
+    let mut delivery = envelope.into_delivery(DeliveryForm::PubSubPush, None)?;
+    delivery.trace = TraceContext::from_headers(headers);
+    Ok(delivery)
+}
+
+fn decode_cloud_event(
+    form: DeliveryForm,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Delivery, DeliveryError> {
+    // Structured mode needs the content type exactly as the SDK checks it
+    // (case-sensitive prefix); normalise so `Application/CloudEvents+JSON` works.
+    let event = if form == DeliveryForm::CloudEventStructured {
+        let mut normalised = headers.clone();
+        normalised.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(CLOUDEVENTS_JSON),
+        );
+        cloudevents::binding::http::to_event(&normalised, body.to_vec())
+    } else {
+        cloudevents::binding::http::to_event(headers, body.to_vec())
+    }
+    .map_err(|e| DeliveryError::InvalidCloudEvent(e.to_string()))?;
+
+    let meta = CloudEventMeta {
+        id: event.id().to_string(),
+        source: event.source().to_string(),
+        event_type: event.ty().to_string(),
+        spec_version: event.specversion().to_string(),
+        time: event.time().copied(),
+    };
+    let envelope = match event.data() {
+        None => return Err(DeliveryError::MissingMessage),
+        Some(Data::Json(value)) if value.is_object() => Envelope::deserialize(value)
+            .map_err(|e| DeliveryError::InvalidEnvelope(format!("CloudEvent data: {e}")))?,
+        Some(Data::Json(_)) => {
+            return Err(DeliveryError::InvalidEnvelope(
+                "CloudEvent data is not a JSON object".into(),
+            ))
+        }
+        Some(Data::Binary(bytes)) => parse_envelope(bytes)?,
+        Some(Data::String(text)) => parse_envelope(text.as_bytes())?,
+    };
+    let extension_attempt = event.extension("deliveryattempt").and_then(|v| match v {
+        ExtensionValue::Integer(n) => u32::try_from(*n).ok(),
+        ExtensionValue::String(s) => s.trim().parse().ok(),
+        ExtensionValue::Boolean(_) => None,
+    });
+    let extension_trace = match event.extension("traceparent") {
+        Some(ExtensionValue::String(s)) => TraceContext::from_traceparent(s),
+        _ => None,
+    };
+    let mut delivery = envelope.into_delivery(form, Some(&meta))?;
+    delivery.delivery_attempt = delivery.delivery_attempt.or(extension_attempt);
+    delivery.trace = headers
+        .get(crate::trace::TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::from_traceparent)
+        .or(extension_trace)
+        .or_else(|| TraceContext::from_headers(headers));
+    delivery.cloud_event = Some(meta);
+    Ok(delivery)
+}
+
+fn parse_envelope(body: &[u8]) -> Result<Envelope, DeliveryError> {
+    // serde would also build a struct from a JSON array: only objects are envelopes.
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(DeliveryError::InvalidEnvelope("empty body".into())),
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(DeliveryError::InvalidEnvelope(
+                "body is not a JSON object".into(),
+            ))
+        }
+    }
+    serde_json::from_slice(body).map_err(|e| DeliveryError::InvalidEnvelope(e.to_string()))
+}
+
+/// The wrapped push body (also the data of a Pub/Sub CloudEvent).
+///
+/// camelCase and snake_case spellings are separate fields on purpose: serde
+/// aliases reject a body carrying both, which the emulator (and Google) send.
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    message: Option<WireMessage>,
+    #[serde(default)]
+    subscription: Option<String>,
+    #[serde(default, rename = "deliveryAttempt")]
+    delivery_attempt: Option<WireCount>,
+    #[serde(default, rename = "delivery_attempt")]
+    delivery_attempt_snake: Option<WireCount>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireMessage {
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    attributes: Option<BTreeMap<String, String>>,
+    #[serde(default, rename = "messageId")]
+    message_id: Option<String>,
+    #[serde(default, rename = "message_id")]
+    message_id_snake: Option<String>,
+    #[serde(default, rename = "publishTime")]
+    publish_time: Option<String>,
+    #[serde(default, rename = "publish_time")]
+    publish_time_snake: Option<String>,
+    #[serde(default, rename = "orderingKey")]
+    ordering_key: Option<String>,
+    #[serde(default, rename = "ordering_key")]
+    ordering_key_snake: Option<String>,
+    /// Not in Google's push format, but the recipe reads it here.
+    #[serde(default, rename = "deliveryAttempt")]
+    delivery_attempt: Option<WireCount>,
+}
+
+/// A count sent as a JSON number or a numeric string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum WireCount {
+    Number(u64),
+    Text(String),
+    Other(serde::de::IgnoredAny),
+}
+
+impl WireCount {
+    fn value(&self) -> Option<u32> {
+        match self {
+            Self::Number(n) => u32::try_from(*n).ok(),
+            Self::Text(s) => s.trim().parse().ok(),
+            Self::Other(_) => None,
+        }
+    }
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty())
+}
+
+impl Envelope {
+    fn into_delivery(
+        self,
+        form: DeliveryForm,
+        cloud_event: Option<&CloudEventMeta>,
+    ) -> Result<Delivery, DeliveryError> {
+        let message = self.message.ok_or(DeliveryError::MissingMessage)?;
+        let message_id = non_empty(message.message_id)
+            .or_else(|| non_empty(message.message_id_snake))
+            // Eventarc's CloudEvent id is the Pub/Sub message id.
+            .or_else(|| {
+                cloud_event
+                    .map(|ce| ce.id.clone())
+                    .filter(|id| !id.is_empty())
+            })
+            .ok_or(DeliveryError::MissingMessageId)?;
+        let publish_time = non_empty(message.publish_time)
+            .or_else(|| non_empty(message.publish_time_snake))
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .or_else(|| cloud_event.and_then(|ce| ce.time));
+        let delivery_attempt = self
+            .delivery_attempt
+            .as_ref()
+            .and_then(WireCount::value)
+            .or_else(|| {
+                self.delivery_attempt_snake
+                    .as_ref()
+                    .and_then(WireCount::value)
+            })
+            .or_else(|| message.delivery_attempt.as_ref().and_then(WireCount::value));
+        Ok(Delivery {
+            message_id,
+            publish_time,
+            attributes: message.attributes.unwrap_or_default(),
+            ordering_key: non_empty(message.ordering_key)
+                .or_else(|| non_empty(message.ordering_key_snake)),
+            subscription: non_empty(self.subscription),
+            delivery_attempt,
+            form,
+            data: decode_data(message.data.unwrap_or_default()),
+            trace: None,
+            cloud_event: None,
+        })
+    }
+}
+
+/// Standard base64 (Pub/Sub's encoding), padded or not; URL-safe is accepted
+/// too, as the protobuf JSON mapping allows.
+fn decode_data(raw: String) -> Result<Vec<u8>, InvalidBase64> {
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+    use base64::engine::DecodePaddingMode;
+    const LENIENT: GeneralPurposeConfig =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
+    const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
+    if raw.is_empty() {
+        return Ok(Vec::new());
+    }
+    match STANDARD.decode(raw.as_bytes()) {
+        Ok(bytes) => Ok(bytes),
+        Err(standard_error) => URL_SAFE.decode(raw.as_bytes()).map_err(|_| InvalidBase64 {
+            reason: standard_error.to_string(),
+            raw,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::CapturedRequest;
+
+    /// The recipe's create event, as its publisher serialises it.
+    const RECIPE_EVENT: &str = r#"{"entity_id": "test-entity-001", "operation": "create", "timestamp": "2025-07-23T10:15:30.123456", "source": "data_publisher", "correlation_id": "5f0c6d1e-8a7b-4c3d-9e2f-1a2b3c4d5e6f", "data": {"name": "Test Product", "description": "Demo product for sync testing", "status": "active"}}"#;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn fixture(name: &str) -> Result<CapturedRequest, Box<dyn std::error::Error>> {
+        let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        Ok(CapturedRequest::from_json(&std::fs::read_to_string(path)?)?)
+    }
+
+    fn decode_fixture(name: &str) -> Result<Delivery, Box<dyn std::error::Error>> {
+        let f = fixture(name)?;
+        Ok(Delivery::decode(
+            &f.http_method()?,
+            &f.header_map()?,
+            &f.body,
+        )?)
+    }
+
+    fn json_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        h
+    }
+
+    fn push(body: &str) -> Result<Delivery, DeliveryError> {
+        Delivery::decode(&Method::POST, &json_headers(), body.as_bytes())
+    }
+
+    fn utc(s: &str) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    #[test]
+    fn cloudevent_binary_fixture_decodes() -> TestResult {
+        let d = decode_fixture("cloudevent_binary.json")?;
+        assert_eq!(d.form, DeliveryForm::CloudEventBinary);
+        assert_eq!(d.message_id, "13566281437204712");
+        assert_eq!(d.data(), Ok(RECIPE_EVENT.as_bytes()));
+        assert_eq!(
+            d.attributes.get("origin").map(String::as_str),
+            Some("data_publisher")
+        );
+        assert_eq!(d.publish_time, utc("2025-07-23T10:15:30.412Z"));
+        assert_eq!(
+            d.subscription.as_deref(),
+            Some("projects/datastore-sync-demo/subscriptions/eventarc-us-central1-sync-trigger-sub-394")
+        );
+        assert_eq!(d.ordering_key, None);
+        assert_eq!(d.delivery_attempt, None);
+        let ce = d.cloud_event.as_ref().ok_or("cloud event meta")?;
+        assert_eq!(ce.id, "13566281437204712");
+        assert_eq!(
+            ce.event_type,
+            "google.cloud.pubsub.topic.v1.messagePublished"
+        );
+        assert_eq!(
+            ce.source,
+            "//pubsub.googleapis.com/projects/datastore-sync-demo/topics/data-sync-events"
+        );
+        assert_eq!(ce.spec_version, "1.0");
+        let trace = d.trace.as_ref().ok_or("trace")?;
+        assert_eq!(trace.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(trace.sampled);
+        Ok(())
+    }
+
+    #[test]
+    fn cloudevent_structured_fixture_decodes() -> TestResult {
+        let d = decode_fixture("cloudevent_structured.json")?;
+        assert_eq!(d.form, DeliveryForm::CloudEventStructured);
+        assert_eq!(d.message_id, "13566281437204713");
+        assert_eq!(d.data(), Ok(RECIPE_EVENT.as_bytes()));
+        assert_eq!(
+            d.subscription.as_deref(),
+            Some("projects/datastore-sync-demo/subscriptions/sync-processor")
+        );
+        assert_eq!(d.publish_time, utc("2025-07-23T10:15:30.412Z"));
+        assert_eq!(
+            d.cloud_event.as_ref().map(|c| c.time),
+            Some(utc("2025-07-23T10:15:30.412Z"))
+        );
+        let trace = d.trace.as_ref().ok_or("trace from X-Cloud-Trace-Context")?;
+        assert_eq!(trace.trace_id, "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(trace.span_id.as_deref(), Some("0000000000003039"));
+        assert!(!trace.sampled);
+        Ok(())
+    }
+
+    #[test]
+    fn plain_push_fixture_decodes() -> TestResult {
+        let d = decode_fixture("push_plain.json")?;
+        assert_eq!(d.form, DeliveryForm::PubSubPush);
+        assert_eq!(d.message_id, "13566281437204711");
+        assert_eq!(d.data(), Ok(RECIPE_EVENT.as_bytes()));
+        assert_eq!(d.ordering_key.as_deref(), Some("test-entity-001"));
+        assert_eq!(d.delivery_attempt, Some(2));
+        assert_eq!(
+            d.subscription.as_deref(),
+            Some("projects/datastore-sync-demo/subscriptions/sync-processor")
+        );
+        assert_eq!(d.cloud_event, None);
+        assert_eq!(
+            d.trace.as_ref().map(|t| t.trace_id.as_str()),
+            Some("105445aa7843bc8bf206b12000100000")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn emulator_push_fixture_decodes() -> TestResult {
+        let d = decode_fixture("push_emulator.json")?;
+        assert_eq!(d.form, DeliveryForm::PubSubPush);
+        assert_eq!(d.message_id, "1");
+        assert_eq!(d.data(), Ok(RECIPE_EVENT.as_bytes()));
+        assert_eq!(d.attributes.len(), 1);
+        assert_eq!(
+            d.subscription.as_deref(),
+            Some("projects/capture-proj/subscriptions/sync-processor")
+        );
+        assert_eq!(d.publish_time, utc("2026-11-26T07:09:12.943Z"));
+        assert_eq!(d.ordering_key, None, "the emulator's push never carries it");
+        assert_eq!(d.delivery_attempt, None, "the emulator never sends it");
+        assert_eq!(d.trace, None);
+        Ok(())
+    }
+
+    #[test]
+    fn snake_case_only_message_is_accepted() -> TestResult {
+        let d = push(
+            r#"{"message":{"message_id":"7","publish_time":"2025-07-23T10:15:30Z","ordering_key":"k","data":"aGk="},"subscription":"s","delivery_attempt":"3","@type":"x"}"#,
+        )?;
+        assert_eq!(d.message_id, "7");
+        assert_eq!(d.ordering_key.as_deref(), Some("k"));
+        assert_eq!(d.delivery_attempt, Some(3));
+        assert_eq!(d.data(), Ok(&b"hi"[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn empty_or_absent_data_is_empty_bytes() -> TestResult {
+        for body in [
+            r#"{"message":{"messageId":"1"}}"#,
+            r#"{"message":{"messageId":"1","data":""}}"#,
+            r#"{"message":{"messageId":"1","data":null,"attributes":null}}"#,
+        ] {
+            let d = push(body)?;
+            assert_eq!(d.data(), Ok(&b""[..]), "{body}");
+            assert!(d.attributes.is_empty());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn unpadded_and_url_safe_base64_are_accepted() -> TestResult {
+        assert_eq!(
+            push(r#"{"message":{"messageId":"1","data":"aGk"}}"#)?.data(),
+            Ok(&b"hi"[..])
+        );
+        assert_eq!(
+            push(r#"{"message":{"messageId":"1","data":"-_8="}}"#)?.data(),
+            Ok(&[0xfb, 0xff][..])
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn bad_base64_keeps_the_message_for_dead_lettering() -> TestResult {
+        let d = push(
+            r#"{"message":{"messageId":"42","data":"not base64!","attributes":{"a":"b"}},"subscription":"projects/p/subscriptions/s"}"#,
+        )?;
+        assert_eq!(d.message_id, "42");
+        assert_eq!(d.attributes.get("a").map(String::as_str), Some("b"));
+        let err = d.data().expect_err("bad base64");
+        assert_eq!(err.code(), "invalid_base64");
+        assert_eq!(err.raw, "not base64!");
+        assert_eq!(d.original_data(), b"not base64!");
+        Ok(())
+    }
+
+    #[test]
+    fn missing_message_is_rejected() {
+        for body in [
+            r#"{"subscription":"projects/p/subscriptions/s"}"#,
+            r#"{"message":null}"#,
+            "{}",
+        ] {
+            assert_eq!(push(body), Err(DeliveryError::MissingMessage), "{body}");
+        }
+    }
+
+    #[test]
+    fn bad_json_envelope_is_rejected() {
+        for body in [
+            "{not json",
+            "[]",
+            "\"text\"",
+            "",
+            "   ",
+            r#"{"message":"text"}"#,
+            r#"{"message":{"messageId":1}}"#,
+            r#"{"message":{"messageId":"1","attributes":{"n":1}}}"#,
+            r#"{"message":{"messageId":"1","data":5}}"#,
+        ] {
+            let err = push(body).expect_err(body);
+            assert_eq!(err.code(), "invalid_envelope", "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_message_id_is_rejected() {
+        for body in [
+            r#"{"message":{"data":"aGk="}}"#,
+            r#"{"message":{"messageId":"","message_id":""}}"#,
+        ] {
+            assert_eq!(push(body), Err(DeliveryError::MissingMessageId), "{body}");
+        }
+    }
+
+    #[test]
+    fn odd_delivery_attempts_are_ignored_not_fatal() -> TestResult {
+        for body in [
+            r#"{"message":{"messageId":"1"},"deliveryAttempt":-1}"#,
+            r#"{"message":{"messageId":"1"},"deliveryAttempt":"many"}"#,
+            r#"{"message":{"messageId":"1"},"deliveryAttempt":{"x":1}}"#,
+            r#"{"message":{"messageId":"1"},"deliveryAttempt":1e99}"#,
+        ] {
+            assert_eq!(push(body)?.delivery_attempt, None, "{body}");
+        }
+        assert_eq!(
+            push(r#"{"message":{"messageId":"1","deliveryAttempt":4}}"#)?.delivery_attempt,
+            Some(4),
+            "the recipe reads it from the message"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn unparseable_publish_time_is_none() -> TestResult {
+        let d = push(r#"{"message":{"messageId":"1","publishTime":"yesterday"}}"#)?;
+        assert_eq!(d.publish_time, None);
+        Ok(())
+    }
+
+    fn structured(body: &str) -> Result<Delivery, DeliveryError> {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/cloudevents+json"),
+        );
+        Delivery::decode(&Method::POST, &h, body.as_bytes())
+    }
+
+    const CE_HEAD: &str = r#""specversion":"1.0","id":"ce-1","source":"//pubsub.googleapis.com/projects/p/topics/t","type":"google.cloud.pubsub.topic.v1.messagePublished""#;
+
+    #[test]
+    fn structured_mode_with_wrong_data_is_rejected() {
+        let cases = [
+            (
+                format!(r#"{{{CE_HEAD},"datacontenttype":"application/json","data":"hello"}}"#),
+                "invalid_envelope",
+            ),
+            (
+                format!(r#"{{{CE_HEAD},"datacontenttype":"application/json","data":{{"foo":1}}}}"#),
+                "missing_message",
+            ),
+            (format!(r#"{{{CE_HEAD}}}"#), "missing_message"),
+            (
+                format!(r#"{{{CE_HEAD},"datacontenttype":"text/plain","data":"hello"}}"#),
+                "invalid_envelope",
+            ),
+            (
+                format!(r#"{{{CE_HEAD},"data_base64":"aGVsbG8="}}"#),
+                "invalid_envelope",
+            ),
+            (
+                r#"{"specversion":"0.1","id":"x","source":"s","type":"t"}"#.to_string(),
+                "invalid_cloud_event",
+            ),
+            (
+                r#"{"specversion":"1.0","source":"s","type":"t"}"#.to_string(),
+                "invalid_cloud_event",
+            ),
+            ("not json".to_string(), "invalid_cloud_event"),
+        ];
+        for (body, code) in cases {
+            let err = structured(&body).expect_err(&body);
+            assert_eq!(err.code(), code, "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn structured_mode_falls_back_to_the_cloudevent_id_and_time() -> TestResult {
+        let d = structured(&format!(
+            r#"{{{CE_HEAD},"time":"2025-07-23T10:15:30Z","deliveryattempt":"3","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","data":{{"message":{{"data":"aGk="}}}}}}"#
+        ))?;
+        assert_eq!(d.message_id, "ce-1");
+        assert_eq!(d.publish_time, utc("2025-07-23T10:15:30Z"));
+        assert_eq!(d.delivery_attempt, Some(3));
+        assert_eq!(
+            d.trace.map(|t| t.trace_id),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736".to_string())
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn structured_mode_accepts_base64_data_holding_the_envelope() -> TestResult {
+        let envelope = base64::engine::general_purpose::STANDARD
+            .encode(br#"{"message":{"messageId":"9","data":"aGk="}}"#);
+        let d = structured(&format!(r#"{{{CE_HEAD},"data_base64":"{envelope}"}}"#))?;
+        assert_eq!(d.message_id, "9");
+        assert_eq!(d.data(), Ok(&b"hi"[..]));
+        Ok(())
+    }
+
+    fn binary(headers: &[(&str, &str)], body: &str) -> Result<Delivery, DeliveryError> {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|e| DeliveryError::InvalidEnvelope(e.to_string()))?,
+                http::HeaderValue::from_str(v)
+                    .map_err(|e| DeliveryError::InvalidEnvelope(e.to_string()))?,
+            );
+        }
+        Delivery::decode(&Method::POST, &h, body.as_bytes())
+    }
+
+    #[test]
+    fn binary_mode_errors() {
+        let good = [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "1"),
+            ("ce-source", "//pubsub.googleapis.com/projects/p/topics/t"),
+            ("ce-type", "google.cloud.pubsub.topic.v1.messagePublished"),
+            ("content-type", "application/json"),
+        ];
+        let err = binary(&good, "").expect_err("no body");
+        assert_eq!(err, DeliveryError::MissingMessage);
+        let err = binary(&good, "{oops").expect_err("bad JSON");
+        assert_eq!(err.code(), "invalid_envelope");
+        let mut bad_version = good;
+        bad_version[0] = ("ce-specversion", "9.9");
+        let err =
+            binary(&bad_version, r#"{"message":{"messageId":"1"}}"#).expect_err("bad version");
+        assert_eq!(err.code(), "invalid_cloud_event");
+        let err = binary(&good[..3], r#"{"message":{"messageId":"1"}}"#).expect_err("no ce-type");
+        assert_eq!(err.code(), "invalid_cloud_event");
+        let mut bad_time = good.to_vec();
+        bad_time.push(("ce-time", "noon"));
+        let err = binary(&bad_time, r#"{"message":{"messageId":"1"}}"#).expect_err("bad time");
+        assert_eq!(err.code(), "invalid_cloud_event");
+    }
+
+    #[test]
+    fn wrong_method_and_content_type_are_rejected() {
+        let body = br#"{"message":{"messageId":"1"}}"#;
+        let err = Delivery::decode(&Method::GET, &json_headers(), body).expect_err("GET");
+        assert_eq!(err.code(), "method_not_allowed");
+        for ct in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/cloudevents-batch+json",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(ct),
+            );
+            let err = Delivery::decode(&Method::POST, &h, body).expect_err(ct);
+            assert_eq!(err.code(), "unsupported_content_type", "{ct}");
+        }
+        // No content type at all, or a JSON variant, is fine.
+        assert!(Delivery::decode(&Method::POST, &HeaderMap::new(), body).is_ok());
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("Application/JSON; charset=utf-8"),
+        );
+        assert!(Delivery::decode(&Method::POST, &h, body).is_ok());
+    }
+
+    #[test]
+    fn debug_output_does_not_dump_data() -> TestResult {
+        let d = decode_fixture("push_plain.json")?;
+        let text = format!("{d:?}");
+        assert!(text.contains("bytes"), "{text}");
+        assert!(!text.contains("Test Product"), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A cheap fuzz over mutations of real fixtures and junk.
+        let mut inputs: Vec<Vec<u8>> = vec![vec![0xff, 0xfe], b"{\"message\":{".to_vec()];
+        for name in ["push_plain.json", "cloudevent_structured.json"] {
+            if let Ok(f) = fixture(name) {
+                for cut in (0..f.body.len()).step_by(7) {
+                    inputs.push(f.body.get(..cut).unwrap_or_default().to_vec());
+                }
+            }
+        }
+        for h in [json_headers(), {
+            let mut h = HeaderMap::new();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(CLOUDEVENTS_JSON),
+            );
+            h
+        }] {
+            for input in &inputs {
+                let _ = Delivery::decode(&Method::POST, &h, input);
+            }
+        }
+    }
+}

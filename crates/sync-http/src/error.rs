@@ -1,0 +1,164 @@
+//! Why a request is not a Pub/Sub delivery, and bad message data that still is one.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use sync_core::Disposition;
+use thiserror::Error;
+
+/// Why a request cannot be decoded into a [`Delivery`](crate::Delivery).
+///
+/// Every variant means "there is no message here to dead-letter": the handler
+/// answers 4xx (Pub/Sub treats it as a nack) and logs the reason. Bad message
+/// *data* is not one of these: see [`InvalidBase64`], which travels inside the
+/// `Delivery` so the message can still be dead-lettered with its id.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DeliveryError {
+    /// The request method is not `POST`.
+    #[error("method {0} is not allowed; deliveries are POSTed")]
+    MethodNotAllowed(String),
+    /// The content type is neither JSON nor a CloudEvent.
+    #[error("content type `{0}` is not supported")]
+    UnsupportedContentType(String),
+    /// The body is larger than the configured limit.
+    #[error("request body exceeds the {limit}-byte limit")]
+    BodyTooLarge {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The body could not be read (the client went away, for one).
+    #[error("request body could not be read: {0}")]
+    BodyUnreadable(String),
+    /// The body (or CloudEvent data) is not a JSON object of the push shape.
+    #[error("delivery envelope is not valid: {0}")]
+    InvalidEnvelope(String),
+    /// The CloudEvent itself is malformed (bad `ce-specversion`, missing `ce-id`…).
+    #[error("CloudEvent is not valid: {0}")]
+    InvalidCloudEvent(String),
+    /// The envelope has no `message` object.
+    #[error("delivery has no `message`")]
+    MissingMessage,
+    /// The message has no message id (neither `messageId` nor `message_id`, nor a CloudEvent id).
+    #[error("message has no message id")]
+    MissingMessageId,
+}
+
+impl DeliveryError {
+    /// Stable machine code, for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::UnsupportedContentType(_) => "unsupported_content_type",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::BodyUnreadable(_) => "body_unreadable",
+            Self::InvalidEnvelope(_) => "invalid_envelope",
+            Self::InvalidCloudEvent(_) => "invalid_cloud_event",
+            Self::MissingMessage => "missing_message",
+            Self::MissingMessageId => "missing_message_id",
+        }
+    }
+
+    /// Always [`Disposition::Permanent`]: the same request fails the same way.
+    pub fn disposition(&self) -> Disposition {
+        Disposition::Permanent
+    }
+
+    /// The HTTP status the request is answered with (always 4xx: a nack).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyUnreadable(_)
+            | Self::InvalidEnvelope(_)
+            | Self::InvalidCloudEvent(_)
+            | Self::MissingMessage
+            | Self::MissingMessageId => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Answers with the status and the bare error code: details go to the log only.
+impl IntoResponse for DeliveryError {
+    fn into_response(self) -> Response {
+        tracing::warn!(
+            outcome = "rejected",
+            error_code = self.code(),
+            error = %self,
+            "request is not a Pub/Sub delivery"
+        );
+        (self.status(), self.code()).into_response()
+    }
+}
+
+/// Message data that is not valid base64.
+///
+/// The delivery itself is fine (it has a message id, attributes…), so the
+/// message can and must be dead-lettered; `raw` keeps the text as received.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("message data is not valid base64: {reason}")]
+pub struct InvalidBase64 {
+    /// The `data` field exactly as received.
+    pub raw: String,
+    /// What the decoder objected to.
+    pub reason: String,
+}
+
+impl InvalidBase64 {
+    /// The stable code, `invalid_base64`.
+    pub const CODE: &'static str = "invalid_base64";
+
+    /// Stable machine code for dead-letter attributes and logs.
+    pub fn code(&self) -> &'static str {
+        Self::CODE
+    }
+
+    /// Always [`Disposition::Permanent`].
+    pub fn disposition(&self) -> Disposition {
+        Disposition::Permanent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_delivery_error_is_a_permanent_4xx_with_a_distinct_code() {
+        let all = [
+            DeliveryError::MethodNotAllowed("GET".into()),
+            DeliveryError::UnsupportedContentType("text/plain".into()),
+            DeliveryError::BodyTooLarge { limit: 1 },
+            DeliveryError::BodyUnreadable("x".into()),
+            DeliveryError::InvalidEnvelope("x".into()),
+            DeliveryError::InvalidCloudEvent("x".into()),
+            DeliveryError::MissingMessage,
+            DeliveryError::MissingMessageId,
+        ];
+        let mut codes = std::collections::BTreeSet::new();
+        for e in &all {
+            assert_eq!(e.disposition(), Disposition::Permanent, "{e}");
+            assert!(e.status().is_client_error(), "{e}");
+            assert!(codes.insert(e.code()), "duplicate code {}", e.code());
+        }
+        assert_eq!(
+            DeliveryError::BodyTooLarge { limit: 1 }.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+
+    #[test]
+    fn invalid_base64_is_permanent_with_stable_code() {
+        let e = InvalidBase64 {
+            raw: "!!".into(),
+            reason: "bad".into(),
+        };
+        assert_eq!(e.code(), "invalid_base64");
+        assert_eq!(e.disposition(), Disposition::Permanent);
+    }
+
+    #[test]
+    fn rejection_body_is_only_the_code() {
+        let resp = DeliveryError::InvalidEnvelope("secret detail".into()).into_response();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    }
+}

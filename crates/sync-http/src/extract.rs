@@ -1,0 +1,211 @@
+//! The axum extractor: a request in, a [`Delivery`] out, body limit enforced
+//! before anything is buffered beyond it.
+
+use crate::delivery::{Delivery, DEFAULT_MAX_BODY_BYTES};
+use crate::error::DeliveryError;
+use axum::body::Body;
+use axum::extract::{FromRequest, Request};
+use http::Method;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+/// The body limit the [`Delivery`] extractor enforces, read from the request
+/// extensions; without one, [`DEFAULT_MAX_BODY_BYTES`].
+///
+/// ```
+/// use axum::{routing::post, Extension, Router};
+/// use sync_http::{BodyLimit, Delivery};
+///
+/// async fn handler(delivery: Delivery) -> String {
+///     delivery.message_id
+/// }
+/// let app: Router = Router::new()
+///     .route("/", post(handler))
+///     .layer(Extension(BodyLimit(1024 * 1024)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimit(pub usize);
+
+impl Default for BodyLimit {
+    fn default() -> Self {
+        Self(DEFAULT_MAX_BODY_BYTES)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for Delivery {
+    type Rejection = DeliveryError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .copied()
+            .unwrap_or_default()
+            .0;
+        let (parts, body) = req.into_parts();
+        // Checked before reading so a wrong request costs nothing.
+        if parts.method != Method::POST {
+            return Err(DeliveryError::MethodNotAllowed(parts.method.to_string()));
+        }
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(DeliveryError::BodyTooLarge { limit });
+        }
+        let bytes = read_limited(body, limit).await?;
+        Delivery::decode(&parts.method, &parts.headers, &bytes)
+    }
+}
+
+/// Reads at most `limit` bytes of `body`.
+async fn read_limited(body: Body, limit: usize) -> Result<axum::body::Bytes, DeliveryError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(DeliveryError::BodyTooLarge { limit })
+        }
+        Err(e) => Err(DeliveryError::BodyUnreadable(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::CapturedRequest;
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+    use axum::{Extension, Router};
+    use http::StatusCode;
+    use tower::ServiceExt;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    async fn handler(delivery: Delivery) -> String {
+        format!("{} {}", delivery.form, delivery.message_id)
+    }
+
+    fn app(limit: Option<usize>) -> Router {
+        let router = Router::new().route("/", post(handler));
+        match limit {
+            Some(n) => router.layer(Extension(BodyLimit(n))),
+            None => router,
+        }
+    }
+
+    async fn body_text(
+        response: axum::response::Response,
+    ) -> Result<String, Box<dyn std::error::Error>> {
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok(String::from_utf8(bytes.to_vec())?)
+    }
+
+    #[tokio::test]
+    async fn every_fixture_goes_through_the_extractor() -> TestResult {
+        for (name, expected) in [
+            (
+                "cloudevent_binary.json",
+                "cloudevent_binary 13566281437204712",
+            ),
+            (
+                "cloudevent_structured.json",
+                "cloudevent_structured 13566281437204713",
+            ),
+            ("push_plain.json", "pubsub_push 13566281437204711"),
+            ("push_emulator.json", "pubsub_push 1"),
+        ] {
+            let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+            let fixture = CapturedRequest::from_json(&std::fs::read_to_string(path)?)?;
+            let response = app(None).oneshot(fixture.to_request()?).await?;
+            assert_eq!(response.status(), StatusCode::OK, "{name}");
+            assert_eq!(body_text(response).await?, expected);
+        }
+        Ok(())
+    }
+
+    fn post_body(
+        body: impl Into<Body>,
+        content_length: Option<usize>,
+    ) -> Result<Request, http::Error> {
+        let mut builder = Request::builder()
+            .method("POST")
+            .uri("/?__GCP_CloudEventsMode=CUSTOM_PUBSUB_projects%2Fp%2Ftopics%2Ft")
+            .header("content-type", "application/json");
+        if let Some(n) = content_length {
+            builder = builder.header("content-length", n.to_string());
+        }
+        builder.body(body.into())
+    }
+
+    #[tokio::test]
+    async fn over_limit_body_is_413_with_or_without_content_length() -> TestResult {
+        let body = format!(
+            r#"{{"message":{{"messageId":"1","data":"{}"}}}}"#,
+            "A".repeat(200)
+        );
+        // Declared length over the limit: refused before reading.
+        let response = app(Some(100))
+            .oneshot(post_body(body.clone(), Some(body.len()))?)
+            .await?;
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body_text(response).await?, "body_too_large");
+        // No declared length (chunked): refused while reading.
+        let stream = futures_stream(body.clone());
+        let response = app(Some(100)).oneshot(post_body(stream, None)?).await?;
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        // Under the limit: fine.
+        let response = app(Some(body.len()))
+            .oneshot(post_body(body, None)?)
+            .await?;
+        assert_eq!(response.status(), StatusCode::OK);
+        Ok(())
+    }
+
+    /// A body of unknown length, as a chunked request has.
+    fn futures_stream(text: String) -> Body {
+        let (first, second) = text.split_at(text.len() / 2);
+        let chunks: Vec<Result<String, std::io::Error>> =
+            vec![Ok(first.to_string()), Ok(second.to_string())];
+        Body::from_stream(futures_util::stream::iter(chunks))
+    }
+
+    #[tokio::test]
+    async fn default_limit_admits_the_largest_legal_message() -> TestResult {
+        use base64::Engine as _;
+        // Pub/Sub's 10 MB data limit, base64-encoded in the push envelope.
+        let data = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; 10_000_000]);
+        let body = format!(
+            r#"{{"message":{{"messageId":"big","data":"{data}","attributes":{{"a":"b"}}}},"subscription":"projects/p/subscriptions/s"}}"#
+        );
+        let length = body.len();
+        let response = app(None).oneshot(post_body(body, Some(length))?).await?;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(body_text(response).await?, "pubsub_push big");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn rejections_answer_with_status_and_code_only() -> TestResult {
+        let response = app(None).oneshot(post_body("{}", None)?).await?;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(body_text(response).await?, "missing_message");
+        let response = app(None).oneshot(post_body("{secret", None)?).await?;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(body_text(response).await?, "invalid_envelope");
+        let response = DeliveryError::MethodNotAllowed("PUT".into()).into_response();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn extractor_checks_the_method_itself() -> TestResult {
+        let request = Request::builder()
+            .method("PUT")
+            .uri("/")
+            .body(Body::empty())?;
+        let err = Delivery::from_request(request, &()).await.expect_err("PUT");
+        assert_eq!(err.code(), "method_not_allowed");
+        Ok(())
+    }
+}
