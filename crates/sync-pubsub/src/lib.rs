@@ -1,1 +1,44 @@
-//! sync-pubsub (placeholder)
+//! Pub/Sub adapter of datastore-sync.
+//!
+//! This crate owns:
+//! - [`PubSubPublisher`], the [`sync_core::EventPublisher`] port on the
+//!   official `google-cloud-pubsub` client: one cached batching publisher per
+//!   topic, ordering keys (resumed after a failure), a timeout on every
+//!   publish, no batching delay by default, `flush`/`shutdown` for SIGTERM;
+//! - [`PubSubAdmin`], idempotent topic and subscription management (pull and
+//!   push subscriptions, dead-letter and retry policies) on the official admin
+//!   clients;
+//! - [`PubSubPuller`], unary pull / ack / nack on `gcloud-sdk`'s gRPC client,
+//!   for tests and the operator CLI;
+//! - [`PubSubConfig`]: emulator or production, timeouts, read through a lookup function.
+//!
+//! All three talk to the emulator when `PUBSUB_EMULATOR_HOST` is configured
+//! (endpoint `http://host:port`, anonymous credentials; neither client reads the
+//! variable itself) and to production with Application Default Credentials
+//! otherwise.
+//!
+//! What it leaves out: deciding what to publish (the functions, with
+//! `sync-core`), decoding push deliveries (`sync-http`), streaming
+//! subscribers (nothing here consumes continuously: the functions are pushed to).
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod names;
+pub mod publisher;
+pub mod pull;
+
+pub use admin::{
+    AdminOutcome, Backoff, DeadLetter, PubSubAdmin, PushEndpoint, SubscriptionConfig,
+    SubscriptionInfo,
+};
+pub use config::PubSubConfig;
+pub use error::PubSubError;
+pub use names::{subscription_path, topic_path};
+pub use publisher::PubSubPublisher;
+pub use pull::{PubSubPuller, ReceivedMessage};
+
+/// Credentials for the emulator, which checks none.
+pub(crate) fn anonymous_credentials() -> google_cloud_auth::credentials::Credentials {
+    google_cloud_auth::credentials::anonymous::Builder::new().build()
+}

@@ -1,0 +1,195 @@
+//! Where Pub/Sub is and how the adapter talks to it.
+
+use crate::error::PubSubError;
+use std::time::Duration;
+
+/// Project id for bare topic and subscription ids.
+pub const GOOGLE_CLOUD_PROJECT: &str = "GOOGLE_CLOUD_PROJECT";
+/// `host:port` of the Pub/Sub emulator; when set, no credentials are used.
+pub const PUBSUB_EMULATOR_HOST: &str = "PUBSUB_EMULATOR_HOST";
+/// Per-publish timeout in milliseconds (default 10000).
+pub const PUBSUB_PUBLISH_TIMEOUT_MS: &str = "PUBSUB_PUBLISH_TIMEOUT_MS";
+/// Publisher batching delay in milliseconds (default 0).
+pub const PUBSUB_BATCH_DELAY_MS: &str = "PUBSUB_BATCH_DELAY_MS";
+
+/// Default per-publish timeout.
+pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default batching delay: none. The sync function publishes one message per
+/// request and waits for it, so any delay is pure latency (measured on the
+/// emulator, sequential publishes: 13.0 ms each with the client's 10 ms
+/// default, 2.8 ms with 1 ms, 1.6 ms with 0). Messages on one ordering key
+/// still batch while that key's previous batch is in flight.
+pub const DEFAULT_BATCH_DELAY: Duration = Duration::ZERO;
+/// Default timeout of admin and pull/ack calls.
+pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connection settings shared by the publisher, the admin helpers and the puller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PubSubConfig {
+    /// Project of bare topic and subscription ids.
+    pub project: String,
+    /// `host:port` of the emulator; `None` for production (Application Default Credentials).
+    pub emulator_host: Option<String>,
+    /// Each publish fails with `PublishError::Unavailable` after this long.
+    pub publish_timeout: Duration,
+    /// How long the publisher waits to fill a batch.
+    pub batch_delay: Duration,
+    /// Timeout of admin, pull and ack calls.
+    pub rpc_timeout: Duration,
+}
+
+impl PubSubConfig {
+    /// Production settings for `project`.
+    pub fn new(project: impl Into<String>) -> Self {
+        Self {
+            project: project.into(),
+            emulator_host: None,
+            publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
+            batch_delay: DEFAULT_BATCH_DELAY,
+            rpc_timeout: DEFAULT_RPC_TIMEOUT,
+        }
+    }
+
+    /// Talks to the emulator at `host:port` (an `http://` prefix is tolerated).
+    pub fn with_emulator(mut self, host: impl Into<String>) -> Self {
+        let host = host.into();
+        let host = host
+            .trim()
+            .trim_start_matches("http://")
+            .trim_end_matches('/');
+        self.emulator_host = Some(host.to_string());
+        self
+    }
+
+    /// Sets the per-publish timeout.
+    pub fn with_publish_timeout(mut self, timeout: Duration) -> Self {
+        self.publish_timeout = timeout;
+        self
+    }
+
+    /// Sets the batching delay.
+    pub fn with_batch_delay(mut self, delay: Duration) -> Self {
+        self.batch_delay = delay;
+        self
+    }
+
+    /// Sets the admin / pull / ack timeout.
+    pub fn with_rpc_timeout(mut self, timeout: Duration) -> Self {
+        self.rpc_timeout = timeout;
+        self
+    }
+
+    /// Reads [`GOOGLE_CLOUD_PROJECT`] (required), [`PUBSUB_EMULATOR_HOST`],
+    /// [`PUBSUB_PUBLISH_TIMEOUT_MS`] and [`PUBSUB_BATCH_DELAY_MS`] through
+    /// `lookup`. Empty values count as unset.
+    ///
+    /// # Errors
+    /// [`PubSubError::Config`] naming the variable and the expected form.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, PubSubError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let millis = |name: &'static str, default: Duration| match get(name) {
+            None => Ok(default),
+            Some(v) => {
+                v.parse::<u64>()
+                    .map(Duration::from_millis)
+                    .map_err(|_| PubSubError::Config {
+                        variable: name,
+                        value: v,
+                        expected: "a whole number of milliseconds",
+                    })
+            }
+        };
+        let project = get(GOOGLE_CLOUD_PROJECT).ok_or(PubSubError::Config {
+            variable: GOOGLE_CLOUD_PROJECT,
+            value: String::new(),
+            expected: "a Google Cloud project id",
+        })?;
+        let mut config = Self::new(project)
+            .with_publish_timeout(millis(PUBSUB_PUBLISH_TIMEOUT_MS, DEFAULT_PUBLISH_TIMEOUT)?)
+            .with_batch_delay(millis(PUBSUB_BATCH_DELAY_MS, DEFAULT_BATCH_DELAY)?);
+        if let Some(host) = get(PUBSUB_EMULATOR_HOST) {
+            config = config.with_emulator(host);
+        }
+        if config.publish_timeout.is_zero() {
+            return Err(PubSubError::Config {
+                variable: PUBSUB_PUBLISH_TIMEOUT_MS,
+                value: "0".into(),
+                expected: "a positive number of milliseconds",
+            });
+        }
+        Ok(config)
+    }
+
+    /// `http://host:port` of the emulator, when one is configured.
+    pub fn emulator_endpoint(&self) -> Option<String> {
+        self.emulator_host.as_ref().map(|h| format!("http://{h}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<PubSubConfig, PubSubError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        PubSubConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_and_emulator() -> Result<(), PubSubError> {
+        let c = from(&[("GOOGLE_CLOUD_PROJECT", "p")])?;
+        assert_eq!(c, PubSubConfig::new("p"));
+        assert_eq!(c.publish_timeout, Duration::from_secs(10));
+        assert_eq!(c.emulator_endpoint(), None);
+        let c = from(&[
+            ("GOOGLE_CLOUD_PROJECT", "p"),
+            ("PUBSUB_EMULATOR_HOST", "localhost:8085"),
+            ("PUBSUB_PUBLISH_TIMEOUT_MS", "2500"),
+            ("PUBSUB_BATCH_DELAY_MS", "2"),
+        ])?;
+        assert_eq!(
+            c.emulator_endpoint().as_deref(),
+            Some("http://localhost:8085")
+        );
+        assert_eq!(c.publish_timeout, Duration::from_millis(2500));
+        assert_eq!(c.batch_delay, Duration::from_millis(2));
+        Ok(())
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = from(&[]).expect_err("no project");
+        assert!(e.to_string().contains("GOOGLE_CLOUD_PROJECT"), "{e}");
+        let e = from(&[
+            ("GOOGLE_CLOUD_PROJECT", "p"),
+            ("PUBSUB_PUBLISH_TIMEOUT_MS", "10s"),
+        ])
+        .expect_err("units");
+        assert!(e.to_string().contains("PUBSUB_PUBLISH_TIMEOUT_MS"), "{e}");
+        let e = from(&[
+            ("GOOGLE_CLOUD_PROJECT", "p"),
+            ("PUBSUB_PUBLISH_TIMEOUT_MS", "0"),
+        ])
+        .expect_err("zero");
+        assert!(e.to_string().contains("positive"), "{e}");
+    }
+
+    #[test]
+    fn emulator_host_forms() {
+        assert_eq!(
+            PubSubConfig::new("p")
+                .with_emulator("http://127.0.0.1:8085/")
+                .emulator_host
+                .as_deref(),
+            Some("127.0.0.1:8085")
+        );
+    }
+}

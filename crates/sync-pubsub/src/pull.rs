@@ -1,0 +1,246 @@
+//! Unary pull, ack and nack, for tests and the operator CLI.
+//!
+//! The official crate offers only a streaming subscriber that acks through
+//! per-message handlers and keeps leases alive in the background; reading a
+//! few messages, showing them and acking some by id later (`syncctl dlq list |
+//! replay`) needs the plain `Pull` / `Acknowledge` / `ModifyAckDeadline` RPCs,
+//! which `gcloud-sdk`'s generated gRPC client exposes.
+
+use crate::config::PubSubConfig;
+use crate::error::{is_transient_code, PubSubError};
+use crate::names::subscription_path;
+use chrono::{DateTime, Utc};
+use gcloud_sdk::google::pubsub::v1::subscriber_client::SubscriberClient;
+use gcloud_sdk::google::pubsub::v1::{AcknowledgeRequest, ModifyAckDeadlineRequest, PullRequest};
+use gcloud_sdk::tonic::{Code, Request, Status};
+use gcloud_sdk::{GoogleApi, GoogleAuthMiddleware, RequestTimeouts};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const PRODUCTION_ENDPOINT: &str = "https://pubsub.googleapis.com";
+/// Pub/Sub messages carry up to 10 MB of data; tonic's default decode limit is 4 MiB.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// `Acknowledge` and `ModifyAckDeadline` take at most this many ack ids per call.
+const ACK_BATCH: usize = 1000;
+
+/// One pulled message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// Handle for [`PubSubPuller::ack`] / [`PubSubPuller::nack`].
+    pub ack_id: String,
+    /// Message id.
+    pub message_id: String,
+    /// Message data.
+    pub data: Vec<u8>,
+    /// Message attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// Ordering key, when set (delivered only by ordering-enabled subscriptions).
+    pub ordering_key: Option<String>,
+    /// When Pub/Sub accepted it.
+    pub publish_time: Option<DateTime<Utc>>,
+    /// Delivery attempt, when the subscription has a dead-letter policy.
+    pub delivery_attempt: Option<i32>,
+}
+
+/// A unary pull client.
+#[derive(Clone)]
+pub struct PubSubPuller {
+    project: String,
+    api: GoogleApi<SubscriberClient<GoogleAuthMiddleware>>,
+    rpc_timeout: Duration,
+}
+
+impl std::fmt::Debug for PubSubPuller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PubSubPuller")
+            .field("project", &self.project)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PubSubPuller {
+    /// Connects (emulator: plain HTTP/2, anonymous; production: TLS, ADC).
+    ///
+    /// # Errors
+    /// [`PubSubError::Client`] when the channel or credentials cannot be set up.
+    pub async fn connect(config: &PubSubConfig) -> Result<Self, PubSubError> {
+        let api = match config.emulator_endpoint() {
+            Some(endpoint) => {
+                GoogleApi::from_function_with_credentials(
+                    SubscriberClient::new,
+                    endpoint,
+                    None,
+                    crate::anonymous_credentials(),
+                )
+                .await
+            }
+            None => {
+                GoogleApi::from_function(SubscriberClient::new, PRODUCTION_ENDPOINT, None).await
+            }
+        }
+        .map_err(|e| PubSubError::Client {
+            client: "subscriber",
+            message: e.to_string(),
+            source: Some(Box::new(e)),
+        })?;
+        Ok(Self {
+            project: config.project.clone(),
+            api,
+            rpc_timeout: config.rpc_timeout,
+        })
+    }
+
+    fn client(&self) -> SubscriberClient<GoogleAuthMiddleware> {
+        self.api.get().max_decoding_message_size(MAX_RESPONSE_BYTES)
+    }
+
+    /// Pulls up to `max_messages`, waiting at most `timeout` for the first
+    /// ones; an empty vector means none arrived in time. Pulled messages are
+    /// leased for the subscription's ack deadline: [`ack`](Self::ack) them, or
+    /// [`nack`](Self::nack) them to make them available again at once.
+    ///
+    /// # Errors
+    /// When the name is invalid or the service fails (other than by running
+    /// out of time).
+    pub async fn pull(
+        &self,
+        subscription: &str,
+        max_messages: i32,
+        timeout: Duration,
+    ) -> Result<Vec<ReceivedMessage>, PubSubError> {
+        let path = subscription_path(&self.project, subscription)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Ok(Vec::new());
+            }
+            let mut request = Request::new(PullRequest {
+                subscription: path.clone(),
+                max_messages: max_messages.max(1),
+                ..Default::default()
+            });
+            // Sent as grpc-timeout: the server stops holding the call (and
+            // stops handing out messages to it) when it expires.
+            request
+                .extensions_mut()
+                .insert(RequestTimeouts::new().with_total(remaining));
+            match self.client().pull(request).await {
+                Ok(response) => {
+                    let messages: Vec<ReceivedMessage> = response
+                        .into_inner()
+                        .received_messages
+                        .into_iter()
+                        .map(convert)
+                        .collect();
+                    // The service may answer early with nothing; keep waiting.
+                    if !messages.is_empty() {
+                        return Ok(messages);
+                    }
+                }
+                Err(status) if status.code() == Code::DeadlineExceeded => return Ok(Vec::new()),
+                Err(status) => return Err(status_error("pull", &path, &status)),
+            }
+        }
+    }
+
+    /// Acknowledges `ack_ids` (removes the messages from the subscription).
+    ///
+    /// # Errors
+    /// When the service refuses (unknown subscription, for one).
+    pub async fn ack(&self, subscription: &str, ack_ids: &[String]) -> Result<(), PubSubError> {
+        let path = subscription_path(&self.project, subscription)?;
+        for chunk in ack_ids.chunks(ACK_BATCH) {
+            let mut request = Request::new(AcknowledgeRequest {
+                subscription: path.clone(),
+                ack_ids: chunk.to_vec(),
+            });
+            request
+                .extensions_mut()
+                .insert(RequestTimeouts::new().with_total(self.rpc_timeout));
+            self.client()
+                .acknowledge(request)
+                .await
+                .map_err(|s| status_error("acknowledge", &path, &s))?;
+        }
+        Ok(())
+    }
+
+    /// Releases `ack_ids` for redelivery now (ack deadline 0).
+    ///
+    /// # Errors
+    /// When the service refuses.
+    pub async fn nack(&self, subscription: &str, ack_ids: &[String]) -> Result<(), PubSubError> {
+        let path = subscription_path(&self.project, subscription)?;
+        for chunk in ack_ids.chunks(ACK_BATCH) {
+            let mut request = Request::new(ModifyAckDeadlineRequest {
+                subscription: path.clone(),
+                ack_ids: chunk.to_vec(),
+                ack_deadline_seconds: 0,
+            });
+            request
+                .extensions_mut()
+                .insert(RequestTimeouts::new().with_total(self.rpc_timeout));
+            self.client()
+                .modify_ack_deadline(request)
+                .await
+                .map_err(|s| status_error("modify ack deadline", &path, &s))?;
+        }
+        Ok(())
+    }
+}
+
+fn convert(received: gcloud_sdk::google::pubsub::v1::ReceivedMessage) -> ReceivedMessage {
+    let message = received.message.unwrap_or_default();
+    ReceivedMessage {
+        ack_id: received.ack_id,
+        message_id: message.message_id,
+        data: message.data,
+        attributes: message.attributes.into_iter().collect(),
+        ordering_key: Some(message.ordering_key).filter(|k| !k.is_empty()),
+        publish_time: message
+            .publish_time
+            .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))),
+        delivery_attempt: Some(received.delivery_attempt).filter(|&n| n > 0),
+    }
+}
+
+fn status_error(operation: &'static str, resource: &str, status: &Status) -> PubSubError {
+    let code = grpc_code_name(status.code());
+    match status.code() {
+        Code::NotFound => PubSubError::NotFound {
+            operation,
+            resource: resource.to_string(),
+        },
+        _ => PubSubError::Rpc {
+            operation,
+            resource: resource.to_string(),
+            code: code.to_string(),
+            message: status.message().to_string(),
+            transient: is_transient_code(code),
+            source: None,
+        },
+    }
+}
+
+fn grpc_code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}

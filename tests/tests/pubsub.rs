@@ -1,0 +1,356 @@
+//! The Pub/Sub adapter on the real Pub/Sub emulator.
+//!
+//! Every test creates its own topics and subscriptions (`unique_name`), so tests
+//! run in parallel on one shared emulator (`sync_testkit::pubsub()`: the one the
+//! test script exported, or one started for this process).
+
+use anyhow::{bail, ensure, Context, Result};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use sync_core::{EventPublisher, OutgoingMessage, PublishError};
+use sync_pubsub::{
+    AdminOutcome, DeadLetter, PubSubAdmin, PubSubConfig, PubSubError, PubSubPublisher,
+    PubSubPuller, PushEndpoint, ReceivedMessage, SubscriptionConfig,
+};
+use sync_testkit::{unique_name, TEST_PROJECT};
+
+/// A config for the shared emulator.
+async fn config() -> Result<PubSubConfig> {
+    let host = tokio::task::spawn_blocking(|| sync_testkit::pubsub().host().to_string())
+        .await
+        .context("starting the Pub/Sub emulator")?;
+    Ok(PubSubConfig::new(TEST_PROJECT).with_emulator(host))
+}
+
+struct Clients {
+    admin: PubSubAdmin,
+    publisher: PubSubPublisher,
+    puller: PubSubPuller,
+}
+
+async fn clients() -> Result<Clients> {
+    let config = config().await?;
+    Ok(Clients {
+        admin: PubSubAdmin::connect(&config).await?,
+        publisher: PubSubPublisher::connect(&config).await?,
+        puller: PubSubPuller::connect(&config).await?,
+    })
+}
+
+/// A fresh topic with a fresh pull subscription on it.
+async fn topic_with_subscription(admin: &PubSubAdmin, ordered: bool) -> Result<(String, String)> {
+    let topic = unique_name("topic");
+    let subscription = unique_name("sub");
+    admin.create_topic(&topic).await?;
+    let config = SubscriptionConfig {
+        ack_deadline: Duration::from_secs(30),
+        enable_message_ordering: ordered,
+        ..SubscriptionConfig::default()
+    };
+    admin
+        .create_pull_subscription(&subscription, &topic, &config)
+        .await?;
+    Ok((topic, subscription))
+}
+
+/// Pulls until `count` messages have arrived (or the deadline passes), acking each.
+async fn pull_n(
+    puller: &PubSubPuller,
+    subscription: &str,
+    count: usize,
+) -> Result<Vec<ReceivedMessage>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut received = Vec::new();
+    while received.len() < count {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            bail!(
+                "got {} of {count} messages from {subscription}",
+                received.len()
+            );
+        }
+        let batch = puller
+            .pull(subscription, 10, remaining.min(Duration::from_secs(5)))
+            .await?;
+        let ack_ids: Vec<String> = batch.iter().map(|m| m.ack_id.clone()).collect();
+        puller.ack(subscription, &ack_ids).await?;
+        received.extend(batch);
+    }
+    Ok(received)
+}
+
+fn message(data: &str, key: Option<&str>, attributes: &[(&str, &str)]) -> OutgoingMessage {
+    OutgoingMessage {
+        data: data.as_bytes().to_vec(),
+        attributes: attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ordering_key: key.map(str::to_string),
+    }
+}
+
+#[tokio::test]
+async fn published_attributes_and_ordering_key_are_pulled_back_intact() -> Result<()> {
+    let c = clients().await?;
+    let (topic, subscription) = topic_with_subscription(&c.admin, true).await?;
+    let mut sent = Vec::new();
+    for version in 1..=3 {
+        let m = message(
+            &format!(r#"{{"entity_id":"test-entity-001","version":{version}}}"#),
+            Some("test-entity-001"),
+            &[
+                ("entity_id", "test-entity-001"),
+                ("operation", "update"),
+                ("version", &version.to_string()),
+            ],
+        );
+        let id = c.publisher.publish(&topic, m.clone()).await?;
+        ensure!(!id.is_empty(), "a message id is returned");
+        sent.push((id, m));
+    }
+
+    let received = pull_n(&c.puller, &subscription, 3).await?;
+    ensure!(
+        received.len() == 3,
+        "exactly the three messages: {received:?}"
+    );
+    for ((id, m), r) in sent.iter().zip(&received) {
+        ensure!(&r.message_id == id, "same order and ids: {received:?}");
+        ensure!(r.data == m.data, "data intact");
+        ensure!(
+            r.attributes == m.attributes,
+            "attributes intact: {:?}",
+            r.attributes
+        );
+        ensure!(r.ordering_key.as_deref() == Some("test-entity-001"));
+        ensure!(r.publish_time.is_some(), "publish time is set");
+    }
+    // Everything was acked: nothing comes back.
+    let again = c
+        .puller
+        .pull(&subscription, 10, Duration::from_millis(500))
+        .await?;
+    ensure!(again.is_empty(), "acked messages are gone: {again:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn message_without_key_or_attributes_round_trips() -> Result<()> {
+    let c = clients().await?;
+    let (topic, subscription) = topic_with_subscription(&c.admin, false).await?;
+    let id = c
+        .publisher
+        .publish(&topic, message("plain", None, &[]))
+        .await?;
+    let received = pull_n(&c.puller, &subscription, 1).await?;
+    let r = received.first().context("one message")?;
+    ensure!(r.message_id == id);
+    ensure!(r.data == b"plain");
+    ensure!(r.attributes.is_empty() && r.ordering_key.is_none(), "{r:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn topic_id_and_full_path_share_one_cached_publisher() -> Result<()> {
+    let c = clients().await?;
+    let (topic, subscription) = topic_with_subscription(&c.admin, false).await?;
+    let path = format!("projects/{TEST_PROJECT}/topics/{topic}");
+    c.publisher.publish(&topic, message("a", None, &[])).await?;
+    c.publisher.publish(&path, message("b", None, &[])).await?;
+    ensure!(
+        c.publisher.cached_topics() == vec![path],
+        "one publisher per topic: {:?}",
+        c.publisher.cached_topics()
+    );
+    let received = pull_n(&c.puller, &subscription, 2).await?;
+    ensure!(received.len() == 2);
+    ensure!(
+        c.publisher.shutdown(Duration::from_secs(5)).await,
+        "flushed in time"
+    );
+    ensure!(c.publisher.cached_topics().is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn failed_ordered_publish_is_resumed_for_the_next_one() -> Result<()> {
+    let c = clients().await?;
+    let topic = unique_name("later");
+    // The topic does not exist yet: the publish fails, and the client pauses the key.
+    let err = c
+        .publisher
+        .publish(&topic, message("first", Some("k-1"), &[]))
+        .await
+        .expect_err("no such topic");
+    let PublishError::Unavailable { topic: failed, .. } = &err;
+    ensure!(failed.ends_with(&topic), "{err}");
+    ensure!(err.disposition() == sync_core::Disposition::Transient);
+
+    // Once the topic exists, the same key publishes again (the key was resumed).
+    let subscription = unique_name("later-sub");
+    c.admin.create_topic(&topic).await?;
+    c.admin
+        .create_pull_subscription(&subscription, &topic, &SubscriptionConfig::default())
+        .await?;
+    let id = c
+        .publisher
+        .publish(&topic, message("second", Some("k-1"), &[]))
+        .await?;
+    let received = pull_n(&c.puller, &subscription, 1).await?;
+    ensure!(received.first().map(|m| &m.message_id) == Some(&id));
+    Ok(())
+}
+
+#[tokio::test]
+async fn admin_create_and_delete_are_idempotent() -> Result<()> {
+    let c = clients().await?;
+    let topic = unique_name("idem");
+    let subscription = unique_name("idem-sub");
+    ensure!(!c.admin.topic_exists(&topic).await?);
+    ensure!(c.admin.create_topic(&topic).await? == AdminOutcome::Created);
+    ensure!(c.admin.create_topic(&topic).await? == AdminOutcome::AlreadyExisted);
+    ensure!(c.admin.topic_exists(&topic).await?);
+
+    let config = SubscriptionConfig {
+        ack_deadline: Duration::from_secs(60),
+        retention: Some(Duration::from_secs(7 * 24 * 3600)),
+        ..SubscriptionConfig::default()
+    };
+    let created = c
+        .admin
+        .create_pull_subscription(&subscription, &topic, &config)
+        .await?;
+    ensure!(created == AdminOutcome::Created && created.changed());
+    let again = c
+        .admin
+        .create_pull_subscription(&subscription, &topic, &config)
+        .await?;
+    ensure!(again == AdminOutcome::AlreadyExisted && !again.changed());
+    let info = c.admin.get_subscription(&subscription).await?;
+    ensure!(info.ack_deadline_seconds == 60, "{info:?}");
+    ensure!(info.push_endpoint.is_none(), "{info:?}");
+    ensure!(info.topic == format!("projects/{TEST_PROJECT}/topics/{topic}"));
+
+    ensure!(c.admin.delete_subscription(&subscription).await? == AdminOutcome::Deleted);
+    ensure!(c.admin.delete_subscription(&subscription).await? == AdminOutcome::AlreadyAbsent);
+    ensure!(c.admin.delete_topic(&topic).await? == AdminOutcome::Deleted);
+    ensure!(c.admin.delete_topic(&topic).await? == AdminOutcome::AlreadyAbsent);
+    ensure!(!c.admin.topic_exists(&topic).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn push_subscription_with_dead_letter_policy_reads_back() -> Result<()> {
+    let c = clients().await?;
+    let topic = unique_name("events");
+    let dead_letters = unique_name("dead-letters");
+    let subscription = unique_name("sync-processor");
+    c.admin.create_topic(&topic).await?;
+    c.admin.create_topic(&dead_letters).await?;
+    // Nothing listens there: the test is about the subscription's settings.
+    let port = sync_testkit::free_port()?;
+    let endpoint = PushEndpoint::new(format!("http://127.0.0.1:{port}/"));
+    let config = SubscriptionConfig {
+        ack_deadline: Duration::from_secs(60),
+        dead_letter: Some(DeadLetter {
+            topic: dead_letters.clone(),
+            max_delivery_attempts: 5,
+        }),
+        ..SubscriptionConfig::default()
+    };
+    let outcome = c
+        .admin
+        .create_push_subscription(&subscription, &topic, &endpoint, &config)
+        .await?;
+    ensure!(outcome == AdminOutcome::Created);
+
+    let info = c.admin.get_subscription(&subscription).await?;
+    ensure!(
+        info.push_endpoint.as_deref() == Some(endpoint.url.as_str()),
+        "{info:?}"
+    );
+    ensure!(info.ack_deadline_seconds == 60, "{info:?}");
+    let dl = info.dead_letter.as_ref().context("dead-letter policy")?;
+    ensure!(
+        dl.topic == format!("projects/{TEST_PROJECT}/topics/{dead_letters}"),
+        "{dl:?}"
+    );
+    ensure!(dl.max_delivery_attempts == 5, "{dl:?}");
+
+    // Same call again: nothing to do. Another endpoint: the endpoint moves.
+    let same = c
+        .admin
+        .create_push_subscription(&subscription, &topic, &endpoint, &config)
+        .await?;
+    ensure!(same == AdminOutcome::AlreadyExisted);
+    let moved = PushEndpoint::new(format!("http://127.0.0.1:{port}/moved"));
+    let updated = c
+        .admin
+        .create_push_subscription(&subscription, &topic, &moved, &config)
+        .await?;
+    ensure!(updated == AdminOutcome::Updated);
+    let info = c.admin.get_subscription(&subscription).await?;
+    ensure!(
+        info.push_endpoint.as_deref() == Some(moved.url.as_str()),
+        "{info:?}"
+    );
+    ensure!(info.dead_letter.is_some(), "the policy survives the move");
+    c.admin.delete_subscription(&subscription).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn nack_makes_a_message_available_again() -> Result<()> {
+    let c = clients().await?;
+    let (topic, subscription) = topic_with_subscription(&c.admin, false).await?;
+    let id = c
+        .publisher
+        .publish(&topic, message("again", None, &[]))
+        .await?;
+    let first = c
+        .puller
+        .pull(&subscription, 10, Duration::from_secs(10))
+        .await?;
+    let m = first.first().context("pulled once")?;
+    ensure!(m.message_id == id);
+    c.puller
+        .nack(&subscription, std::slice::from_ref(&m.ack_id))
+        .await?;
+    // Redelivered at once, not after the 30 s ack deadline.
+    let second = pull_n(&c.puller, &subscription, 1).await?;
+    ensure!(second.first().map(|m| &m.message_id) == Some(&id));
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_subscription_and_bad_names_are_reported() -> Result<()> {
+    let c = clients().await?;
+    let missing = unique_name("nowhere");
+    match c.puller.pull(&missing, 1, Duration::from_secs(5)).await {
+        Err(PubSubError::NotFound { .. }) => {}
+        other => bail!("expected NotFound, got {other:?}"),
+    }
+    match c.admin.get_subscription(&missing).await {
+        Err(PubSubError::NotFound { .. }) => {}
+        other => bail!("expected NotFound, got {other:?}"),
+    }
+    match c.admin.create_topic("projects/p/oops").await {
+        Err(PubSubError::InvalidName { .. }) => {}
+        other => bail!("expected InvalidName, got {other:?}"),
+    }
+    let attributes: BTreeMap<String, String> = BTreeMap::new();
+    let err = c
+        .publisher
+        .publish(
+            "bad/name",
+            OutgoingMessage {
+                attributes,
+                ..OutgoingMessage::default()
+            },
+        )
+        .await
+        .expect_err("invalid topic id");
+    ensure!(err.to_string().contains("bad/name"), "{err}");
+    Ok(())
+}
