@@ -1,0 +1,230 @@
+//! The gRPC client and thin wrappers of the Datastore calls this crate uses.
+//!
+//! Every call sets `project_id` (and `database_id`), carries the configured
+//! timeout, and turns a failed status into a classified [`StoreError`].
+
+use crate::config::{ConnectError, StoreConfig};
+use crate::error::from_status;
+use gcloud_sdk::google::datastore::v1 as ds;
+use gcloud_sdk::google::datastore::v1::datastore_client::DatastoreClient;
+use gcloud_sdk::google_cloud_auth::credentials::anonymous;
+use gcloud_sdk::{GoogleApi, GoogleAuthMiddleware, RequestTimeouts};
+use std::time::Duration;
+use sync_core::StoreError;
+
+/// Largest response accepted (a lookup of two 1 MiB entities, a query page).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The shared client: cloning is cheap (one HTTP/2 channel, shared auth).
+pub(crate) type Api = GoogleApi<DatastoreClient<GoogleAuthMiddleware>>;
+
+fn new_client(service: GoogleAuthMiddleware) -> DatastoreClient<GoogleAuthMiddleware> {
+    DatastoreClient::new(service).max_decoding_message_size(MAX_RESPONSE_BYTES)
+}
+
+/// Builds the client: the emulator without credentials, or production with
+/// Application Default Credentials (the metadata server on Cloud Run).
+pub(crate) async fn connect(config: &StoreConfig) -> Result<Api, ConnectError> {
+    let url = config.url();
+    let client_error = |message: String, source: gcloud_sdk::error::Error| ConnectError::Client {
+        url: url.clone(),
+        message,
+        source: Some(Box::new(source)),
+    };
+    // The channel connects eagerly; bound that like any other call.
+    let connect_timeout = config.call_timeout.max(Duration::from_secs(1));
+    let built = if config.emulator_host.is_some() {
+        let anonymous = anonymous::Builder::new().build();
+        tokio::time::timeout(
+            connect_timeout,
+            GoogleApi::from_function_with_credentials(new_client, &url, None, anonymous),
+        )
+        .await
+    } else {
+        tokio::time::timeout(
+            connect_timeout,
+            GoogleApi::from_function(new_client, &url, None),
+        )
+        .await
+    };
+    let api = match built {
+        Err(_) => {
+            return Err(ConnectError::Client {
+                url: url.clone(),
+                message: format!("no connection within {connect_timeout:?}"),
+                source: None,
+            })
+        }
+        Ok(Err(e)) => return Err(client_error(e.to_string(), e)),
+        Ok(Ok(api)) => api,
+    };
+    Ok(api.with_request_timeouts(RequestTimeouts::new().with_total(config.call_timeout)))
+}
+
+/// One Datastore database, as the calls need it.
+#[derive(Clone)]
+pub(crate) struct Rpc {
+    pub api: Api,
+    pub project_id: String,
+    pub database_id: String,
+}
+
+impl Rpc {
+    pub async fn begin(&self, previous: Option<Vec<u8>>) -> Result<Vec<u8>, StoreError> {
+        let request = ds::BeginTransactionRequest {
+            project_id: self.project_id.clone(),
+            database_id: self.database_id.clone(),
+            transaction_options: Some(ds::TransactionOptions {
+                mode: Some(ds::transaction_options::Mode::ReadWrite(
+                    ds::transaction_options::ReadWrite {
+                        // Tells Datastore this retries an aborted transaction,
+                        // so it can favour it over newcomers.
+                        previous_transaction: previous.unwrap_or_default(),
+                    },
+                )),
+            }),
+            request_options: None,
+        };
+        let response = self
+            .api
+            .get()
+            .begin_transaction(request)
+            .await
+            .map_err(|s| from_status(s, "begin_transaction"))?;
+        Ok(response.into_inner().transaction)
+    }
+
+    /// Looks `keys` up (in `transaction`, or strongly consistent outside one),
+    /// following deferred keys; returns the entities found.
+    pub async fn lookup(
+        &self,
+        keys: Vec<ds::Key>,
+        transaction: Option<&[u8]>,
+    ) -> Result<Vec<ds::Entity>, StoreError> {
+        let mut found = Vec::new();
+        let mut pending = keys;
+        // Datastore defers keys only under load; a few rounds always suffice,
+        // and the bound keeps a misbehaving server from looping us forever.
+        for _ in 0..16 {
+            if pending.is_empty() {
+                return Ok(found);
+            }
+            let request = ds::LookupRequest {
+                project_id: self.project_id.clone(),
+                database_id: self.database_id.clone(),
+                read_options: transaction.map(|t| ds::ReadOptions {
+                    consistency_type: Some(ds::read_options::ConsistencyType::Transaction(
+                        t.to_vec(),
+                    )),
+                }),
+                keys: pending,
+                property_mask: None,
+                request_options: None,
+            };
+            let response = self
+                .api
+                .get()
+                .lookup(request)
+                .await
+                .map_err(|s| from_status(s, "lookup"))?
+                .into_inner();
+            found.extend(response.found.into_iter().filter_map(|r| r.entity));
+            pending = response.deferred;
+        }
+        Err(StoreError::Unavailable {
+            message: "Datastore lookup kept deferring keys".into(),
+            source: None,
+        })
+    }
+
+    /// Commits `mutations`, in `transaction` or (when `None`) non-transactionally.
+    pub async fn commit(
+        &self,
+        transaction: Option<Vec<u8>>,
+        mutations: Vec<ds::Mutation>,
+    ) -> Result<(), StoreError> {
+        let (mode, selector) = match transaction {
+            Some(t) => (
+                ds::commit_request::Mode::Transactional,
+                Some(ds::commit_request::TransactionSelector::Transaction(t)),
+            ),
+            None => (ds::commit_request::Mode::NonTransactional, None),
+        };
+        let request = ds::CommitRequest {
+            project_id: self.project_id.clone(),
+            database_id: self.database_id.clone(),
+            mode: mode as i32,
+            mutations,
+            request_options: None,
+            transaction_selector: selector,
+        };
+        self.api
+            .get()
+            .commit(request)
+            .await
+            .map_err(|s| from_status(s, "commit"))?;
+        Ok(())
+    }
+
+    /// Rolls `transaction` back, releasing its locks. Best effort: a failed
+    /// rollback only delays the release until the transaction expires.
+    pub async fn rollback(&self, transaction: Vec<u8>) {
+        let request = ds::RollbackRequest {
+            project_id: self.project_id.clone(),
+            database_id: self.database_id.clone(),
+            transaction,
+            request_options: None,
+        };
+        if let Err(status) = self.api.get().rollback(request).await {
+            tracing::debug!(error = %from_status(status, "rollback"), "rollback failed");
+        }
+    }
+
+    /// Runs `query` in `partition` and returns every result, page by page.
+    ///
+    /// Stops on an empty or short page, or when Datastore says no more: the
+    /// emulator always says `MORE_RESULTS_AFTER_LIMIT`, even on the last page.
+    pub async fn query_all(
+        &self,
+        partition: &ds::PartitionId,
+        mut query: ds::Query,
+        page: i32,
+    ) -> Result<Vec<ds::Entity>, StoreError> {
+        let mut out = Vec::new();
+        query.limit = Some(page);
+        loop {
+            let request = ds::RunQueryRequest {
+                project_id: self.project_id.clone(),
+                database_id: self.database_id.clone(),
+                partition_id: Some(partition.clone()),
+                read_options: None,
+                property_mask: None,
+                explain_options: None,
+                request_options: None,
+                query_type: Some(ds::run_query_request::QueryType::Query(query.clone())),
+            };
+            let response = self
+                .api
+                .get()
+                .run_query(request)
+                .await
+                .map_err(|s| from_status(s, "run_query"))?
+                .into_inner();
+            let Some(batch) = response.batch else {
+                return Ok(out);
+            };
+            let count = batch.entity_results.len();
+            out.extend(batch.entity_results.into_iter().filter_map(|r| r.entity));
+            let no_more =
+                batch.more_results == ds::query_result_batch::MoreResultsType::NoMoreResults as i32;
+            if count == 0
+                || usize::try_from(page).is_ok_and(|p| count < p)
+                || no_more
+                || batch.end_cursor.is_empty()
+            {
+                return Ok(out);
+            }
+            query.start_cursor = batch.end_cursor;
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! What the store needs to know: project, namespace, kinds, retry and timeouts.
+
+use std::sync::Arc;
+use std::time::Duration;
+use sync_core::{Limits, MergePolicy};
+use thiserror::Error;
+
+/// Environment variable naming the Datastore emulator (`host:port`).
+pub const EMULATOR_HOST_VAR: &str = "DATASTORE_EMULATOR_HOST";
+
+/// Production gRPC endpoint of Datastore (and Firestore in Datastore mode).
+pub const PRODUCTION_ENDPOINT: &str = "https://datastore.googleapis.com";
+
+/// Configuration of a [`crate::DatastoreStore`].
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Google Cloud project id; sent in every request.
+    pub project_id: String,
+    /// Database id; empty for the default database.
+    pub database_id: String,
+    /// Namespace; `None` or empty for the default namespace.
+    pub namespace: Option<String>,
+    /// `host:port` of an emulator: plain HTTP/2, no credentials.
+    pub emulator_host: Option<String>,
+    /// Production endpoint override (a regional endpoint, say); `None` for
+    /// [`PRODUCTION_ENDPOINT`]. Ignored when `emulator_host` is set.
+    pub endpoint: Option<String>,
+    /// Kind of entities whose events name no kind (the recipe's `SyncEntity`).
+    pub default_kind: String,
+    /// Kind of delete tombstones (children of the deleted entity's key).
+    pub tombstone_kind: String,
+    /// Kind of conflict records (children of the entity's key).
+    pub conflict_kind: String,
+    /// How long a tombstone is kept: its `expire_at` is now + this, for a
+    /// Datastore TTL policy on `SyncTombstone.expire_at`.
+    pub tombstone_retention: Duration,
+    /// Transaction attempts on contention (`ABORTED`) before giving up.
+    pub max_attempts: u32,
+    /// First backoff between attempts (doubled per attempt, fully jittered).
+    pub backoff_base: Duration,
+    /// Largest backoff between attempts.
+    pub backoff_max: Duration,
+    /// Timeout of every single call to Datastore.
+    pub call_timeout: Duration,
+    /// Total time one operation may spend retrying transient failures and
+    /// contention, to stay well below the push subscription's ack deadline.
+    pub retry_budget: Duration,
+    /// Serialize this process's transactions on the same key (striped
+    /// in-process locks), so only writers in different processes contend in
+    /// Datastore. Under pessimistic locking (Firestore in Datastore mode and its
+    /// emulator) many transactions of one process on one hot key otherwise
+    /// block each other's commits until they all abort, over and over.
+    pub serialize_keys_locally: bool,
+    /// Merge policy.
+    pub policy: Arc<MergePolicy>,
+    /// Size limits (the entity size limit is checked before each commit).
+    pub limits: Limits,
+}
+
+impl StoreConfig {
+    /// Defaults for `project_id`: default database and namespace, the recipe's
+    /// kinds, 7-day tombstones, 8 attempts, 20 ms–1 s backoff, 10 s call timeout,
+    /// 20 s retry budget, per-key serialization on, the default policy and limits, production endpoint.
+    pub fn new(project_id: impl Into<String>) -> Self {
+        Self {
+            project_id: project_id.into(),
+            database_id: String::new(),
+            namespace: None,
+            emulator_host: None,
+            endpoint: None,
+            default_kind: "SyncEntity".into(),
+            tombstone_kind: "SyncTombstone".into(),
+            conflict_kind: "SyncConflict".into(),
+            tombstone_retention: Duration::from_secs(7 * 24 * 3600),
+            max_attempts: 8,
+            backoff_base: Duration::from_millis(20),
+            backoff_max: Duration::from_secs(1),
+            call_timeout: Duration::from_secs(10),
+            retry_budget: Duration::from_secs(20),
+            serialize_keys_locally: true,
+            policy: Arc::new(MergePolicy::default()),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Sets `emulator_host` from [`EMULATOR_HOST_VAR`] as `lookup` reports it
+    /// (`|k| std::env::var(k).ok()` in a binary, a map in tests).
+    pub fn with_emulator_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        self.emulator_host = lookup(EMULATOR_HOST_VAR).filter(|h| !h.trim().is_empty());
+        self
+    }
+
+    /// The namespace as Datastore wants it ("" for the default).
+    pub(crate) fn namespace_id(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("")
+    }
+
+    /// The URL the client connects to.
+    pub(crate) fn url(&self) -> String {
+        match (&self.emulator_host, &self.endpoint) {
+            (Some(host), _) => {
+                let host = host.trim();
+                if host.starts_with("http://") || host.starts_with("https://") {
+                    host.to_string()
+                } else {
+                    format!("http://{host}")
+                }
+            }
+            (None, Some(endpoint)) => endpoint.clone(),
+            (None, None) => PRODUCTION_ENDPOINT.to_string(),
+        }
+    }
+
+    /// Checks the configuration before any connection is made.
+    ///
+    /// # Errors
+    /// [`ConnectError::InvalidConfig`] naming the setting and what is expected.
+    pub fn validate(&self) -> Result<(), ConnectError> {
+        let invalid = |what: String| Err(ConnectError::InvalidConfig(what));
+        if self.project_id.trim().is_empty() {
+            return invalid("project_id must not be empty".into());
+        }
+        for (name, kind) in [
+            ("default_kind", &self.default_kind),
+            ("tombstone_kind", &self.tombstone_kind),
+            ("conflict_kind", &self.conflict_kind),
+        ] {
+            if let Err(reason) = sync_core::value::check_name(kind) {
+                return invalid(format!("{name} `{kind}` {reason}"));
+            }
+        }
+        if self.tombstone_kind == self.conflict_kind
+            || self.tombstone_kind == self.default_kind
+            || self.conflict_kind == self.default_kind
+        {
+            return invalid(
+                "default_kind, tombstone_kind and conflict_kind must be different".into(),
+            );
+        }
+        if let Some(ns) = self.namespace.as_deref().filter(|n| !n.is_empty()) {
+            if let Err(reason) = sync_core::value::check_name(ns) {
+                return invalid(format!("namespace `{ns}` {reason}"));
+            }
+        }
+        if self.max_attempts == 0 {
+            return invalid("max_attempts must be at least 1".into());
+        }
+        if self.call_timeout.is_zero() {
+            return invalid("call_timeout must be positive".into());
+        }
+        if self.backoff_base > self.backoff_max {
+            return invalid("backoff_base must not exceed backoff_max".into());
+        }
+        if self.tombstone_retention.is_zero() {
+            return invalid("tombstone_retention must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// The store could not be built.
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    /// A setting is unusable.
+    #[error("invalid Datastore configuration: {0}")]
+    InvalidConfig(String),
+    /// The client could not be created (endpoint unreachable, no credentials).
+    #[error("cannot create the Datastore client for {url}: {message}")]
+    Client {
+        /// The endpoint.
+        url: String,
+        /// What failed.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_recipe_shaped() {
+        let c = StoreConfig::new("p");
+        assert!(c.validate().is_ok());
+        assert_eq!(c.default_kind, "SyncEntity");
+        assert_eq!(c.url(), PRODUCTION_ENDPOINT);
+        assert_eq!(c.namespace_id(), "");
+    }
+
+    #[test]
+    fn emulator_host_comes_from_the_lookup() {
+        let c = StoreConfig::new("p")
+            .with_emulator_from(|k| (k == EMULATOR_HOST_VAR).then(|| "localhost:8081".to_string()));
+        assert_eq!(c.url(), "http://localhost:8081");
+        let c = StoreConfig::new("p").with_emulator_from(|_| Some(" ".into()));
+        assert_eq!(c.url(), PRODUCTION_ENDPOINT);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let mut c = StoreConfig::new("");
+        assert!(c
+            .validate()
+            .expect_err("invalid")
+            .to_string()
+            .contains("project_id"));
+        c.project_id = "p".into();
+        c.tombstone_kind = "__x__".into();
+        assert!(c
+            .validate()
+            .expect_err("invalid")
+            .to_string()
+            .contains("tombstone_kind"));
+        c.tombstone_kind = "SyncEntity".into();
+        assert!(c.validate().is_err());
+        c.tombstone_kind = "SyncTombstone".into();
+        c.max_attempts = 0;
+        assert!(c
+            .validate()
+            .expect_err("invalid")
+            .to_string()
+            .contains("max_attempts"));
+    }
+}

@@ -1,0 +1,643 @@
+//! The Datastore adapter on the real Datastore emulator.
+//!
+//! Every test has its own namespace, so tests run in parallel on one shared
+//! emulator (`sync_testkit::datastore()`: the one the test script exported, or
+//! one started for this process).
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use sync_core::{
+    merge, parse_event, parse_timestamp, ChangeEvent, Disposition, EntityId, EntityState,
+    EntityStore, Limits, MergePolicy, Operation, Outcome, StoreError,
+};
+use sync_store::{DatastoreStore, RawValue, StoreConfig};
+use sync_testkit::{unique_name, TEST_PROJECT};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+const KIND: &str = "SyncEntity";
+
+/// A config for a fresh namespace on the shared emulator.
+async fn config() -> Result<StoreConfig> {
+    let host = tokio::task::spawn_blocking(|| sync_testkit::datastore().host().to_string())
+        .await
+        .context("starting the Datastore emulator")?;
+    let mut config = StoreConfig::new(TEST_PROJECT);
+    config.emulator_host = Some(host);
+    config.namespace = Some(unique_name("ds"));
+    Ok(config)
+}
+
+async fn store() -> Result<DatastoreStore> {
+    Ok(DatastoreStore::connect(config().await?).await?)
+}
+
+/// A receiving clock far enough ahead that no test timestamp is "future".
+fn now() -> chrono::DateTime<chrono::Utc> {
+    parse_timestamp("2030-01-01T00:00:00Z").expect("fixed clock")
+}
+
+/// A validated event as the sync function would build it from a delivery.
+fn event(
+    entity_id: &str,
+    operation: &str,
+    timestamp: &str,
+    message_id: &str,
+    data: Value,
+) -> Result<ChangeEvent> {
+    let body = json!({
+        "entity_id": entity_id,
+        "operation": operation,
+        "timestamp": timestamp,
+        "source": "data_publisher",
+        "correlation_id": format!("corr-{message_id}"),
+        "data": data,
+    });
+    Ok(parse_event(
+        body.to_string().as_bytes(),
+        message_id,
+        &Limits::default(),
+        now(),
+    )?)
+}
+
+fn object(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+#[tokio::test]
+async fn every_value_type_round_trips() -> Result<()> {
+    let store = store().await?;
+    let long = "ünïcode-".repeat(300); // 3000+ bytes: must be stored unindexed
+    ensure!(long.len() > 1500);
+    let data = json!({
+        "string": "plain text",
+        "long_string": long,
+        "integer": 42,
+        "int_min": i64::MIN,
+        "int_max": i64::MAX,
+        "double": 3.25,
+        "whole_double": 2.0,
+        "boolean": true,
+        "null": null,
+        "mixed": [1, "two", 3.5, false, null, long],
+        "objects": [{"a": 1, "b": "x"}, {"c": [1, 2, 3], "d": {"deep": long}}],
+        "nested": {"inner": {"leaf": "v", "n": -7}, "list": ["a", {"k": null}], "empty": {}}
+    });
+    let e = event(
+        "types-1",
+        "create",
+        "2025-07-23T10:00:00",
+        "m-1",
+        data.clone(),
+    )?;
+    let r = store.apply(&e).await?;
+    ensure!(r.outcome == Outcome::Applied, "{r:?}");
+
+    let (stored, _) = store
+        .get(None, "types-1")
+        .await?
+        .context("entity written")?;
+    assert_eq!(Value::Object(stored.fields), data);
+
+    let listed = store.query_kind(KIND).await?;
+    let (name, fields) = listed.first().context("one entity")?;
+    assert_eq!(name, "types-1");
+    for (k, v) in object(data) {
+        assert_eq!(fields.get(&k), Some(&v), "field {k}");
+    }
+    assert_eq!(fields.get("version"), Some(&json!(1)));
+    assert!(!fields.contains_key("_sync"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn recipe_create_then_update_merges_fields_and_bumps_version() -> Result<()> {
+    let store = store().await?;
+    let create = event(
+        "test-entity-001",
+        "create",
+        "2025-07-23T10:15:30.123456",
+        "m-create",
+        json!({"name": "Test Product", "description": "A test product", "status": "active"}),
+    )?;
+    let update = event(
+        "test-entity-001",
+        "update",
+        "2025-07-23T10:16:30.654321",
+        "m-update",
+        json!({"description": "Updated product description"}),
+    )?;
+    let first = store.apply(&create).await?;
+    assert_eq!(first.outcome, Outcome::Applied);
+    assert_eq!(first.version, 1);
+    assert_eq!(
+        first.announcement.map(|a| a.operation),
+        Some(Operation::Create)
+    );
+    let second = store.apply(&update).await?;
+    assert_eq!(second.outcome, Outcome::Applied);
+    assert_eq!(second.version, 2);
+    assert_eq!(
+        second.announcement.as_ref().map(|a| a.operation),
+        Some(Operation::Update)
+    );
+
+    let listed = store.query_kind(KIND).await?;
+    assert_eq!(listed.len(), 1);
+    let (name, fields) = listed.first().context("one entity")?;
+    assert_eq!(name, "test-entity-001");
+    assert_eq!(fields.get("name"), Some(&json!("Test Product")));
+    assert_eq!(
+        fields.get("description"),
+        Some(&json!("Updated product description"))
+    );
+    assert_eq!(fields.get("status"), Some(&json!("active")));
+    assert_eq!(fields.get("version"), Some(&json!(2)));
+    assert_eq!(fields.get("sync_status"), Some(&json!("synced")));
+    assert_eq!(fields.get("conflict_resolved"), Some(&json!(false)));
+    assert_eq!(
+        fields.get("last_modified"),
+        Some(&json!("2025-07-23T10:16:30.654321Z"))
+    );
+    Ok(())
+}
+
+/// 64 writers on one key, spread over 4 stores (4 "instances", each with its
+/// own client and its own in-process serialization), so transactions really
+/// collide in Datastore.
+#[tokio::test]
+async fn concurrent_conflicting_updates_lose_no_update() -> Result<()> {
+    const WRITERS: usize = 64;
+    const INSTANCES: usize = 4;
+    let mut config = config().await?;
+    // Far more than production's 8: 4-way contention on one key is a stress
+    // test, and Firestore's emulator aborts a blocked commit only after ~2 s.
+    config.max_attempts = 500;
+    config.retry_budget = Duration::from_secs(300);
+    let mut stores = Vec::with_capacity(INSTANCES);
+    for _ in 0..INSTANCES {
+        stores.push(DatastoreStore::connect(config.clone()).await?);
+    }
+    let policy = MergePolicy::default();
+
+    let mut events = Vec::with_capacity(WRITERS);
+    for i in 0..WRITERS {
+        // Timestamps in an order unrelated to the spawn order.
+        let slot = (i * 37) % WRITERS;
+        let ts = format!("2025-07-23T10:{:02}:{:02}.{i:06}", slot / 60, slot % 60);
+        let op = if i == 0 { "create" } else { "update" };
+        let data = json!({
+            "a": i,
+            "b": format!("writer-{i}"),
+            format!("group-{}", i % 4): i,
+            "nested": {"writer": i},
+        });
+        events.push(Arc::new(event(
+            "hot-key",
+            op,
+            &ts,
+            &format!("m-{i}"),
+            data,
+        )?));
+    }
+
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, e) in events.iter().enumerate() {
+        let store = stores.get(i % INSTANCES).context("store")?.clone();
+        let e = Arc::clone(e);
+        tasks.spawn(async move { store.apply(&e).await });
+    }
+    let mut attempts = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.context("apply task panicked")??;
+        attempts.push(result.attempts);
+    }
+    let elapsed = started.elapsed();
+    attempts.sort_unstable();
+    eprintln!(
+        "{WRITERS} concurrent applies on one key from {INSTANCES} stores: {elapsed:?}, attempts total {} max {}",
+        attempts.iter().sum::<u32>(),
+        attempts.last().copied().unwrap_or(0)
+    );
+
+    let mut expected = EntityState::default();
+    for e in &events {
+        expected = merge(&expected, e, &policy).state;
+    }
+    let store = stores.first().context("store")?;
+    let (stored, state) = store
+        .get(None, "hot-key")
+        .await?
+        .context("entity written")?;
+    assert_eq!(stored.fields, expected.visible_fields(&policy));
+    assert_eq!(state.fields, expected.fields);
+    assert_eq!(state.present, expected.present);
+    assert_eq!(state.deleted, expected.deleted);
+    assert_eq!(state.last_modified, expected.last_modified);
+    Ok(())
+}
+
+#[tokio::test]
+async fn late_update_after_delete_does_not_resurrect_entity() -> Result<()> {
+    let store = store().await?;
+    let id = "deleted-1";
+    store
+        .apply(&event(
+            id,
+            "create",
+            "2025-07-23T10:00:00",
+            "m-1",
+            json!({"a": 1, "b": 2}),
+        )?)
+        .await?;
+    let deleted = store
+        .apply(&event(
+            id,
+            "delete",
+            "2025-07-23T10:02:00",
+            "m-2",
+            json!(null),
+        )?)
+        .await?;
+    assert_eq!(deleted.outcome, Outcome::Applied);
+    assert_eq!(
+        deleted.announcement.as_ref().map(|a| a.operation),
+        Some(Operation::Delete)
+    );
+
+    let late = store
+        .apply(&event(
+            id,
+            "update",
+            "2025-07-23T10:01:00",
+            "m-3",
+            json!({"a": 9}),
+        )?)
+        .await?;
+    assert_eq!(late.outcome, Outcome::Stale);
+    assert!(store.query_kind(KIND).await?.is_empty());
+    assert!(store.tombstone_exists(None, id).await?);
+    let (stored, state) = store.get(None, id).await?.context("tombstone")?;
+    assert!(!stored.exists);
+    assert_eq!(state.version, 2);
+    let tombstones = store.query_kind("SyncTombstone").await?;
+    let (_, tomb) = tombstones.first().context("one tombstone")?;
+    let expire_at = tomb
+        .get("expire_at")
+        .and_then(Value::as_str)
+        .context("expire_at")?;
+    ensure!(parse_timestamp(expire_at)? > chrono::Utc::now() + chrono::TimeDelta::days(6));
+    assert_eq!(
+        tomb.get("deleted_at"),
+        Some(&json!("2025-07-23T10:02:00.000000Z"))
+    );
+
+    let newer = store
+        .apply(&event(
+            id,
+            "update",
+            "2025-07-23T10:03:00",
+            "m-4",
+            json!({"c": 3}),
+        )?)
+        .await?;
+    assert_eq!(newer.outcome, Outcome::Applied);
+    assert_eq!(newer.version, 3, "versions continue across the delete");
+    assert_eq!(
+        newer.announcement.as_ref().map(|a| a.operation),
+        Some(Operation::Create)
+    );
+    let listed = store.query_kind(KIND).await?;
+    let (name, fields) = listed.first().context("entity back")?;
+    assert_eq!(name, id);
+    assert_eq!(fields.get("c"), Some(&json!(3)));
+    assert!(!fields.contains_key("a") && !fields.contains_key("b"));
+    assert!(!store.tombstone_exists(None, id).await?);
+    assert!(store.query_kind("SyncTombstone").await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn stale_event_records_one_conflict_even_when_applied_twice() -> Result<()> {
+    let store = store().await?;
+    let id = "conflicted-1";
+    store
+        .apply(&event(
+            id,
+            "create",
+            "2025-07-23T10:05:00",
+            "m-new",
+            json!({"name": "new"}),
+        )?)
+        .await?;
+    store.mark_announced(None, &EntityId::parse(id)?, 1).await?;
+    let stale = event(
+        id,
+        "update",
+        "2025-07-23T10:00:00",
+        "m-old",
+        json!({"name": "old"}),
+    )?;
+    for _ in 0..2 {
+        let r = store.apply(&stale).await?;
+        assert_eq!(r.outcome, Outcome::Stale);
+        assert_eq!(r.conflicts.len(), 1);
+        assert!(r.announcement.is_none());
+    }
+
+    let records = store.conflicts(None, Some(id)).await?;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = records.first().context("one record")?;
+    assert_eq!(record.event_id, "m-old");
+    assert_eq!(record.entity_id, id);
+    assert_eq!(record.entity_kind, KIND);
+    assert_eq!(record.conflict_count, 1);
+    assert_eq!(
+        record.recorded_at,
+        Some(parse_timestamp("2025-07-23T10:00:00")?)
+    );
+    let field = record.fields.first().context("one field")?;
+    assert_eq!(field.field, "name");
+    assert_eq!(field.rule, "lww");
+    assert_eq!(field.reason, "older_than_winner");
+    assert_eq!(field.winner_value, Some(json!("new")));
+    assert_eq!(field.loser_value, json!("old"));
+    assert!(field.winner_key.contains("m-new"), "{}", field.winner_key);
+    assert!(field.loser_key.contains("m-old"), "{}", field.loser_key);
+    // The kind-wide listing sees the same single record.
+    assert_eq!(store.conflicts(None, None).await?.len(), 1);
+    // The entity itself is untouched.
+    let (stored, _) = store.get(None, id).await?.context("entity")?;
+    assert_eq!(stored.fields.get("name"), Some(&json!("new")));
+    assert_eq!(stored.version, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn mark_announced_raises_announced_version_and_silences_redelivery() -> Result<()> {
+    let store = store().await?;
+    let id = "announced-1";
+    let create = event(
+        id,
+        "create",
+        "2025-07-23T10:00:00",
+        "m-1",
+        json!({"name": "a"}),
+    )?;
+    let first = store.apply(&create).await?;
+    let announcement = first.announcement.context("create is announced")?;
+    assert_eq!(announcement.version, 1);
+
+    // Publishing failed, Pub/Sub redelivers: the redelivery still announces.
+    let again = store.apply(&create).await?;
+    assert_eq!(again.outcome, Outcome::Duplicate);
+    assert_eq!(again.announcement.map(|a| a.version), Some(1));
+
+    let (before, _) = store.get(None, id).await?.context("entity")?;
+    let entity_id = EntityId::parse(id)?;
+    store.mark_announced(None, &entity_id, 1).await?;
+    // Never lowers.
+    store.mark_announced(None, &entity_id, 0).await?;
+    let (after, state) = store.get(None, id).await?.context("entity")?;
+    assert_eq!(state.announced_version, 1);
+    assert_eq!(after.fields, before.fields);
+    assert_eq!(after.version, before.version);
+    assert_eq!(after.last_modified, before.last_modified);
+
+    let third = store.apply(&create).await?;
+    assert_eq!(third.outcome, Outcome::Duplicate);
+    assert!(third.announcement.is_none());
+
+    // The same on a tombstone.
+    let delete = event(id, "delete", "2025-07-23T10:01:00", "m-2", json!(null))?;
+    let deleted = store.apply(&delete).await?;
+    assert_eq!(deleted.announcement.map(|a| a.version), Some(2));
+    let tomb_before = store.query_kind("SyncTombstone").await?;
+    store.mark_announced(None, &entity_id, 2).await?;
+    let (_, state) = store.get(None, id).await?.context("tombstone")?;
+    assert_eq!(state.announced_version, 2);
+    assert!(store.apply(&delete).await?.announcement.is_none());
+    let tomb_after = store.query_kind("SyncTombstone").await?;
+    assert_eq!(tomb_after, tomb_before, "only the bookkeeping changed");
+    Ok(())
+}
+
+#[tokio::test]
+async fn entity_growing_past_the_size_limit_is_refused_and_nothing_written() -> Result<()> {
+    let store = store().await?;
+    let id = "big-1";
+    let chunk = "x".repeat(400_000);
+    for (i, minute) in [(1, "01"), (2, "02")] {
+        let r = store
+            .apply(&event(
+                id,
+                "update",
+                &format!("2025-07-23T10:{minute}:00"),
+                &format!("m-{i}"),
+                json!({ format!("part{i}"): chunk }),
+            )?)
+            .await?;
+        assert_eq!(r.outcome, Outcome::Applied);
+    }
+    let third = event(
+        id,
+        "update",
+        "2025-07-23T10:03:00",
+        "m-3",
+        json!({ "part3": chunk }),
+    )?;
+    match store.apply(&third).await {
+        Err(e @ StoreError::Rejected(_)) => assert_eq!(e.code(), "entity_too_large"),
+        other => bail!("expected entity_too_large, got {other:?}"),
+    }
+    let (stored, _) = store.get(None, id).await?.context("entity")?;
+    assert_eq!(stored.version, 2);
+    assert!(stored.fields.contains_key("part1") && stored.fields.contains_key("part2"));
+    assert!(!stored.fields.contains_key("part3"));
+    assert!(store.conflicts(None, Some(id)).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn recipe_init_entity_is_adopted_and_keeps_its_timestamp() -> Result<()> {
+    let store = store().await?;
+    let created_at = parse_timestamp("2025-07-01T08:00:00.25Z")?;
+    let mut init = BTreeMap::new();
+    init.insert("name".to_string(), RawValue::from(json!("initialization")));
+    init.insert("status".to_string(), RawValue::from(json!("active")));
+    init.insert("created_at".to_string(), RawValue::from(created_at));
+    init.insert("version".to_string(), RawValue::from(json!(1)));
+    init.insert("sync_status".to_string(), RawValue::from(json!("pending")));
+    store.put_raw(None, "init-entity", &init).await?;
+
+    let (stored, state) = store.get(None, "init-entity").await?.context("init")?;
+    assert_eq!(stored.version, 1);
+    assert!(stored.bookkeeping.is_empty());
+    assert_eq!(
+        state.announced_version, 1,
+        "foreign writes are not announced"
+    );
+
+    let r = store
+        .apply(&event(
+            "init-entity",
+            "update",
+            "2025-07-23T10:00:00",
+            "m-1",
+            json!({"status": "inactive"}),
+        )?)
+        .await?;
+    assert_eq!(r.outcome, Outcome::Applied);
+    assert_eq!(r.version, 2);
+    let listed = store.query_kind(KIND).await?;
+    let (_, fields) = listed.first().context("entity")?;
+    assert_eq!(fields.get("status"), Some(&json!("inactive")));
+    assert_eq!(fields.get("sync_status"), Some(&json!("synced")));
+    assert_eq!(
+        fields.get("created_at"),
+        Some(&json!("2025-07-01T08:00:00.250000Z"))
+    );
+
+    assert_eq!(store.delete_all(KIND).await?, 1);
+    assert!(store.query_kind(KIND).await?.is_empty());
+    Ok(())
+}
+
+/// Prints the latency of sequential applies (run with `--nocapture`); asserts
+/// only correctness, never speed.
+#[tokio::test]
+async fn sequential_apply_latency() -> Result<()> {
+    const APPLIES: usize = 200;
+    let store = store().await?;
+    let started = Instant::now();
+    for i in 0..APPLIES {
+        let e = event(
+            &format!("seq-{}", i % 10),
+            "update",
+            &format!("2025-07-23T10:00:00.{i:06}"),
+            &format!("m-{i}"),
+            json!({"n": i, "label": format!("value {i}")}),
+        )?;
+        let r = store.apply(&e).await?;
+        ensure!(r.outcome == Outcome::Applied, "{r:?}");
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "{APPLIES} sequential applies: {elapsed:?}, {:.2} ms per apply",
+        elapsed.as_secs_f64() * 1000.0 / APPLIES as f64
+    );
+    assert_eq!(store.query_kind(KIND).await?.len(), 10);
+    Ok(())
+}
+
+/// A TCP forwarder to the emulator that the test can cut: while down it drops
+/// every connection, like a Datastore outage seen from the client. Its tasks
+/// end with the test's runtime.
+async fn cuttable_proxy(upstream: String) -> Result<(String, watch::Sender<bool>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let (down_tx, down_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            if *down_rx.borrow() {
+                continue; // dropped: connection reset
+            }
+            let upstream = upstream.clone();
+            let mut down = down_rx.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    // A dropped sender (test over) leaves the connection alone.
+                    Ok(_) = down.wait_for(|d| *d) => {}
+                }
+            });
+        }
+    });
+    Ok((addr, down_tx))
+}
+
+/// A store reaching the emulator through a cuttable proxy.
+async fn store_behind_proxy(
+    call_timeout: Duration,
+    budget: Duration,
+) -> Result<(DatastoreStore, watch::Sender<bool>)> {
+    let mut config = config().await?;
+    let upstream = config.emulator_host.take().context("emulator host")?;
+    let (addr, down) = cuttable_proxy(upstream).await?;
+    config.emulator_host = Some(addr);
+    config.call_timeout = call_timeout;
+    config.retry_budget = budget;
+    Ok((DatastoreStore::connect(config).await?, down))
+}
+
+#[tokio::test]
+async fn short_outage_is_retried_within_the_budget() -> Result<()> {
+    let (store, down) = store_behind_proxy(Duration::from_secs(2), Duration::from_secs(20)).await?;
+    let id = "outage-1";
+    store
+        .apply(&event(
+            id,
+            "create",
+            "2025-07-23T10:00:00",
+            "m-1",
+            json!({"a": 1}),
+        )?)
+        .await?;
+
+    down.send_replace(true);
+    // The outage lasts 1.5 s (simulated time, not synchronisation).
+    let restore = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        down.send_replace(false);
+    });
+    let r = store
+        .apply(&event(
+            id,
+            "update",
+            "2025-07-23T10:01:00",
+            "m-2",
+            json!({"a": 2}),
+        )?)
+        .await?;
+    restore.await?;
+    assert_eq!(r.outcome, Outcome::Applied);
+    assert!(r.attempts > 1, "the outage was not noticed: {r:?}");
+    eprintln!("apply across a 1.5 s outage took {} attempts", r.attempts);
+    let (stored, _) = store.get(None, id).await?.context("entity")?;
+    assert_eq!(stored.fields.get("a"), Some(&json!(2)));
+    assert_eq!(stored.version, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn outage_longer_than_the_budget_is_a_transient_error() -> Result<()> {
+    let (store, down) =
+        store_behind_proxy(Duration::from_millis(500), Duration::from_secs(1)).await?;
+    down.send_replace(true);
+    let e = event(
+        "outage-2",
+        "create",
+        "2025-07-23T10:00:00",
+        "m-1",
+        json!({"a": 1}),
+    )?;
+    match store.apply(&e).await {
+        Err(err) => {
+            assert_eq!(err.code(), "store_unavailable", "{err}");
+            assert_eq!(err.disposition(), Disposition::Transient);
+        }
+        Ok(r) => bail!("applied during an outage: {r:?}"),
+    }
+    Ok(())
+}
