@@ -169,7 +169,7 @@ fn shared(kind: EmulatorKind, cell: &'static OnceLock<SharedEmulator>) -> &'stat
         }
         let emulator = Emulator::start(kind, TEST_PROJECT)
             .unwrap_or_else(|e| panic!("cannot start the {kind:?} emulator: {e:#}"));
-        spawn_watchdog(emulator.pgid());
+        spawn_watchdog(std::process::id(), emulator.pgid());
         let host = emulator.host.clone();
         // The watchdog owns its lifetime from here on.
         std::mem::forget(emulator);
@@ -196,10 +196,10 @@ pub fn pubsub() -> &'static SharedEmulator {
     shared(EmulatorKind::PubSub, &CELL)
 }
 
-/// Stops process group `pgid` once this process has exited.
-fn spawn_watchdog(pgid: u32) {
-    let me = std::process::id();
-    let script = format!("while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill -TERM -- -{pgid} 2>/dev/null; sleep 2; kill -KILL -- -{pgid} 2>/dev/null");
+/// Stops process group `pgid` once process `watched` has exited. (`sh` may be
+/// dash, whose `kill` takes no `--`: a negative pid names the group.)
+fn spawn_watchdog(watched: u32, pgid: u32) {
+    let script = format!("while kill -0 {watched} 2>/dev/null; do sleep 0.5; done; kill -TERM -{pgid} 2>/dev/null; sleep 2; kill -KILL -{pgid} 2>/dev/null");
     let _ = Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::null())
@@ -242,14 +242,41 @@ pub fn wait_ready(host: &str, timeout: Duration) -> Result<()> {
 pub fn http_get(host: &str, path: &str) -> Result<String> {
     let mut stream = TcpStream::connect(host)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        bail!("unexpected answer: {}", head.lines().next().unwrap_or(""));
+    // Some servers (the Pub/Sub emulator) keep the connection open whatever the
+    // request says, so read up to Content-Length rather than to end of stream.
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if response.is_empty() => return Err(e.into()),
+            Err(_) => 0,
+        };
+        response.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&response).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse::<usize>().ok());
+            if n == 0 || length.is_some_and(|len| body.len() >= len) {
+                if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+                    bail!("unexpected answer: {}", head.lines().next().unwrap_or(""));
+                }
+                return Ok(body.to_string());
+            }
+        } else if n == 0 {
+            bail!("connection closed before the headers ended");
+        }
     }
-    Ok(body.to_string())
 }
 
 /// A name unique in this test run, for namespaces, topics and subscriptions:
@@ -305,6 +332,22 @@ mod tests {
             || None,
         );
         assert!(r.expect_err("must time out").to_string().contains("never"));
+    }
+
+    #[test]
+    fn watchdog_stops_the_group_when_the_watched_process_exits() -> Result<()> {
+        let mut watched = Command::new("sleep").arg("30").spawn()?;
+        let mut group = Command::new("sleep").arg("60").process_group(0).spawn()?;
+        spawn_watchdog(watched.id(), group.id());
+        watched.kill()?;
+        watched.wait()?;
+        poll_until(
+            "the group to be stopped",
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || group.try_wait().ok().flatten(),
+        )?;
+        Ok(())
     }
 
     #[test]
