@@ -1,0 +1,118 @@
+//! The router and the handler: decode → entries → write → ack.
+
+use crate::config::AuditConfig;
+use crate::entry::entries;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError};
+use sync_http::{BodyLimit, Delivery, DeliveryError};
+use tracing::{info, warn};
+
+/// Where audit lines go.
+pub trait AuditSink: Send + Sync {
+    /// Writes the entries, one JSON object per line, all or nothing as far as
+    /// the sink can tell.
+    ///
+    /// # Errors
+    /// When the lines could not be written.
+    fn write(&self, entries: &[Value]) -> std::io::Result<()>;
+}
+
+/// Standard output, where Cloud Run's logging agent reads structured logs.
+#[derive(Debug, Default)]
+pub struct StdoutSink;
+
+impl AuditSink for StdoutSink {
+    fn write(&self, entries: &[Value]) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(512);
+        for e in entries {
+            serde_json::to_writer(&mut buf, e)?;
+            buf.push(b'\n');
+        }
+        // One write under the lock, so lines never interleave with other output.
+        let mut out = std::io::stdout().lock();
+        out.write_all(&buf)?;
+        out.flush()
+    }
+}
+
+/// Keeps lines in memory (tests).
+#[derive(Debug, Default, Clone)]
+pub struct MemorySink {
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl MemorySink {
+    /// The lines written so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl AuditSink for MemorySink {
+    fn write(&self, entries: &[Value]) -> std::io::Result<()> {
+        let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        for e in entries {
+            lines.push(serde_json::to_string(e)?);
+        }
+        Ok(())
+    }
+}
+
+/// What every request shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Settings.
+    pub config: Arc<AuditConfig>,
+    /// Where entries go.
+    pub sink: Arc<dyn AuditSink>,
+    /// The clock entries are stamped with.
+    pub clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+}
+
+/// `POST /` (any query string) and `GET /healthz`.
+pub fn router(state: AppState) -> Router {
+    let limit = BodyLimit(state.config.runtime.max_body_bytes);
+    Router::new()
+        .route("/", post(handle))
+        .route("/healthz", get(sync_http::healthz))
+        .layer(Extension(limit))
+        .with_state(state)
+}
+
+async fn handle(
+    State(app): State<AppState>,
+    delivery: Result<Delivery, DeliveryError>,
+) -> Response {
+    let delivery = match delivery {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(outcome = "not_a_delivery", error_code = e.code(), error = %e, "request is not a Pub/Sub delivery; nothing to audit");
+            return e.into_response();
+        }
+    };
+    let lines = entries(&app.config, &delivery, (app.clock)());
+    match app.sink.write(&lines) {
+        Ok(()) => {
+            info!(message_id = %delivery.message_id, entries = lines.len(), "audited");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => {
+            warn!(message_id = %delivery.message_id, error = %e, "audit entry could not be written; Pub/Sub will redeliver");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit write failed; retry\n",
+            )
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Every audit entry kind, produced by the router and parsed back field by field.
+
+use audit_function::{router, AppState, AuditConfig, MemorySink};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use sync_http::fixture::CapturedRequest;
+use tower::ServiceExt;
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2025-07-23T10:16:00.5Z")
+        .expect("clock")
+        .with_timezone(&Utc)
+}
+
+fn make_app(vars: &[(&str, &str)]) -> (Router, MemorySink) {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let config = AuditConfig::from_lookup(|k| map.get(k).cloned()).expect("config");
+    let sink = MemorySink::default();
+    let state = AppState {
+        config: Arc::new(config),
+        sink: Arc::new(sink.clone()),
+        clock: Arc::new(now),
+    };
+    (router(state), sink)
+}
+
+fn push(data: &[u8], id: &str, extra_headers: &[(&str, &str)]) -> Request<Body> {
+    let body = json!({
+        "message": {"data": base64::engine::general_purpose::STANDARD.encode(data), "messageId": id, "attributes": {"k": "v"}},
+        "subscription": "projects/p/subscriptions/audit-logger",
+        "deliveryAttempt": 2,
+    });
+    let mut b = Request::post("/").header("content-type", "application/json");
+    for (k, v) in extra_headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Body::from(body.to_string())).expect("request")
+}
+
+async fn lines(app: &Router, req: Request<Body>, sink: &MemorySink) -> Vec<Value> {
+    let status = app.clone().oneshot(req).await.expect("infallible").status();
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    sink.lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
+        .collect()
+}
+
+#[tokio::test]
+async fn create_gives_one_info_entry_with_the_recipe_fields() {
+    for name in [
+        "cloudevent_binary.json",
+        "cloudevent_structured.json",
+        "push_plain.json",
+        "push_emulator.json",
+    ] {
+        let (app, sink) = make_app(&[]);
+        let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let req = CapturedRequest::from_json(&std::fs::read_to_string(path).expect("fixture"))
+            .expect("fixture")
+            .to_request()
+            .expect("request");
+        let out = lines(&app, req, &sink).await;
+        assert_eq!(out.len(), 1, "{name}");
+        let e = &out[0];
+        assert_eq!(e["severity"], "INFO");
+        assert_eq!(
+            e["logging.googleapis.com/labels"],
+            json!({"component": "datastore-sync", "operation": "create", "entity_type": "sync_entity"})
+        );
+        assert_eq!(e["event_type"], "data_synchronization");
+        assert_eq!(e["entity_id"], "test-entity-001");
+        assert_eq!(e["operation"], "create");
+        assert_eq!(e["source_system"], "data_publisher");
+        assert!(
+            e["message_id"].as_str().is_some_and(|s| !s.is_empty()),
+            "{name}"
+        );
+        assert!(
+            e["correlation_id"].as_str().is_some_and(|s| !s.is_empty()),
+            "{name}"
+        );
+        assert_eq!(
+            e["data_snapshot"]["name"], "Test Product",
+            "objects stay objects"
+        );
+        assert_eq!(e["data_snapshot"]["status"], "active");
+        assert_eq!(e["timestamp"], "2025-07-23T10:16:00.500000Z");
+        assert_eq!(e["processing_metadata"]["function_name"], "audit_logger");
+        assert!(
+            e["processing_metadata"]["subscription"].is_string(),
+            "{name}"
+        );
+        assert!(e["processing_metadata"]["delivery_attempt"]
+            .as_u64()
+            .is_some_and(|n| n >= 1));
+        assert!(e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("test-entity-001")));
+    }
+}
+
+#[tokio::test]
+async fn delete_adds_a_notice_compliance_entry() {
+    let (app, sink) = make_app(&[]);
+    let data = br#"{"entity_id":"e9","operation":"delete","timestamp":"2025-07-23T10:00:00","source":"crm","correlation_id":"c9"}"#;
+    let out = lines(&app, push(data, "m1", &[]), &sink).await;
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0]["severity"], "INFO");
+    assert_eq!(out[0]["processing_metadata"]["delivery_attempt"], 2);
+    assert_eq!(
+        out[0]["processing_metadata"]["subscription"],
+        "projects/p/subscriptions/audit-logger"
+    );
+    let c = &out[1];
+    assert_eq!(c["severity"], "NOTICE");
+    assert_eq!(c["compliance_event"], "data_deletion");
+    assert_eq!(c["entity_id"], "e9");
+    assert_eq!(c["deletion_timestamp"], "2025-07-23T10:16:00.500000Z");
+    assert_eq!(c["retention_policy"], "applied");
+    assert_eq!(c["regulatory_context"], "gdpr_compliance");
+    assert_eq!(
+        c["logging.googleapis.com/labels"]["compliance"],
+        "data_deletion"
+    );
+    assert_eq!(c["logging.googleapis.com/labels"]["regulation"], "gdpr");
+}
+
+#[tokio::test]
+async fn malformed_messages_are_audited_as_warnings_and_acked() {
+    let cases: Vec<(Request<Body>, &str, &str)> = vec![
+        (
+            Request::post("/")
+                .header("content-type", "application/json")
+                .body(Body::from(
+                    r#"{"message":{"data":"%%%","messageId":"m-b64"}}"#,
+                ))
+                .expect("request"),
+            "invalid_base64",
+            "%%%",
+        ),
+        (
+            push(b"{not json", "m-json", &[]),
+            "invalid_json",
+            "{not json",
+        ),
+        (
+            push(br#"{"operation":"create"}"#, "m-missing", &[]),
+            "missing_field",
+            r#"{"operation":"create"}"#,
+        ),
+    ];
+    for (req, code, raw) in cases {
+        let (app, sink) = make_app(&[]);
+        let out = lines(&app, req, &sink).await;
+        assert_eq!(out.len(), 1, "{code}");
+        let e = &out[0];
+        assert_eq!(e["severity"], "WARNING");
+        assert_eq!(e["event_type"], "malformed_event");
+        assert_eq!(e["error_code"], code);
+        assert!(e["error_message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(e["message_id"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("m-")));
+        assert_eq!(e["raw_payload"], raw);
+        assert_eq!(e["raw_payload_truncated"], false);
+        assert_eq!(
+            e["logging.googleapis.com/labels"]["component"],
+            "datastore-sync"
+        );
+    }
+}
+
+#[tokio::test]
+async fn raw_payload_is_capped() {
+    let (app, sink) = make_app(&[("AUDIT_MAX_RAW_BYTES", "16")]);
+    let out = lines(&app, push("x".repeat(100).as_bytes(), "m", &[]), &sink).await;
+    assert_eq!(out[0]["raw_payload"].as_str().map(str::len), Some(16));
+    assert_eq!(out[0]["raw_payload_bytes"], 100);
+    assert_eq!(out[0]["raw_payload_truncated"], true);
+}
+
+#[tokio::test]
+async fn configured_fields_are_redacted_at_any_depth() {
+    let (app, sink) = make_app(&[("AUDIT_REDACT_FIELDS", "email,phone")]);
+    let data = br#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T10:00:00","data":{"email":"a@b.c","name":"n","contact":{"phone":"123"}}}"#;
+    let out = lines(&app, push(data, "m", &[]), &sink).await;
+    let snap = &out[0]["data_snapshot"];
+    assert_eq!(snap["email"], "[REDACTED]");
+    assert_eq!(snap["contact"]["phone"], "[REDACTED]");
+    assert_eq!(snap["name"], "n");
+    assert!(!sink.lines()[0].contains("a@b.c"));
+    let out = lines(&app, push(b"{raw secret", "m2", &[]), &sink).await;
+    assert!(out[1]["raw_payload"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("[WITHHELD")));
+}
+
+#[tokio::test]
+async fn trace_header_correlates_when_the_project_is_known() {
+    let (app, sink) = make_app(&[("GOOGLE_CLOUD_PROJECT", "proj")]);
+    let data =
+        br#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T10:00:00","data":{}}"#;
+    let header = [(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )];
+    let out = lines(&app, push(data, "m", &header), &sink).await;
+    assert_eq!(
+        out[0]["logging.googleapis.com/trace"],
+        "projects/proj/traces/4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(out[0]["logging.googleapis.com/spanId"], "00f067aa0ba902b7");
+    let (app, sink) = make_app(&[]);
+    let out = lines(&app, push(data, "m", &header), &sink).await;
+    assert!(
+        out[0].get("logging.googleapis.com/trace").is_none(),
+        "no project, no trace resource name"
+    );
+}
+
+#[tokio::test]
+async fn events_the_sync_function_refuses_are_audited_with_the_reason() {
+    let (app, sink) = make_app(&[]);
+    let data = br#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T10:00:00","data":{"version":3}}"#;
+    let out = lines(&app, push(data, "m", &[]), &sink).await;
+    assert_eq!(out[0]["severity"], "INFO");
+    assert_eq!(out[0]["validation_error"]["error_code"], "reserved_field");
+}
+
+#[tokio::test]
+async fn requests_that_are_not_deliveries_are_refused_and_write_nothing() {
+    let (app, sink) = make_app(&[]);
+    let req = Request::post("/")
+        .header("content-type", "application/json")
+        .body(Body::from("{}"))
+        .expect("request");
+    let status = app.clone().oneshot(req).await.expect("infallible").status();
+    assert!(status.is_client_error());
+    assert!(sink.lines().is_empty());
+}
