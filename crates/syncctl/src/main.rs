@@ -1,1 +1,341 @@
-fn main() {}
+//! `syncctl`: the operator CLI of datastore-sync.
+//!
+//! The recipe's Python helpers (`data_publisher.py`, `query_datastore.py`,
+//! `datastore_init.py`, `cleanup_datastore.py`) as subcommands, plus what an
+//! operator of the sync function needs: conflict records, dead-letter
+//! inspection and replay, a load generator, and the local topology on the
+//! emulators. Honours `PUBSUB_EMULATOR_HOST` and `DATASTORE_EMULATOR_HOST`;
+//! without them it talks to Google Cloud with Application Default Credentials.
+
+mod commands;
+mod load;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Operate datastore-sync: publish events, inspect Datastore, conflicts and dead letters.
+#[derive(Parser, Debug)]
+#[command(name = "syncctl", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings every subcommand shares.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Google Cloud project id.
+    #[arg(long, global = true, env = "GOOGLE_CLOUD_PROJECT")]
+    pub project: Option<String>,
+    /// Datastore namespace (default namespace when unset).
+    #[arg(long, global = true, env = "DATASTORE_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Datastore emulator `host:port`; production Datastore when unset.
+    #[arg(
+        long,
+        global = true,
+        env = "DATASTORE_EMULATOR_HOST",
+        hide_env_values = false
+    )]
+    pub datastore_emulator_host: Option<String>,
+    /// Pub/Sub emulator `host:port`; production Pub/Sub when unset.
+    #[arg(long, global = true, env = "PUBSUB_EMULATOR_HOST")]
+    pub pubsub_emulator_host: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Publish one change event (the recipe's data_publisher.py).
+    Publish(PublishArgs),
+    /// List the entities of a kind (the recipe's query_datastore.py).
+    Query(QueryArgs),
+    /// Write the recipe's initialization entity (datastore_init.py).
+    Init(KindArgs),
+    /// Delete every entity of a kind, its tombstones and conflict records (cleanup_datastore.py).
+    Cleanup(KindArgs),
+    /// List conflict records: which value won, which lost, and why.
+    Conflicts(ConflictsArgs),
+    /// Inspect or replay dead-lettered messages.
+    Dlq(DlqArgs),
+    /// Pull (and optionally acknowledge) messages from a subscription.
+    Pull(PullArgs),
+    /// Publish many generated events, for demos and benchmarks.
+    Load(LoadArgs),
+    /// Create the recipe's topics and subscriptions (idempotent), e.g. on the emulator.
+    Setup(SetupArgs),
+}
+
+/// Arguments of `publish`.
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// Topic id or projects/P/topics/T.
+    #[arg(long)]
+    pub topic: String,
+    /// Entity id (Datastore key name).
+    #[arg(long)]
+    pub entity_id: String,
+    /// Operation.
+    #[arg(long, value_enum)]
+    pub operation: OperationArg,
+    /// Entity name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Entity description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Entity status.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Extra fields as a JSON object (merged after --name/--description/--status).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Event timestamp (ISO-8601); now (UTC) when unset.
+    #[arg(long)]
+    pub timestamp: Option<String>,
+    /// The writer's name.
+    #[arg(long, default_value = "data_publisher")]
+    pub source: String,
+    /// Message attributes, `KEY=VALUE`, repeatable.
+    #[arg(long = "attribute", value_name = "KEY=VALUE")]
+    pub attributes: Vec<String>,
+}
+
+/// The three operations.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationArg {
+    /// Create.
+    Create,
+    /// Update.
+    Update,
+    /// Delete.
+    Delete,
+}
+
+impl OperationArg {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// Output format.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Readable text, as the recipe's scripts print.
+    #[default]
+    Table,
+    /// JSON.
+    Json,
+}
+
+/// Arguments of `query`.
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// Kind to list.
+    #[arg(long, default_value = "SyncEntity")]
+    pub kind: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// A kind.
+#[derive(Args, Debug)]
+pub struct KindArgs {
+    /// Kind of the entities.
+    #[arg(long, default_value = "SyncEntity")]
+    pub kind: String,
+}
+
+/// Arguments of `conflicts`.
+#[derive(Args, Debug)]
+pub struct ConflictsArgs {
+    /// Only the conflicts of this entity.
+    #[arg(long)]
+    pub entity_id: Option<String>,
+    /// Kind of the entities.
+    #[arg(long, default_value = "SyncEntity")]
+    pub kind: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// Arguments of `dlq`.
+#[derive(Args, Debug)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    pub action: DlqAction,
+}
+
+/// What to do with dead letters.
+#[derive(Subcommand, Debug)]
+pub enum DlqAction {
+    /// Show dead-lettered messages with their reason (they stay in the subscription).
+    List(DlqSelect),
+    /// Republish selected messages to the main topic; each is acknowledged only
+    /// after its republish succeeded, so a crash loses nothing.
+    Replay(DlqReplay),
+}
+
+/// Which dead letters.
+#[derive(Args, Debug)]
+pub struct DlqSelect {
+    /// The dead-letter subscription.
+    #[arg(long, default_value = "dlq-processor")]
+    pub subscription: String,
+    /// Only messages with this `error_code` attribute.
+    #[arg(long)]
+    pub error_code: Option<String>,
+    /// At most this many messages.
+    #[arg(long, default_value_t = 100)]
+    pub max: usize,
+    /// Stop waiting for more messages after this many seconds.
+    #[arg(long, default_value_t = 5)]
+    pub wait_secs: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// Arguments of `dlq replay`.
+#[derive(Args, Debug)]
+pub struct DlqReplay {
+    #[command(flatten)]
+    pub select: DlqSelect,
+    /// Topic to republish to.
+    #[arg(long, default_value = "data-sync-events")]
+    pub topic: String,
+    /// Show what would be replayed, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace the message data with this text before republishing (a fixed message).
+    #[arg(long)]
+    pub data: Option<String>,
+}
+
+/// Arguments of `pull`.
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Subscription id or path.
+    #[arg(long)]
+    pub subscription: String,
+    /// At most this many messages.
+    #[arg(long, default_value_t = 10)]
+    pub max: usize,
+    /// Stop waiting for more messages after this many seconds.
+    #[arg(long, default_value_t = 5)]
+    pub wait_secs: u64,
+    /// Acknowledge what was pulled (otherwise it is released for redelivery).
+    #[arg(long)]
+    pub ack: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// Arguments of `load`.
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Topic id or path.
+    #[arg(long, default_value = "data-sync-events")]
+    pub topic: String,
+    /// Number of distinct events.
+    #[arg(long)]
+    pub events: usize,
+    /// Number of entities they spread over.
+    #[arg(long)]
+    pub entities: usize,
+    /// Fraction of events published a second time (0.0-1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub duplicates: f64,
+    /// Publish in random order (timestamps still follow generation order).
+    #[arg(long)]
+    pub shuffle: bool,
+    /// Messages per second (0: as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Share of deletes among events (0.0-1.0).
+    #[arg(long, default_value_t = 0.05)]
+    pub deletes: f64,
+    /// Approximate size of each event's data, in bytes.
+    #[arg(long, default_value_t = 0)]
+    pub payload_bytes: usize,
+    /// Publishes in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Random seed (reproducible runs).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Prefix of entity ids.
+    #[arg(long, default_value = "load")]
+    pub entity_prefix: String,
+    /// Write every published message (message id, data) as JSON lines here.
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Arguments of `setup`.
+#[derive(Args, Debug)]
+pub struct SetupArgs {
+    /// Push endpoint of the sync function (e.g. http://127.0.0.1:8081/).
+    #[arg(long)]
+    pub sync_endpoint: String,
+    /// Push endpoint of the audit function.
+    #[arg(long)]
+    pub audit_endpoint: String,
+    /// Suffix appended to every name (`-SUFFIX`), as the recipe's RANDOM_SUFFIX.
+    #[arg(long)]
+    pub suffix: Option<String>,
+    /// Also create a pull subscription on each external-sync topic (`<topic>-sub`).
+    #[arg(long)]
+    pub external_subscriptions: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let g = &cli.global;
+        match cli.command {
+            Command::Publish(a) => commands::publish(g, a).await,
+            Command::Query(a) => commands::query(g, a).await,
+            Command::Init(a) => commands::init(g, a).await,
+            Command::Cleanup(a) => commands::cleanup(g, a).await,
+            Command::Conflicts(a) => commands::conflicts(g, a).await,
+            Command::Dlq(a) => match a.action {
+                DlqAction::List(s) => commands::dlq_list(g, s).await,
+                DlqAction::Replay(r) => commands::dlq_replay(g, r).await,
+            },
+            Command::Pull(a) => commands::pull(g, a).await,
+            Command::Load(a) => load::run(g, a).await,
+            Command::Setup(a) => commands::setup(g, a).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! `syncctl load`: a bulk generator of recipe-shaped events.
+//!
+//! Events get strictly increasing timestamps in generation order (starting an
+//! hour in the past, one millisecond apart), so the expected final state is
+//! well defined; `--shuffle` publishes them in random order and `--duplicates`
+//! publishes a share of them twice, which is what the sync function must
+//! survive. `--record` writes every published message (id and data) so a test
+//! can compute the expected state with the core's merge.
+
+use crate::commands::publisher;
+use crate::{Global, LoadArgs};
+use anyhow::{bail, Context, Result};
+use chrono::{Duration as ChronoDuration, Utc};
+use futures::stream::{self, StreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::time::{Duration, Instant};
+use sync_core::{EventPublisher, OutgoingMessage};
+
+/// Generates the events of a load run, in generation (timestamp) order.
+pub fn generate(a: &LoadArgs) -> Vec<Value> {
+    let mut rng = StdRng::seed_from_u64(a.seed);
+    let start = Utc::now() - ChronoDuration::hours(1);
+    let statuses = ["active", "inactive", "pending", "archived"];
+    (0..a.events)
+        .map(|i| {
+            let entity = rng.random_range(0..a.entities.max(1));
+            let ts = start + ChronoDuration::milliseconds(i64::try_from(i).unwrap_or(i64::MAX));
+            let delete = rng.random_bool(a.deletes.clamp(0.0, 1.0));
+            let mut event = json!({
+                "entity_id": format!("{}-{entity:05}", a.entity_prefix),
+                "operation": if delete { "delete" } else if i % 7 == 0 { "create" } else { "update" },
+                "timestamp": ts.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
+                "source": format!("loadgen-{}", rng.random_range(0..3)),
+                "correlation_id": format!("load-{}-{i}", a.seed),
+            });
+            if !delete {
+                let mut data = serde_json::Map::new();
+                if rng.random_bool(0.5) {
+                    data.insert("name".into(), json!(format!("Item {entity} v{i}")));
+                }
+                if rng.random_bool(0.5) {
+                    data.insert("status".into(), json!(statuses[rng.random_range(0..statuses.len())]));
+                }
+                data.insert("counter".into(), json!(i));
+                if a.payload_bytes > 0 {
+                    data.insert("description".into(), json!("x".repeat(a.payload_bytes)));
+                }
+                event["data"] = Value::Object(data);
+            }
+            event
+        })
+        .collect()
+}
+
+pub async fn run(g: &Global, a: LoadArgs) -> Result<()> {
+    if a.events == 0 || a.entities == 0 {
+        bail!("--events and --entities must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&a.duplicates) {
+        bail!("--duplicates must be between 0 and 1");
+    }
+    let events = generate(&a);
+    let mut rng = StdRng::seed_from_u64(a.seed.wrapping_add(1));
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    let extra = (a.duplicates * events.len() as f64).round() as usize;
+    let mut dups: Vec<usize> = (0..events.len()).collect();
+    dups.shuffle(&mut rng);
+    order.extend(dups.into_iter().take(extra));
+    if a.shuffle {
+        order.shuffle(&mut rng);
+    }
+
+    let publisher = publisher(g).await?;
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(order.len() as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} messages, {per_sec}, eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let rate = a.rate;
+    let topic = a.topic.clone();
+    let results: Vec<Result<(String, &Value)>> = stream::iter(order.iter().enumerate())
+        .map(|(n, &i)| {
+            let publisher = &publisher;
+            let topic = &topic;
+            let event = &events[i];
+            let bar = &bar;
+            async move {
+                if rate > 0.0 {
+                    let due = started + Duration::from_secs_f64(n as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let message = OutgoingMessage {
+                    data: event.to_string().into_bytes(),
+                    attributes: Default::default(),
+                    ordering_key: None,
+                };
+                let id = publisher
+                    .publish(topic, message)
+                    .await
+                    .with_context(|| format!("publishing to {topic}"))?;
+                bar.inc(1);
+                Ok((id, event))
+            }
+        })
+        .buffer_unordered(a.concurrency.max(1))
+        .collect()
+        .await;
+    publisher.flush().await;
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+
+    let mut record = match &a.record {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let mut failures = 0usize;
+    for r in &results {
+        match r {
+            Ok((id, event)) => {
+                if let Some(w) = record.as_mut() {
+                    writeln!(w, "{}", json!({"message_id": id, "data": event}))
+                        .context("writing the record")?;
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                if failures <= 5 {
+                    eprintln!("{e:#}");
+                }
+            }
+        }
+    }
+    if let Some(mut w) = record {
+        w.flush().context("writing the record")?;
+    }
+    let sent = results.len() - failures;
+    println!(
+        "published {sent} messages ({} events, {extra} duplicates) over {} entities in {:.2} s ({:.0} msg/s)",
+        events.len(),
+        a.entities,
+        elapsed.as_secs_f64(),
+        sent as f64 / elapsed.as_secs_f64().max(1e-9)
+    );
+    if failures > 0 {
+        bail!("{failures} publishes failed");
+    }
+    Ok(())
+}
