@@ -1,0 +1,571 @@
+//! End to end through the real emulator push path: publish → Pub/Sub emulator
+//! push → function process → Datastore emulator, with announcements and dead
+//! letters read back from pull subscriptions. Every wait is a poll with a
+//! deadline; the only sleeps are the durations of injected faults.
+
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use sync_core::{EventPublisher, MergePolicy, OutgoingMessage};
+use sync_pubsub::{PubSubAdmin, PubSubPublisher, PubSubPuller};
+use sync_testkit::{Emulator, EmulatorKind, TEST_PROJECT};
+use sync_tests::*;
+
+struct Clients {
+    admin: PubSubAdmin,
+    publisher: PubSubPublisher,
+    puller: PubSubPuller,
+}
+
+async fn clients() -> Result<Clients> {
+    let config = pubsub_config().await?;
+    Ok(Clients {
+        admin: PubSubAdmin::connect(&config).await?,
+        publisher: PubSubPublisher::connect(&config).await?,
+        puller: PubSubPuller::connect(&config).await?,
+    })
+}
+
+fn recipe_event(entity: &str, op: &str, ts: &str, data: Value) -> Vec<u8> {
+    json!({"entity_id": entity, "operation": op, "timestamp": ts, "source": "data_publisher", "correlation_id": format!("corr-{entity}-{op}"), "data": data})
+        .to_string()
+        .into_bytes()
+}
+
+async fn publish(c: &Clients, topic: &str, data: Vec<u8>) -> Result<(String, Vec<u8>)> {
+    let id = c
+        .publisher
+        .publish(
+            topic,
+            OutgoingMessage {
+                data: data.clone(),
+                ..OutgoingMessage::default()
+            },
+        )
+        .await?;
+    Ok((id, data))
+}
+
+/// The recipe's "Validation & Testing": create then update, through both functions.
+#[tokio::test]
+async fn recipe_flow_through_push_gives_version_two_audit_and_announcements() -> Result<()> {
+    let (ps, ds) = hosts().await?;
+    let c = clients().await?;
+    let t = Topology::new("recipe");
+    t.create_base(&c.admin).await?;
+    let sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
+    let audit_env = vec![
+        ("LOG_FORMAT".to_string(), "text".to_string()),
+        ("RUST_LOG".to_string(), "warn".to_string()),
+    ];
+    let audit = FunctionProcess::start("audit-function", audit_env).await?;
+    t.subscribe_sync(&c.admin, &sync.url(), 5).await?;
+    t.subscribe_audit(&c.admin, &audit.url()).await?;
+
+    let now = chrono::Utc::now().naive_utc();
+    let ts = |offset_ms: i64| {
+        (now + chrono::Duration::milliseconds(offset_ms))
+            .format("%Y-%m-%dT%H:%M:%S%.6f")
+            .to_string()
+    };
+    publish(&c, &t.topic, recipe_event("test-entity-001", "create", &ts(0), json!({"name": "Test Product", "description": "Demo product for sync testing", "status": "active"}))).await?;
+    publish(
+        &c,
+        &t.topic,
+        recipe_event(
+            "test-entity-001",
+            "update",
+            &ts(1),
+            json!({"description": "Updated product description"}),
+        ),
+    )
+    .await?;
+
+    let store = store(&ds, &t.namespace).await?;
+    let state = poll(Duration::from_secs(60), || async {
+        Ok(store
+            .get(None, "test-entity-001")
+            .await?
+            .filter(|(_, s)| s.version == 2 && s.announced_version == 2))
+    })
+    .await
+    .with_context(|| sync.log_text())?;
+    let rows = store.query_kind("SyncEntity").await?;
+    ensure!(rows.len() == 1, "exactly the one entity: {rows:?}");
+    let (key, props) = &rows[0];
+    ensure!(key == "test-entity-001");
+    ensure!(props["name"] == "Test Product" && props["status"] == "active");
+    ensure!(props["description"] == "Updated product description");
+    ensure!(
+        props["version"] == 2 && props["sync_status"] == "synced",
+        "{props:?}"
+    );
+    ensure!(state.1.version == 2, "both changes applied and announced");
+
+    let created = pull_at_least(
+        &c.puller,
+        &t.external_subscription("create"),
+        1,
+        Duration::from_secs(30),
+    )
+    .await?;
+    let updated = pull_at_least(
+        &c.puller,
+        &t.external_subscription("update"),
+        1,
+        Duration::from_secs(30),
+    )
+    .await?;
+    ensure!(
+        created.len() == 1 && updated.len() == 1,
+        "one announcement each: {created:?} {updated:?}"
+    );
+    let payload: Value = serde_json::from_slice(&updated[0].data)?;
+    ensure!(
+        payload["version"] == 2 && payload["data"]["description"] == "Updated product description",
+        "{payload}"
+    );
+    ensure!(updated[0].attributes.get("entity_id").map(String::as_str) == Some("test-entity-001"));
+
+    let entries = poll(Duration::from_secs(30), || async {
+        let lines: Vec<Value> = audit
+            .log_text()
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        Ok((lines.len() >= 2).then_some(lines))
+    })
+    .await?;
+    let ops: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["operation"].as_str())
+        .collect();
+    ensure!(
+        ops.contains(&"create") && ops.contains(&"update"),
+        "audit entries: {entries:?}"
+    );
+    ensure!(entries
+        .iter()
+        .all(
+            |e| e["logging.googleapis.com/labels"]["component"] == "datastore-sync"
+                && e["entity_id"] == "test-entity-001"
+        ));
+    Ok(())
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, failing at the deadline.
+async fn poll<T, F, Fut>(timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// 2,000 events over 50 entities, published shuffled with 20 % duplicates.
+#[tokio::test]
+async fn shuffled_events_with_duplicates_converge_to_the_cores_merge() -> Result<()> {
+    let (ps, ds) = hosts().await?;
+    let c = clients().await?;
+    let t = Topology::new("shuffle");
+    t.create_base(&c.admin).await?;
+    let sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
+    t.subscribe_sync(&c.admin, &sync.url(), 5).await?;
+    let record = std::env::temp_dir().join(format!("{}.jsonl", t.prefix));
+    let record_arg = record.to_string_lossy().to_string();
+    let out = tokio::task::spawn_blocking({
+        let (ps, ds, ns, topic) = (ps.clone(), ds.clone(), t.namespace.clone(), t.topic.clone());
+        move || {
+            let args = [
+                "load",
+                "--topic",
+                &topic,
+                "--events",
+                "2000",
+                "--entities",
+                "50",
+                "--duplicates",
+                "0.2",
+                "--shuffle",
+                "--quiet",
+                "--entity-prefix",
+                "shuffle",
+                "--record",
+                &record_arg,
+            ];
+            syncctl(&args, &ps, &ds, &ns)
+        }
+    })
+    .await??;
+    let messages = read_record(&record)?;
+    ensure!(
+        messages.len() == 2400,
+        "{out}: {} messages recorded",
+        messages.len()
+    );
+
+    let policy = MergePolicy::default();
+    let expected = expected_states(&messages, &policy)?;
+    ensure!(expected.len() == 50);
+    let store = store(&ds, &t.namespace).await?;
+    let actual = wait_for_states(&store, &expected, &policy, Duration::from_secs(240))
+        .await
+        .with_context(|| format!("sync log tail: {}", tail(&sync.log_text())))?;
+    for (id, s) in &actual {
+        ensure!(
+            s.version >= 1 && s.version <= 2400,
+            "{id}: version {}",
+            s.version
+        );
+    }
+    let dead = drain(&c.puller, &t.dlq_subscription, Duration::from_secs(1)).await?;
+    ensure!(dead.is_empty(), "nothing dead-lettered: {dead:?}");
+    Ok(())
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Each bad-input class goes to the dead-letter topic with its code, the rest is
+/// untouched, and a fixed message replayed with syncctl is applied.
+#[tokio::test]
+async fn poison_is_dead_lettered_by_class_and_replay_applies_the_fix() -> Result<()> {
+    let (ps, ds) = hosts().await?;
+    let c = clients().await?;
+    let t = Topology::new("poison");
+    t.create_base(&c.admin).await?;
+    let sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
+    t.subscribe_sync(&c.admin, &sync.url(), 5).await?;
+    let store = store(&ds, &t.namespace).await?;
+
+    let ts = chrono::Utc::now()
+        .naive_utc()
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string();
+    publish(
+        &c,
+        &t.topic,
+        recipe_event("bystander", "create", &ts, json!({"name": "keep me"})),
+    )
+    .await?;
+    poll(Duration::from_secs(30), || async {
+        Ok(store
+            .get(None, "bystander")
+            .await?
+            .filter(|(_, s)| s.version == 1))
+    })
+    .await?;
+
+    let future = (chrono::Utc::now() + chrono::Duration::hours(2))
+        .naive_utc()
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("invalid_json", b"{this is not json".to_vec()),
+        (
+            "missing_field",
+            br#"{"entity_id":"bystander","operation":"update","data":{"name":"x"}}"#.to_vec(),
+        ),
+        (
+            "invalid_operation",
+            recipe_event("bystander", "merge", &ts, json!({"name": "x"})),
+        ),
+        (
+            "invalid_timestamp",
+            recipe_event("bystander", "update", "not-a-time", json!({"name": "x"})),
+        ),
+        (
+            "invalid_entity_id",
+            recipe_event("__bystander__", "update", &ts, json!({"name": "x"})),
+        ),
+        (
+            "reserved_field",
+            recipe_event(
+                "fixme",
+                "create",
+                &ts,
+                json!({"name": "fixed later", "version": 7}),
+            ),
+        ),
+        (
+            "invalid_field_name",
+            recipe_event("bystander", "update", &ts, json!({"__x__": 1})),
+        ),
+        (
+            "unsupported_value",
+            recipe_event("bystander", "update", &ts, json!({"m": [[1, 2]]})),
+        ),
+        (
+            "clock_skew",
+            recipe_event(
+                "bystander",
+                "update",
+                &future,
+                json!({"name": "from the future"}),
+            ),
+        ),
+        (
+            "entity_too_large",
+            recipe_event(
+                "bystander",
+                "update",
+                &ts,
+                json!({"blob": "x".repeat(1_100_000)}),
+            ),
+        ),
+    ];
+    let mut by_message = BTreeMap::new();
+    for (code, data) in &cases {
+        let (id, _) = publish(&c, &t.topic, data.clone()).await?;
+        by_message.insert(id, *code);
+    }
+    let dead = pull_at_least(
+        &c.puller,
+        &t.dlq_subscription,
+        cases.len(),
+        Duration::from_secs(60),
+    )
+    .await?;
+    let mut seen = BTreeMap::new();
+    for m in &dead {
+        let original = m
+            .attributes
+            .get("original_message_id")
+            .context("original_message_id")?;
+        let code = m.attributes.get("error_code").context("error_code")?;
+        ensure!(
+            by_message.get(original).copied() == Some(code.as_str()),
+            "message {original} dead-lettered as {code}"
+        );
+        ensure!(m
+            .attributes
+            .get("original_subscription")
+            .is_some_and(|s| s.ends_with(&t.sync_subscription)));
+        seen.insert(code.clone(), m.clone());
+    }
+    ensure!(
+        seen.len() == cases.len(),
+        "every class dead-lettered once: {:?}",
+        seen.keys()
+    );
+    let (_, bystander) = store.get(None, "bystander").await?.context("bystander")?;
+    ensure!(bystander.version == 1, "bystander untouched");
+    ensure!(bystander.visible_fields(&MergePolicy::default())["name"] == "keep me");
+    ensure!(
+        store.query_kind("SyncEntity").await?.len() == 1,
+        "no other entity written"
+    );
+
+    // Put the reserved-field message back for replay, fixed.
+    let fixed = String::from_utf8(recipe_event(
+        "fixme",
+        "create",
+        &ts,
+        json!({"name": "fixed later", "revision": 7}),
+    ))?;
+    let (tx, tp, td) = (
+        t.topic.clone(),
+        t.dead_letter_topic.clone(),
+        t.dlq_subscription.clone(),
+    );
+    let dead_reserved = seen
+        .get("reserved_field")
+        .context("reserved_field")?
+        .clone();
+    c.publisher
+        .publish(
+            &tp,
+            OutgoingMessage {
+                data: dead_reserved.data.clone(),
+                attributes: dead_reserved.attributes.clone(),
+                ordering_key: None,
+            },
+        )
+        .await?;
+    let out = tokio::task::spawn_blocking({
+        let (ps, ds, ns) = (ps.clone(), ds.clone(), t.namespace.clone());
+        move || {
+            syncctl(
+                &[
+                    "dlq",
+                    "replay",
+                    "--subscription",
+                    &td,
+                    "--topic",
+                    &tx,
+                    "--error-code",
+                    "reserved_field",
+                    "--data",
+                    &fixed,
+                    "--wait-secs",
+                    "5",
+                ],
+                &ps,
+                &ds,
+                &ns,
+            )
+        }
+    })
+    .await??;
+    ensure!(out.contains("1 replayed"), "{out}");
+    let (_, fixme) = poll(Duration::from_secs(30), || async {
+        Ok(store.get(None, "fixme").await?)
+    })
+    .await?;
+    ensure!(fixme.visible_fields(&MergePolicy::default())["revision"] == 7);
+    Ok(())
+}
+
+/// Events flow while the Datastore emulator is frozen for 10 s: none is lost.
+#[tokio::test]
+async fn datastore_outage_of_ten_seconds_loses_nothing() -> Result<()> {
+    let (ps, _) = hosts().await?;
+    let own =
+        tokio::task::spawn_blocking(|| Emulator::start(EmulatorKind::Datastore, TEST_PROJECT))
+            .await??;
+    let ds = own.host().to_string();
+    let c = clients().await?;
+    let t = Topology::new("outage");
+    t.create_base(&c.admin).await?;
+    let sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
+    t.subscribe_sync(&c.admin, &sync.url(), 5).await?;
+
+    let record = std::env::temp_dir().join(format!("{}.jsonl", t.prefix));
+    let record_arg = record.to_string_lossy().to_string();
+    let load = tokio::task::spawn_blocking({
+        let (ps, ds, ns, topic) = (ps.clone(), ds.clone(), t.namespace.clone(), t.topic.clone());
+        move || {
+            syncctl(
+                &[
+                    "load",
+                    "--topic",
+                    &topic,
+                    "--events",
+                    "300",
+                    "--entities",
+                    "10",
+                    "--rate",
+                    "30",
+                    "--quiet",
+                    "--entity-prefix",
+                    "outage",
+                    "--record",
+                    &record_arg,
+                ],
+                &ps,
+                &ds,
+                &ns,
+            )
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    own.signal("STOP")?;
+    // The fault lasts 10 s: this sleep is the outage, not a wait for anything.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    own.signal("CONT")?;
+    load.await??;
+
+    let messages = read_record(&record)?;
+    ensure!(messages.len() == 300);
+    let policy = MergePolicy::default();
+    let expected = expected_states(&messages, &policy)?;
+    let store = store(&ds, &t.namespace).await?;
+    wait_for_states(&store, &expected, &policy, Duration::from_secs(180))
+        .await
+        .with_context(|| tail(&sync.log_text()))?;
+    let dead = drain(&c.puller, &t.dlq_subscription, Duration::from_secs(1)).await?;
+    ensure!(
+        dead.is_empty(),
+        "nothing dead-lettered: {} messages",
+        dead.len()
+    );
+    Ok(())
+}
+
+/// The sync function is killed (SIGKILL) mid-stream and restarted: every event
+/// is applied and every version announced.
+#[tokio::test]
+async fn sync_function_killed_mid_stream_loses_nothing() -> Result<()> {
+    let (ps, ds) = hosts().await?;
+    let c = clients().await?;
+    let t = Topology::new("crash");
+    t.create_base(&c.admin).await?;
+    let mut sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
+    t.subscribe_sync(&c.admin, &sync.url(), 5).await?;
+
+    let record = std::env::temp_dir().join(format!("{}.jsonl", t.prefix));
+    let record_arg = record.to_string_lossy().to_string();
+    let load = tokio::task::spawn_blocking({
+        let (ps, ds, ns, topic) = (ps.clone(), ds.clone(), t.namespace.clone(), t.topic.clone());
+        move || {
+            syncctl(
+                &[
+                    "load",
+                    "--topic",
+                    &topic,
+                    "--events",
+                    "400",
+                    "--entities",
+                    "20",
+                    "--rate",
+                    "100",
+                    "--quiet",
+                    "--entity-prefix",
+                    "crash",
+                    "--record",
+                    &record_arg,
+                ],
+                &ps,
+                &ds,
+                &ns,
+            )
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sync.restart().await?;
+    load.await??;
+
+    let messages = read_record(&record)?;
+    let policy = MergePolicy::default();
+    let expected = expected_states(&messages, &policy)?;
+    let store = store(&ds, &t.namespace).await?;
+    let actual = wait_for_states(&store, &expected, &policy, Duration::from_secs(180))
+        .await
+        .with_context(|| tail(&sync.log_text()))?;
+    // Every effective change was announced, even those whose announcement the
+    // crash interrupted (the redelivery announces what is owed).
+    let settled = poll(Duration::from_secs(60), || async {
+        let mut owed = Vec::new();
+        for id in actual.keys() {
+            if let Some((_, s)) = store.get(None, id).await? {
+                if s.announced_version != s.version {
+                    owed.push((id.clone(), s.version, s.announced_version));
+                }
+            }
+        }
+        Ok(owed.is_empty().then_some(()))
+    })
+    .await;
+    settled.context("every version announced")?;
+    let dead = drain(&c.puller, &t.dlq_subscription, Duration::from_secs(1)).await?;
+    ensure!(
+        dead.is_empty(),
+        "nothing dead-lettered: {} messages",
+        dead.len()
+    );
+    Ok(())
+}
