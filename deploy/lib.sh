@@ -1,0 +1,358 @@
+#!/usr/bin/env bash
+# Shared by the deploy scripts (sourced, never run): configuration and resource
+# names, a runner that honours --dry-run, read helpers that tell "absent" from
+# "failed", and the describe-before-change helpers every script uses.
+#
+# Conventions:
+#   gcloud_change ARGS...  a command that changes something; printed, and in
+#                          dry-run mode only printed.
+#   gcloud_read ARGS...    a read; in dry-run mode printed only, the resource
+#                          taken as absent (up) or present (down).
+#   changed / unchanged    what each script reports; finish prints the summary.
+# Every gcloud command gets --project; changes also get --quiet.
+
+# The names set here are read by the scripts that source this file.
+# shellcheck disable=SC2034
+
+DEPLOY_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "${DEPLOY_DIR}/.." && pwd)
+
+DRY_RUN=0
+# What a dry run assumes about every resource it would read: up.sh plans as if
+# nothing existed (absent), down.sh as if everything did (present).
+DRY_RUN_ASSUME=absent
+CHANGES=()
+
+# Commands are traced on the caller's stdout, also from inside $(...).
+exec 3>&1
+
+log() { printf '%s\n' "$*" >&2; }
+die() {
+  printf 'error: %s\n' "$*" >&2
+  exit 1
+}
+
+# usage: print the comment block at the top of the running script.
+usage() {
+  sed -n '2,/^$/{s/^# \{0,1\}//p}' "$0"
+}
+
+# parse_args "$@": the options every script takes.
+parse_args() {
+  local arg
+  for arg in "$@"; do
+    case ${arg} in
+      --dry-run) DRY_RUN=1 ;;
+      -h | --help)
+        usage
+        exit 0
+        ;;
+      *) die "unknown argument '${arg}' (try --help)" ;;
+    esac
+  done
+}
+
+# ---------------------------------------------------------------------------
+# Configuration and names: the one place that knows what things are called.
+
+# with_suffix NAME: NAME, or NAME-SUFFIX when SUFFIX is set.
+with_suffix() {
+  if [[ -n ${SUFFIX} ]]; then
+    printf '%s-%s' "$1" "${SUFFIX}"
+  else
+    printf '%s' "$1"
+  fi
+}
+
+init_config() {
+  PROJECT_ID=${PROJECT_ID:-}
+  REGION=${REGION:-us-central1}
+  SUFFIX=${SUFFIX:-}
+  DATASTORE_LOCATION=${DATASTORE_LOCATION:-${REGION}}
+  NOTIFICATION_CHANNELS=${NOTIFICATION_CHANNELS:-}
+
+  [[ -n ${PROJECT_ID} ]] || die "set PROJECT_ID to the Google Cloud project id (e.g. PROJECT_ID=my-project deploy/up.sh)"
+  [[ ${PROJECT_ID} =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]] || die "PROJECT_ID '${PROJECT_ID}' is not a project id (6-30 of a-z, 0-9, -)"
+  [[ ${REGION} =~ ^[a-z]+-[a-z]+[0-9]+$ ]] || die "REGION '${REGION}' is not a region name such as us-central1"
+  [[ -z ${SUFFIX} || ${SUFFIX} =~ ^[a-z0-9]{1,12}$ ]] || die "SUFFIX '${SUFFIX}' must be 1-12 of a-z and 0-9 (e.g. \$(openssl rand -hex 3))"
+
+  # Pub/Sub (the recipe's names).
+  TOPIC=$(with_suffix data-sync-events)
+  SYNC_SUBSCRIPTION=$(with_suffix sync-processor)
+  AUDIT_SUBSCRIPTION=$(with_suffix audit-logger)
+  DLQ_TOPIC=$(with_suffix sync-dead-letters)
+  DLQ_SUBSCRIPTION=$(with_suffix dlq-processor)
+  # The sync function publishes to <prefix><operation>; these are not suffixed.
+  EXTERNAL_TOPIC_PREFIX=external-sync-
+  EXTERNAL_TOPICS=("${EXTERNAL_TOPIC_PREFIX}create" "${EXTERNAL_TOPIC_PREFIX}update" "${EXTERNAL_TOPIC_PREFIX}delete")
+
+  # Cloud Run.
+  SYNC_SERVICE=$(with_suffix data-sync-processor)
+  AUDIT_SERVICE=$(with_suffix audit-logger)
+
+  # Service accounts (ids are 6-30 characters).
+  SYNC_SA="$(with_suffix datasync-sync)@${PROJECT_ID}.iam.gserviceaccount.com"
+  AUDIT_SA="$(with_suffix datasync-audit)@${PROJECT_ID}.iam.gserviceaccount.com"
+  INVOKER_SA="$(with_suffix datasync-invoker)@${PROJECT_ID}.iam.gserviceaccount.com"
+
+  # Artifact Registry.
+  AR_REPO=$(with_suffix datastore-sync)
+  IMAGE_BASE="${REGION}-docker.pkg.dev/${PROJECT_ID}/${AR_REPO}"
+
+  # Datastore.
+  DATASTORE_DATABASE='(default)'
+  ENTITY_KIND=SyncEntity
+  TOMBSTONE_KIND=SyncTombstone
+  TOMBSTONE_TTL_PROPERTY=expire_at
+
+  # Monitoring.
+  if [[ -n ${SUFFIX} ]]; then
+    CONFLICT_METRIC="datastore_sync_conflicts_${SUFFIX}"
+    DASHBOARD_NAME="Datastore Sync Monitoring (${SUFFIX})"
+    ALERT_NAME="Datastore Sync dead letters (${SUFFIX})"
+  else
+    CONFLICT_METRIC=datastore_sync_conflicts
+    DASHBOARD_NAME="Datastore Sync Monitoring"
+    ALERT_NAME="Datastore Sync dead letters"
+  fi
+}
+
+# image_tag: IMAGE_TAG if set; else the commit, plus a hash of uncommitted
+# changes to the build inputs, so the same sources always give the same tag.
+image_tag() {
+  if [[ -n ${IMAGE_TAG:-} ]]; then
+    [[ ${IMAGE_TAG} =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "IMAGE_TAG '${IMAGE_TAG}' is not a valid image tag"
+    printf '%s' "${IMAGE_TAG}"
+    return
+  fi
+  local commit dirty
+  commit=$(git -C "${REPO_ROOT}" rev-parse --short=12 HEAD 2>/dev/null) ||
+    die "${REPO_ROOT} is not a git checkout with a commit: set IMAGE_TAG"
+  local -a inputs=(Dockerfile .dockerignore Cargo.toml Cargo.lock crates functions tests)
+  dirty=$(
+    cd "${REPO_ROOT}" &&
+      {
+        git diff HEAD --binary -- "${inputs[@]}"
+        git ls-files --others --exclude-standard -z -- "${inputs[@]}" |
+          sort -z | xargs -0 --no-run-if-empty sha256sum
+      } | sha256sum | cut -c1-8
+  )
+  if [[ -n $(cd "${REPO_ROOT}" && git status --porcelain -- "${inputs[@]}") ]]; then
+    printf '%s-dirty-%s' "${commit}" "${dirty}"
+  else
+    printf '%s' "${commit}"
+  fi
+}
+
+# image_uri FUNCTION: where the image for sync or audit lives.
+image_uri() {
+  printf '%s/%s-function:%s' "${IMAGE_BASE}" "$1" "$(image_tag)"
+}
+
+# ---------------------------------------------------------------------------
+# Running gcloud.
+
+# quote_cmd ARGS...: the command as one line that can be pasted into a shell.
+quote_cmd() {
+  local out='' arg q="'"
+  for arg in "$@"; do
+    if [[ ${arg} =~ ^[A-Za-z0-9_./:=@,+%-]+$ ]]; then
+      out+=" ${arg}"
+    else
+      out+=" '${arg//${q}/${q}\\${q}${q}}'"
+    fi
+  done
+  printf '%s' "${out# }"
+}
+
+# gcloud_change ARGS...: run `gcloud ARGS` (a change); in dry-run only print it.
+gcloud_change() {
+  local -a cmd=(gcloud "$@" "--project=${PROJECT_ID}" --quiet)
+  if ((DRY_RUN)); then
+    printf '[dry-run] %s\n' "$(quote_cmd "${cmd[@]}")" >&3
+    return 0
+  fi
+  printf '+ %s\n' "$(quote_cmd "${cmd[@]}")" >&3
+  "${cmd[@]}"
+}
+
+# gcloud_change_retry ARGS...: gcloud_change, retried with backoff. For IAM
+# bindings, which fail for a while after the account they name is created.
+gcloud_change_retry() {
+  local attempt delay=2
+  for attempt in 1 2 3 4 5; do
+    if gcloud_change "$@"; then
+      return 0
+    fi
+    ((attempt < 5)) || break
+    log "retrying in ${delay}s (attempt ${attempt} of 5 failed)"
+    sleep "${delay}"
+    delay=$((delay * 2))
+  done
+  die "gave up after 5 attempts: gcloud $*"
+}
+
+# gcloud_read ARGS...: run `gcloud ARGS` (a read) and keep its output in READ.
+# Returns 1 when the resource does not exist; exits on any other failure, so a
+# missing permission is never mistaken for a missing resource. In dry-run mode
+# prints the command, leaves READ empty and answers per DRY_RUN_ASSUME.
+# (The output goes to a variable, not stdout, so that exiting here ends the
+# script rather than a command substitution.)
+READ=''
+gcloud_read() {
+  local -a cmd=(gcloud "$@" "--project=${PROJECT_ID}")
+  READ=''
+  if ((DRY_RUN)); then
+    printf '[dry-run] %s\n' "$(quote_cmd "${cmd[@]}")" >&3
+    [[ ${DRY_RUN_ASSUME} == present ]]
+    return
+  fi
+  local err status=0
+  err=$(mktemp)
+  READ=$("${cmd[@]}" 2>"${err}") || status=$?
+  if ((status == 0)); then
+    rm -f "${err}"
+    return 0
+  fi
+  READ=''
+  if grep -qiE 'not[_ ]found|does not exist|cannot find|\b404\b' "${err}"; then
+    rm -f "${err}"
+    return 1
+  fi
+  printf 'error: %s failed:\n' "$(quote_cmd "${cmd[@]}")" >&2
+  cat "${err}" >&2
+  rm -f "${err}"
+  exit 1
+}
+
+# gcloud_value PLACEHOLDER ARGS...: a read whose value (in READ) later commands
+# need; in dry-run mode prints the command and answers PLACEHOLDER.
+gcloud_value() {
+  local placeholder=$1
+  shift
+  if ((DRY_RUN)); then
+    printf '[dry-run] %s\n' "$(quote_cmd gcloud "$@" "--project=${PROJECT_ID}")" >&3
+    READ=${placeholder}
+    return 0
+  fi
+  gcloud_read "$@"
+}
+
+# exists ARGS...: whether `gcloud ARGS` (a describe) finds the resource.
+exists() {
+  gcloud_read "$@"
+}
+
+# fingerprint ARGS...: a short, label-safe digest of a configuration.
+fingerprint() {
+  printf '%s\0' "$@" | sha256sum | cut -c1-20
+}
+
+# load_pubsub_service_agent: sets PUBSUB_AGENT, the Pub/Sub service agent,
+# which needs rights to dead-letter and to mint push tokens.
+load_pubsub_service_agent() {
+  gcloud_value PROJECT_NUMBER projects describe "${PROJECT_ID}" --format='value(projectNumber)' ||
+    die "cannot read project ${PROJECT_ID}"
+  [[ ${READ} =~ ^[A-Z_0-9]+$ ]] || die "unexpected project number '${READ}'"
+  PUBSUB_AGENT="service-${READ}@gcp-sa-pubsub.iam.gserviceaccount.com"
+}
+
+# load_service_url SERVICE: sets SERVICE_URL, the HTTPS URL of a Cloud Run service.
+load_service_url() {
+  gcloud_value "https://$1-PLACEHOLDER.run.app" run services describe "$1" \
+    "--region=${REGION}" --format='value(status.url)' ||
+    die "Cloud Run service $1 not found: run deploy/services.sh first"
+  [[ ${READ} == https://* ]] || die "Cloud Run service $1 has no URL yet (got '${READ}')"
+  SERVICE_URL=${READ}
+}
+
+# ---------------------------------------------------------------------------
+# Describe-before-change helpers.
+
+# changed DESCRIPTION: record a change (the command itself was traced).
+changed() {
+  CHANGES+=("$*")
+}
+
+unchanged() {
+  log "  ok: $*"
+}
+
+# finish: report what this script changed (or would change).
+finish() {
+  local script n=${#CHANGES[@]} change
+  script=$(basename "$0" .sh)
+  if ((n == 0)); then
+    printf '%s: no changes\n' "${script}" >&3
+    return
+  fi
+  if ((DRY_RUN)); then
+    if [[ ${DRY_RUN_ASSUME} == present ]]; then
+      printf '%s: %d change(s) planned (dry run, assuming everything exists):\n' "${script}" "${n}" >&3
+    else
+      printf '%s: %d change(s) planned (dry run, assuming nothing exists):\n' "${script}" "${n}" >&3
+    fi
+  else
+    printf '%s: %d change(s):\n' "${script}" "${n}" >&3
+  fi
+  for change in "${CHANGES[@]}"; do
+    printf '  - %s\n' "${change}" >&3
+  done
+}
+
+# ensure_topic TOPIC
+ensure_topic() {
+  if exists pubsub topics describe "$1" --format='value(name)'; then
+    unchanged "topic $1"
+  else
+    gcloud_change pubsub topics create "$1"
+    changed "created topic $1"
+  fi
+}
+
+# ensure_binding GROUP RESOURCE ROLE MEMBER [FLAGS...]
+# Grants ROLE to MEMBER on one resource, GROUP being the gcloud command group
+# ("pubsub topics", "run services", "projects", ...). Reads the policy first.
+ensure_binding() {
+  local group=$1 resource=$2 role=$3 member=$4
+  shift 4
+  local -a words extra=()
+  read -r -a words <<<"${group}"
+  if gcloud_read "${words[@]}" get-iam-policy "${resource}" "$@" \
+    --flatten='bindings[].members' --format='value(bindings.role,bindings.members)' &&
+    grep -Fxq "${role}"$'\t'"${member}" <<<"${READ}"; then
+    unchanged "${role} for ${member} on ${group} ${resource}"
+    return
+  fi
+  case ${group} in
+    projects | "iam service-accounts") extra=(--condition=None) ;;
+  esac
+  gcloud_change_retry "${words[@]}" add-iam-policy-binding "${resource}" "$@" \
+    "--member=${member}" "--role=${role}" "${extra[@]}" --format=none
+  changed "granted ${role} to ${member} on ${group} ${resource}"
+}
+
+# remove_binding GROUP RESOURCE ROLE MEMBER [FLAGS...]: the reverse, if present.
+remove_binding() {
+  local group=$1 resource=$2 role=$3 member=$4
+  shift 4
+  local -a words extra=()
+  read -r -a words <<<"${group}"
+  local present=0
+  if gcloud_read "${words[@]}" get-iam-policy "${resource}" "$@" \
+    --flatten='bindings[].members' --format='value(bindings.role,bindings.members)'; then
+    if ((DRY_RUN)) || grep -Fxq "${role}"$'\t'"${member}" <<<"${READ}"; then
+      present=1
+    fi
+  fi
+  if ((present)); then
+    case ${group} in
+      projects | "iam service-accounts") extra=(--condition=None) ;;
+    esac
+    gcloud_change "${words[@]}" remove-iam-policy-binding "${resource}" "$@" \
+      "--member=${member}" "--role=${role}" "${extra[@]}" --format=none
+    changed "revoked ${role} from ${member} on ${group} ${resource}"
+  else
+    unchanged "no ${role} for ${member} on ${group} ${resource}"
+  fi
+}

@@ -1,0 +1,547 @@
+#!/usr/bin/env bash
+# Tests for deploy/, without a network or a real gcloud:
+#   - shellcheck on every script under deploy/;
+#   - deploy/up.sh against a fake gcloud (deploy/tests/fake-gcloud/gcloud):
+#     on an empty project (every flag that matters, least-privilege IAM), again
+#     on the result (nothing changes), with a new image (services updated,
+#     nothing created), with a suffix, and as a dry run (gcloud never called);
+#   - deploy/down.sh: order, tolerance of what is gone, confirmation;
+#   - the dashboard and alert JSON: valid, and only known metric types;
+#   - deploy/tests/check_binary_libs.sh on canned and real ldd output.
+# Ends with a line "N passed, M failed"; exits non-zero on any failure.
+#
+# Usage: bash deploy/tests/run.sh
+
+set -euo pipefail
+
+TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+DEPLOY_DIR=$(cd "${TESTS_DIR}/.." && pwd)
+FAKE_BIN="${TESTS_DIR}/fake-gcloud"
+PROJECT=fake-project
+SA_DOMAIN="${PROJECT}.iam.gserviceaccount.com"
+PUBSUB_AGENT="serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+WORK=$(mktemp -d)
+trap '[[ -n ${KEEP_WORK:-} ]] || rm -rf "${WORK}"' EXIT
+mkdir -p "${WORK}/tmp"
+export TMPDIR="${WORK}/tmp"
+
+passed=0
+failed=0
+
+pass() {
+  passed=$((passed + 1))
+  printf 'ok    %s\n' "$1"
+}
+
+fail() {
+  failed=$((failed + 1))
+  printf 'FAIL  %s\n' "$1"
+  [[ -z ${2:-} ]] || printf '%s\n' "$2" | sed 's/^/      /'
+}
+
+# check NAME COMMAND...: passes when COMMAND succeeds.
+check() {
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then
+    pass "${name}"
+  else
+    fail "${name}" "${out}"
+  fi
+}
+
+# In the assertions below LOG is the fake gcloud's invocation log of the run
+# under test, one line per call: the arguments joined by spaces.
+LOG=''
+
+# logged NAME REGEX...: some line of LOG matches every REGEX.
+logged() {
+  local name=$1 line regex ok
+  shift
+  while IFS= read -r line; do
+    ok=1
+    for regex in "$@"; do
+      [[ ${line} =~ ${regex} ]] || {
+        ok=0
+        break
+      }
+    done
+    if ((ok)); then
+      pass "${name}"
+      return
+    fi
+  done <"${LOG}"
+  fail "${name}" "no gcloud call matches: $*"
+}
+
+# not_logged NAME REGEX: no line of LOG matches REGEX.
+not_logged() {
+  local name=$1 regex=$2 hits
+  hits=$(grep -E -- "${regex}" "${LOG}" || true)
+  if [[ -z ${hits} ]]; then
+    pass "${name}"
+  else
+    fail "${name}" "unexpected gcloud calls:"$'\n'"${hits}"
+  fi
+}
+
+# count_logged NAME N REGEX: exactly N lines of LOG match REGEX.
+count_logged() {
+  local name=$1 want=$2 regex=$3 got
+  got=$(grep -cE -- "${regex}" "${LOG}" || true)
+  if [[ ${got} == "${want}" ]]; then
+    pass "${name}"
+  else
+    fail "${name}" "expected ${want} calls matching ${regex}, saw ${got}"
+  fi
+}
+
+# first_line REGEX: number of the first line of LOG matching REGEX (or 999999).
+first_line() {
+  local n
+  n=$(grep -nE -- "$1" "${LOG}" | head -n1 | cut -d: -f1)
+  printf '%s' "${n:-999999}"
+}
+
+# before NAME REGEX_A REGEX_B: the first A comes before the first B.
+before() {
+  local a b
+  a=$(first_line "$2")
+  b=$(first_line "$3")
+  if ((a < b && a != 999999)); then
+    pass "$1"
+  else
+    fail "$1" "first '$2' at line ${a}, first '$3' at line ${b}"
+  fi
+}
+
+# deploy MODE STATE NAME SCRIPT [ARGS...]: run a deploy script against the fake
+# gcloud with state directory STATE; its log becomes LOG and its output
+# NAME.out. Sets STATUS. IMAGE_TAG defaults to test-tag (set it empty for the
+# script's own default) and SUFFIX to none.
+STATUS=0
+deploy() {
+  local mode=$1 state=$2 name=$3 script=$4
+  shift 4
+  LOG="${WORK}/${name}.log"
+  : >"${LOG}"
+  STATUS=0
+  env PATH="${FAKE_BIN}:${PATH}" FAKE_GCLOUD_MODE="${mode}" FAKE_GCLOUD_STATE="${WORK}/${state}" \
+    FAKE_GCLOUD_LOG="${LOG}" PROJECT_ID="${PROJECT}" IMAGE_TAG="${IMAGE_TAG-test-tag}" \
+    SUFFIX="${SUFFIX:-}" REGION=us-central1 \
+    bash "${DEPLOY_DIR}/${script}" "$@" >"${WORK}/${name}.out" 2>&1 </dev/null || STATUS=$?
+}
+
+# status_is NAME WANT RUN: the last deploy (named RUN) exited WANT.
+status_is() {
+  if [[ ${STATUS} == "$2" ]]; then
+    pass "$1"
+  else
+    fail "$1" "exit status ${STATUS}, expected $2; output:"$'\n'"$(tail -n 30 "${WORK}/$3.out")"
+  fi
+}
+
+# output_has NAME FILE TEXT: FILE contains TEXT (fixed string).
+output_has() {
+  if grep -qF -- "$3" "$2"; then
+    pass "$1"
+  else
+    fail "$1" "'$3' not in $(basename "$2")"
+  fi
+}
+
+MUTATING=' (create|deploy|update|delete|enable|submit|add-iam-policy-binding|remove-iam-policy-binding) '
+
+echo "== shellcheck"
+if ! command -v shellcheck >/dev/null; then
+  apt-get install -y shellcheck >/dev/null 2>&1 ||
+    { apt-get update >/dev/null 2>&1 && apt-get install -y shellcheck >/dev/null 2>&1; } || true
+fi
+if command -v shellcheck >/dev/null; then
+  while IFS= read -r script; do
+    check "shellcheck ${script#"${DEPLOY_DIR}/"}" shellcheck -x "${script}"
+  done < <(grep -rlE '^#!/usr/bin/env bash|^#!/bin/(ba)?sh' "${DEPLOY_DIR}" | sort)
+else
+  fail "shellcheck is installed" "could not install shellcheck with apt-get"
+fi
+
+echo "== up.sh on an empty project"
+deploy fresh state-main up-fresh up.sh
+status_is "up.sh succeeds on an empty project" 0 up-fresh
+count_logged "every gcloud call names the project" "$(wc -l <"${LOG}")" "--project=${PROJECT}( |$)"
+for api in datastore firestore pubsub run cloudbuild artifactregistry logging monitoring; do
+  logged "enables ${api}.googleapis.com" '^services enable ' " ${api}\.googleapis\.com "
+done
+for account in datasync-sync datasync-audit datasync-invoker; do
+  logged "creates service account ${account}" "^iam service-accounts create ${account} "
+done
+logged "creates a Datastore-mode database" '^firestore databases create ' '--type=datastore-mode'
+logged "sets the tombstone TTL policy" \
+  '^firestore fields ttls update expire_at --collection-group=SyncTombstone ' ' --enable-ttl( |$)'
+logged "creates the Artifact Registry docker repository" \
+  '^artifacts repositories create datastore-sync ' '--repository-format=docker' '--location=us-central1'
+for function in sync audit; do
+  logged "builds the ${function} image with Cloud Build" '^builds submit ' '--config=.*/deploy/cloudbuild\.yaml' \
+    "--substitutions=_FUNCTION=${function},_IMAGE=us-central1-docker\.pkg\.dev/${PROJECT}/datastore-sync/${function}-function:test-tag"
+done
+
+# Cloud Run.
+not_logged "nothing is deployed with --allow-unauthenticated" '(^| )--allow-unauthenticated( |=|$)'
+count_logged "both services are deployed private" 2 '^run deploy .* --no-allow-unauthenticated( |$)'
+logged "sync service: image, account, 256Mi, 60 s, 10 instances" '^run deploy data-sync-processor ' \
+  "--image=us-central1-docker\.pkg\.dev/${PROJECT}/datastore-sync/sync-function:test-tag " \
+  "--service-account=datasync-sync@${SA_DOMAIN} " ' --memory=256Mi ' ' --timeout=60s ' ' --max-instances=10 ' \
+  ' --region=us-central1 '
+logged "sync service: environment" '^run deploy data-sync-processor ' \
+  "--set-env-vars=GOOGLE_CLOUD_PROJECT=${PROJECT},SYNC_KIND=SyncEntity,EXTERNAL_TOPIC_PREFIX=external-sync-,DEAD_LETTER_TOPIC=sync-dead-letters,MAX_CLOCK_SKEW_SECS=300 "
+logged "audit service: image, account, 128Mi, 30 s, 5 instances, environment" '^run deploy audit-logger ' \
+  "--image=us-central1-docker\.pkg\.dev/${PROJECT}/datastore-sync/audit-function:test-tag " \
+  "--service-account=datasync-audit@${SA_DOMAIN} " ' --memory=128Mi ' ' --timeout=30s ' ' --max-instances=5 ' \
+  "--set-env-vars=GOOGLE_CLOUD_PROJECT=${PROJECT} "
+not_logged "no configuration baked in beyond the environment flags" '^run deploy .*--(update-env-vars|env-vars-file)'
+
+# Pub/Sub.
+for topic in data-sync-events sync-dead-letters external-sync-create external-sync-update external-sync-delete; do
+  logged "creates topic ${topic}" "^pubsub topics create ${topic} "
+done
+logged "sync-processor: push to the sync service, ack 60 s, kept 7 d" '^pubsub subscriptions create sync-processor ' \
+  ' --topic=data-sync-events ' ' --ack-deadline=60 ' ' --message-retention-duration=7d ' \
+  ' --push-endpoint=https://data-sync-processor-fakehash-uc\.a\.run\.app ' \
+  " --push-auth-service-account=datasync-invoker@${SA_DOMAIN} "
+logged "sync-processor: dead-letters after 5 attempts" '^pubsub subscriptions create sync-processor ' \
+  ' --dead-letter-topic=sync-dead-letters ' ' --max-delivery-attempts=5 '
+logged "sync-processor: retry policy 10 s to 600 s" '^pubsub subscriptions create sync-processor ' \
+  ' --min-retry-delay=10s ' ' --max-retry-delay=600s '
+logged "audit-logger: push to the audit service, ack 30 s, kept 14 d, retry policy" \
+  '^pubsub subscriptions create audit-logger ' ' --topic=data-sync-events ' ' --ack-deadline=30 ' \
+  ' --message-retention-duration=14d ' ' --push-endpoint=https://audit-logger-fakehash-uc\.a\.run\.app ' \
+  " --push-auth-service-account=datasync-invoker@${SA_DOMAIN} " ' --min-retry-delay=10s ' ' --max-retry-delay=600s '
+not_logged "audit-logger has no dead-letter policy" '^pubsub subscriptions create audit-logger .*--dead-letter-topic'
+logged "dlq-processor: pull subscription on the dead-letter topic, kept 30 d" \
+  '^pubsub subscriptions create dlq-processor ' ' --topic=sync-dead-letters ' ' --message-retention-duration=30d '
+not_logged "dlq-processor is a pull subscription" '^pubsub subscriptions create dlq-processor .*--push-endpoint'
+before "service accounts exist before the services are deployed" '^iam service-accounts create datasync-sync ' '^run deploy '
+before "services are deployed before subscriptions push to them" '^run deploy ' '^pubsub subscriptions create (sync-processor|audit-logger) '
+before "the invoker may call the service before pushes start" \
+  '^run services add-iam-policy-binding data-sync-processor ' '^pubsub subscriptions create sync-processor '
+
+# IAM: least privilege.
+count_logged "only two project-wide grants" 2 '^projects add-iam-policy-binding '
+logged "project-wide: roles/datastore.user for the sync account only" '^projects add-iam-policy-binding fake-project ' \
+  "--member=serviceAccount:datasync-sync@${SA_DOMAIN} " ' --role=roles/datastore\.user '
+logged "project-wide: roles/logging.logWriter for the audit account only" '^projects add-iam-policy-binding fake-project ' \
+  "--member=serviceAccount:datasync-audit@${SA_DOMAIN} " ' --role=roles/logging\.logWriter '
+not_logged "no other project-wide role" \
+  '^projects add-iam-policy-binding .*--role=roles/(pubsub|run|iam|editor|owner|datastore\.owner|logging\.admin)'
+bindings=$(grep -E ' add-iam-policy-binding ' "${LOG}" |
+  grep -vE '^(projects|pubsub topics|pubsub subscriptions|run services|iam service-accounts) add-iam-policy-binding ' || true)
+if [[ -z ${bindings} ]]; then
+  pass "every other grant is on one topic, subscription, service or account"
+else
+  fail "every other grant is on one topic, subscription, service or account" "${bindings}"
+fi
+for topic in external-sync-create external-sync-update external-sync-delete sync-dead-letters; do
+  logged "sync account may publish to ${topic}" "^pubsub topics add-iam-policy-binding ${topic} " \
+    "--member=serviceAccount:datasync-sync@${SA_DOMAIN} " ' --role=roles/pubsub\.publisher '
+done
+count_logged "the sync account publishes to those 4 topics only" 4 \
+  "^pubsub topics add-iam-policy-binding .*--member=serviceAccount:datasync-sync@"
+not_logged "the sync account may not publish to the source topic" '^pubsub topics add-iam-policy-binding data-sync-events '
+for service in data-sync-processor audit-logger; do
+  logged "invoker may call ${service}" "^run services add-iam-policy-binding ${service} " ' --region=us-central1 ' \
+    "--member=serviceAccount:datasync-invoker@${SA_DOMAIN} " ' --role=roles/run\.invoker '
+done
+count_logged "run.invoker is granted on the two services only" 2 '--role=roles/run\.invoker'
+logged "Pub/Sub service agent may publish to the dead-letter topic" '^pubsub topics add-iam-policy-binding sync-dead-letters ' \
+  "--member=${PUBSUB_AGENT} " ' --role=roles/pubsub\.publisher '
+logged "Pub/Sub service agent may acknowledge on sync-processor" '^pubsub subscriptions add-iam-policy-binding sync-processor ' \
+  "--member=${PUBSUB_AGENT} " ' --role=roles/pubsub\.subscriber '
+logged "Pub/Sub service agent may mint tokens for the invoker account only" \
+  "^iam service-accounts add-iam-policy-binding datasync-invoker@${SA_DOMAIN} " "--member=${PUBSUB_AGENT} " \
+  ' --role=roles/iam\.serviceAccountTokenCreator '
+
+# Monitoring.
+logged "creates the conflict log-based metric" '^logging metrics create datastore_sync_conflicts ' \
+  '--log-filter=jsonPayload\.conflicts>0 AND resource\.type="cloud_run_revision"'
+logged "creates the dashboard" '^monitoring dashboards create --config-from-file='
+logged "creates the dead-letter alert policy" '^alpha monitoring policies create --policy-from-file='
+output_has "up.sh reports what it created" "${WORK}/up-fresh.out" "pubsub: 14 change(s):"
+
+echo "== dashboard and alert JSON"
+KNOWN_METRICS="pubsub.googleapis.com/topic/send_request_count
+pubsub.googleapis.com/subscription/push_request_count
+pubsub.googleapis.com/subscription/num_undelivered_messages
+pubsub.googleapis.com/subscription/oldest_unacked_message_age
+run.googleapis.com/request_count
+run.googleapis.com/request_latencies
+logging.googleapis.com/user/datastore_sync_conflicts"
+
+# check_metrics FILE KIND [EXTRA_KNOWN...]: FILE is JSON (python3 -m json.tool),
+# every metric type it names is known, and every query names one.
+check_metrics() {
+  local file=$1 kind=$2
+  shift 2
+  check "$(basename "${file}") is valid JSON" python3 -m json.tool "${file}"
+  check "$(basename "${file}") uses known metric types only" \
+    env KNOWN_METRICS="${KNOWN_METRICS}" python3 - "${file}" "${kind}" "$@" <<'EOF'
+import json, os, re, sys
+path, kind, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
+known = set(os.environ["KNOWN_METRICS"].split()) | set(extra)
+doc = json.load(open(path))
+filters = []
+def walk(node, key=None):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            walk(v, k)
+    elif isinstance(node, list):
+        for v in node:
+            walk(v, key)
+    elif key == "filter":
+        filters.append(node)
+walk(doc)
+problems = []
+if not filters:
+    problems.append("no filters at all")
+for f in filters:
+    types = re.findall(r'metric\.type\s*=\s*"([^"]+)"', f)
+    if not types:
+        problems.append("filter without metric.type: " + f)
+    problems += ["unknown metric type: " + t for t in types if t not in known]
+if re.search(r"__[A-Z_]+__", json.dumps(doc)) and kind != "template":
+    problems.append("unfilled placeholder")
+for p in problems:
+    print(p)
+sys.exit(1 if problems else 0)
+EOF
+}
+
+check_metrics "${DEPLOY_DIR}/monitoring/dashboard.json" template "logging.googleapis.com/user/__CONFLICT_METRIC__"
+check_metrics "${DEPLOY_DIR}/monitoring/alert-dead-letters.json" template
+dashboard="${WORK}/state-main/captured-dashboards-1.json"
+alert="${WORK}/state-main/captured-alertPolicies-1.json"
+if [[ -f ${dashboard} && -f ${alert} ]]; then
+  pass "the fake gcloud received the rendered dashboard and alert policy"
+  check_metrics "${dashboard}" rendered
+  check_metrics "${alert}" rendered
+  for needle in 'Datastore Sync Monitoring' 'pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"dlq-processor\"' \
+    'subscription/oldest_unacked_message_age' 'run.googleapis.com/request_latencies' \
+    'metric.label.response_code_class=\"5xx\"' 'logging.googleapis.com/user/datastore_sync_conflicts' \
+    'data-sync-processor' 'resource.label.topic_id=\"data-sync-events\"'; do
+    output_has "dashboard shows ${needle//\\/}" "${dashboard}" "${needle}"
+  done
+  for needle in '"comparison": "COMPARISON_GT"' '"thresholdValue": 0' '"duration": "300s"' \
+    'num_undelivered_messages\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=\"dlq-processor\"'; do
+    output_has "alert policy has ${needle//\\/}" "${alert}" "${needle}"
+  done
+else
+  fail "the fake gcloud received the rendered dashboard and alert policy" "missing ${dashboard} or ${alert}"
+fi
+
+echo "== up.sh again on the result"
+deploy existing state-main up-again up.sh
+status_is "up.sh succeeds on an up-to-date project" 0 up-again
+not_logged "a second run creates nothing" ' create '
+not_logged "a second run changes nothing" "${MUTATING}"
+for step in apis iam datastore images services pubsub monitoring; do
+  output_has "a second run reports no changes for ${step}" "${WORK}/up-again.out" "${step}: no changes"
+done
+
+echo "== up.sh with a new image"
+IMAGE_TAG=test-tag-2 deploy existing state-main up-new-image up.sh
+status_is "up.sh succeeds with a new image" 0 up-new-image
+not_logged "a new image creates nothing" ' create '
+count_logged "a new image is built for each function" 2 '^builds submit .*:test-tag-2( |$)'
+logged "the sync service is updated to the new image" '^run deploy data-sync-processor ' 'sync-function:test-tag-2 ' \
+  ' --no-allow-unauthenticated '
+logged "the audit service is updated to the new image" '^run deploy audit-logger ' 'audit-function:test-tag-2 '
+not_logged "subscriptions and grants are untouched" ' (update|add-iam-policy-binding) '
+output_has "up.sh reports the update" "${WORK}/up-new-image.out" "updated service data-sync-processor"
+
+echo "== up.sh on a subscription that drifted"
+sed -i 's/^\(pubsub subscriptions sync-processor\tdeploy_fingerprint\t\).*/\1stale/' "${WORK}/state-main/labels"
+IMAGE_TAG=test-tag-2 deploy existing state-main up-drift up.sh
+status_is "up.sh succeeds on a drifted subscription" 0 up-drift
+logged "the drifted subscription is updated to every setting" '^pubsub subscriptions update sync-processor ' \
+  ' --ack-deadline=60 ' ' --message-retention-duration=7d ' ' --push-endpoint=https://data-sync-processor-' \
+  ' --push-auth-service-account=datasync-invoker@' ' --dead-letter-topic=sync-dead-letters ' ' --max-delivery-attempts=5 ' \
+  ' --min-retry-delay=10s ' ' --max-retry-delay=600s ' ' --update-labels=deploy_fingerprint='
+count_logged "only the drifted subscription changes" 1 "${MUTATING}"
+
+echo "== up.sh --dry-run"
+deploy fresh state-dry up-dry up.sh --dry-run
+status_is "up.sh --dry-run succeeds" 0 up-dry
+if [[ -s ${LOG} ]]; then
+  fail "--dry-run never calls gcloud" "$(head -n 5 "${LOG}")"
+else
+  pass "--dry-run never calls gcloud"
+fi
+for command in 'gcloud services enable ' 'gcloud iam service-accounts create datasync-sync ' \
+  'gcloud projects add-iam-policy-binding fake-project ' 'gcloud firestore fields ttls update expire_at ' \
+  'gcloud builds submit ' 'gcloud run deploy data-sync-processor ' 'gcloud run deploy audit-logger ' \
+  'gcloud pubsub topics create data-sync-events ' 'gcloud pubsub subscriptions create sync-processor ' \
+  'gcloud logging metrics create datastore_sync_conflicts ' 'gcloud monitoring dashboards create ' \
+  'gcloud alpha monitoring policies create ' 'gcloud pubsub subscriptions describe sync-processor '; do
+  output_has "--dry-run prints: ${command}" "${WORK}/up-dry.out" "[dry-run] ${command}"
+done
+output_has "--dry-run prints placeholders for values it did not read" "${WORK}/up-dry.out" \
+  "--push-endpoint=https://data-sync-processor-PLACEHOLDER.run.app"
+IMAGE_TAG='' deploy fresh state-dry images-dry images.sh --dry-run
+if grep -qE 'sync-function:[0-9a-f]{12}(-dirty-[0-9a-f]{8})? ' "${WORK}/images-dry.out"; then
+  pass "the default image tag is the commit (plus a digest of uncommitted changes)"
+else
+  fail "the default image tag is the commit (plus a digest of uncommitted changes)" "$(grep 'builds submit' "${WORK}/images-dry.out")"
+fi
+
+echo "== up.sh with a suffix"
+SUFFIX=abc123 deploy fresh state-suffix up-suffix up.sh
+status_is "up.sh succeeds with SUFFIX" 0 up-suffix
+logged "suffixed topic" '^pubsub topics create data-sync-events-abc123 '
+logged "suffixed subscriptions and dead-letter topic" '^pubsub subscriptions create sync-processor-abc123 ' \
+  ' --topic=data-sync-events-abc123 ' ' --dead-letter-topic=sync-dead-letters-abc123 ' \
+  ' --push-endpoint=https://data-sync-processor-abc123-'
+logged "suffixed dlq subscription" '^pubsub subscriptions create dlq-processor-abc123 ' ' --topic=sync-dead-letters-abc123 '
+logged "suffixed services, accounts and dead-letter setting" '^run deploy data-sync-processor-abc123 ' \
+  "--service-account=datasync-sync-abc123@${SA_DOMAIN} " 'DEAD_LETTER_TOPIC=sync-dead-letters-abc123,' \
+  "/datastore-sync-abc123/sync-function:"
+logged "external topics are shared, not suffixed" '^pubsub topics create external-sync-create '
+logged "suffixed conflict metric" '^logging metrics create datastore_sync_conflicts_abc123 ' \
+  'resource\.labels\.service_name="data-sync-processor-abc123"'
+if [[ -f ${WORK}/state-suffix/captured-dashboards-1.json ]]; then
+  check_metrics "${WORK}/state-suffix/captured-dashboards-1.json" rendered \
+    "logging.googleapis.com/user/datastore_sync_conflicts_abc123"
+  output_has "suffixed dashboard watches the suffixed dead-letter subscription" \
+    "${WORK}/state-suffix/captured-dashboards-1.json" 'subscription_id=\"dlq-processor-abc123\"'
+else
+  fail "suffixed dashboard was created" "no captured dashboard"
+fi
+
+echo "== configuration errors"
+for bad in "PROJECT_ID=" "SUFFIX=Bad_Suffix" "REGION=nowhere"; do
+  LOG="${WORK}/bad.log"
+  : >"${LOG}"
+  status=0
+  env PATH="${FAKE_BIN}:${PATH}" FAKE_GCLOUD_STATE="${WORK}/state-bad" FAKE_GCLOUD_LOG="${LOG}" \
+    PROJECT_ID=fake-project "${bad}" bash "${DEPLOY_DIR}/up.sh" >"${WORK}/bad.out" 2>&1 || status=$?
+  if ((status != 0)) && [[ ! -s ${LOG} ]] && grep -q '^error: ' "${WORK}/bad.out"; then
+    pass "${bad} is refused before any gcloud call"
+  else
+    fail "${bad} is refused before any gcloud call" "status ${status}; $(cat "${WORK}/bad.out")"
+  fi
+done
+deploy fresh state-bad bad-arg up.sh --frobnicate
+status_is "an unknown option is refused" 1 bad-arg
+
+echo "== down.sh"
+# A second deployment (suffix abc123) shares the external-sync-* topics.
+SUFFIX=abc123 deploy fresh state-main up-second up.sh
+status_is "a second, suffixed deployment beside the first" 0 up-second
+deploy existing state-main down-existing down.sh --yes
+status_is "down.sh succeeds" 0 down-existing
+for pattern in '^run services delete data-sync-processor ' '^run services delete audit-logger ' \
+  '^pubsub subscriptions delete sync-processor ' '^pubsub subscriptions delete audit-logger ' \
+  '^pubsub subscriptions delete dlq-processor ' '^pubsub topics delete data-sync-events ' \
+  '^pubsub topics delete sync-dead-letters ' '^monitoring dashboards delete ' '^alpha monitoring policies delete ' \
+  '^logging metrics delete datastore_sync_conflicts ' "^projects remove-iam-policy-binding fake-project .*datasync-sync@" \
+  "^iam service-accounts delete datasync-invoker@" '^artifacts repositories delete datastore-sync '; do
+  logged "down.sh deletes: ${pattern#^}" "${pattern}"
+done
+before "down: services before subscriptions" '^run services delete ' '^pubsub subscriptions delete '
+before "down: subscriptions before topics" '^pubsub subscriptions delete ' '^pubsub topics delete '
+before "down: topics before the dashboard" '^pubsub topics delete ' '^monitoring dashboards delete '
+before "down: dashboard before the alert policy" '^monitoring dashboards delete ' '^alpha monitoring policies delete '
+before "down: alert policy before the metric" '^alpha monitoring policies delete ' '^logging metrics delete '
+before "down: metric before the service accounts" '^logging metrics delete ' '^iam service-accounts delete '
+before "down: project grants revoked before the accounts go" '^projects remove-iam-policy-binding ' '^iam service-accounts delete '
+before "down: service accounts before the repository" '^iam service-accounts delete ' '^artifacts repositories delete '
+not_logged "down.sh leaves the database alone" '^firestore .* (delete|update) '
+not_logged "down.sh leaves the other deployment alone" 'abc123'
+not_logged "down.sh keeps external topics another deployment publishes to" '^pubsub topics delete external-sync-'
+count_logged "down.sh withdraws its own grants on the kept external topics" 3 \
+  "^pubsub topics remove-iam-policy-binding external-sync-(create|update|delete) .*--member=serviceAccount:datasync-sync@${SA_DOMAIN} "
+
+SUFFIX=abc123 deploy existing state-suffix down-suffix down.sh --yes
+status_is "down.sh with a suffix succeeds" 0 down-suffix
+for pattern in '^run services delete data-sync-processor-abc123 ' '^pubsub subscriptions delete sync-processor-abc123 ' \
+  '^pubsub topics delete data-sync-events-abc123 ' '^pubsub topics delete external-sync-create ' \
+  '^logging metrics delete datastore_sync_conflicts_abc123 ' '^artifacts repositories delete datastore-sync-abc123 '; do
+  logged "down.sh with a suffix deletes: ${pattern#^}" "${pattern}"
+done
+
+deploy fresh state-empty down-fresh down.sh --yes
+status_is "down.sh succeeds when everything is already gone" 0 down-fresh
+not_logged "down.sh deletes nothing that is gone" "${MUTATING}"
+output_has "down.sh reports no changes" "${WORK}/down-fresh.out" "down: no changes"
+
+deploy existing state-main down-unconfirmed down.sh
+status_is "down.sh without --yes and without a terminal refuses" 1 down-unconfirmed
+if [[ -s ${LOG} ]]; then fail "an unconfirmed down.sh calls no gcloud" "$(head -n 3 "${LOG}")"; else pass "an unconfirmed down.sh calls no gcloud"; fi
+
+deploy fresh state-dry down-dry down.sh --dry-run
+status_is "down.sh --dry-run needs no confirmation" 0 down-dry
+if [[ -s ${LOG} ]]; then fail "down.sh --dry-run never calls gcloud" "$(head -n 3 "${LOG}")"; else pass "down.sh --dry-run never calls gcloud"; fi
+for command in 'gcloud run services delete data-sync-processor ' 'gcloud pubsub subscriptions delete sync-processor ' \
+  'gcloud pubsub topics delete data-sync-events ' 'gcloud pubsub topics delete external-sync-create ' \
+  'gcloud monitoring dashboards delete ' 'gcloud alpha monitoring policies delete ' \
+  'gcloud logging metrics delete datastore_sync_conflicts ' 'gcloud projects remove-iam-policy-binding fake-project ' \
+  'gcloud iam service-accounts delete datasync-invoker@' 'gcloud artifacts repositories delete datastore-sync '; do
+  output_has "down.sh --dry-run prints: ${command}" "${WORK}/down-dry.out" "[dry-run] ${command}"
+done
+
+echo "== check_binary_libs.sh"
+FAKE_LDD="${WORK}/fake-ldd"
+mkdir -p "${FAKE_LDD}"
+cat >"${FAKE_LDD}/ldd" <<'EOF'
+#!/usr/bin/env bash
+# Canned ldd output, chosen by the binary's file name.
+case $(basename "$1") in
+  good)
+    printf '\tlinux-vdso.so.1 (0x00007ffd)\n\tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f01)\n'
+    printf '\tlibm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x00007f02)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f03)\n'
+    printf '\t/lib64/ld-linux-x86-64.so.2 (0x00007f04)\n'
+    ;;
+  openssl)
+    printf '\tlinux-vdso.so.1 (0x00007ffd)\n\tlibssl.so.3 => /lib/x86_64-linux-gnu/libssl.so.3 (0x00007f01)\n'
+    printf '\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f03)\n'
+    ;;
+  missing)
+    printf '\tlinux-vdso.so.1 (0x00007ffd)\n\tlibfoo.so.1 => not found\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f03)\n'
+    ;;
+  static)
+    printf '\tnot a dynamic executable\n'
+    exit 1
+    ;;
+esac
+EOF
+chmod +x "${FAKE_LDD}/ldd"
+for name in good openssl missing static; do : >"${WORK}/${name}"; done
+libs() { env PATH="${FAKE_LDD}:${PATH}" bash "${TESTS_DIR}/check_binary_libs.sh" "$@"; }
+check "accepts glibc, libgcc_s and the loader" libs "${WORK}/good"
+check "accepts a static binary" libs "${WORK}/static"
+# rejects NAME STATUS TEXT BINARY...: check_binary_libs.sh exits STATUS and prints TEXT.
+rejects() {
+  local name=$1 want=$2 text=$3 out status=0
+  shift 3
+  out=$(libs "$@" 2>&1) || status=$?
+  if [[ ${status} == "${want}" ]] && grep -qF -- "${text}" <<<"${out}"; then
+    pass "${name}"
+  else
+    fail "${name}" "status ${status}, output:"$'\n'"${out}"
+  fi
+}
+rejects "rejects libssl, naming it" 1 'libssl.so.3  NOT IN' "${WORK}/good" "${WORK}/openssl"
+rejects "rejects a library that is not found" 1 'libfoo.so.1  NOT FOUND' "${WORK}/missing"
+rejects "rejects a missing binary" 1 'no such file' "${WORK}/no-such-binary"
+rejects "no arguments is a usage error" 2 'Usage:'
+if command -v rustc >/dev/null && command -v ldd >/dev/null; then
+  printf 'fn main() { println!("hello"); }\n' >"${WORK}/hello.rs"
+  if rustc -O -o "${WORK}/hello" "${WORK}/hello.rs" >/dev/null 2>&1; then
+    check "accepts a real Rust binary (real ldd)" bash "${TESTS_DIR}/check_binary_libs.sh" "${WORK}/hello"
+  else
+    fail "a real Rust binary compiles for the ldd check"
+  fi
+fi
+
+echo
+echo "${passed} passed, ${failed} failed"
+((failed == 0))

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Deploy datastore-sync to a Google Cloud project, or bring a deployment up to
+# date. Safe to re-run: each step looks before it changes anything, and a run
+# against an up-to-date deployment changes nothing.
+#
+# Usage: PROJECT_ID=my-project [REGION=us-central1] [SUFFIX=abc123] deploy/up.sh [--dry-run]
+#
+# Steps, in order (each can also be run on its own):
+#   apis.sh        enable the APIs
+#   iam.sh         service accounts and their project-wide roles
+#   datastore.sh   Datastore-mode database and the tombstone TTL policy
+#   images.sh      Artifact Registry repository, images built by Cloud Build
+#   services.sh    the two private Cloud Run services
+#   pubsub.sh      topics, push subscriptions, dead-letter topic
+#   monitoring.sh  conflict metric, dashboard, dead-letter alert
+# --dry-run prints every gcloud command instead of running it (reads too),
+# planning as if nothing existed yet.
+# Environment: PROJECT_ID (required), REGION, SUFFIX (appended to resource
+# names, e.g. $(openssl rand -hex 3)), IMAGE_TAG, DATASTORE_LOCATION,
+# NOTIFICATION_CHANNELS.
+
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+parse_args "$@"
+init_config
+tag=$(image_tag)
+
+log "Deploying datastore-sync to project ${PROJECT_ID}, region ${REGION}, suffix '${SUFFIX}', image tag ${tag}"
+for step in apis iam datastore images services pubsub monitoring; do
+  log ""
+  log "== ${step}"
+  IMAGE_TAG=${tag} bash "${DEPLOY_DIR}/${step}.sh" "$@"
+done
+
+log ""
+log "Publish a test event with:"
+log "  syncctl publish --project ${PROJECT_ID} --topic ${TOPIC} --entity-id test-entity-001 --operation create --name 'Test Product'"
