@@ -162,12 +162,15 @@ async fn process(app: &AppState, delivery: &Delivery, span: &tracing::Span) -> R
             return reply;
         }
     }
+    // Publish-to-apply latency, for dashboards and the end-to-end benchmark.
+    let latency_ms = delivery.publish_time.map(|t| ((app.clock)() - t).num_milliseconds());
     info!(
         outcome = result.outcome.as_str(),
         operation = event.operation.as_str(),
         version = result.version,
         conflicts = result.conflicts.len(),
         attempts = result.attempts,
+        publish_to_apply_ms = latency_ms,
         "event processed"
     );
     Reply::Ack
