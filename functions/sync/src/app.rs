@@ -163,7 +163,9 @@ async fn process(app: &AppState, delivery: &Delivery, span: &tracing::Span) -> R
         }
     }
     // Publish-to-apply latency, for dashboards and the end-to-end benchmark.
-    let latency_ms = delivery.publish_time.map(|t| ((app.clock)() - t).num_milliseconds());
+    let latency_ms = delivery
+        .publish_time
+        .map(|t| ((app.clock)() - t).num_milliseconds());
     info!(
         outcome = result.outcome.as_str(),
         operation = event.operation.as_str(),
