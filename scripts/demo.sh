@@ -120,9 +120,12 @@ until [ "$(syncctl dlq list --subscription dlq-processor --format json --wait-se
 done
 syncctl dlq list --subscription dlq-processor --wait-secs 1
 
+step "A delete of an entity never seen: a tombstone, nothing announced, a compliance entry"
+syncctl publish --topic data-sync-events --entity-id test-entity-003 --operation delete
+
 step "Audit trail (audit function's stdout, one JSON entry per line)"
 deadline=$((SECONDS + 30))
-until [ "$(grep -c '"component":"datastore-sync"' "$logdir/audit-function.log" || true)" -ge 3 ]; do
+until [ "$(grep -c '"component":"datastore-sync"' "$logdir/audit-function.log" || true)" -ge 5 ]; do
   if [ "$SECONDS" -ge "$deadline" ]; then
     echo "audit entries missing; see $logdir/audit-function.log" >&2
     exit 1

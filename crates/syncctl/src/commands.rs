@@ -539,6 +539,19 @@ pub async fn setup(g: &Global, a: SetupArgs) -> Result<()> {
     let topic = n("data-sync-events");
     let dlq = n("sync-dead-letters");
     let day = Duration::from_secs(86_400);
+    // The recipe keeps audit messages 14 days and dead letters 30; Pub/Sub
+    // allows up to 31, but the emulator refuses anything over 7.
+    let on_emulator = g
+        .pubsub_emulator_host
+        .as_deref()
+        .is_some_and(|h| !h.is_empty());
+    let retention = |days: u32| {
+        if on_emulator {
+            (day * days).min(day * 7)
+        } else {
+            day * days
+        }
+    };
     println!("Topology in project {}:", admin.project());
     for t in [&topic, &dlq] {
         report(
@@ -569,7 +582,7 @@ pub async fn setup(g: &Global, a: SetupArgs) -> Result<()> {
     let sync_sub = n("sync-processor");
     let sync_config = SubscriptionConfig {
         ack_deadline: Duration::from_secs(60),
-        retention: Some(7 * day),
+        retention: Some(retention(7)),
         enable_message_ordering: false,
         dead_letter: Some(DeadLetter {
             topic: dlq.clone(),
@@ -590,7 +603,7 @@ pub async fn setup(g: &Global, a: SetupArgs) -> Result<()> {
     let audit_sub = n("audit-logger");
     let audit_config = SubscriptionConfig {
         ack_deadline: Duration::from_secs(30),
-        retention: Some(14 * day),
+        retention: Some(retention(14)),
         ..SubscriptionConfig::default()
     };
     let outcome = admin
@@ -606,7 +619,7 @@ pub async fn setup(g: &Global, a: SetupArgs) -> Result<()> {
     let dlq_sub = n("dlq-processor");
     let dlq_config = SubscriptionConfig {
         ack_deadline: Duration::from_secs(60),
-        retention: Some(30 * day),
+        retention: Some(retention(30)),
         ..SubscriptionConfig::default()
     };
     report(
