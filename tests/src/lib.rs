@@ -273,6 +273,13 @@ impl FunctionProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The last `n` lines it printed.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = self.log_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// Kills it with SIGKILL (no graceful shutdown).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -468,4 +475,57 @@ pub fn read_record(path: &std::path::Path) -> Result<Vec<(String, Vec<u8>)>> {
             Ok((id, v["data"].to_string().into_bytes()))
         })
         .collect()
+}
+
+/// A `syncctl load` publishing to a topology's topic in the background,
+/// recording every message it published.
+pub struct LoadRun {
+    record: PathBuf,
+    handle: tokio::task::JoinHandle<Result<String>>,
+}
+
+impl LoadRun {
+    /// Starts `syncctl load --topic <topic> --quiet --entity-prefix <prefix>
+    /// --record <tmp> ARGS...`.
+    pub fn start(
+        topology: &Topology,
+        pubsub_host: &str,
+        datastore_host: &str,
+        args: &[&str],
+    ) -> Self {
+        let record = std::env::temp_dir().join(format!("{}.jsonl", topology.prefix));
+        let mut all: Vec<String> = [
+            "load",
+            "--topic",
+            &topology.topic,
+            "--quiet",
+            "--entity-prefix",
+            &topology.prefix,
+            "--record",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        all.push(record.to_string_lossy().into_owned());
+        all.extend(args.iter().map(|s| s.to_string()));
+        let (ps, ds, ns) = (
+            pubsub_host.to_string(),
+            datastore_host.to_string(),
+            topology.namespace.clone(),
+        );
+        let handle = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            syncctl(&refs, &ps, &ds, &ns)
+        });
+        Self { record, handle }
+    }
+
+    /// Waits for the load to finish and returns what it published.
+    ///
+    /// # Errors
+    /// When `syncctl load` failed or its record is unreadable.
+    pub async fn finish(self) -> Result<Vec<(String, Vec<u8>)>> {
+        self.handle.await.context("load task")??;
+        read_record(&self.record)
+    }
 }

@@ -5,9 +5,9 @@
 
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use sync_core::{EventPublisher, MergePolicy, OutgoingMessage};
+use sync_core::{EntityState, EventPublisher, MergePolicy, OutgoingMessage};
 use sync_pubsub::{PubSubAdmin, PubSubPublisher, PubSubPuller};
 use sync_testkit::{Emulator, EmulatorKind, TEST_PROJECT};
 use sync_tests::*;
@@ -183,46 +183,28 @@ async fn shuffled_events_with_duplicates_converge_to_the_cores_merge() -> Result
     t.create_base(&c.admin).await?;
     let sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
     t.subscribe_sync(&c.admin, &sync.url(), 5).await?;
-    let record = std::env::temp_dir().join(format!("{}.jsonl", t.prefix));
-    let record_arg = record.to_string_lossy().to_string();
-    let out = tokio::task::spawn_blocking({
-        let (ps, ds, ns, topic) = (ps.clone(), ds.clone(), t.namespace.clone(), t.topic.clone());
-        move || {
-            let args = [
-                "load",
-                "--topic",
-                &topic,
-                "--events",
-                "2000",
-                "--entities",
-                "50",
-                "--duplicates",
-                "0.2",
-                "--shuffle",
-                "--quiet",
-                "--entity-prefix",
-                "shuffle",
-                "--record",
-                &record_arg,
-            ];
-            syncctl(&args, &ps, &ds, &ns)
-        }
-    })
-    .await??;
-    let messages = read_record(&record)?;
+    let load = LoadRun::start(
+        &t,
+        &ps,
+        &ds,
+        &[
+            "--events",
+            "2000",
+            "--entities",
+            "50",
+            "--duplicates",
+            "0.2",
+            "--shuffle",
+        ],
+    );
+    let messages = load.finish().await?;
     ensure!(
         messages.len() == 2400,
-        "{out}: {} messages recorded",
+        "{} messages recorded",
         messages.len()
     );
-
-    let policy = MergePolicy::default();
-    let expected = expected_states(&messages, &policy)?;
-    ensure!(expected.len() == 50);
-    let store = store(&ds, &t.namespace).await?;
-    let actual = wait_for_states(&store, &expected, &policy, Duration::from_secs(240))
-        .await
-        .with_context(|| format!("sync log tail: {}", tail(&sync.log_text())))?;
+    let actual = converges(&c, &t, &ds, &messages, &sync).await?;
+    ensure!(actual.len() == 50);
     for (id, s) in &actual {
         ensure!(
             s.version >= 1 && s.version <= 2400,
@@ -230,14 +212,31 @@ async fn shuffled_events_with_duplicates_converge_to_the_cores_merge() -> Result
             s.version
         );
     }
-    let dead = drain(&c.puller, &t.dlq_subscription, Duration::from_secs(1)).await?;
-    ensure!(dead.is_empty(), "nothing dead-lettered: {dead:?}");
     Ok(())
 }
 
-fn tail(s: &str) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
+/// Waits until Datastore holds the core's merge of `messages`, and checks that
+/// nothing was dead-lettered. Returns the entities' states.
+async fn converges(
+    c: &Clients,
+    t: &Topology,
+    ds: &str,
+    messages: &[(String, Vec<u8>)],
+    sync: &FunctionProcess,
+) -> Result<HashMap<String, EntityState>> {
+    let policy = MergePolicy::default();
+    let expected = expected_states(messages, &policy)?;
+    let store = store(ds, &t.namespace).await?;
+    let actual = wait_for_states(&store, &expected, &policy, Duration::from_secs(240))
+        .await
+        .with_context(|| format!("sync log tail:\n{}", sync.log_tail(30)))?;
+    let dead = drain(&c.puller, &t.dlq_subscription, Duration::from_secs(1)).await?;
+    ensure!(
+        dead.is_empty(),
+        "nothing dead-lettered: {} messages",
+        dead.len()
+    );
+    Ok(actual)
 }
 
 /// Each bad-input class goes to the dead-letter topic with its code, the rest is
@@ -444,55 +443,20 @@ async fn datastore_outage_of_ten_seconds_loses_nothing() -> Result<()> {
     let sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
     t.subscribe_sync(&c.admin, &sync.url(), 5).await?;
 
-    let record = std::env::temp_dir().join(format!("{}.jsonl", t.prefix));
-    let record_arg = record.to_string_lossy().to_string();
-    let load = tokio::task::spawn_blocking({
-        let (ps, ds, ns, topic) = (ps.clone(), ds.clone(), t.namespace.clone(), t.topic.clone());
-        move || {
-            syncctl(
-                &[
-                    "load",
-                    "--topic",
-                    &topic,
-                    "--events",
-                    "300",
-                    "--entities",
-                    "10",
-                    "--rate",
-                    "30",
-                    "--quiet",
-                    "--entity-prefix",
-                    "outage",
-                    "--record",
-                    &record_arg,
-                ],
-                &ps,
-                &ds,
-                &ns,
-            )
-        }
-    });
+    let load = LoadRun::start(
+        &t,
+        &ps,
+        &ds,
+        &["--events", "300", "--entities", "10", "--rate", "30"],
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     own.signal("STOP")?;
     // The fault lasts 10 s: this sleep is the outage, not a wait for anything.
     tokio::time::sleep(Duration::from_secs(10)).await;
     own.signal("CONT")?;
-    load.await??;
-
-    let messages = read_record(&record)?;
+    let messages = load.finish().await?;
     ensure!(messages.len() == 300);
-    let policy = MergePolicy::default();
-    let expected = expected_states(&messages, &policy)?;
-    let store = store(&ds, &t.namespace).await?;
-    wait_for_states(&store, &expected, &policy, Duration::from_secs(180))
-        .await
-        .with_context(|| tail(&sync.log_text()))?;
-    let dead = drain(&c.puller, &t.dlq_subscription, Duration::from_secs(1)).await?;
-    ensure!(
-        dead.is_empty(),
-        "nothing dead-lettered: {} messages",
-        dead.len()
-    );
+    converges(&c, &t, &ds, &messages, &sync).await?;
     Ok(())
 }
 
@@ -507,65 +471,31 @@ async fn sync_function_killed_mid_stream_loses_nothing() -> Result<()> {
     let mut sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
     t.subscribe_sync(&c.admin, &sync.url(), 5).await?;
 
-    let record = std::env::temp_dir().join(format!("{}.jsonl", t.prefix));
-    let record_arg = record.to_string_lossy().to_string();
-    let load = tokio::task::spawn_blocking({
-        let (ps, ds, ns, topic) = (ps.clone(), ds.clone(), t.namespace.clone(), t.topic.clone());
-        move || {
-            syncctl(
-                &[
-                    "load",
-                    "--topic",
-                    &topic,
-                    "--events",
-                    "400",
-                    "--entities",
-                    "20",
-                    "--rate",
-                    "100",
-                    "--quiet",
-                    "--entity-prefix",
-                    "crash",
-                    "--record",
-                    &record_arg,
-                ],
-                &ps,
-                &ds,
-                &ns,
-            )
-        }
-    });
+    let load = LoadRun::start(
+        &t,
+        &ps,
+        &ds,
+        &["--events", "400", "--entities", "20", "--rate", "100"],
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     sync.restart().await?;
-    load.await??;
-
-    let messages = read_record(&record)?;
-    let policy = MergePolicy::default();
-    let expected = expected_states(&messages, &policy)?;
-    let store = store(&ds, &t.namespace).await?;
-    let actual = wait_for_states(&store, &expected, &policy, Duration::from_secs(180))
-        .await
-        .with_context(|| tail(&sync.log_text()))?;
+    let messages = load.finish().await?;
+    ensure!(messages.len() == 400);
+    let actual = converges(&c, &t, &ds, &messages, &sync).await?;
     // Every effective change was announced, even those whose announcement the
     // crash interrupted (the redelivery announces what is owed).
-    let settled = poll(Duration::from_secs(60), || async {
-        let mut owed = Vec::new();
+    let store = store(&ds, &t.namespace).await?;
+    poll(Duration::from_secs(60), || async {
         for id in actual.keys() {
             if let Some((_, s)) = store.get(None, id).await? {
                 if s.announced_version != s.version {
-                    owed.push((id.clone(), s.version, s.announced_version));
+                    return Ok(None);
                 }
             }
         }
-        Ok(owed.is_empty().then_some(()))
+        Ok(Some(()))
     })
-    .await;
-    settled.context("every version announced")?;
-    let dead = drain(&c.puller, &t.dlq_subscription, Duration::from_secs(1)).await?;
-    ensure!(
-        dead.is_empty(),
-        "nothing dead-lettered: {} messages",
-        dead.len()
-    );
+    .await
+    .context("every version announced")?;
     Ok(())
 }
