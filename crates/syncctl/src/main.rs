@@ -334,8 +334,40 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", explain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes, each said once: client errors often repeat their
+/// source's text in their own message, which `{:#}` would print again.
+fn explain(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain;
+
+    #[test]
+    fn causes_already_in_a_message_are_not_repeated() {
+        let inner = anyhow::anyhow!("connection refused");
+        let outer = inner
+            .context("publish failed: connection refused")
+            .context("publishing to t");
+        assert_eq!(
+            explain(&outer),
+            "publishing to t: publish failed: connection refused"
+        );
+        let plain = anyhow::anyhow!("a").context("b");
+        assert_eq!(explain(&plain), "b: a");
     }
 }
