@@ -1,0 +1,431 @@
+#!/usr/bin/env bash
+# Benchmarks (issue 8), all on loopback: builds in release mode, then measures
+#   1. the core's cost per event (criterion),
+#   2. the HTTP layer alone (SYNC_BACKEND=memory, wrk, concurrency 1/16/64),
+#   3. the Datastore emulator's own limit (sync-bench limit: 1 txn per event),
+#   4. end to end through the real push path (syncctl load → Pub/Sub emulator
+#      push → sync function → Datastore emulator), as a share of 3,
+#   5. cold start, 6. memory and binary sizes,
+#   7. how cost grows with payload size and with concurrent requests per entity,
+# prints one table and writes target/bench/results.json. Each figure is the
+# median of several runs. Stops everything it started (emulators included).
+# See BENCHMARKS.md for what each figure means.
+set -euo pipefail
+
+PROJECT=${PROJECT:-datastore-sync-bench}
+QUICK=0
+OUT=""
+ONLY=""
+RUNS=${RUNS:-3}   # runs per case (the median is quoted)
+HTTP_SECS=2       # per wrk run, HTTP layer alone
+GROWTH_SECS=2     # per wrk run, item 7
+LIMIT_SECS=1      # measured seconds per emulator-limit run (after 0.3 s warm-up)
+E2E_EVENTS=${E2E_EVENTS:-10000} # events per end-to-end run
+PACED_EVENTS=500  # events per paced end-to-end run (latency below capacity)
+PACED_RATE=100    # events/s of the paced runs
+PROBE_EVENTS=100  # messages for the push-concurrency probe
+COLD_RUNS=10      # starts per function for cold start
+CORE_SECS=2       # criterion measurement time per benchmark
+WRK_THREADS=${WRK_THREADS:-1}
+CONCURRENCIES=(1 16 64)
+E2E_ENTITIES=(1000 10)
+PAYLOADS=(1024 10240 102400)
+PER_ENTITY=(1 2 4 8)
+GROWTH_CONCURRENCY=16 # payload cases
+PER_ENTITY_TOTAL=8    # per-entity cases: 8 requests in flight over 8/k entities
+E2E_TIMEOUT=300       # seconds an end-to-end run may take before it counts as failed
+ITEMS="core,http,cold,push,limit,e2e,growth,size"
+
+usage() {
+  cat <<EOF
+usage: scripts/bench.sh [--quick] [--only ITEMS] [--out FILE]
+  --quick       one run per case, shorter runs, 2,000 events end to end (a smoke run)
+  --only ITEMS  comma-separated subset of: $ITEMS
+  --out FILE    where to write the JSON results (default target/bench/results.json)
+Environment: PROJECT (emulator project id), WRK_THREADS (wrk -t, default 1),
+  RUNS (runs per case, default 3), E2E_EVENTS (events per end-to-end run, default 10000).
+EOF
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --only) ONLY=${2:?--only needs a list}; shift ;;
+    --out) OUT=${2:?--out needs a file}; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$QUICK" = 1 ]; then
+  RUNS=1 HTTP_SECS=2 GROWTH_SECS=1 LIMIT_SECS=1 E2E_EVENTS=2000 PACED_EVENTS=200 COLD_RUNS=5 CORE_SECS=1
+fi
+for item in ${ONLY//,/ }; do
+  case ",$ITEMS," in
+    *",$item,"*) ;;
+    *) echo "unknown item in --only: $item (known: $ITEMS)" >&2; exit 2 ;;
+  esac
+done
+# want ITEM: whether ITEM is measured in this run.
+want() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+benchdir="$root/target/bench"
+logdir="$benchdir/logs"
+raw="$benchdir/raw.jsonl"
+OUT=${OUT:-"$benchdir/results.json"}
+rm -rf "$logdir"
+mkdir -p "$logdir"
+: >"$raw"
+
+# shellcheck source=scripts/lib/emulators.sh disable=SC1091
+. "$root/scripts/lib/emulators.sh"
+
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  PIDS=()
+  emulators_stop
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step() { printf '\n== %s\n' "$*" >&2; }
+FAILED=()
+# measure DESCRIPTION CMD...: runs CMD and appends its stdout (result lines)
+# to the raw file; a failure is reported at the end instead of stopping the run.
+measure() {
+  local what=$1
+  shift
+  if ! "$@" >>"$raw"; then
+    echo "FAILED: $what" >&2
+    FAILED+=("$what")
+  fi
+}
+
+# stop_pid PID: SIGTERM, wait, and forget it.
+stop_pid() {
+  local pid=$1 p keep=()
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do
+    [ "$p" = "$pid" ] || keep+=("$p")
+  done
+  PIDS=("${keep[@]}")
+}
+
+# wait_healthz PORT PID: poll /healthz with a deadline; fail if the process died.
+wait_healthz() {
+  local deadline=$((SECONDS + 30))
+  until curl -sf --max-time 1 "http://127.0.0.1:$1/healthz" >/dev/null; do
+    if ! kill -0 "$2" 2>/dev/null; then
+      echo "process $2 (port $1) exited" >&2
+      return 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "function on port $1 did not become healthy" >&2
+      return 1
+    fi
+    sleep 0.05
+  done
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# start_sync LOG PORT ENV...: starts the release sync function with ENV on
+# PORT; sets FN_PID and FN_PORT.
+start_sync() {
+  local log=$1
+  FN_PORT=$2
+  shift 2
+  env PORT="$FN_PORT" "$@" "$bin/sync-function" >"$log" 2>&1 &
+  FN_PID=$!
+  PIDS+=("$FN_PID")
+  wait_healthz "$FN_PORT" "$FN_PID"
+}
+
+ensure_wrk() {
+  command -v wrk >/dev/null && return 0
+  step "Installing wrk (Debian package)"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get install -y wrk >/dev/null 2>&1 ||
+    { "${sudo[@]}" apt-get update >/dev/null && "${sudo[@]}" apt-get install -y wrk >/dev/null; }
+  command -v wrk >/dev/null
+}
+
+# wrk_push ITEM CASE RUN PIECES CONNS SECS PORT FIELDS...: one wrk run with
+# push.lua; records requests/s and latency. Run 0 is a warm-up (not recorded).
+wrk_push() {
+  local item=$1 case=$2 run=$3 pieces=$4 conns=$5 secs=$6 port=$7
+  shift 7
+  local threads=$WRK_THREADS
+  [ "$conns" -lt "$threads" ] && threads=$conns
+  # Each run starts 5 minutes of event time after the previous one, so the
+  # entities of a case only ever see newer events.
+  local env_vars=(BENCH_PIECES="$pieces" BENCH_THREADS="$threads"
+    BENCH_OFFSET_US=$((run * 300000000)) BENCH_RUN="$item-$case-r$run")
+  local args=(-t "$threads" -c "$conns" -d "${secs}s" --timeout 30s -s "$root/scripts/bench/push.lua"
+    "http://127.0.0.1:$port/")
+  if [ "$run" = 0 ]; then
+    env "${env_vars[@]}" wrk "${args[@]}" >"$logdir/wrk-warmup.log" 2>&1
+    return
+  fi
+  env "${env_vars[@]}" wrk "${args[@]}" 2>&1 | tee -a "$logdir/wrk.log" |
+    "$bin/sync-bench" wrk-record --item "$item" --case "$case" --run "$run" "$@"
+}
+
+# check_push PORT: one push body with curl; the function must answer 204.
+check_push() {
+  local sample="$logdir/sample-body.json" code
+  "$bin/sync-bench" pieces --out "$benchdir/pieces-check.lua" --entity-prefix check --entities 1 \
+    --project "$PROJECT" --print-sample >"$sample"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
+    --data-binary "@$sample" "http://127.0.0.1:$1/")
+  if [ "$code" != 204 ]; then
+    echo "a push body got HTTP $code instead of 204 (see $logdir)" >&2
+    return 1
+  fi
+}
+
+bench_core() {
+  step "1. Core: cargo bench -p sync-core --bench pipeline"
+  if ! cargo bench --locked -p sync-core --bench pipeline -- \
+    --warm-up-time 1 --measurement-time "$CORE_SECS" >"$logdir/criterion.log" 2>&1; then
+    echo "cargo bench failed; see $logdir/criterion.log" >&2
+    FAILED+=("core")
+    return
+  fi
+  local name
+  for name in parse_validate_merge parse_validate_merge_with_stored_round_trip; do
+    measure "core $name" "$bin/sync-bench" criterion --item core --case "$name" \
+      --dir "$root/target/criterion" --name "$name"
+  done
+}
+
+bench_http() {
+  step "2. HTTP layer alone: SYNC_BACKEND=memory, wrk, concurrency ${CONCURRENCIES[*]}"
+  local c run pieces
+  start_sync "$logdir/sync-memory.log" "$(free_port)" GOOGLE_CLOUD_PROJECT="$PROJECT" SYNC_BACKEND=memory
+  check_push "$FN_PORT"
+  for c in "${CONCURRENCIES[@]}"; do
+    pieces="$benchdir/pieces-http-c$c.lua"
+    "$bin/sync-bench" pieces --out "$pieces" --entity-prefix "http-c$c" --entities 1000 --project "$PROJECT"
+    wrk_push http "c=$c" 0 "$pieces" "$c" 1 "$FN_PORT"
+    for run in $(seq 1 "$RUNS"); do
+      measure "http c=$c run $run" wrk_push http "c=$c" "$run" "$pieces" "$c" "$HTTP_SECS" "$FN_PORT" \
+        --field "concurrency=$c"
+    done
+  done
+  stop_pid "$FN_PID"
+}
+
+bench_cold() {
+  step "5. Cold start: spawn → first 200 on /healthz, $COLD_RUNS starts each (gcp backend on the emulators)"
+  measure "cold start sync" "$bin/sync-bench" cold-start --case sync-function --bin "$bin/sync-function" \
+    --runs "$COLD_RUNS" --env LOG_FORMAT=json --env DEAD_LETTER_TOPIC=sync-dead-letters
+  measure "cold start audit" "$bin/sync-bench" cold-start --case audit-function --bin "$bin/audit-function" \
+    --runs "$COLD_RUNS" --env LOG_FORMAT=json
+}
+
+PUSH_C=2
+bench_push() {
+  step "4a. How many pushes the Pub/Sub emulator keeps in flight per subscription (probe)"
+  # A slow endpoint (25 ms per answer) behind the two push subscriptions of a
+  # separate topology: the most requests it holds at once per path is the
+  # concurrency the end-to-end path runs at, whatever the function could take.
+  local port probe_pid
+  port=$(free_port)
+  "$bin/sync-bench" push-probe --item push --case "per subscription" --port "$port" \
+    --expect $((2 * PROBE_EVENTS)) --timeout-s 60 >"$logdir/probe.json" &
+  probe_pid=$!
+  PIDS+=("$probe_pid")
+  sleep 0.3
+  "$bin/syncctl" setup --suffix probe --sync-endpoint "http://127.0.0.1:$port/sync" \
+    --audit-endpoint "http://127.0.0.1:$port/audit" >"$logdir/setup-probe.log"
+  "$bin/syncctl" load --topic data-sync-events-probe --events "$PROBE_EVENTS" --entities 10 \
+    --entity-prefix probe --quiet >"$logdir/load-probe.log"
+  if wait "$probe_pid"; then
+    cat "$logdir/probe.json" >>"$raw"
+    PUSH_C=$(python3 -c 'import json,sys; print(int(json.load(sys.stdin)["max_in_flight"]))' \
+      <"$logdir/probe.json")
+  else
+    echo "FAILED: push probe (assuming 2 pushes in flight)" >&2
+    FAILED+=("push probe")
+  fi
+  stop_pid "$probe_pid"
+  echo "the emulator keeps $PUSH_C pushes in flight per subscription" >&2
+}
+
+bench_limit() {
+  step "3. The Datastore emulator's limit: begin + lookup + commit per event"
+  local limit_c=("${CONCURRENCIES[@]}") e c run
+  case " ${limit_c[*]} " in
+    *" $PUSH_C "*) ;;
+    *) mapfile -t limit_c < <(printf '%s\n' "${limit_c[@]}" "$PUSH_C" | sort -n) ;;
+  esac
+  "$bin/sync-bench" limit --item warmup --case limit --entities 1000 --concurrency 16 \
+    --namespace bench_warmup --warmup-s 0 --duration-s 3 >"$logdir/limit-warmup.json" ||
+    { echo "the emulator-limit client failed" >&2; FAILED+=("limit warm-up"); }
+  for e in "${E2E_ENTITIES[@]}"; do
+    for c in "${limit_c[@]}"; do
+      for run in $(seq 1 "$RUNS"); do
+        measure "limit entities=$e c=$c run $run" "$bin/sync-bench" limit --item limit \
+          --case "entities=$e c=$c" --run "$run" --entities "$e" --concurrency "$c" \
+          --namespace "bench_limit_e$e" --entity-prefix "limit-e$e" --seed "$run" \
+          --warmup-s 0.3 --duration-s "$LIMIT_SECS"
+      done
+    done
+  done
+}
+
+# e2e_run ITEM CASE RUN EVENTS ENTITIES PREFIX RECORD RATE: one end-to-end
+# run with a fresh sync function on the push subscription's port; RATE 0
+# publishes as fast as syncctl load can.
+e2e_run() {
+  local item=$1 case=$2 run=$3 events=$4 entities=$5 prefix=$6 record=$7 rate=$8
+  local log="$logdir/e2e-$prefix.log" idle start_ms load_pid rc=0
+  start_sync "$log" "$SYNC_PORT" DEAD_LETTER_TOPIC=sync-dead-letters LOG_FORMAT=json
+  sleep 1
+  idle=$(rss_kib "$FN_PID")
+  start_ms=$(date +%s%3N)
+  "$bin/syncctl" load --events "$events" --entities "$entities" --entity-prefix "$prefix" \
+    --seed "$run" --rate "$rate" --quiet >"$logdir/load-$prefix.log" 2>&1 &
+  load_pid=$!
+  PIDS+=("$load_pid")
+  local follow=("$bin/sync-bench" e2e-follow --item "$item" --case "$case" --run "$run"
+    --log "$log" --expect "$events" --start-ms "$start_ms" --port "$SYNC_PORT" --pid "$FN_PID"
+    --rss-idle-kib "$idle" --timeout-s "$E2E_TIMEOUT" --field "entities=$entities"
+    --cpu "sync=pid:$FN_PID" --cpu "audit=pid:$AUDIT_PID"
+    --cpu "datastore_emulator=pgid:${EMULATOR_PGIDS[0]}" --cpu "pubsub_emulator=pgid:${EMULATOR_PGIDS[1]}")
+  if [ "$record" = 1 ]; then
+    measure "$item $case run $run" "${follow[@]}"
+  else
+    "${follow[@]}" >"$logdir/e2e-warmup.json" || rc=1
+  fi
+  stop_pid "$load_pid"
+  stop_pid "$FN_PID"
+  return "$rc"
+}
+
+bench_e2e() {
+  step "Topology (syncctl setup) and the audit function"
+  local audit_port e run
+  audit_port=$(free_port)
+  PORT=$audit_port LOG_FORMAT=json "$bin/audit-function" >"$logdir/audit-function.log" 2>&1 &
+  AUDIT_PID=$!
+  PIDS+=("$AUDIT_PID")
+  wait_healthz "$audit_port" "$AUDIT_PID"
+  SYNC_PORT=$(free_port)
+  "$bin/syncctl" setup --sync-endpoint "http://127.0.0.1:$SYNC_PORT/" \
+    --audit-endpoint "http://127.0.0.1:$audit_port/" >"$logdir/setup.log"
+
+  step "4. End to end: syncctl load → push → sync function → Datastore ($E2E_EVENTS events)"
+  # Warm-up: the first pushes to a new subscription are slow, the JVMs need JIT.
+  e2e_run e2e warmup 0 500 100 e2e-warmup 0 0 ||
+    { echo "end-to-end warm-up failed; see $logdir" >&2; FAILED+=("e2e warm-up"); }
+  for e in "${E2E_ENTITIES[@]}"; do
+    for run in $(seq 1 "$RUNS"); do
+      e2e_run e2e "entities=$e" "$run" "$E2E_EVENTS" "$e" "e2e-e$e-r$run" 1 0
+    done
+  done
+  for run in $(seq 1 "$RUNS"); do
+    e2e_run e2e_paced "$PACED_RATE/s, entities=1000" "$run" "$PACED_EVENTS" 1000 "e2e-paced-r$run" 1 \
+      "$PACED_RATE"
+  done
+  stop_pid "$AUDIT_PID"
+}
+
+bench_growth() {
+  step "7. Growth: payload size and concurrent requests per entity (gcp backend, direct pushes)"
+  local p k run pieces
+  start_sync "$logdir/sync-growth.log" "$(free_port)" DEAD_LETTER_TOPIC=sync-dead-letters \
+    LOG_FORMAT=json DATASTORE_NAMESPACE=bench_growth
+  check_push "$FN_PORT"
+  for p in "${PAYLOADS[@]}"; do
+    pieces="$benchdir/pieces-growth-p$p.lua"
+    "$bin/sync-bench" pieces --out "$pieces" --entity-prefix "grow-p$p" --entities 1000 \
+      --payload-bytes "$p" --project "$PROJECT"
+    wrk_push growth "payload $((p / 1024)) KiB" 0 "$pieces" "$GROWTH_CONCURRENCY" 1 "$FN_PORT"
+    for run in $(seq 1 "$RUNS"); do
+      measure "growth payload $p run $run" wrk_push growth "payload $((p / 1024)) KiB" "$run" \
+        "$pieces" "$GROWTH_CONCURRENCY" "$GROWTH_SECS" "$FN_PORT" --field "payload_bytes=$p" \
+        --field "concurrency=$GROWTH_CONCURRENCY"
+    done
+  done
+  for k in "${PER_ENTITY[@]}"; do
+    pieces="$benchdir/pieces-growth-k$k.lua"
+    "$bin/sync-bench" pieces --out "$pieces" --entity-prefix "grow-k$k" \
+      --entities $((PER_ENTITY_TOTAL / k)) --project "$PROJECT"
+    wrk_push growth "$k per entity" 0 "$pieces" "$PER_ENTITY_TOTAL" 1 "$FN_PORT"
+    for run in $(seq 1 "$RUNS"); do
+      measure "growth $k per entity run $run" wrk_push growth "$k per entity" "$run" "$pieces" \
+        "$PER_ENTITY_TOTAL" "$GROWTH_SECS" "$FN_PORT" --field "per_entity=$k" \
+        --field "concurrency=$PER_ENTITY_TOTAL"
+    done
+  done
+  # Memory after announcing to this many distinct ordering keys (entities).
+  local entities=$((${#PAYLOADS[@]} * 1000 + 1)) hwm
+  for k in "${PER_ENTITY[@]}"; do
+    entities=$((entities + PER_ENTITY_TOTAL / k))
+  done
+  hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$FN_PID/status")
+  measure "memory after growth" "$bin/sync-bench" record --item memory \
+    --case "sync-function after item 7" --field "rss_kib=$(rss_kib "$FN_PID")" \
+    --field "hwm_kib=$hwm" --field "distinct_entities=$entities"
+  stop_pid "$FN_PID"
+}
+
+bench_size() {
+  step "6. Release binary sizes"
+  local b
+  for b in sync-function audit-function syncctl; do
+    measure "size $b" "$bin/sync-bench" record --item size --case "$b" \
+      --field "bytes=$(stat -c %s "$bin/$b")"
+  done
+}
+
+started=$SECONDS
+{ want http || want growth; } && ensure_wrk
+
+step "Building (cargo build --release --locked --bins)"
+cargo build --release --locked --bins
+bin="$root/target/release"
+build_s=$((SECONDS - started))
+
+# Without the emulators first (nothing else competes for the CPU), then with.
+want core && bench_core
+want http && bench_http
+if want cold || want push || want limit || want e2e || want growth; then
+  step "Starting the emulators"
+  emulators_start "$PROJECT" "$logdir"
+  export GOOGLE_CLOUD_PROJECT=$PROJECT
+  want cold && bench_cold
+  want push && bench_push
+  want limit && bench_limit
+  want e2e && bench_e2e
+  want growth && bench_growth
+fi
+want size && bench_size
+
+cleanup
+total_s=$((SECONDS - started))
+step "Report"
+"$bin/sync-bench" report --raw "$raw" --out "$OUT" --push-concurrency "$PUSH_C" \
+  --meta "quick=$QUICK" --meta "only=${ONLY:-all}" --meta "runs=$RUNS" \
+  --meta "total_s=$total_s" --meta "build_s=$build_s" \
+  --meta "wrk=$(wrk -v 2>&1 | head -n 1)" --meta "wrk_threads=$WRK_THREADS" \
+  --meta "gcloud=$(gcloud version 2>/dev/null | head -n 1)" | tee "$benchdir/table.md"
+echo "Took $total_s s in all ($build_s s building); logs in $logdir"
+if [ "${#FAILED[@]}" -gt 0 ]; then
+  printf 'Failed measurements:\n' >&2
+  printf '  %s\n' "${FAILED[@]}" >&2
+  exit 1
+fi
