@@ -225,6 +225,9 @@ bench_http() {
     done
   done
   stop_pid "$FN_PID"
+  # One JSON line per event makes this log hundreds of MB: keep a sample.
+  head -n 1000 "$logdir/sync-memory.log" >"$logdir/sync-memory.head.log"
+  rm -f "$logdir/sync-memory.log"
 }
 
 bench_cold() {
@@ -315,9 +318,13 @@ e2e_run() {
   return "$rc"
 }
 
-bench_e2e() {
+# setup_topology: the audit function and the recipe's topology (syncctl
+# setup, pushing to $SYNC_PORT), once.
+TOPOLOGY=0
+setup_topology() {
+  [ "$TOPOLOGY" = 1 ] && return 0
   step "Topology (syncctl setup) and the audit function"
-  local audit_port e run
+  local audit_port
   audit_port=$(free_port)
   PORT=$audit_port LOG_FORMAT=json "$bin/audit-function" >"$logdir/audit-function.log" 2>&1 &
   AUDIT_PID=$!
@@ -326,7 +333,12 @@ bench_e2e() {
   SYNC_PORT=$(free_port)
   "$bin/syncctl" setup --sync-endpoint "http://127.0.0.1:$SYNC_PORT/" \
     --audit-endpoint "http://127.0.0.1:$audit_port/" >"$logdir/setup.log"
+  TOPOLOGY=1
+}
 
+bench_e2e() {
+  local e run
+  setup_topology
   step "4. End to end: syncctl load → push → sync function → Datastore ($E2E_EVENTS events)"
   # Warm-up: the first pushes to a new subscription are slow, the JVMs need JIT.
   e2e_run e2e warmup 0 500 100 e2e-warmup 0 0 ||
@@ -340,26 +352,17 @@ bench_e2e() {
     e2e_run e2e_paced "$PACED_RATE/s, entities=1000" "$run" "$PACED_EVENTS" 1000 "e2e-paced-r$run" 1 \
       "$PACED_RATE"
   done
-  stop_pid "$AUDIT_PID"
 }
 
 bench_growth() {
-  step "7. Growth: payload size and concurrent requests per entity (gcp backend, direct pushes)"
   local p k run pieces
+  setup_topology # the announcement topics
+  step "7. Growth: payload size and concurrent requests per entity (gcp backend, direct pushes)"
   start_sync "$logdir/sync-growth.log" "$(free_port)" DEAD_LETTER_TOPIC=sync-dead-letters \
     LOG_FORMAT=json DATASTORE_NAMESPACE=bench_growth
   check_push "$FN_PORT"
-  for p in "${PAYLOADS[@]}"; do
-    pieces="$benchdir/pieces-growth-p$p.lua"
-    "$bin/sync-bench" pieces --out "$pieces" --entity-prefix "grow-p$p" --entities 1000 \
-      --payload-bytes "$p" --project "$PROJECT"
-    wrk_push growth "payload $((p / 1024)) KiB" 0 "$pieces" "$GROWTH_CONCURRENCY" 1 "$FN_PORT"
-    for run in $(seq 1 "$RUNS"); do
-      measure "growth payload $p run $run" wrk_push growth "payload $((p / 1024)) KiB" "$run" \
-        "$pieces" "$GROWTH_CONCURRENCY" "$GROWTH_SECS" "$FN_PORT" --field "payload_bytes=$p" \
-        --field "concurrency=$GROWTH_CONCURRENCY"
-    done
-  done
+  # Per-entity cases first: the 100 KiB payloads fill the Datastore
+  # emulator's heap, and its pauses would spill into whatever follows.
   for k in "${PER_ENTITY[@]}"; do
     pieces="$benchdir/pieces-growth-k$k.lua"
     "$bin/sync-bench" pieces --out "$pieces" --entity-prefix "grow-k$k" \
@@ -369,6 +372,17 @@ bench_growth() {
       measure "growth $k per entity run $run" wrk_push growth "$k per entity" "$run" "$pieces" \
         "$PER_ENTITY_TOTAL" "$GROWTH_SECS" "$FN_PORT" --field "per_entity=$k" \
         --field "concurrency=$PER_ENTITY_TOTAL"
+    done
+  done
+  for p in "${PAYLOADS[@]}"; do
+    pieces="$benchdir/pieces-growth-p$p.lua"
+    "$bin/sync-bench" pieces --out "$pieces" --entity-prefix "grow-p$p" --entities 1000 \
+      --payload-bytes "$p" --project "$PROJECT"
+    wrk_push growth "payload $((p / 1024)) KiB" 0 "$pieces" "$GROWTH_CONCURRENCY" 1 "$FN_PORT"
+    for run in $(seq 1 "$RUNS"); do
+      measure "growth payload $p run $run" wrk_push growth "payload $((p / 1024)) KiB" "$run" \
+        "$pieces" "$GROWTH_CONCURRENCY" "$GROWTH_SECS" "$FN_PORT" --field "payload_bytes=$p" \
+        --field "concurrency=$GROWTH_CONCURRENCY"
     done
   done
   # Memory after announcing to this many distinct ordering keys (entities).
@@ -381,6 +395,22 @@ bench_growth() {
     --case "sync-function after item 7" --field "rss_kib=$(rss_kib "$FN_PID")" \
     --field "hwm_kib=$hwm" --field "distinct_entities=$entities"
   stop_pid "$FN_PID"
+}
+
+# bench_gc: each emulator JVM's pauses over the whole run.
+bench_gc() {
+  local name pgid pid i=0
+  for name in datastore pubsub; do
+    pgid=${EMULATOR_PGIDS[$i]}
+    i=$((i + 1))
+    for pid in $(pgrep -g "$pgid" -x java || true); do
+      [ -f "$logdir/gc-$pid.log" ] || continue
+      mv "$logdir/gc-$pid.log" "$logdir/gc-$name-emulator.log"
+      measure "gc $name" "$bin/sync-bench" gc --item gc --case "$name emulator" \
+        --log "$logdir/gc-$name-emulator.log"
+    done
+  done
+  rm -f "$logdir"/gc-[0-9]*.log # short-lived JVMs of gcloud itself
 }
 
 bench_size() {
@@ -405,13 +435,15 @@ want core && bench_core
 want http && bench_http
 if want cold || want push || want limit || want e2e || want growth; then
   step "Starting the emulators"
-  emulators_start "$PROJECT" "$logdir"
+  # GC logs show the JVMs' pauses (a stall of every call to an emulator).
+  JAVA_TOOL_OPTIONS="-Xlog:gc:file=$logdir/gc-%p.log" emulators_start "$PROJECT" "$logdir"
   export GOOGLE_CLOUD_PROJECT=$PROJECT
   want cold && bench_cold
   want push && bench_push
   want limit && bench_limit
   want e2e && bench_e2e
   want growth && bench_growth
+  bench_gc
 fi
 want size && bench_size
 

@@ -13,6 +13,7 @@
 //! started, and every loop is bounded in time.
 
 mod coldstart;
+mod gc;
 mod limit;
 mod logs;
 mod pieces;
@@ -53,6 +54,8 @@ enum Command {
     WrkRecord(WrkArgs),
     /// Read criterion's estimate of one benchmark.
     Criterion(CriterionArgs),
+    /// Summarise a JVM GC log (`-Xlog:gc`): pauses and heap.
+    Gc(GcArgs),
     /// Print a result made of the given fields.
     Record(Label),
     /// Group the results, print the table and the targets, write the JSON file.
@@ -249,6 +252,15 @@ struct ProbeArgs {
 struct WrkArgs {
     #[command(flatten)]
     label: Label,
+}
+
+#[derive(Args, Debug)]
+struct GcArgs {
+    #[command(flatten)]
+    label: Label,
+    /// The GC log.
+    #[arg(long)]
+    log: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -489,6 +501,18 @@ fn wrk_record(a: &WrkArgs) -> Result<()> {
     a.label.print(m)
 }
 
+fn gc_cmd(a: &GcArgs) -> Result<()> {
+    let text =
+        std::fs::read_to_string(&a.log).with_context(|| format!("reading {}", a.log.display()))?;
+    let p = gc::parse(&text);
+    let mut m = Map::new();
+    m.insert("pauses".into(), json!(p.count));
+    m.insert("pause_total_ms".into(), json!(p.total_ms));
+    m.insert("pause_max_ms".into(), json!(p.max_ms));
+    m.insert("heap_max_mib".into(), json!(p.max_heap_mib));
+    a.label.print(m)
+}
+
 fn criterion(a: &CriterionArgs) -> Result<()> {
     let path = a.dir.join(&a.name).join("new").join("estimates.json");
     let text =
@@ -567,6 +591,7 @@ fn main() -> ExitCode {
         Command::PushProbe(a) => push_probe(a),
         Command::WrkRecord(a) => wrk_record(a),
         Command::Criterion(a) => criterion(a),
+        Command::Gc(a) => gc_cmd(a),
         Command::Record(l) => l.print(Map::new()),
         Command::Report(a) => report_cmd(a),
     };

@@ -113,6 +113,21 @@ fn opt(x: Option<f64>, unit: &str) -> String {
     x.map_or_else(|| "–".to_string(), |v| format!("{} {unit}", num(v)))
 }
 
+/// `runs a–b` over the runs' values of `metric`, when there are several.
+fn spread(c: &Case, metric: &str) -> String {
+    let v: Vec<f64> = c
+        .runs
+        .iter()
+        .filter_map(|r| r.get(metric).and_then(Value::as_f64))
+        .collect();
+    if v.len() < 2 {
+        return String::new();
+    }
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("runs {}–{}; ", num(lo), num(hi))
+}
+
 fn latency(c: &Case, p50: &str, p99: &str) -> String {
     match (c.median(p50), c.median(p99)) {
         (Some(a), Some(b)) => format!("{} / {} ms", num(a), num(b)),
@@ -204,7 +219,7 @@ pub fn measured_push_concurrency(cases: &[Case]) -> Option<f64> {
         .and_then(|c| c.median("max_in_flight"))
 }
 
-const TITLES: [(&str, &str); 10] = [
+const TITLES: [(&str, &str); 11] = [
     ("core", "1. core: parse + validate + merge"),
     ("http", "2. HTTP layer alone (memory backend, wrk)"),
     ("limit", "3. Datastore emulator's limit (1 txn/event)"),
@@ -218,6 +233,7 @@ const TITLES: [(&str, &str); 10] = [
     ("memory", "6. memory"),
     ("size", "6. release binary size"),
     ("growth", "7. growth (gcp backend, wrk, direct push POSTs)"),
+    ("gc", "emulators' JVM pauses over the whole run"),
 ];
 
 /// One Markdown row per case, in the order of the issue. `push_concurrency`
@@ -305,6 +321,16 @@ pub fn table(cases: &[Case], push_concurrency: f64) -> String {
                         num(c.median("distinct_entities").unwrap_or(0.0))
                     ),
                 ),
+                "gc" => (
+                    opt(c.median("pause_max_ms"), "ms longest pause"),
+                    "–".into(),
+                    format!(
+                        "{} pauses, {} in all; heap up to {}",
+                        num(c.median("pauses").unwrap_or(0.0)),
+                        opt(c.median("pause_total_ms"), "ms"),
+                        opt(c.median("heap_max_mib"), "MiB")
+                    ),
+                ),
                 "size" => (
                     opt(c.median("bytes").map(|b| b / 1_048_576.0), "MiB"),
                     "–".into(),
@@ -312,6 +338,9 @@ pub fn table(cases: &[Case], push_concurrency: f64) -> String {
                 ),
                 _ => ("–".into(), "–".into(), String::new()),
             };
+            if matches!(item, "http" | "growth" | "limit" | "e2e") {
+                notes = format!("{}{notes}", spread(c, "events_per_s"));
+            }
             if !c.all("complete") {
                 notes.push_str("; INCOMPLETE in some run");
             }
