@@ -169,7 +169,8 @@ struct LimitArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Begin each transaction inside its lookup (`new_transaction`), saving
-    /// the BeginTransaction round trip: what the store could do.
+    /// the BeginTransaction round trip (the Datastore emulator supports it;
+    /// the Firestore emulator in Datastore mode stalls such transactions).
     #[arg(long)]
     inline_begin: bool,
 }
