@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sync_core::{
-    merge, parse_event, parse_timestamp, ChangeEvent, Disposition, EntityId, EntityState,
-    EntityStore, Limits, MergePolicy, Operation, Outcome, StoreError,
+    merge, parse_event, parse_timestamp, ChangeEvent, Disposition, EntityState, EntityStore,
+    Limits, MergePolicy, Operation, Outcome, StoreError,
 };
 use sync_store::{DatastoreStore, RawValue, StoreConfig};
 use sync_testkit::{unique_name, TEST_PROJECT};
@@ -338,7 +338,6 @@ async fn stale_event_records_one_conflict_even_when_applied_twice() -> Result<()
             json!({"name": "new"}),
         )?)
         .await?;
-    store.mark_announced(None, &EntityId::parse(id)?, 1).await?;
     let stale = event(
         id,
         "update",
@@ -382,7 +381,7 @@ async fn stale_event_records_one_conflict_even_when_applied_twice() -> Result<()
 }
 
 #[tokio::test]
-async fn mark_announced_raises_announced_version_and_silences_redelivery() -> Result<()> {
+async fn redelivery_of_the_latest_change_repeats_its_announcement() -> Result<()> {
     let store = store().await?;
     let id = "announced-1";
     let create = event(
@@ -396,37 +395,37 @@ async fn mark_announced_raises_announced_version_and_silences_redelivery() -> Re
     let announcement = first.announcement.context("create is announced")?;
     assert_eq!(announcement.version, 1);
 
-    // Publishing failed, Pub/Sub redelivers: the redelivery still announces.
+    // The process may have died before publishing: the redelivery announces
+    // again, from what Datastore holds.
     let again = store.apply(&create).await?;
     assert_eq!(again.outcome, Outcome::Duplicate);
-    assert_eq!(again.announcement.map(|a| a.version), Some(1));
+    let repeated = again.announcement.context("repeated")?;
+    assert_eq!(repeated, announcement);
+    let (_, state) = store.get(None, id).await?.context("entity")?;
+    assert_eq!(state.changed_by, Some(create.order_key()));
 
-    let (before, _) = store.get(None, id).await?.context("entity")?;
-    let entity_id = EntityId::parse(id)?;
-    store.mark_announced(None, &entity_id, 1).await?;
-    // Never lowers.
-    store.mark_announced(None, &entity_id, 0).await?;
-    let (after, state) = store.get(None, id).await?.context("entity")?;
-    assert_eq!(state.announced_version, 1);
-    assert_eq!(after.fields, before.fields);
-    assert_eq!(after.version, before.version);
-    assert_eq!(after.last_modified, before.last_modified);
+    // Once a newer change is in, the older event's redelivery announces nothing.
+    let update = event(
+        id,
+        "update",
+        "2025-07-23T10:00:30",
+        "m-2",
+        json!({"name": "b"}),
+    )?;
+    assert_eq!(
+        store.apply(&update).await?.announcement.map(|a| a.version),
+        Some(2)
+    );
+    assert!(store.apply(&create).await?.announcement.is_none());
 
-    let third = store.apply(&create).await?;
-    assert_eq!(third.outcome, Outcome::Duplicate);
-    assert!(third.announcement.is_none());
-
-    // The same on a tombstone.
-    let delete = event(id, "delete", "2025-07-23T10:01:00", "m-2", json!(null))?;
+    // The same through a tombstone.
+    let delete = event(id, "delete", "2025-07-23T10:01:00", "m-3", json!(null))?;
     let deleted = store.apply(&delete).await?;
-    assert_eq!(deleted.announcement.map(|a| a.version), Some(2));
-    let tomb_before = store.query_kind("SyncTombstone").await?;
-    store.mark_announced(None, &entity_id, 2).await?;
-    let (_, state) = store.get(None, id).await?.context("tombstone")?;
-    assert_eq!(state.announced_version, 2);
-    assert!(store.apply(&delete).await?.announcement.is_none());
-    let tomb_after = store.query_kind("SyncTombstone").await?;
-    assert_eq!(tomb_after, tomb_before, "only the bookkeeping changed");
+    assert_eq!(deleted.announcement.as_ref().map(|a| a.version), Some(3));
+    let redelivered = store.apply(&delete).await?;
+    assert_eq!(redelivered.outcome, Outcome::Duplicate);
+    assert_eq!(redelivered.announcement, deleted.announcement);
+    assert!(store.apply(&update).await?.announcement.is_none());
     Ok(())
 }
 
@@ -481,8 +480,8 @@ async fn recipe_init_entity_is_adopted_and_keeps_its_timestamp() -> Result<()> {
     let (stored, state) = store.get(None, "init-entity").await?.context("init")?;
     assert_eq!(stored.version, 1);
     assert!(stored.bookkeeping.is_empty());
-    assert_eq!(
-        state.announced_version, 1,
+    assert!(
+        state.announcement(&MergePolicy::default()).is_none(),
         "foreign writes are not announced"
     );
 

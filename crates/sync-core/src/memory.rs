@@ -4,7 +4,7 @@
 //! the emulators (the sync function's documented bench-only mode). They apply
 //! the same merge as the Datastore adapter but claim nothing about Datastore.
 
-use crate::event::{ChangeEvent, EntityId};
+use crate::event::ChangeEvent;
 use crate::merge::merge;
 use crate::policy::MergePolicy;
 use crate::ports::{
@@ -80,30 +80,17 @@ impl EntityStore for MemoryStore {
             .entry((kind, event.entity_id.as_str().to_string()))
             .or_default();
         let out = merge(slot, event, &self.policy);
+        let announcement = out.announcement(event, &self.policy);
         if out.outcome.needs_write() {
-            *slot = out.state;
+            slot.clone_from(&out.state);
         }
         Ok(ApplyResult {
             outcome: out.outcome,
             conflicts: out.conflicts,
             version: slot.version,
-            announcement: slot.pending_announcement(&self.policy),
+            announcement,
             attempts: 1,
         })
-    }
-
-    async fn mark_announced(
-        &self,
-        kind: Option<&str>,
-        entity_id: &EntityId,
-        version: i64,
-    ) -> Result<(), StoreError> {
-        self.check_available()?;
-        let kind = kind.unwrap_or(&self.default_kind).to_string();
-        if let Some(state) = self.lock().get_mut(&(kind, entity_id.as_str().to_string())) {
-            state.announced_version = state.announced_version.max(version);
-        }
-        Ok(())
     }
 }
 

@@ -15,7 +15,7 @@
 use crate::event::{ChangeEvent, Operation};
 use crate::order::OrderKey;
 use crate::policy::{FieldRule, MergePolicy};
-use crate::state::{Candidate, EntityState, FieldState};
+use crate::state::{Announcement, Candidate, EntityState, FieldState};
 use crate::value::{canonical, compare_values};
 use serde_json::Value;
 use std::cmp::Ordering;
@@ -106,6 +106,32 @@ pub struct MergeOutcome {
     pub state: EntityState,
     /// Fields of the event that lost, with both sides.
     pub conflicts: Vec<FieldConflict>,
+}
+
+impl MergeOutcome {
+    /// What to announce downstream after merging `event`.
+    ///
+    /// An effective change announces the new version. A redelivery of the event
+    /// behind the current version announces it again: the earlier attempt may
+    /// have written the change and then failed (or crashed) before announcing,
+    /// and nothing records whether it did, so announcements are at least once,
+    /// and downstream keeps the highest `version` per entity. Any other event
+    /// announces nothing: if the event behind the current version was never
+    /// announced, its own redelivery will announce it.
+    pub fn announcement(&self, event: &ChangeEvent, policy: &MergePolicy) -> Option<Announcement> {
+        let owed = match self.outcome {
+            Outcome::Applied => true,
+            Outcome::Refreshed => false,
+            Outcome::Duplicate | Outcome::Stale => {
+                self.state.changed_by.as_ref() == Some(&event.order_key())
+            }
+        };
+        if owed {
+            self.state.announcement(policy)
+        } else {
+            None
+        }
+    }
 }
 
 /// Merges `event` into `state` under `policy`.
@@ -233,6 +259,7 @@ pub fn merge(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -> 
             (true, true) => Operation::Update,
         });
         next.last_correlation_id = event.correlation_id.clone();
+        next.changed_by = Some(key);
         Outcome::Applied
     } else {
         Outcome::Refreshed
@@ -502,9 +529,50 @@ mod tests {
             json!({"name": "Test Product", "description": "Updated product description", "status": "active"})
         );
         assert_eq!(state.last_modified, Some(update.timestamp));
-        let ann = state.pending_announcement(&p).expect("owed");
+        let ann = outs[1].announcement(&update, &p).expect("owed");
         assert_eq!((ann.operation, ann.version), (Operation::Update, 2));
         assert_eq!(ann.correlation_id.as_deref(), Some("c-m2"));
+    }
+
+    #[test]
+    fn only_a_redelivery_of_the_latest_change_announces_again() {
+        let p = MergePolicy::from_json(r#"{"fields":{"score":"max"}}"#).expect("policy");
+        let a = upd("m1", "2025-07-23T10:00:00", json!({"score": 10}));
+        let b = upd(
+            "m2",
+            "2025-07-23T10:00:01",
+            json!({"score": 5, "name": "x"}),
+        );
+        let (state, outs) = fold(&[&a, &b], &p);
+        assert_eq!(state.changed_by, Some(b.order_key()));
+        assert_eq!(outs[0].announcement(&a, &p).map(|x| x.version), Some(1));
+        // b lost `score` but changed `name`: applied, with a conflict.
+        assert_eq!(outs[1].outcome, Outcome::Applied);
+        // Redelivering b repeats version 2; redelivering a, which version 2
+        // already covers, announces nothing.
+        let again_b = merge(&state, &b, &p);
+        assert!(!again_b.outcome.needs_write());
+        assert_eq!(again_b.announcement(&b, &p).map(|x| x.version), Some(2));
+        let again_a = merge(&state, &a, &p);
+        assert!(!again_a.outcome.needs_write());
+        assert!(again_a.announcement(&a, &p).is_none());
+        // A new event that only moves bookkeeping announces nothing either.
+        let same = upd("m3", "2025-07-23T10:00:02", json!({"name": "x"}));
+        let refreshed = merge(&state, &same, &p);
+        assert_eq!(refreshed.outcome, Outcome::Refreshed);
+        assert!(refreshed.announcement(&same, &p).is_none());
+        // ...and does not take the latest change away from b.
+        assert_eq!(refreshed.state.changed_by, Some(b.order_key()));
+
+        // Under lww, a late event that wins one field and loses another is
+        // stale when redelivered, and still repeats its announcement.
+        let lww = MergePolicy::default();
+        let newer = upd("m5", "2025-07-23T10:00:05", json!({"x": 1}));
+        let late = upd("m4", "2025-07-23T10:00:04", json!({"x": 0, "y": 1}));
+        let (state, _) = fold(&[&newer, &late], &lww);
+        let again = merge(&state, &late, &lww);
+        assert_eq!(again.outcome, Outcome::Stale);
+        assert_eq!(again.announcement(&late, &lww).map(|x| x.version), Some(2));
     }
 
     #[test]
@@ -611,7 +679,7 @@ mod tests {
             .all(|c| c.reason == LossReason::DeletedLater && c.winner_value.is_none()));
         assert!(!state.exists());
         assert_eq!(state.version, 2);
-        let ann = state.pending_announcement(&p).expect("delete announced");
+        let ann = state.announcement(&p).expect("delete announced");
         assert_eq!(ann.operation, Operation::Delete);
         assert!(ann.data.is_empty());
     }
@@ -656,9 +724,14 @@ mod tests {
         assert_eq!(outs[0].outcome, Outcome::Refreshed);
         assert_eq!(state.version, 0);
         assert!(state.deleted.is_some());
-        assert!(state.pending_announcement(&p).is_none());
+        assert!(outs[0]
+            .announcement(&del("m1", "2025-07-23T10:00:00"), &p)
+            .is_none());
         let again = merge(&state, &del("m1", "2025-07-23T10:00:00"), &p);
         assert_eq!(again.outcome, Outcome::Duplicate);
+        assert!(again
+            .announcement(&del("m1", "2025-07-23T10:00:00"), &p)
+            .is_none());
         let older = merge(&state, &del("m0", "2025-07-23T09:00:00"), &p);
         assert_eq!(older.outcome, Outcome::Stale);
     }
@@ -810,7 +883,7 @@ mod tests {
         let p = MergePolicy::default();
         let state = EntityState::from_stored(&stored).expect("adopted");
         assert!(state.exists());
-        assert!(state.pending_announcement(&p).is_none());
+        assert!(state.announcement(&p).is_none());
         let out = merge(
             &state,
             &upd(

@@ -3,7 +3,7 @@
 //! The handlers see only these traits, so handler tests run on in-memory fakes
 //! while integration tests run the real adapters on the emulators.
 
-use crate::event::{ChangeEvent, EntityId};
+use crate::event::ChangeEvent;
 use crate::merge::{FieldConflict, Outcome};
 use crate::state::Announcement;
 use crate::{Disposition, ValidationError};
@@ -22,8 +22,9 @@ pub struct ApplyResult {
     pub conflicts: Vec<FieldConflict>,
     /// The entity's version after the event.
     pub version: i64,
-    /// The change still owed downstream (this event's or an earlier one whose
-    /// announcement failed), if any.
+    /// What to announce downstream: the new version after an effective change,
+    /// or the current one again on a redelivery of the event behind it (see
+    /// [`crate::MergeOutcome::announcement`]).
     pub announcement: Option<Announcement>,
     /// Transaction attempts used (1 without contention).
     pub attempts: u32,
@@ -90,15 +91,6 @@ impl StoreError {
 pub trait EntityStore: Send + Sync {
     /// Applies one event in one transaction: read, merge, write, record conflicts.
     async fn apply(&self, event: &ChangeEvent) -> Result<ApplyResult, StoreError>;
-
-    /// Records that `version` of the entity was announced downstream (never
-    /// lowers the recorded version).
-    async fn mark_announced(
-        &self,
-        kind: Option<&str>,
-        entity_id: &EntityId,
-        version: i64,
-    ) -> Result<(), StoreError>;
 }
 
 /// A message to publish.

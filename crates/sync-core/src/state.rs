@@ -53,8 +53,9 @@ pub enum FieldState {
 pub struct EntityState {
     /// Number of effective changes this store has applied to the key.
     pub version: i64,
-    /// Highest version announced downstream.
-    pub announced_version: i64,
+    /// Order key of the event behind the last effective change: a redelivery
+    /// of that event repeats the announcement (see [`crate::MergeOutcome::announcement`]).
+    pub changed_by: Option<OrderKey>,
     /// Newest event timestamp merged.
     pub last_modified: Option<DateTime<Utc>>,
     /// Whether the last effective change lost any field to a better value.
@@ -165,9 +166,10 @@ impl EntityState {
         }
     }
 
-    /// The announcement still owed downstream, if any.
-    pub fn pending_announcement(&self, policy: &crate::MergePolicy) -> Option<Announcement> {
-        if self.version <= self.announced_version {
+    /// The announcement of the current version, or `None` before the first
+    /// effective change (a tombstone of an entity never seen, an adopted entity).
+    pub fn announcement(&self, policy: &crate::MergePolicy) -> Option<Announcement> {
+        if self.version == 0 || self.changed_by.is_none() {
             return None;
         }
         let operation = self.last_operation.unwrap_or(if self.exists() {
@@ -205,7 +207,7 @@ impl EntityState {
         let mut book = Book {
             format: 1,
             version: self.version,
-            announced: self.announced_version,
+            changed_by: self.changed_by.clone(),
             operation: self.last_operation.map(|o| o.as_str().to_string()),
             correlation_id: self.last_correlation_id.clone(),
             conflict_resolved: self.conflict_resolved,
@@ -310,7 +312,7 @@ impl EntityState {
         }
         Ok(Self {
             version: book.version,
-            announced_version: book.announced,
+            changed_by: book.changed_by,
             last_modified: book.last_modified.and_then(DateTime::from_timestamp_micros),
             conflict_resolved: book.conflict_resolved,
             last_operation: book
@@ -343,7 +345,7 @@ impl EntityState {
         Self {
             version: stored.version,
             // What a foreign writer made was never ours to announce.
-            announced_version: stored.version,
+            changed_by: None,
             last_modified: stored.last_modified,
             conflict_resolved: stored.conflict_resolved,
             last_operation: None,
@@ -361,8 +363,8 @@ struct Book {
     format: u32,
     #[serde(rename = "ver")]
     version: i64,
-    #[serde(rename = "ann")]
-    announced: i64,
+    #[serde(rename = "by", default, skip_serializing_if = "Option::is_none")]
+    changed_by: Option<OrderKey>,
     #[serde(rename = "op", default, skip_serializing_if = "Option::is_none")]
     operation: Option<String>,
     #[serde(rename = "cid", default, skip_serializing_if = "Option::is_none")]

@@ -85,7 +85,7 @@ fn build(specs: &[Spec]) -> Vec<ChangeEvent> {
 /// The state with its history (version and friends) removed: what must converge.
 fn converged(mut s: EntityState) -> EntityState {
     s.version = 0;
-    s.announced_version = 0;
+    s.changed_by = None;
     s.conflict_resolved = false;
     s.last_operation = None;
     s.last_correlation_id = None;

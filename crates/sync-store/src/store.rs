@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use sync_core::{
-    merge, ApplyResult, ChangeEvent, EntityId, EntityState, EntityStore, StoreError, StoredEntity,
+    merge, ApplyResult, ChangeEvent, EntityState, EntityStore, StoreError, StoredEntity,
     ValidationError, BOOKKEEPING_PROPERTY,
 };
 
@@ -283,9 +283,9 @@ impl DatastoreStore {
         let result = ApplyResult {
             outcome: merged.outcome,
             version: merged.state.version,
-            // Computed even for duplicates: a redelivery announces what an
-            // earlier attempt wrote but failed to announce.
-            announcement: merged.state.pending_announcement(policy),
+            // Also for a redelivery of the event behind the current version:
+            // an earlier attempt may have written it but not announced it.
+            announcement: merged.announcement(event, policy),
             conflicts: merged.conflicts,
             attempts: 0,
         };
@@ -562,41 +562,6 @@ impl EntityStore for DatastoreStore {
             .await?;
         result.attempts = attempts;
         Ok(result)
-    }
-
-    async fn mark_announced(
-        &self,
-        kind: Option<&str>,
-        entity_id: &EntityId,
-        version: i64,
-    ) -> Result<(), StoreError> {
-        let kind = self.kind(kind);
-        let id = entity_id.as_str();
-        let policy = &self.inner.config.policy;
-        let _turn = self.lock_key(kind, id).await;
-        self.retrying("mark_announced", |previous| {
-            self.transact(previous, move |tx| async move {
-                let read = self.read(kind, id, Some(&tx)).await?;
-                let (_, mut state) = read.state()?;
-                let Some(mut raw) = read.main.or(read.tombstone) else {
-                    return Ok(Plan::Nothing(()));
-                };
-                if state.announced_version >= version {
-                    return Ok(Plan::Nothing(()));
-                }
-                state.announced_version = version;
-                // Only the bookkeeping changes: everything else is written
-                // back exactly as read.
-                let stored = state.to_stored(policy);
-                raw.properties.insert(
-                    BOOKKEEPING_PROPERTY.to_string(),
-                    string_value(&stored.bookkeeping, true),
-                );
-                Ok(Plan::Commit((), vec![upsert(raw)]))
-            })
-        })
-        .await?;
-        Ok(())
     }
 }
 

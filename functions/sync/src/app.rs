@@ -10,6 +10,7 @@
 //! | permanent problem with the message | dead-lettered, then 204; 400 without a dead-letter topic |
 //! | transient (store, publish, dead-letter publish) | 503 |
 
+use crate::announced::AnnouncedLog;
 use crate::config::Config;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The receiving clock.
     pub clock: Clock,
+    /// Versions announced lately, to skip repeats on redelivery.
+    pub announced: Arc<AnnouncedLog>,
 }
 
 /// The sync function's routes: `POST /` (any query string) and `GET /healthz`.
@@ -178,21 +181,25 @@ async fn process(app: &AppState, delivery: &Delivery, span: &tracing::Span) -> R
     Reply::Ack
 }
 
-/// Publishes the change still owed downstream, then records it as announced.
+/// Publishes the change downstream. Nothing records that it went out: a
+/// failure here nacks the delivery, and its redelivery announces it (see
+/// `MergeOutcome::announcement`).
 async fn announce(app: &AppState, event: &ChangeEvent, a: &Announcement) -> Result<(), Reply> {
-    let topic = app.config.external_topic(a.operation);
     let entity_id = event.entity_id.as_str();
+    let kind = event.kind.as_deref().unwrap_or(&app.config.kind);
+    if app.announced.contains(kind, entity_id, a.version) {
+        info!(
+            version = a.version,
+            "already announced by this instance; not repeated"
+        );
+        return Ok(());
+    }
+    let topic = app.config.external_topic(a.operation);
     let mut attributes = BTreeMap::new();
     attributes.insert("entity_id".to_string(), attribute_safe(entity_id));
     attributes.insert("operation".to_string(), a.operation.as_str().to_string());
     attributes.insert("version".to_string(), a.version.to_string());
-    attributes.insert(
-        "kind".to_string(),
-        event
-            .kind
-            .clone()
-            .unwrap_or_else(|| app.config.kind.clone()),
-    );
+    attributes.insert("kind".to_string(), kind.to_string());
     if let Some(c) = &a.correlation_id {
         attributes.insert("correlation_id".to_string(), attribute_safe(c));
     }
@@ -205,15 +212,7 @@ async fn announce(app: &AppState, event: &ChangeEvent, a: &Announcement) -> Resu
         warn!(outcome = "retry", topic = %topic, version = a.version, error = %e, "announcement failed; Pub/Sub will redeliver and it will be announced then");
         return Err(Reply::Retry);
     }
-    if let Err(e) = app
-        .store
-        .mark_announced(event.kind.as_deref(), &event.entity_id, a.version)
-        .await
-    {
-        // Announced but not recorded: the next event for this entity repeats
-        // the announcement with the same version, which downstream tolerates.
-        warn!(version = a.version, error = %e, "announcement not recorded; it may be repeated");
-    }
+    app.announced.record(kind, entity_id, a.version);
     Ok(())
 }
 

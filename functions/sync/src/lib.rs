@@ -9,8 +9,10 @@
 //! types of Datastore and Pub/Sub (`sync-store`, `sync-pubsub`), delivery
 //! decoding (`sync-http`).
 
+pub mod announced;
 pub mod app;
 pub mod config;
 
+pub use announced::AnnouncedLog;
 pub use app::{router, AppState, Clock, Reply};
 pub use config::{Backend, Config, ConfigErrors};

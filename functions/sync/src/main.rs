@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use sync_core::memory::{MemoryPublisher, MemoryStore};
 use sync_core::{EntityStore, EventPublisher};
-use sync_function::{router, AppState, Backend, Config};
+use sync_function::{router, AnnouncedLog, AppState, Backend, Config};
 use sync_pubsub::{PubSubConfig, PubSubPublisher};
 use sync_store::{DatastoreStore, StoreConfig};
 
@@ -78,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
         publisher,
         config: Arc::new(config),
         clock: Arc::new(chrono::Utc::now),
+        announced: Arc::new(AnnouncedLog::new(AnnouncedLog::DEFAULT_CAPACITY)),
     };
     sync_http::serve(router(state), port, sync_http::shutdown_signal())
         .await

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use sync_core::memory::{MemoryPublisher, MemoryStore};
 use sync_core::{parse_timestamp, MergePolicy};
-use sync_function::{router, AppState, Config};
+use sync_function::{router, AnnouncedLog, AppState, Config};
 use sync_http::fixture::CapturedRequest;
 use tower::ServiceExt;
 
@@ -22,6 +22,18 @@ struct Harness {
     store: Arc<MemoryStore>,
     publisher: MemoryPublisher,
     app: Router,
+    /// Builds another instance on the same store and publisher.
+    state: AppState,
+}
+
+impl Harness {
+    /// A second instance: same store and publisher, its own memory.
+    fn other_instance(&self) -> Router {
+        router(AppState {
+            announced: Arc::new(AnnouncedLog::new(AnnouncedLog::DEFAULT_CAPACITY)),
+            ..self.state.clone()
+        })
+    }
 }
 
 fn now() -> DateTime<Utc> {
@@ -56,11 +68,13 @@ fn harness(vars: &[(&str, &str)]) -> Harness {
         publisher: Arc::new(publisher.clone()),
         config: Arc::new(config),
         clock: Arc::new(now),
+        announced: Arc::new(AnnouncedLog::new(AnnouncedLog::DEFAULT_CAPACITY)),
     };
     Harness {
         store,
         publisher,
-        app: router(state),
+        app: router(state.clone()),
+        state,
     }
 }
 
@@ -136,8 +150,6 @@ async fn every_delivery_form_applies_the_recipe_create() {
             h.publisher.sent_to(DLQ).is_empty(),
             "{name}: nothing dead-lettered"
         );
-        let after = h.store.get(None, "test-entity-001").expect("entity");
-        assert_eq!(after.announced_version, 1, "{name}: announcement recorded");
     }
 }
 
@@ -186,6 +198,38 @@ async fn redelivery_is_acked_and_announces_nothing_new() {
     }
     assert_eq!(h.store.get(None, "e1").expect("entity").version, 1);
     assert_eq!(h.publisher.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn redelivery_to_another_instance_repeats_the_same_version() {
+    let h = harness(&[]);
+    let create = event("e1", "create", "2025-07-23T10:15:00", json!({"a": 1}));
+    let older = event("e1", "update", "2025-07-23T10:14:00", json!({"a": 0}));
+    for app in [&h.app, &h.app] {
+        assert_eq!(send(app, push(&create, "m1")).await, StatusCode::NO_CONTENT);
+    }
+    assert_eq!(
+        send(&h.app, push(&older, "m0")).await,
+        StatusCode::NO_CONTENT
+    );
+    // The other instance cannot know version 1 went out: it repeats it for
+    // the event behind it, and only for that one.
+    let other = h.other_instance();
+    assert_eq!(
+        send(&other, push(&create, "m1")).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        send(&other, push(&older, "m0")).await,
+        StatusCode::NO_CONTENT
+    );
+    let versions: Vec<String> = h
+        .publisher
+        .sent()
+        .iter()
+        .map(|(_, m)| m.attributes["version"].clone())
+        .collect();
+    assert_eq!(versions, ["1", "1"]);
 }
 
 #[tokio::test]
@@ -411,7 +455,8 @@ async fn failed_announcement_is_retried_and_made_on_redelivery() {
         .store
         .get(None, "e1")
         .expect("applied before the publish failed");
-    assert_eq!((state.version, state.announced_version), (1, 0));
+    assert_eq!(state.version, 1);
+    assert!(h.publisher.sent().is_empty());
     h.publisher.unavailable.store(false, Ordering::Relaxed);
     assert_eq!(
         send(&h.app, push(&create, "1")).await,
@@ -420,10 +465,35 @@ async fn failed_announcement_is_retried_and_made_on_redelivery() {
     let sent = h.publisher.sent_to("external-sync-create");
     assert_eq!(sent.len(), 1, "the redelivery announces what was owed");
     assert_eq!(sent[0].attributes["version"], "1");
+    assert_eq!(h.store.get(None, "e1").expect("entity").version, 1);
+}
+
+#[tokio::test]
+async fn a_newer_change_covers_an_unannounced_one() {
+    let h = harness(&[]);
+    h.publisher.unavailable.store(true, Ordering::Relaxed);
+    let create = event("e1", "create", "2025-07-23T10:15:00", json!({"a": 1}));
     assert_eq!(
-        h.store.get(None, "e1").expect("entity").announced_version,
-        1
+        send(&h.app, push(&create, "1")).await,
+        StatusCode::SERVICE_UNAVAILABLE
     );
+    h.publisher.unavailable.store(false, Ordering::Relaxed);
+    let update = event("e1", "update", "2025-07-23T10:16:00", json!({"b": 2}));
+    assert_eq!(
+        send(&h.app, push(&update, "2")).await,
+        StatusCode::NO_CONTENT
+    );
+    // Version 2 carries the create's field too, so the create's redelivery
+    // has nothing left to announce.
+    assert_eq!(
+        send(&h.app, push(&create, "1")).await,
+        StatusCode::NO_CONTENT
+    );
+    let sent = h.publisher.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let payload: Value = serde_json::from_slice(&sent[0].1.data).expect("JSON");
+    assert_eq!(payload["version"], 2);
+    assert_eq!(payload["data"], json!({"a": 1, "b": 2}));
 }
 
 #[tokio::test]
