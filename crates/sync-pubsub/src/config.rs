@@ -11,6 +11,9 @@ pub const PUBSUB_EMULATOR_HOST: &str = "PUBSUB_EMULATOR_HOST";
 pub const PUBSUB_PUBLISH_TIMEOUT_MS: &str = "PUBSUB_PUBLISH_TIMEOUT_MS";
 /// Publisher batching delay in milliseconds (default 0).
 pub const PUBSUB_BATCH_DELAY_MS: &str = "PUBSUB_BATCH_DELAY_MS";
+/// Distinct ordering keys one topic's publisher serves before it is replaced
+/// (default 1000).
+pub const PUBSUB_MAX_ORDERING_KEYS: &str = "PUBSUB_MAX_ORDERING_KEYS";
 
 /// Default per-publish timeout.
 pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -20,6 +23,12 @@ pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// default, 2.8 ms with 1 ms, 1.6 ms with 0). Messages on one ordering key
 /// still batch while that key's previous batch is in flight.
 pub const DEFAULT_BATCH_DELAY: Duration = Duration::ZERO;
+/// Default number of distinct ordering keys per publisher. The client keeps a
+/// task and its buffers for every ordering key it has seen, for as long as the
+/// publisher lives (about 19 KiB each, measured): with the entity id as the
+/// key, memory would grow with the number of entities ever announced. Replacing
+/// the publisher after this many keys bounds that to about 19 MiB per topic.
+pub const DEFAULT_MAX_ORDERING_KEYS: usize = 1000;
 /// Default timeout of admin and pull/ack calls.
 pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -36,6 +45,8 @@ pub struct PubSubConfig {
     pub batch_delay: Duration,
     /// Timeout of admin, pull and ack calls.
     pub rpc_timeout: Duration,
+    /// Distinct ordering keys a topic's publisher serves before it is replaced.
+    pub max_ordering_keys: usize,
 }
 
 impl PubSubConfig {
@@ -47,6 +58,7 @@ impl PubSubConfig {
             publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
             batch_delay: DEFAULT_BATCH_DELAY,
             rpc_timeout: DEFAULT_RPC_TIMEOUT,
+            max_ordering_keys: DEFAULT_MAX_ORDERING_KEYS,
         }
     }
 
@@ -73,6 +85,13 @@ impl PubSubConfig {
         self
     }
 
+    /// Sets how many distinct ordering keys a publisher serves before it is
+    /// replaced (at least 1).
+    pub fn with_max_ordering_keys(mut self, keys: usize) -> Self {
+        self.max_ordering_keys = keys.max(1);
+        self
+    }
+
     /// Sets the admin / pull / ack timeout.
     pub fn with_rpc_timeout(mut self, timeout: Duration) -> Self {
         self.rpc_timeout = timeout;
@@ -80,8 +99,8 @@ impl PubSubConfig {
     }
 
     /// Reads [`GOOGLE_CLOUD_PROJECT`] (required), [`PUBSUB_EMULATOR_HOST`],
-    /// [`PUBSUB_PUBLISH_TIMEOUT_MS`] and [`PUBSUB_BATCH_DELAY_MS`] through
-    /// `lookup`. Empty values count as unset.
+    /// [`PUBSUB_PUBLISH_TIMEOUT_MS`], [`PUBSUB_BATCH_DELAY_MS`] and
+    /// [`PUBSUB_MAX_ORDERING_KEYS`] through `lookup`. Empty values count as unset.
     ///
     /// # Errors
     /// [`PubSubError::Config`] naming the variable and the expected form.
@@ -113,6 +132,18 @@ impl PubSubConfig {
             .with_batch_delay(millis(PUBSUB_BATCH_DELAY_MS, DEFAULT_BATCH_DELAY)?);
         if let Some(host) = get(PUBSUB_EMULATOR_HOST) {
             config = config.with_emulator(host);
+        }
+        if let Some(v) = get(PUBSUB_MAX_ORDERING_KEYS) {
+            let keys = v
+                .parse::<usize>()
+                .ok()
+                .filter(|k| *k > 0)
+                .ok_or(PubSubError::Config {
+                    variable: PUBSUB_MAX_ORDERING_KEYS,
+                    value: v,
+                    expected: "a positive whole number",
+                })?;
+            config = config.with_max_ordering_keys(keys);
         }
         if config.publish_timeout.is_zero() {
             return Err(PubSubError::Config {
@@ -154,7 +185,9 @@ mod tests {
             ("PUBSUB_EMULATOR_HOST", "localhost:8085"),
             ("PUBSUB_PUBLISH_TIMEOUT_MS", "2500"),
             ("PUBSUB_BATCH_DELAY_MS", "2"),
+            ("PUBSUB_MAX_ORDERING_KEYS", "50"),
         ])?;
+        assert_eq!(c.max_ordering_keys, 50);
         assert_eq!(
             c.emulator_endpoint().as_deref(),
             Some("http://localhost:8085")
@@ -180,6 +213,14 @@ mod tests {
         ])
         .expect_err("zero");
         assert!(e.to_string().contains("positive"), "{e}");
+        for bad in ["0", "-1", "many"] {
+            let e = from(&[
+                ("GOOGLE_CLOUD_PROJECT", "p"),
+                ("PUBSUB_MAX_ORDERING_KEYS", bad),
+            ])
+            .expect_err(bad);
+            assert!(e.to_string().contains("PUBSUB_MAX_ORDERING_KEYS"), "{e}");
+        }
     }
 
     #[test]

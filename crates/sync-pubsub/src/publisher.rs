@@ -8,6 +8,15 @@
 //! `OrderingKeyPaused` until `resume_publish(key)`; we resume on every failure,
 //! because the failed delivery is nacked and its redelivery re-publishes what
 //! was not announced, so nothing is reordered or lost downstream.
+//!
+//! The client never forgets an ordering key: each keeps a task and buffers for
+//! the publisher's lifetime. So a topic's publisher is replaced once it has
+//! served [`PubSubConfig::max_ordering_keys`] distinct keys. Publishes still in
+//! flight hold their own handle to the old one and finish on it; the old
+//! publisher's tasks end when the last handle goes. A message on a key that
+//! straddles the swap may overtake one still in flight on the old publisher,
+//! as two concurrent publishes on one key already may: downstream orders by
+//! `version`.
 
 use crate::config::PubSubConfig;
 use crate::error::PubSubError;
@@ -18,7 +27,7 @@ use google_cloud_pubsub::client::{BasePublisher, Publisher};
 use google_cloud_pubsub::error::PublishError as ClientPublishError;
 use google_cloud_pubsub::model::Message;
 use google_cloud_pubsub::retry_policy::RetryableErrors;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use sync_core::{EventPublisher, OutgoingMessage, PublishError};
@@ -28,9 +37,19 @@ use sync_core::{EventPublisher, OutgoingMessage, PublishError};
 pub struct PubSubPublisher {
     project: String,
     base: BasePublisher,
-    publishers: Mutex<HashMap<String, Publisher>>,
+    publishers: Mutex<HashMap<String, Cached>>,
     timeout: Duration,
     batch_delay: Duration,
+    max_keys: usize,
+}
+
+/// A topic's current publisher and the ordering keys it has served.
+#[derive(Debug)]
+struct Cached {
+    publisher: Publisher,
+    keys: HashSet<String>,
+    /// How many publishers this topic has had before the current one.
+    replaced: u64,
 }
 
 impl PubSubPublisher {
@@ -60,44 +79,59 @@ impl PubSubPublisher {
             publishers: Mutex::new(HashMap::new()),
             timeout: config.publish_timeout,
             batch_delay: config.batch_delay,
+            max_keys: config.max_ordering_keys.max(1),
         })
     }
 
-    /// The cached publisher of `path`, created on first use.
-    fn publisher_for(&self, path: &str) -> Publisher {
-        // A poisoned map is still a valid map: publishers are only ever added.
-        let mut map = self
-            .publishers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        map.entry(path.to_string())
-            .or_insert_with(|| {
-                self.base
-                    .publisher(path)
-                    .set_delay_threshold(self.batch_delay)
-                    .build()
-            })
-            .clone()
+    fn build(&self, path: &str) -> Publisher {
+        self.base
+            .publisher(path)
+            .set_delay_threshold(self.batch_delay)
+            .build()
     }
 
-    fn cached(&self) -> Vec<Publisher> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
+        // A poisoned map is still a valid map: each update is one assignment.
         self.publishers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
+    }
+
+    /// The publisher of `path` for a message on `key`: the cached one, created
+    /// on first use and replaced when `key` would exceed its key budget.
+    fn publisher_for(&self, path: &str, key: Option<&str>) -> Publisher {
+        let mut map = self.lock();
+        let cached = map.entry(path.to_string()).or_insert_with(|| Cached {
+            publisher: self.build(path),
+            keys: HashSet::new(),
+            replaced: 0,
+        });
+        if let Some(key) = key {
+            if !cached.keys.contains(key) {
+                if cached.keys.len() >= self.max_keys {
+                    cached.publisher = self.build(path);
+                    cached.keys.clear();
+                    cached.replaced += 1;
+                }
+                cached.keys.insert(key.to_string());
+            }
+        }
+        cached.publisher.clone()
+    }
+
+    fn cached(&self) -> Vec<Publisher> {
+        self.lock().values().map(|c| c.publisher.clone()).collect()
+    }
+
+    /// How many times the publisher of `topic` (a full path) was replaced to
+    /// bound the ordering keys it holds (for tests and diagnostics).
+    pub fn replacements(&self, topic: &str) -> u64 {
+        self.lock().get(topic).map_or(0, |c| c.replaced)
     }
 
     /// Full paths of the topics that have a publisher (for tests and diagnostics).
     pub fn cached_topics(&self) -> Vec<String> {
-        let mut topics: Vec<String> = self
-            .publishers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect();
+        let mut topics: Vec<String> = self.lock().keys().cloned().collect();
         topics.sort();
         topics
     }
@@ -116,10 +150,7 @@ impl PubSubPublisher {
     /// background tasks end). Returns whether everything was flushed in time.
     pub async fn shutdown(&self, grace: Duration) -> bool {
         let drained = tokio::time::timeout(grace, self.flush()).await.is_ok();
-        self.publishers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.lock().clear();
         drained
     }
 
@@ -159,7 +190,7 @@ impl EventPublisher for PubSubPublisher {
         if let Some(key) = &key {
             msg = msg.set_ordering_key(key.clone());
         }
-        let publisher = self.publisher_for(&path);
+        let publisher = self.publisher_for(&path, key.as_deref());
         let outcome = tokio::time::timeout(
             self.timeout,
             self.publish_once(&publisher, msg, key.as_deref()),
@@ -237,6 +268,29 @@ mod tests {
             vec!["projects/p/topics/t1".to_string()]
         );
         task.abort();
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn publisher_is_replaced_after_its_key_budget() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let config = PubSubConfig::new("p")
+            .with_emulator("127.0.0.1:9")
+            .with_max_ordering_keys(2);
+        let publisher = PubSubPublisher::connect(&config).await?;
+        let path = "projects/p/topics/t";
+        for key in ["a", "b", "a", "b"] {
+            publisher.publisher_for(path, Some(key));
+        }
+        publisher.publisher_for(path, None);
+        assert_eq!(publisher.replacements(path), 0, "two keys fit");
+        publisher.publisher_for(path, Some("c"));
+        assert_eq!(publisher.replacements(path), 1, "a third key starts afresh");
+        publisher.publisher_for(path, Some("a"));
+        assert_eq!(publisher.replacements(path), 1, "c and a fit the new one");
+        publisher.publisher_for(path, Some("b"));
+        assert_eq!(publisher.replacements(path), 2);
+        assert_eq!(publisher.replacements("projects/p/topics/other"), 0);
         Ok(())
     }
 
