@@ -33,6 +33,8 @@ PAYLOADS=(1024 10240 102400)
 PER_ENTITY=(1 2 4 8)
 GROWTH_CONCURRENCY=16 # payload cases
 PER_ENTITY_TOTAL=8    # per-entity cases: 8 requests in flight over 8/k entities
+MANY_ENTITIES=20000   # distinct entities of the memory case (item 6)
+MANY_SECS=10          # wrk seconds of the memory case (it stops at fewer entities if slower)
 E2E_TIMEOUT=300       # seconds an end-to-end run may take before it counts as failed
 ITEMS="core,http,cold,push,limit,e2e,growth,size"
 
@@ -59,6 +61,7 @@ while [ $# -gt 0 ]; do
 done
 if [ "$QUICK" = 1 ]; then
   RUNS=1 HTTP_SECS=2 GROWTH_SECS=1 LIMIT_SECS=1 E2E_EVENTS=2000 PACED_EVENTS=200 COLD_RUNS=5 CORE_SECS=1
+  MANY_SECS=3
 fi
 for item in ${ONLY//,/ }; do
   case ",$ITEMS," in
@@ -81,17 +84,11 @@ mkdir -p "$logdir"
 
 # shellcheck source=scripts/lib/emulators.sh disable=SC1091
 . "$root/scripts/lib/emulators.sh"
+# shellcheck source=scripts/lib/processes.sh disable=SC1091
+. "$root/scripts/lib/processes.sh"
 
-PIDS=()
 cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  PIDS=()
+  processes_stop
   emulators_stop
 }
 trap cleanup EXIT
@@ -108,33 +105,6 @@ measure() {
     echo "FAILED: $what" >&2
     FAILED+=("$what")
   fi
-}
-
-# stop_pid PID: SIGTERM, wait, and forget it.
-stop_pid() {
-  local pid=$1 p keep=()
-  kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  for p in "${PIDS[@]}"; do
-    [ "$p" = "$pid" ] || keep+=("$p")
-  done
-  PIDS=("${keep[@]}")
-}
-
-# wait_healthz PORT PID: poll /healthz with a deadline; fail if the process died.
-wait_healthz() {
-  local deadline=$((SECONDS + 30))
-  until curl -sf --max-time 1 "http://127.0.0.1:$1/healthz" >/dev/null; do
-    if ! kill -0 "$2" 2>/dev/null; then
-      echo "process $2 (port $1) exited" >&2
-      return 1
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "function on port $1 did not become healthy" >&2
-      return 1
-    fi
-    sleep 0.05
-  done
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -355,7 +325,7 @@ bench_e2e() {
 }
 
 bench_growth() {
-  local p k run pieces
+  local p k run pieces requests hwm
   setup_topology # the announcement topics
   step "7. Growth: payload size and concurrent requests per entity (gcp backend, direct pushes)"
   start_sync "$logdir/sync-growth.log" "$(free_port)" DEAD_LETTER_TOPIC=sync-dead-letters \
@@ -374,6 +344,21 @@ bench_growth() {
         --field "concurrency=$PER_ENTITY_TOTAL"
     done
   done
+  # Many distinct entities, each announced once (creates): memory must stay
+  # flat however many entities an instance has seen. Before the payload cases,
+  # whose 100 KiB entities slow the Datastore emulator down for a while.
+  pieces="$benchdir/pieces-growth-many.lua"
+  "$bin/sync-bench" pieces --out "$pieces" --entity-prefix "grow-many" \
+    --entities "$MANY_ENTITIES" --project "$PROJECT"
+  measure "growth many entities" wrk_push growth "$MANY_ENTITIES entities, each once" 1 "$pieces" \
+    "$GROWTH_CONCURRENCY" "$MANY_SECS" "$FN_PORT" --field "concurrency=$GROWTH_CONCURRENCY"
+  requests=$(tail -n 1 "$logdir/wrk.log" |
+    python3 -c 'import json, sys; print(int(json.load(sys.stdin)["requests"]))' 2>/dev/null || echo 0)
+  [ "$requests" -gt "$MANY_ENTITIES" ] && requests=$MANY_ENTITIES
+  hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$FN_PID/status")
+  measure "memory after many entities" "$bin/sync-bench" record --item memory \
+    --case "sync-function after $requests new entities" --field "rss_kib=$(rss_kib "$FN_PID")" \
+    --field "hwm_kib=$hwm" --field "distinct_entities=$requests"
   for p in "${PAYLOADS[@]}"; do
     pieces="$benchdir/pieces-growth-p$p.lua"
     "$bin/sync-bench" pieces --out "$pieces" --entity-prefix "grow-p$p" --entities 1000 \
@@ -386,7 +371,7 @@ bench_growth() {
     done
   done
   # Memory after announcing to this many distinct ordering keys (entities).
-  local entities=$((${#PAYLOADS[@]} * 1000 + 1)) hwm
+  local entities=$((${#PAYLOADS[@]} * 1000 + 1 + requests))
   for k in "${PER_ENTITY[@]}"; do
     entities=$((entities + PER_ENTITY_TOTAL / k))
   done

@@ -28,16 +28,11 @@ mkdir -p "$logdir"
 
 # shellcheck source=scripts/lib/emulators.sh
 . "$root/scripts/lib/emulators.sh"
+# shellcheck source=scripts/lib/processes.sh
+. "$root/scripts/lib/processes.sh"
 
-PIDS=()
 cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
+  processes_stop
   emulators_stop
 }
 trap cleanup EXIT INT TERM
@@ -55,29 +50,19 @@ step "Starting the emulators"
 emulators_start "$PROJECT" "$logdir"
 export GOOGLE_CLOUD_PROJECT=$PROJECT
 
-# wait_healthz PORT: poll the function's /healthz with a deadline.
-wait_healthz() {
-  local deadline=$((SECONDS + 30))
-  until curl -sf "http://127.0.0.1:$1/healthz" >/dev/null; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "function on port $1 did not become healthy" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
-}
-
 step "Starting the sync and audit functions"
 SYNC_PORT=$(free_port)
 AUDIT_PORT=$(free_port)
 PORT=$SYNC_PORT DEAD_LETTER_TOPIC=sync-dead-letters LOG_FORMAT=text \
   "$bin/sync-function" >"$logdir/sync-function.log" 2>&1 &
-PIDS+=("$!")
+SYNC_PID=$!
+PIDS+=("$SYNC_PID")
 PORT=$AUDIT_PORT LOG_FORMAT=text RUST_LOG=warn \
   "$bin/audit-function" >"$logdir/audit-function.log" 2>&1 &
-PIDS+=("$!")
-wait_healthz "$SYNC_PORT"
-wait_healthz "$AUDIT_PORT"
+AUDIT_PID=$!
+PIDS+=("$AUDIT_PID")
+wait_healthz "$SYNC_PORT" "$SYNC_PID"
+wait_healthz "$AUDIT_PORT" "$AUDIT_PID"
 echo "sync function on :$SYNC_PORT, audit function on :$AUDIT_PORT (logs in $logdir)"
 
 syncctl() { "$bin/syncctl" "$@"; }
