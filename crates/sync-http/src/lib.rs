@@ -36,6 +36,6 @@ pub use config::{ConfigError, RuntimeConfig};
 pub use delivery::{CloudEventMeta, Delivery, DeliveryForm, DEFAULT_MAX_BODY_BYTES};
 pub use error::{DeliveryError, InvalidBase64};
 pub use extract::BodyLimit;
-pub use server::{healthz, serve, shutdown_signal, ServeError, Server};
+pub use server::{healthz, push_router, serve, shutdown_signal, ServeError, Server};
 pub use telemetry::LogFormat;
 pub use trace::{trace_resource_name, TraceContext};

@@ -1,6 +1,9 @@
 //! Serving a router on `0.0.0.0:PORT` with graceful shutdown.
 
-use axum::Router;
+use crate::BodyLimit;
+use axum::handler::Handler;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use thiserror::Error;
@@ -114,6 +117,22 @@ pub async fn shutdown_signal() {
 /// Liveness handler: `200 ok`.
 pub async fn healthz() -> &'static str {
     "ok"
+}
+
+/// The shape both functions serve: `handler` on `POST /` (any query string),
+/// [`healthz`] on `GET /healthz`, and request bodies capped at `max_body_bytes`
+/// for the [`Delivery`](crate::Delivery) extractor.
+pub fn push_router<H, T, S>(handler: H, max_body_bytes: usize, state: S) -> Router
+where
+    H: Handler<T, S>,
+    T: 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route("/", post(handler))
+        .route("/healthz", get(healthz))
+        .layer(Extension(BodyLimit(max_body_bytes)))
+        .with_state(state)
 }
 
 #[cfg(test)]

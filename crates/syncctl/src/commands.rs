@@ -530,6 +530,22 @@ fn report(what: &str, name: &str, outcome: AdminOutcome) {
     println!("  {what:<13} {name:<32} {verb}");
 }
 
+/// Awaits one admin call that creates `name` and reports what it did.
+async fn made<E>(
+    what: &str,
+    name: &str,
+    call: impl std::future::Future<Output = Result<AdminOutcome, E>>,
+) -> Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let outcome = call
+        .await
+        .with_context(|| format!("creating {what} {name}"))?;
+    report(what, name, outcome);
+    Ok(())
+}
+
 pub async fn setup(g: &Global, a: SetupArgs) -> Result<()> {
     let admin = admin(g).await?;
     let n = |base: &str| match &a.suffix {
@@ -553,29 +569,12 @@ pub async fn setup(g: &Global, a: SetupArgs) -> Result<()> {
         }
     };
     println!("Topology in project {}:", admin.project());
-    for t in [&topic, &dlq] {
-        report(
-            "topic",
-            t,
-            admin
-                .create_topic(t)
-                .await
-                .with_context(|| format!("creating topic {t}"))?,
-        );
-    }
     let externals: Vec<String> = ["create", "update", "delete"]
         .iter()
         .map(|op| n(&format!("external-sync-{op}")))
         .collect();
-    for t in &externals {
-        report(
-            "topic",
-            t,
-            admin
-                .create_topic(t)
-                .await
-                .with_context(|| format!("creating topic {t}"))?,
-        );
+    for t in [&topic, &dlq].into_iter().chain(&externals) {
+        made("topic", t, admin.create_topic(t)).await?;
     }
     // No retry policy on push subscriptions: on the emulator one made failed
     // pushes never come back. Deployments set one (deploy/pubsub.sh).
@@ -590,61 +589,39 @@ pub async fn setup(g: &Global, a: SetupArgs) -> Result<()> {
         }),
         retry: None,
     };
-    let outcome = admin
-        .create_push_subscription(
-            &sync_sub,
-            &topic,
-            &PushEndpoint::new(&a.sync_endpoint),
-            &sync_config,
-        )
-        .await
-        .with_context(|| format!("creating subscription {sync_sub}"))?;
-    report("push sub", &sync_sub, outcome);
+    let sync_push = PushEndpoint::new(&a.sync_endpoint);
+    let create = admin.create_push_subscription(&sync_sub, &topic, &sync_push, &sync_config);
+    made("push sub", &sync_sub, create).await?;
     let audit_sub = n("audit-logger");
     let audit_config = SubscriptionConfig {
         ack_deadline: Duration::from_secs(30),
         retention: Some(retention(14)),
         ..SubscriptionConfig::default()
     };
-    let outcome = admin
-        .create_push_subscription(
-            &audit_sub,
-            &topic,
-            &PushEndpoint::new(&a.audit_endpoint),
-            &audit_config,
-        )
-        .await
-        .with_context(|| format!("creating subscription {audit_sub}"))?;
-    report("push sub", &audit_sub, outcome);
+    let audit_push = PushEndpoint::new(&a.audit_endpoint);
+    let create = admin.create_push_subscription(&audit_sub, &topic, &audit_push, &audit_config);
+    made("push sub", &audit_sub, create).await?;
     let dlq_sub = n("dlq-processor");
     let dlq_config = SubscriptionConfig {
         ack_deadline: Duration::from_secs(60),
         retention: Some(retention(30)),
         ..SubscriptionConfig::default()
     };
-    report(
-        "pull sub",
-        &dlq_sub,
-        admin
-            .create_pull_subscription(&dlq_sub, &dlq, &dlq_config)
-            .await
-            .with_context(|| format!("creating subscription {dlq_sub}"))?,
-    );
+    let create = admin.create_pull_subscription(&dlq_sub, &dlq, &dlq_config);
+    made("pull sub", &dlq_sub, create).await?;
     if a.external_subscriptions {
+        let config = SubscriptionConfig {
+            enable_message_ordering: true,
+            ..SubscriptionConfig::default()
+        };
         for t in &externals {
             let sub = format!("{t}-sub");
-            let config = SubscriptionConfig {
-                enable_message_ordering: true,
-                ..SubscriptionConfig::default()
-            };
-            report(
+            made(
                 "pull sub",
                 &sub,
-                admin
-                    .create_pull_subscription(&sub, t, &config)
-                    .await
-                    .with_context(|| format!("creating subscription {sub}"))?,
-            );
+                admin.create_pull_subscription(&sub, t, &config),
+            )
+            .await?;
         }
     }
     Ok(())

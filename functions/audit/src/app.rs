@@ -5,13 +5,12 @@ use crate::entry::entries;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Router;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
-use sync_http::{BodyLimit, Delivery, DeliveryError};
+use sync_http::{Delivery, DeliveryError};
 use tracing::{info, warn};
 
 /// Where audit lines go.
@@ -81,12 +80,8 @@ pub struct AppState {
 
 /// `POST /` (any query string) and `GET /healthz`.
 pub fn router(state: AppState) -> Router {
-    let limit = BodyLimit(state.config.runtime.max_body_bytes);
-    Router::new()
-        .route("/", post(handle))
-        .route("/healthz", get(sync_http::healthz))
-        .layer(Extension(limit))
-        .with_state(state)
+    let limit = state.config.runtime.max_body_bytes;
+    sync_http::push_router(handle, limit, state)
 }
 
 async fn handle(

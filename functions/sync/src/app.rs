@@ -15,8 +15,7 @@ use crate::config::Config;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Router;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,7 +25,7 @@ use sync_core::{
     OutgoingMessage,
 };
 use sync_http::telemetry::{SPAN_ID_FIELD, TRACE_FIELD, TRACE_SAMPLED_FIELD};
-use sync_http::{BodyLimit, Delivery, DeliveryError};
+use sync_http::{Delivery, DeliveryError};
 use tracing::{field, info, info_span, warn, Instrument};
 
 /// The receiving clock, injectable for tests.
@@ -49,12 +48,8 @@ pub struct AppState {
 
 /// The sync function's routes: `POST /` (any query string) and `GET /healthz`.
 pub fn router(state: AppState) -> Router {
-    let limit = BodyLimit(state.config.runtime.max_body_bytes);
-    Router::new()
-        .route("/", post(handle))
-        .route("/healthz", get(sync_http::healthz))
-        .layer(Extension(limit))
-        .with_state(state)
+    let limit = state.config.runtime.max_body_bytes;
+    sync_http::push_router(handle, limit, state)
 }
 
 /// How a delivery ended; decides the HTTP status and so ack or nack.
