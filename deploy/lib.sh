@@ -87,6 +87,10 @@ init_config() {
   EXTERNAL_TOPICS=("${EXTERNAL_TOPIC_PREFIX}create" "${EXTERNAL_TOPIC_PREFIX}update" "${EXTERNAL_TOPIC_PREFIX}delete")
 
   # Cloud Run.
+  SYNC_CONCURRENCY=${SYNC_CONCURRENCY:-80}
+  AUDIT_CONCURRENCY=${AUDIT_CONCURRENCY:-80}
+  [[ ${SYNC_CONCURRENCY} =~ ^[1-9][0-9]{0,3}$ && ${SYNC_CONCURRENCY} -le 1000 ]] || die "SYNC_CONCURRENCY '${SYNC_CONCURRENCY}' must be 1-1000 (requests per instance)"
+  [[ ${AUDIT_CONCURRENCY} =~ ^[1-9][0-9]{0,3}$ && ${AUDIT_CONCURRENCY} -le 1000 ]] || die "AUDIT_CONCURRENCY '${AUDIT_CONCURRENCY}' must be 1-1000 (requests per instance)"
   SYNC_SERVICE=$(with_suffix data-sync-processor)
   AUDIT_SERVICE=$(with_suffix audit-logger)
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Deploy the two Cloud Run services, private (--no-allow-unauthenticated), each
 # with its own service account, and let only the push invoker account call them.
-#   data-sync-processor[-SUFFIX]  sync-function   256Mi, 60 s, at most 10 instances
-#   audit-logger[-SUFFIX]         audit-function  128Mi, 30 s, at most 5 instances
+#   data-sync-processor[-SUFFIX]  sync-function   256Mi, 60 s, at most 10 instances, 80 requests each
+#   audit-logger[-SUFFIX]         audit-function  128Mi, 30 s, at most 5 instances, 80 requests each
+# (SYNC_CONCURRENCY and AUDIT_CONCURRENCY change the requests per instance;
+# see deploy/README.md for why 80.)
 # A service whose deployed configuration (image, account, resources, env)
 # already matches is left alone: each deploy labels the service with a digest
 # of its configuration.
@@ -51,9 +53,9 @@ log "Cloud Run services in ${PROJECT_ID}/${REGION}:"
 deploy_service "${SYNC_SERVICE}" \
   "--image=${sync_image}" "--region=${REGION}" "--service-account=${SYNC_SA}" \
   --no-allow-unauthenticated --port=8080 --cpu=1 --memory=256Mi --timeout=60s \
-  --max-instances=10 "--set-env-vars=${sync_env}"
+  --max-instances=10 "--concurrency=${SYNC_CONCURRENCY}" "--set-env-vars=${sync_env}"
 deploy_service "${AUDIT_SERVICE}" \
   "--image=${audit_image}" "--region=${REGION}" "--service-account=${AUDIT_SA}" \
   --no-allow-unauthenticated --port=8080 --cpu=1 --memory=128Mi --timeout=30s \
-  --max-instances=5 "--set-env-vars=${audit_env}"
+  --max-instances=5 "--concurrency=${AUDIT_CONCURRENCY}" "--set-env-vars=${audit_env}"
 finish

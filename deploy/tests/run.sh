@@ -189,15 +189,15 @@ done
 # Cloud Run.
 not_logged "nothing is deployed with --allow-unauthenticated" '(^| )--allow-unauthenticated( |=|$)'
 count_logged "both services are deployed private" 2 '^run deploy .* --no-allow-unauthenticated( |$)'
-logged "sync service: image, account, 256Mi, 60 s, 10 instances" '^run deploy data-sync-processor ' \
+logged "sync service: image, account, 256Mi, 60 s, 10 instances, 80 requests each" '^run deploy data-sync-processor ' \
   "--image=us-central1-docker\.pkg\.dev/${PROJECT}/datastore-sync/sync-function:test-tag " \
-  "--service-account=datasync-sync@${SA_DOMAIN} " ' --memory=256Mi ' ' --timeout=60s ' ' --max-instances=10 ' \
+  "--service-account=datasync-sync@${SA_DOMAIN} " ' --memory=256Mi ' ' --timeout=60s ' ' --max-instances=10 ' ' --concurrency=80 ' \
   ' --region=us-central1 '
 logged "sync service: environment" '^run deploy data-sync-processor ' \
   "--set-env-vars=GOOGLE_CLOUD_PROJECT=${PROJECT},SYNC_KIND=SyncEntity,EXTERNAL_TOPIC_PREFIX=external-sync-,DEAD_LETTER_TOPIC=sync-dead-letters,MAX_CLOCK_SKEW_SECS=300 "
-logged "audit service: image, account, 128Mi, 30 s, 5 instances, environment" '^run deploy audit-logger ' \
+logged "audit service: image, account, 128Mi, 30 s, 5 instances, 80 requests each, environment" '^run deploy audit-logger ' \
   "--image=us-central1-docker\.pkg\.dev/${PROJECT}/datastore-sync/audit-function:test-tag " \
-  "--service-account=datasync-audit@${SA_DOMAIN} " ' --memory=128Mi ' ' --timeout=30s ' ' --max-instances=5 ' \
+  "--service-account=datasync-audit@${SA_DOMAIN} " ' --memory=128Mi ' ' --timeout=30s ' ' --max-instances=5 ' ' --concurrency=80 ' \
   "--set-env-vars=GOOGLE_CLOUD_PROJECT=${PROJECT} "
 not_logged "no configuration baked in beyond the environment flags" '^run deploy .*--(update-env-vars|env-vars-file)'
 
@@ -417,7 +417,7 @@ else
 fi
 
 echo "== configuration errors"
-for bad in "PROJECT_ID=" "SUFFIX=Bad_Suffix" "REGION=nowhere"; do
+for bad in "PROJECT_ID=" "SUFFIX=Bad_Suffix" "REGION=nowhere" "SYNC_CONCURRENCY=0" "AUDIT_CONCURRENCY=5000"; do
   LOG="${WORK}/bad.log"
   : >"${LOG}"
   status=0
