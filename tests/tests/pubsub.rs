@@ -174,6 +174,52 @@ async fn topic_id_and_full_path_share_one_cached_publisher() -> Result<()> {
 }
 
 #[tokio::test]
+async fn publisher_replaced_for_its_key_budget_delivers_everything_in_key_order() -> Result<()> {
+    let config = config().await?.with_max_ordering_keys(2);
+    let c = clients().await?;
+    let publisher = PubSubPublisher::connect(&config).await?;
+    let (topic, subscription) = topic_with_subscription(&c.admin, true).await?;
+    let path = format!("projects/{TEST_PROJECT}/topics/{topic}");
+    // Keys a, b fill the first publisher; c starts a second, a a third…
+    let keys = ["a", "b", "a", "c", "a", "d", "b", "a"];
+    for (i, key) in keys.iter().enumerate() {
+        let m = message(&format!("{key}-{i}"), Some(key), &[]);
+        publisher.publish(&topic, m).await?;
+    }
+    ensure!(
+        publisher.replacements(&path) >= 3,
+        "the budget of 2 keys forced replacements: {}",
+        publisher.replacements(&path)
+    );
+    let received = pull_n(&c.puller, &subscription, keys.len()).await?;
+    let mut seen: Vec<String> = received
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+        .collect();
+    // Per key, the order of publishing survives the replacements.
+    for key in ["a", "b"] {
+        let order: Vec<&String> = seen.iter().filter(|d| d.starts_with(key)).collect();
+        let expected: Vec<String> = keys
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| *k == &key)
+            .map(|(i, k)| format!("{k}-{i}"))
+            .collect();
+        ensure!(
+            order
+                .iter()
+                .map(|s| s.as_str())
+                .eq(expected.iter().map(String::as_str)),
+            "key {key}: {order:?}"
+        );
+    }
+    seen.sort();
+    seen.dedup();
+    ensure!(seen.len() == keys.len(), "every message once: {seen:?}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn failed_ordered_publish_is_resumed_for_the_next_one() -> Result<()> {
     let c = clients().await?;
     let topic = unique_name("later");

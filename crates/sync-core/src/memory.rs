@@ -82,7 +82,7 @@ impl EntityStore for MemoryStore {
         let out = merge(slot, event, &self.policy);
         let announcement = out.announcement(event, &self.policy);
         if out.outcome.needs_write() {
-            slot.clone_from(&out.state);
+            *slot = out.state;
         }
         Ok(ApplyResult {
             outcome: out.outcome,
