@@ -442,22 +442,29 @@ async fn store_outage_is_a_retry() {
     assert_eq!(h.store.get(None, "e1").expect("entity").version, 1);
 }
 
-#[tokio::test]
-async fn failed_announcement_is_retried_and_made_on_redelivery() {
-    let h = harness(&[]);
+/// Delivers a create of `e1` (message id 1) while Pub/Sub is down: applied,
+/// not announced, answered 503. Pub/Sub is back on return.
+async fn create_whose_announcement_fails(h: &Harness) -> Vec<u8> {
     h.publisher.unavailable.store(true, Ordering::Relaxed);
     let create = event("e1", "create", "2025-07-23T10:15:00", json!({"a": 1}));
     assert_eq!(
         send(&h.app, push(&create, "1")).await,
         StatusCode::SERVICE_UNAVAILABLE
     );
+    h.publisher.unavailable.store(false, Ordering::Relaxed);
+    create
+}
+
+#[tokio::test]
+async fn failed_announcement_is_retried_and_made_on_redelivery() {
+    let h = harness(&[]);
+    let create = create_whose_announcement_fails(&h).await;
     let state = h
         .store
         .get(None, "e1")
         .expect("applied before the publish failed");
     assert_eq!(state.version, 1);
     assert!(h.publisher.sent().is_empty());
-    h.publisher.unavailable.store(false, Ordering::Relaxed);
     assert_eq!(
         send(&h.app, push(&create, "1")).await,
         StatusCode::NO_CONTENT
@@ -471,13 +478,7 @@ async fn failed_announcement_is_retried_and_made_on_redelivery() {
 #[tokio::test]
 async fn a_newer_change_covers_an_unannounced_one() {
     let h = harness(&[]);
-    h.publisher.unavailable.store(true, Ordering::Relaxed);
-    let create = event("e1", "create", "2025-07-23T10:15:00", json!({"a": 1}));
-    assert_eq!(
-        send(&h.app, push(&create, "1")).await,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
-    h.publisher.unavailable.store(false, Ordering::Relaxed);
+    let create = create_whose_announcement_fails(&h).await;
     let update = event("e1", "update", "2025-07-23T10:16:00", json!({"b": 2}));
     assert_eq!(
         send(&h.app, push(&update, "2")).await,
