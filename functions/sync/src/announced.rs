@@ -54,12 +54,16 @@ impl AnnouncedLog {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether `version` (or a later one) of the entity was announced here.
+    /// Whether `version` is the highest version of the entity announced here.
+    ///
+    /// Only an exact match counts: an older version that was never announced
+    /// (a concurrent request for the same entity lost the race to publish) is
+    /// still announced, so every effective change reaches downstream.
     pub fn contains(&self, kind: &str, entity_id: &str, version: i64) -> bool {
         self.lock()
             .versions
             .get(&entity_hash(kind, entity_id))
-            .is_some_and(|v| *v >= version)
+            .is_some_and(|v| *v == version)
     }
 
     /// Notes that `version` of the entity went out.
@@ -103,7 +107,10 @@ mod tests {
         log.record("K", "e1", 2);
         log.record("K", "e1", 1);
         assert!(log.contains("K", "e1", 2));
-        assert!(log.contains("K", "e1", 1));
+        assert!(
+            !log.contains("K", "e1", 1),
+            "an older version is not skipped"
+        );
         assert!(!log.contains("K", "e1", 3));
         assert!(!log.contains("Other", "e1", 1), "kinds are separate");
         assert_eq!(log.len(), 1);
@@ -117,7 +124,7 @@ mod tests {
         log.record("K", "a", 2);
         log.record("K", "c", 1);
         assert_eq!(log.len(), 2);
-        assert!(!log.contains("K", "a", 1), "a was first seen first");
+        assert!(!log.contains("K", "a", 2), "a was first seen first");
         assert!(log.contains("K", "b", 1) && log.contains("K", "c", 1));
     }
 
