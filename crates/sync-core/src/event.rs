@@ -2,7 +2,7 @@
 
 use crate::order::OrderKey;
 use crate::state::RESERVED_FIELDS;
-use crate::value::{check_fields, check_name, storage_size};
+use crate::value::{check_fields, check_name, fields_size};
 use crate::ValidationError;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
@@ -279,11 +279,7 @@ pub fn parse_event(
         }
     }
     check_fields(&data, "")?;
-    let bytes = entity_id.as_str().len()
-        + data
-            .iter()
-            .map(|(k, v)| k.len() + 1 + storage_size(v))
-            .sum::<usize>();
+    let bytes = entity_id.as_str().len() + fields_size(&data);
     if bytes > limits.max_entity_bytes {
         return Err(ValidationError::EntityTooLarge {
             bytes,

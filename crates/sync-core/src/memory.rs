@@ -80,17 +80,11 @@ impl EntityStore for MemoryStore {
             .entry((kind, event.entity_id.as_str().to_string()))
             .or_default();
         let out = merge(slot, event, &self.policy);
-        let announcement = out.announcement(event, &self.policy);
+        let result = out.result(event, &self.policy);
         if out.outcome.needs_write() {
             *slot = out.state;
         }
-        Ok(ApplyResult {
-            outcome: out.outcome,
-            conflicts: out.conflicts,
-            version: slot.version,
-            announcement,
-            attempts: 1,
-        })
+        Ok(result)
     }
 }
 

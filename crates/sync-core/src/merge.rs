@@ -109,6 +109,19 @@ pub struct MergeOutcome {
 }
 
 impl MergeOutcome {
+    /// What a store reports for this merge of `event`: outcome, conflicts, the
+    /// version after it and what to announce (one attempt; a store that
+    /// retried sets `attempts`).
+    pub fn result(&self, event: &ChangeEvent, policy: &MergePolicy) -> crate::ApplyResult {
+        crate::ApplyResult {
+            announcement: self.announcement(event, policy),
+            outcome: self.outcome,
+            version: self.state.version,
+            conflicts: self.conflicts.clone(),
+            attempts: 1,
+        }
+    }
+
     /// What to announce downstream after merging `event`.
     ///
     /// An effective change announces the new version. A redelivery of the event
@@ -150,8 +163,6 @@ impl MergeOutcome {
 /// ```
 pub fn merge(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -> MergeOutcome {
     let key = event.order_key();
-    let before = state.visible_fields(policy);
-    let existed = state.exists();
     let mut next = state.clone();
     let mut conflicts = Vec::new();
     let mut lost_any = false;
@@ -248,6 +259,9 @@ pub fn merge(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -> 
     if next.last_modified.is_none_or(|t| event.timestamp > t) {
         next.last_modified = Some(event.timestamp);
     }
+    // Only now, past the early returns of redeliveries and stale events.
+    let before = state.visible_fields(policy);
+    let existed = state.exists();
     let exists = next.exists();
     let after = next.visible_fields(policy);
     let outcome = if exists != existed || after != before {
@@ -341,7 +355,7 @@ fn insert(
         Insert::Present
     } else if cands
         .iter()
-        .any(|c| c.key > *key && outranks(policy, field, rule, c, &incoming))
+        .any(|c| c.key > *key && outranks(policy, rule, c, &incoming))
     {
         let w = winner_index(policy, field, &cands);
         Insert::Lost {
@@ -349,7 +363,7 @@ fn insert(
             reason: reason_for(rule),
         }
     } else {
-        cands.retain(|c| !(*key > c.key && outranks(policy, field, rule, &incoming, c)));
+        cands.retain(|c| !(*key > c.key && outranks(policy, rule, &incoming, c)));
         cands.push(incoming);
         cands.sort_by(|a, b| b.key.cmp(&a.key));
         let w = winner_index(policy, field, &cands);
@@ -444,13 +458,7 @@ fn rank_cmp(policy: &MergePolicy, rule: FieldRule, a: &Candidate, b: &Candidate)
         .then_with(|| canonical(&a.value).cmp(&canonical(&b.value)))
 }
 
-fn outranks(
-    policy: &MergePolicy,
-    _field: &str,
-    rule: FieldRule,
-    a: &Candidate,
-    b: &Candidate,
-) -> bool {
+fn outranks(policy: &MergePolicy, rule: FieldRule, a: &Candidate, b: &Candidate) -> bool {
     rank_cmp(policy, rule, a, b) == Ordering::Greater
 }
 
@@ -908,12 +916,13 @@ mod tests {
         };
         assert!(EntityState::from_stored(&stored).is_err());
         let stored = crate::StoredEntity {
-            bookkeeping: r#"{"v":1,"ver":1,"ann":0,"f":{"x":{"k":{"t":0,"s":"","e":""}}}}"#.into(),
+            bookkeeping: r#"{"v":1,"ver":1,"f":{"x":{"k":{"t":0,"s":"","e":""}}}}"#.into(),
             ..Default::default()
         };
+        let err = EntityState::from_stored(&stored).expect_err("a field key without its value");
         assert!(
-            EntityState::from_stored(&stored).is_err(),
-            "a field key without its value"
+            err.to_string().contains("has bookkeeping but no value"),
+            "{err}"
         );
     }
 }

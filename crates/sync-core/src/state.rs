@@ -169,9 +169,8 @@ impl EntityState {
     /// The announcement of the current version, or `None` before the first
     /// effective change (a tombstone of an entity never seen, an adopted entity).
     pub fn announcement(&self, policy: &crate::MergePolicy) -> Option<Announcement> {
-        if self.version == 0 || self.changed_by.is_none() {
-            return None;
-        }
+        // Set by every effective change (so version > 0), never by adoption.
+        self.changed_by.as_ref()?;
         let operation = self.last_operation.unwrap_or(if self.exists() {
             Operation::Update
         } else {

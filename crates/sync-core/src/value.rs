@@ -144,8 +144,13 @@ pub fn storage_size(v: &Value) -> usize {
         Value::Number(_) => 8,
         Value::String(s) => s.len() + 1,
         Value::Array(items) => items.iter().map(storage_size).sum(),
-        Value::Object(map) => map.iter().map(|(k, v)| k.len() + 1 + storage_size(v)).sum(),
+        Value::Object(map) => fields_size(map),
     }
+}
+
+/// [`storage_size`] of a map of properties: each name (plus one) and value.
+pub fn fields_size(map: &Map<String, Value>) -> usize {
+    map.iter().map(|(k, v)| k.len() + 1 + storage_size(v)).sum()
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@
 //! entity size limit (and `truncated` says so).
 
 use crate::mapping::{
-    array_value, boolean_value, entity_value, from_value, integer_value, json_of_properties,
-    null_value, string_value, timestamp_of, timestamp_value,
+    array_value, boolean_value, entity_value, from_value, integer_value, null_value, string_value,
+    timestamp_of, timestamp_value,
 };
 use chrono::{DateTime, Utc};
 use gcloud_sdk::google::datastore::v1 as ds;
@@ -218,7 +218,10 @@ pub(crate) fn record_of(entity: &ds::Entity) -> ConflictRecord {
                 winner_key: text(f, WINNER_KEY).unwrap_or_default(),
                 loser_value: json_text(f, LOSER_VALUE).unwrap_or(Json::Null),
                 loser_key: text(f, LOSER_KEY).unwrap_or_default(),
-                truncated: matches!(json_of_properties(f).get(TRUNCATED), Some(Json::Bool(true))),
+                truncated: matches!(
+                    f.get(TRUNCATED).and_then(|v| v.value_type.as_ref()),
+                    Some(ds::value::ValueType::BooleanValue(true))
+                ),
             })
             .collect(),
         _ => Vec::new(),
@@ -231,8 +234,8 @@ pub(crate) fn record_of(entity: &ds::Entity) -> ConflictRecord {
         source: text(p, SOURCE),
         correlation_id: text(p, CORRELATION_ID),
         recorded_at: p.get(RECORDED_AT).and_then(timestamp_of),
-        conflict_count: match p.get(CONFLICT_COUNT).map(from_value) {
-            Some(Json::Number(n)) => n.as_i64().unwrap_or(0),
+        conflict_count: match p.get(CONFLICT_COUNT).and_then(|v| v.value_type.as_ref()) {
+            Some(ds::value::ValueType::IntegerValue(n)) => *n,
             _ => 0,
         },
         fields,

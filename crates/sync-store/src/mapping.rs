@@ -30,7 +30,7 @@ use gcloud_sdk::prost_types::Timestamp;
 use serde_json::{Map, Number, Value as Json};
 use std::collections::HashMap;
 use sync_core::event::format_timestamp;
-use sync_core::value::storage_size;
+use sync_core::value::fields_size;
 use sync_core::{StoredEntity, BOOKKEEPING_PROPERTY, RESERVED_FIELDS};
 
 use ds::value::ValueType;
@@ -252,22 +252,38 @@ pub(crate) fn key_name(key: Option<&ds::Key>) -> String {
 
 /// The main entity for `stored`, under `key`.
 ///
-/// `previous` is the entity as read: a field whose value did not change keeps
-/// its stored Datastore value, so types JSON cannot express (a timestamp the
-/// recipe wrote, a key, a blob) survive later updates of other fields.
+/// `previous` is the entity as read, with its stored form ([`stored_of`]): a
+/// field whose value did not change keeps its stored Datastore value, so types
+/// JSON cannot express (a timestamp the recipe wrote, a key, a blob) survive
+/// later updates of other fields.
 pub(crate) fn main_entity(
     key: ds::Key,
     stored: &StoredEntity,
-    previous: Option<&ds::Entity>,
+    previous: Option<(&ds::Entity, &StoredEntity)>,
 ) -> ds::Entity {
-    let mut properties = HashMap::with_capacity(stored.fields.len() + 5);
+    let mut properties = common_properties(stored, stored.fields.len() + 5);
     for (name, value) in &stored.fields {
         let kept = previous
-            .and_then(|p| p.properties.get(name))
-            .filter(|raw| from_value(raw) == *value)
+            .filter(|(_, before)| before.fields.get(name) == Some(value))
+            .and_then(|(raw, _)| raw.properties.get(name))
             .cloned();
         properties.insert(name.clone(), kept.unwrap_or_else(|| to_value(value)));
     }
+    properties.insert(SYNC_STATUS.into(), string_value(SYNCED, false));
+    properties.insert(
+        CONFLICT_RESOLVED.into(),
+        boolean_value(stored.conflict_resolved),
+    );
+    ds::Entity {
+        key: Some(key),
+        properties,
+    }
+}
+
+/// What the entity and its tombstone both carry: `version`, `last_modified`
+/// and the bookkeeping, in a map with room for `capacity` properties.
+fn common_properties(stored: &StoredEntity, capacity: usize) -> HashMap<String, ds::Value> {
+    let mut properties = HashMap::with_capacity(capacity);
     properties.insert(VERSION.into(), integer_value(stored.version));
     properties.insert(
         LAST_MODIFIED.into(),
@@ -275,19 +291,11 @@ pub(crate) fn main_entity(
             .last_modified
             .map_or_else(null_value, timestamp_value),
     );
-    properties.insert(SYNC_STATUS.into(), string_value(SYNCED, false));
-    properties.insert(
-        CONFLICT_RESOLVED.into(),
-        boolean_value(stored.conflict_resolved),
-    );
     properties.insert(
         BOOKKEEPING_PROPERTY.into(),
         string_value(&stored.bookkeeping, true),
     );
-    ds::Entity {
-        key: Some(key),
-        properties,
-    }
+    properties
 }
 
 /// The tombstone for `stored` (an entity that does not exist), under `key`.
@@ -297,18 +305,7 @@ pub(crate) fn tombstone_entity(
     deleted_at: Option<DateTime<Utc>>,
     expire_at: DateTime<Utc>,
 ) -> ds::Entity {
-    let mut properties = HashMap::with_capacity(5);
-    properties.insert(
-        BOOKKEEPING_PROPERTY.into(),
-        string_value(&stored.bookkeeping, true),
-    );
-    properties.insert(VERSION.into(), integer_value(stored.version));
-    properties.insert(
-        LAST_MODIFIED.into(),
-        stored
-            .last_modified
-            .map_or_else(null_value, timestamp_value),
-    );
+    let mut properties = common_properties(stored, 5);
     properties.insert(
         DELETED_AT.into(),
         deleted_at.map_or_else(null_value, timestamp_value),
@@ -378,11 +375,7 @@ pub(crate) fn stored_of(entity: &ds::Entity, exists: bool) -> Result<StoredEntit
 pub(crate) fn estimated_size(kind: &str, entity_id: &str, stored: &StoredEntity) -> usize {
     // Key: each path element's kind and name (+1 each), plus a fixed overhead.
     let key = kind.len() + 1 + entity_id.len() + 1 + 16;
-    let fields: usize = stored
-        .fields
-        .iter()
-        .map(|(name, v)| name.len() + 1 + storage_size(v))
-        .sum();
+    let fields = fields_size(&stored.fields);
     let bookkeeping = BOOKKEEPING_PROPERTY.len() + 1 + stored.bookkeeping.len() + 1;
     let fixed = VERSION.len()
         + 1
@@ -535,7 +528,7 @@ mod tests {
             .properties
             .insert("created_at".into(), created.clone());
         let stored = stored_of(&previous, true).expect("readable");
-        let written = main_entity(ds::Key::default(), &stored, Some(&previous));
+        let written = main_entity(ds::Key::default(), &stored, Some((&previous, &stored)));
         assert_eq!(written.properties.get("created_at"), Some(&created));
     }
 

@@ -233,7 +233,7 @@ impl DatastoreStore {
         let kind = self.kind(event.kind.as_deref());
         let id = event.entity_id.as_str();
         let read = self.read(kind, id, Some(transaction)).await?;
-        let (_, state) = read.state()?;
+        let (before, state) = read.state()?;
         let merged = merge(&state, event, policy);
 
         let mut mutations = Vec::new();
@@ -248,10 +248,11 @@ impl DatastoreStore {
                         limit,
                     }));
                 }
+                // With a main entity, `before` is its stored form.
                 mutations.push(upsert(main_entity(
                     self.entity_key(kind, id),
                     &stored,
-                    read.main.as_ref(),
+                    read.main.as_ref().zip(before.as_ref()),
                 )));
                 if read.tombstone.is_some() {
                     // The delete's key lives on in the entity's bookkeeping.
@@ -280,15 +281,7 @@ impl DatastoreStore {
                 &merged.conflicts,
             )));
         }
-        let result = ApplyResult {
-            outcome: merged.outcome,
-            version: merged.state.version,
-            // Also for a redelivery of the event behind the current version:
-            // an earlier attempt may have written it but not announced it.
-            announcement: merged.announcement(event, policy),
-            conflicts: merged.conflicts,
-            attempts: 0,
-        };
+        let result = merged.result(event, policy);
         Ok(if mutations.is_empty() {
             Plan::Nothing(result)
         } else {
@@ -639,8 +632,10 @@ mod tests {
     #[test]
     fn conflict_names_are_valid_and_stable() {
         assert_eq!(conflict_name("123456"), "123456");
+        // Stable across processes and builds: FNV-1a of the empty input is its
+        // offset basis (the published test vector).
+        assert_eq!(conflict_name(""), "event-cbf29ce484222325");
         let long = "x".repeat(2000);
-        assert_eq!(conflict_name(&long), conflict_name(&long));
         assert!(sync_core::value::check_name(&conflict_name(&long)).is_ok());
         assert!(sync_core::value::check_name(&conflict_name("")).is_ok());
         assert!(sync_core::value::check_name(&conflict_name("__x__")).is_ok());
