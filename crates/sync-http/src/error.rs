@@ -2,7 +2,6 @@
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use sync_core::Disposition;
 use thiserror::Error;
 
 /// Why a request cannot be decoded into a [`Delivery`](crate::Delivery).
@@ -57,11 +56,6 @@ impl DeliveryError {
         }
     }
 
-    /// Always [`Disposition::Permanent`]: the same request fails the same way.
-    pub fn disposition(&self) -> Disposition {
-        Disposition::Permanent
-    }
-
     /// The HTTP status the request is answered with (always 4xx: a nack).
     pub fn status(&self) -> StatusCode {
         match self {
@@ -104,17 +98,9 @@ pub struct InvalidBase64 {
 }
 
 impl InvalidBase64 {
-    /// The stable code, `invalid_base64`.
-    pub const CODE: &'static str = "invalid_base64";
-
-    /// Stable machine code for dead-letter attributes and logs.
+    /// Stable machine code for dead-letter attributes and logs: `invalid_base64`.
     pub fn code(&self) -> &'static str {
-        Self::CODE
-    }
-
-    /// Always [`Disposition::Permanent`].
-    pub fn disposition(&self) -> Disposition {
-        Disposition::Permanent
+        "invalid_base64"
     }
 }
 
@@ -123,7 +109,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_delivery_error_is_a_permanent_4xx_with_a_distinct_code() {
+    fn every_delivery_error_is_a_4xx_with_a_distinct_code() {
         let all = [
             DeliveryError::MethodNotAllowed("GET".into()),
             DeliveryError::UnsupportedContentType("text/plain".into()),
@@ -136,7 +122,6 @@ mod tests {
         ];
         let mut codes = std::collections::BTreeSet::new();
         for e in &all {
-            assert_eq!(e.disposition(), Disposition::Permanent, "{e}");
             assert!(e.status().is_client_error(), "{e}");
             assert!(codes.insert(e.code()), "duplicate code {}", e.code());
         }
@@ -147,18 +132,11 @@ mod tests {
     }
 
     #[test]
-    fn invalid_base64_is_permanent_with_stable_code() {
+    fn invalid_base64_has_a_stable_code() {
         let e = InvalidBase64 {
             raw: "!!".into(),
             reason: "bad".into(),
         };
         assert_eq!(e.code(), "invalid_base64");
-        assert_eq!(e.disposition(), Disposition::Permanent);
-    }
-
-    #[test]
-    fn rejection_body_is_only_the_code() {
-        let resp = DeliveryError::InvalidEnvelope("secret detail".into()).into_response();
-        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     }
 }

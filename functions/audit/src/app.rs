@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
-use sync_http::{Delivery, DeliveryError};
+use sync_http::Delivery;
 use tracing::{info, warn};
 
 /// Where audit lines go.
@@ -84,17 +84,9 @@ pub fn router(state: AppState) -> Router {
     sync_http::push_router(handle, limit, state)
 }
 
-async fn handle(
-    State(app): State<AppState>,
-    delivery: Result<Delivery, DeliveryError>,
-) -> Response {
-    let delivery = match delivery {
-        Ok(d) => d,
-        Err(e) => {
-            warn!(outcome = "not_a_delivery", error_code = e.code(), error = %e, "request is not a Pub/Sub delivery; nothing to audit");
-            return e.into_response();
-        }
-    };
+/// A request that is not a Pub/Sub delivery never gets here: the extractor's
+/// rejection (`DeliveryError`) answers 4xx and logs it once.
+async fn handle(State(app): State<AppState>, delivery: Delivery) -> Response {
     let lines = entries(&app.config, &delivery, (app.clock)());
     match app.sink.write(&lines) {
         Ok(()) => {

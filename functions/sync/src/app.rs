@@ -6,7 +6,7 @@
 //! | what happened | reply |
 //! |---|---|
 //! | applied, refreshed, duplicate, stale | 204 |
-//! | not a Pub/Sub delivery at all | 4xx from [`DeliveryError`] (nothing to dead-letter) |
+//! | not a Pub/Sub delivery at all | 4xx from [`DeliveryError`](sync_http::DeliveryError) (nothing to dead-letter) |
 //! | permanent problem with the message | dead-lettered, then 204; 400 without a dead-letter topic |
 //! | transient (store, publish, dead-letter publish) | 503 |
 
@@ -25,7 +25,7 @@ use sync_core::{
     OutgoingMessage,
 };
 use sync_http::telemetry::{SPAN_ID_FIELD, TRACE_FIELD, TRACE_SAMPLED_FIELD};
-use sync_http::{Delivery, DeliveryError};
+use sync_http::Delivery;
 use tracing::{field, info, info_span, warn, Instrument};
 
 /// The receiving clock, injectable for tests.
@@ -57,8 +57,6 @@ pub fn router(state: AppState) -> Router {
 pub enum Reply {
     /// Done (applied, refreshed, duplicate, stale, or dead-lettered): ack.
     Ack,
-    /// Not a Pub/Sub delivery: 4xx, nothing to dead-letter.
-    NotADelivery(DeliveryError),
     /// Permanent problem and no dead-letter topic configured: 400.
     Rejected,
     /// Transient problem: 503, Pub/Sub redelivers.
@@ -69,7 +67,6 @@ impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         match self {
             Self::Ack => StatusCode::NO_CONTENT.into_response(),
-            Self::NotADelivery(e) => e.into_response(),
             Self::Rejected => (StatusCode::BAD_REQUEST, "message rejected\n").into_response(),
             Self::Retry => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -80,14 +77,9 @@ impl IntoResponse for Reply {
     }
 }
 
-async fn handle(State(app): State<AppState>, delivery: Result<Delivery, DeliveryError>) -> Reply {
-    let delivery = match delivery {
-        Ok(d) => d,
-        Err(e) => {
-            warn!(outcome = "not_a_delivery", error_code = e.code(), error = %e, "request is not a Pub/Sub delivery");
-            return Reply::NotADelivery(e);
-        }
-    };
+/// A request that is not a Pub/Sub delivery never gets here: the extractor's
+/// rejection (`DeliveryError`) answers 4xx and logs it once.
+async fn handle(State(app): State<AppState>, delivery: Delivery) -> Reply {
     let span = info_span!(
         "delivery",
         message_id = %delivery.message_id,
@@ -191,7 +183,8 @@ async fn announce(app: &AppState, event: &ChangeEvent, a: &Announcement) -> Resu
     }
     let topic = app.config.external_topic(a.operation);
     let mut attributes = BTreeMap::new();
-    attributes.insert("entity_id".to_string(), attribute_safe(entity_id));
+    let key = attribute_safe(entity_id);
+    attributes.insert("entity_id".to_string(), key.clone());
     attributes.insert("operation".to_string(), a.operation.as_str().to_string());
     attributes.insert("version".to_string(), a.version.to_string());
     attributes.insert("kind".to_string(), kind.to_string());
@@ -201,7 +194,7 @@ async fn announce(app: &AppState, event: &ChangeEvent, a: &Announcement) -> Resu
     let message = OutgoingMessage {
         data: a.payload(entity_id).to_string().into_bytes(),
         attributes,
-        ordering_key: Some(attribute_safe(entity_id)),
+        ordering_key: Some(key),
     };
     if let Err(e) = publish_with_retry(app, &topic, message).await {
         warn!(outcome = "retry", topic = %topic, version = a.version, error = %e, "announcement failed; Pub/Sub will redeliver and it will be announced then");

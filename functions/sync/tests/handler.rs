@@ -205,8 +205,11 @@ async fn redelivery_to_another_instance_repeats_the_same_version() {
     let h = harness(&[]);
     let create = event("e1", "create", "2025-07-23T10:15:00", json!({"a": 1}));
     let older = event("e1", "update", "2025-07-23T10:14:00", json!({"a": 0}));
-    for app in [&h.app, &h.app] {
-        assert_eq!(send(app, push(&create, "m1")).await, StatusCode::NO_CONTENT);
+    for _ in 0..2 {
+        assert_eq!(
+            send(&h.app, push(&create, "m1")).await,
+            StatusCode::NO_CONTENT
+        );
     }
     assert_eq!(
         send(&h.app, push(&older, "m0")).await,
