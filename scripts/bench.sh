@@ -220,7 +220,15 @@ bench_push() {
     --expect $((2 * PROBE_EVENTS)) --timeout-s 60 >"$logdir/probe.json" &
   probe_pid=$!
   PIDS+=("$probe_pid")
-  sleep 0.3
+  # Ready once it accepts connections (a bare connect is not counted).
+  local deadline=$((SECONDS + 10))
+  until (: </dev/tcp/127.0.0.1/"$port") 2>/dev/null; do
+    if ! kill -0 "$probe_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+      echo "push probe on port $port did not start" >&2
+      return 1
+    fi
+    sleep 0.05
+  done
   "$bin/syncctl" setup --suffix probe --sync-endpoint "http://127.0.0.1:$port/sync" \
     --audit-endpoint "http://127.0.0.1:$port/audit" >"$logdir/setup-probe.log"
   "$bin/syncctl" load --topic data-sync-events-probe --events "$PROBE_EVENTS" --entities 10 \

@@ -7,7 +7,7 @@
 use crate::proc::rss_kib;
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,15 +19,6 @@ pub struct Start {
     pub ms: f64,
     /// VmRSS after `settle` of idling, KiB (when asked for).
     pub idle_rss_kib: Option<u64>,
-}
-
-/// A free loopback port (bound, then released).
-///
-/// # Errors
-/// When no port can be bound.
-pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
-    Ok(l.local_addr()?.port())
 }
 
 fn healthy(addr: &SocketAddr) -> bool {
@@ -65,7 +56,7 @@ pub fn start_once(
     timeout: Duration,
     settle: Option<Duration>,
 ) -> Result<Start> {
-    let port = free_port()?;
+    let port = sync_testkit::free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let started = Instant::now();
     let child = Command::new(bin)

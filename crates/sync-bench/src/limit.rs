@@ -20,13 +20,22 @@ use gcloud_sdk::{GoogleApi, GoogleAuthMiddleware, RequestTimeouts};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
+use sync_store::{Backoff, StoreConfig};
 
 type Api = GoogleApi<DatastoreClient<GoogleAuthMiddleware>>;
 
-/// Contention retries before an event counts as failed (as the store).
-const MAX_ATTEMPTS: u32 = 8;
+/// The store's own contention settings (backoff and attempts); this client
+/// draws the jitter from its seeded random numbers.
+static STORE_RETRY: LazyLock<(Backoff, u32)> = LazyLock::new(|| {
+    let store = StoreConfig::new("");
+    let backoff = Backoff {
+        base: store.backoff_base,
+        max: store.backoff_max,
+    };
+    (backoff, store.max_attempts)
+});
 /// Size of the unindexed bookkeeping blob written with each entity, about
 /// what the sync function stores for a recipe-shaped entity.
 const BOOKKEEPING_BYTES: usize = 400;
@@ -231,7 +240,7 @@ impl Worker {
             ("sync_status", value(V::StringValue("synced".into()), false)),
             ("conflict_resolved", value(V::BooleanValue(false), false)),
             (
-                "_sync",
+                sync_core::BOOKKEEPING_PROPERTY,
                 value(V::StringValue("b".repeat(BOOKKEEPING_BYTES)), true),
             ),
         ]
@@ -262,18 +271,16 @@ impl Worker {
     /// of aborted attempts, or an error when it gave up.
     async fn event(&self, rng: &mut StdRng, counter: u64) -> (u64, Result<(), Status>) {
         let key = self.key(rng.random_range(0..self.settings.entities.max(1)));
+        let (backoff, max_attempts) = *STORE_RETRY;
         let mut previous = Vec::new();
         let mut aborted = 0u64;
-        for attempt in 1..=MAX_ATTEMPTS {
+        for attempt in 1..=max_attempts {
             match self.transact(&key, counter, previous).await {
                 Ok(()) => return (aborted, Ok(())),
-                Err((status, tx)) if status.code() == Code::Aborted && attempt < MAX_ATTEMPTS => {
+                Err((status, tx)) if status.code() == Code::Aborted && attempt < max_attempts => {
                     aborted += 1;
                     previous = tx;
-                    let cap = Duration::from_millis(20)
-                        .saturating_mul(1 << attempt.min(6))
-                        .min(Duration::from_secs(1));
-                    let wait = cap.mul_f64(rng.random::<f64>());
+                    let wait = backoff.ceiling(attempt).mul_f64(rng.random::<f64>());
                     tokio::time::sleep(wait).await;
                 }
                 Err((status, _)) => return (aborted, Err(status)),

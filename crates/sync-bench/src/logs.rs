@@ -259,8 +259,8 @@ mod tests {
         assert_eq!(s.events_per_s(1_795_679_744_386), Some(1.0));
         assert_eq!(s.steady_events_per_s(), Some(1.0));
         assert!(s.rss_peak_kib.is_some());
-        // (machine_busy_pct may be None: no clock tick passed in so short a run.)
-        assert!(s.cpu_s.contains_key("me"));
+        // (machine_busy_pct and the CPU seconds may be 0 or None: no clock
+        // tick may pass in so short a run.)
         std::fs::remove_dir_all(dir)?;
         Ok(())
     }

@@ -448,7 +448,7 @@ fn follow(a: &FollowArgs) -> Result<bool> {
 
 fn push_probe(a: &ProbeArgs) -> Result<()> {
     let stats = probe::run(
-        a.port,
+        probe::bind(a.port)?,
         Duration::from_millis(a.delay_ms),
         a.expect,
         Duration::from_secs(a.timeout_s),

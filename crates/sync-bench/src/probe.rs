@@ -96,19 +96,18 @@ fn serve(stream: TcpStream, shared: &Shared, delay: Duration, deadline: Instant)
     }
 }
 
-/// Serves on `127.0.0.1:port` until `expect` requests were answered or
-/// `timeout` passed; returns the statistics per path.
+/// Serves on `listener` until `expect` requests were answered or `timeout`
+/// passed; returns the statistics per path. Bind the listener first (see
+/// [`bind`]): connections made after that wait in its backlog.
 ///
 /// # Errors
-/// When the port cannot be bound.
+/// When accepting fails.
 pub fn run(
-    port: u16,
+    listener: TcpListener,
     delay: Duration,
     expect: usize,
     timeout: Duration,
 ) -> Result<BTreeMap<String, PathStats>> {
-    let listener =
-        TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding port {port}"))?;
     listener.set_nonblocking(true)?;
     let shared = Arc::new(Shared::default());
     let deadline = Instant::now() + timeout;
@@ -132,6 +131,14 @@ pub fn run(
     Ok(map)
 }
 
+/// Binds `127.0.0.1:port` (0 for any free port).
+///
+/// # Errors
+/// When the port cannot be bound.
+pub fn bind(port: u16) -> Result<TcpListener> {
+    TcpListener::bind(("127.0.0.1", port)).with_context(|| format!("binding port {port}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,11 +156,16 @@ mod tests {
 
     #[test]
     fn counts_requests_in_flight_per_path() -> Result<()> {
-        let port = crate::coldstart::free_port()?;
+        let listener = bind(0)?;
+        let port = listener.local_addr()?.port();
         let server = std::thread::spawn(move || {
-            run(port, Duration::from_millis(300), 3, Duration::from_secs(10))
+            run(
+                listener,
+                Duration::from_millis(300),
+                3,
+                Duration::from_secs(10),
+            )
         });
-        std::thread::sleep(Duration::from_millis(100));
         let clients: Vec<_> = ["/a", "/a", "/b"]
             .into_iter()
             .map(|p| std::thread::spawn(move || post(port, p)))

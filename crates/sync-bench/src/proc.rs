@@ -145,8 +145,22 @@ mod tests {
         assert_eq!("pgid:9".parse::<CpuOf>(), Ok(CpuOf::Group(9)));
         assert!("7".parse::<CpuOf>().is_err());
         let me = std::process::id();
-        let _ = cpu_ticks(CpuOf::Pid(me));
-        assert!(ticks_per_second() > 0.0);
+        // Burn CPU until at least one tick is accounted to this process.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut x = 0u64;
+        while cpu_ticks(CpuOf::Pid(me)) == 0 && std::time::Instant::now() < deadline {
+            x = (0..100_000u64).fold(x, |a, b| a.wrapping_mul(31).wrapping_add(b));
+        }
+        std::hint::black_box(x);
+        let own = cpu_ticks(CpuOf::Pid(me));
+        assert!(own > 0, "this process used CPU");
+        let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+        let (pgid, _) = stat_fields(&stat).expect("own stat line");
+        assert!(
+            cpu_ticks(CpuOf::Group(pgid)) >= own,
+            "the group includes us"
+        );
+        assert_eq!(cpu_ticks(CpuOf::Pid(u32::MAX)), 0, "no such process");
         let (busy, total) = machine_jiffies().expect("/proc/stat");
         assert!(busy <= total);
     }

@@ -32,4 +32,5 @@ mod store;
 pub use config::{ConnectError, StoreConfig, EMULATOR_HOST_VAR, PRODUCTION_ENDPOINT};
 pub use conflict::{ConflictField, ConflictRecord};
 pub use mapping::RawValue;
+pub use retry::Backoff;
 pub use store::DatastoreStore;

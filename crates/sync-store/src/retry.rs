@@ -95,8 +95,10 @@ where
 /// time in `[0, min(max, base · 2^(n-1))]` ("full jitter"), which spreads
 /// colliding writers of one entity apart fastest.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Backoff {
+pub struct Backoff {
+    /// The ceiling after the first attempt.
     pub base: Duration,
+    /// The largest ceiling.
     pub max: Duration,
 }
 

@@ -223,16 +223,17 @@ pub fn free_port() -> Result<u16> {
 /// # Errors
 /// When the deadline passes first.
 pub fn wait_ready(host: &str, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if http_get(host, "/").is_ok_and(|body| body.trim_end().ends_with("Ok")) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("not ready after {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll_until(
+        &format!("{host} to answer Ok"),
+        timeout,
+        Duration::from_millis(100),
+        || {
+            http_get(host, "/")
+                .ok()
+                .filter(|body| body.trim_end().ends_with("Ok"))
+        },
+    )
+    .map(drop)
 }
 
 /// A minimal blocking `GET` returning the response body (for readiness probes).
@@ -292,7 +293,7 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 /// Calls `check` every `every` until it returns `Some`, or fails after `timeout`
-/// with `what` in the message. The last value seen is reported on timeout.
+/// with `what` in the message.
 ///
 /// # Errors
 /// When the deadline passes first.

@@ -5,7 +5,7 @@ use crate::{
     QueryArgs, SetupArgs,
 };
 use anyhow::{anyhow, bail, Context, Result};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -32,11 +32,15 @@ pub fn project(g: &Global) -> Result<String> {
         .ok_or_else(|| anyhow!("no project: pass --project or set GOOGLE_CLOUD_PROJECT"))
 }
 
+/// The adapter's own reading of its settings (timeouts, key budget…) from
+/// the environment, with the project and emulator from the command line.
 pub fn pubsub_config(g: &Global) -> Result<PubSubConfig> {
-    let mut config = PubSubConfig::new(project(g)?);
-    if let Some(host) = g.pubsub_emulator_host.as_deref().filter(|h| !h.is_empty()) {
-        config = config.with_emulator(host);
-    }
+    let project = project(g)?;
+    let config = PubSubConfig::from_lookup(|name| match name {
+        sync_pubsub::config::GOOGLE_CLOUD_PROJECT => Some(project.clone()),
+        sync_pubsub::config::PUBSUB_EMULATOR_HOST => g.pubsub_emulator_host.clone(),
+        other => std::env::var(other).ok(),
+    })?;
     Ok(config)
 }
 
@@ -68,11 +72,12 @@ async fn store(g: &Global) -> Result<DatastoreStore> {
 }
 
 /// Naive UTC ISO-8601 with microseconds, as Python's `datetime.utcnow().isoformat()`.
+pub fn naive_iso(t: DateTime<Utc>) -> String {
+    t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+}
+
 fn now_iso() -> String {
-    Utc::now()
-        .naive_utc()
-        .format("%Y-%m-%dT%H:%M:%S%.6f")
-        .to_string()
+    naive_iso(Utc::now())
 }
 
 /// The event a `publish` sends.
@@ -260,10 +265,12 @@ pub async fn conflicts(g: &Global, a: ConflictsArgs) -> Result<()> {
                         "entity_kind": r.entity_kind, "entity_id": r.entity_id, "event_id": r.event_id,
                         "source": r.source, "correlation_id": r.correlation_id,
                         "recorded_at": r.recorded_at.map(|t| t.to_rfc3339()),
+                        "conflict_count": r.conflict_count,
                         "fields": r.fields.iter().map(|f| json!({
                             "field": f.field, "rule": f.rule, "reason": f.reason,
                             "winner_value": f.winner_value, "winner_key": f.winner_key,
                             "loser_value": f.loser_value, "loser_key": f.loser_key,
+                            "truncated": f.truncated,
                         })).collect::<Vec<_>>(),
                     })
                 })
@@ -417,7 +424,12 @@ pub async fn dlq_list(g: &Global, s: DlqSelect) -> Result<()> {
 
 pub async fn dlq_replay(g: &Global, r: DlqReplay) -> Result<()> {
     let puller = puller(g).await?;
-    let publisher = publisher(g).await?;
+    // A dry run publishes nothing, so it needs no publisher.
+    let publisher = if r.dry_run {
+        None
+    } else {
+        Some(publisher(g).await?)
+    };
     let s = &r.select;
     let all = pull_some(
         &puller,
@@ -429,8 +441,9 @@ pub async fn dlq_replay(g: &Global, r: DlqReplay) -> Result<()> {
     let mut release = Vec::new();
     let (mut replayed, mut failed) = (0usize, 0usize);
     for m in all {
-        if !matches(&m, s.error_code.as_deref()) || r.dry_run {
-            if r.dry_run && matches(&m, s.error_code.as_deref()) {
+        let selected = matches(&m, s.error_code.as_deref());
+        let Some(publisher) = publisher.as_ref().filter(|_| selected) else {
+            if selected {
                 println!(
                     "would replay {} ({}) to {}",
                     m.message_id,
@@ -440,7 +453,7 @@ pub async fn dlq_replay(g: &Global, r: DlqReplay) -> Result<()> {
             }
             release.push(m.ack_id);
             continue;
-        }
+        };
         let attributes = m
             .attributes
             .iter()
@@ -472,7 +485,9 @@ pub async fn dlq_replay(g: &Global, r: DlqReplay) -> Result<()> {
             }
         }
     }
-    publisher.flush().await;
+    if let Some(publisher) = &publisher {
+        publisher.flush().await;
+    }
     puller
         .nack(&s.subscription, &release)
         .await

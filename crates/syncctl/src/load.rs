@@ -34,7 +34,7 @@ pub fn generate(a: &LoadArgs) -> Vec<Value> {
             let mut event = json!({
                 "entity_id": format!("{}-{entity:05}", a.entity_prefix),
                 "operation": if delete { "delete" } else if i % 7 == 0 { "create" } else { "update" },
-                "timestamp": ts.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
+                "timestamp": crate::commands::naive_iso(ts),
                 "source": format!("loadgen-{}", rng.random_range(0..3)),
                 "correlation_id": format!("load-{}-{i}", a.seed),
             });
