@@ -338,7 +338,22 @@ async fn poison_messages_are_dead_lettered_with_their_code() {
             "entity_too_large",
         ),
     ];
-    for (request, code) in cases {
+    // The message ids given to `push` above, in order.
+    let ids = [
+        "m-b64",
+        "m-json",
+        "m-missing",
+        "m-op",
+        "m-ts",
+        "m-id",
+        "m-reserved",
+        "m-name",
+        "m-value",
+        "m-skew",
+        "m-large",
+    ];
+    assert_eq!(cases.len(), ids.len());
+    for ((request, code), message_id) in cases.into_iter().zip(ids) {
         let h = harness(&[]);
         assert_eq!(
             send(&h.app, request).await,
@@ -350,7 +365,7 @@ async fn poison_messages_are_dead_lettered_with_their_code() {
         let attrs = &dead[0].attributes;
         assert_eq!(attrs["error_code"], code);
         assert!(!attrs["error_message"].is_empty());
-        assert!(attrs["original_message_id"].starts_with("m-"), "{code}");
+        assert_eq!(attrs["original_message_id"], message_id, "{code}");
         assert_eq!(
             attrs["original_subscription"],
             "projects/test-project/subscriptions/sync-processor"
