@@ -26,6 +26,7 @@ use sync_core::{
 };
 use sync_http::telemetry::{SPAN_ID_FIELD, TRACE_FIELD, TRACE_SAMPLED_FIELD};
 use sync_http::Delivery;
+use sync_store::Backoff;
 use tracing::{field, info, info_span, warn, Instrument};
 
 /// The receiving clock, injectable for tests.
@@ -251,25 +252,30 @@ async fn dead_letter(app: &AppState, delivery: &Delivery, code: &str, message: &
     }
 }
 
-/// Publishes, retrying transient failures with backoff within the budget.
+/// Publishes, retrying transient failures within the budget, with the same
+/// full-jitter backoff the store uses (50 ms doubling to 2 s).
 async fn publish_with_retry(
     app: &AppState,
     topic: &str,
     message: OutgoingMessage,
 ) -> Result<String, sync_core::PublishError> {
+    const BACKOFF: Backoff = Backoff {
+        base: Duration::from_millis(50),
+        max: Duration::from_secs(2),
+    };
     let deadline = Instant::now() + app.config.retry_budget;
-    let mut delay = Duration::from_millis(50);
+    let mut attempt = 0;
     loop {
+        attempt += 1;
         match app.publisher.publish(topic, message.clone()).await {
             Ok(id) => return Ok(id),
             Err(e) => {
-                let jittered = delay.mul_f64(0.5 + rand::random::<f64>() * 0.5);
-                if Instant::now() + jittered >= deadline {
+                let delay = BACKOFF.delay(attempt);
+                if Instant::now() + delay >= deadline {
                     return Err(e);
                 }
                 warn!(topic, error = %e, "publish failed; retrying");
-                tokio::time::sleep(jittered).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
+                tokio::time::sleep(delay).await;
             }
         }
     }

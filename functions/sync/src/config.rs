@@ -11,8 +11,6 @@ use sync_http::RuntimeConfig;
 pub const GOOGLE_CLOUD_PROJECT: &str = "GOOGLE_CLOUD_PROJECT";
 /// `host:port` of the Datastore emulator; unset in production.
 pub const DATASTORE_EMULATOR_HOST: &str = "DATASTORE_EMULATOR_HOST";
-/// `host:port` of the Pub/Sub emulator; unset in production.
-pub const PUBSUB_EMULATOR_HOST: &str = "PUBSUB_EMULATOR_HOST";
 /// Default Datastore kind (events may name their own `kind`).
 pub const SYNC_KIND: &str = "SYNC_KIND";
 /// Datastore namespace (default: the default namespace).
@@ -51,8 +49,6 @@ pub struct Config {
     pub project_id: String,
     /// `DATASTORE_EMULATOR_HOST`.
     pub datastore_emulator_host: Option<String>,
-    /// `PUBSUB_EMULATOR_HOST`.
-    pub pubsub_emulator_host: Option<String>,
     /// `SYNC_KIND`, default `SyncEntity`.
     pub kind: String,
     /// `DATASTORE_NAMESPACE`.
@@ -184,7 +180,6 @@ impl Config {
                 runtime,
                 project_id,
                 datastore_emulator_host: vars.get(DATASTORE_EMULATOR_HOST),
-                pubsub_emulator_host: vars.get(PUBSUB_EMULATOR_HOST),
                 kind,
                 namespace,
                 external_topic_prefix,
