@@ -314,47 +314,54 @@ ensure_topic() {
   fi
 }
 
-# ensure_binding GROUP RESOURCE ROLE MEMBER [FLAGS...]
-# Grants ROLE to MEMBER on one resource, GROUP being the gcloud command group
-# ("pubsub topics", "run services", "projects", ...). Reads the policy first.
-ensure_binding() {
+# has_binding GROUP RESOURCE ROLE MEMBER [FLAGS...]: whether ROLE is granted to
+# MEMBER on one resource, GROUP being the gcloud command group ("pubsub
+# topics", "run services", "projects", ...). A dry run that reads the policy
+# at all (DRY_RUN_ASSUME=present) counts every binding as there.
+has_binding() {
   local group=$1 resource=$2 role=$3 member=$4
   shift 4
+  local -a words
+  read -r -a words <<<"${group}"
+  gcloud_read "${words[@]}" get-iam-policy "${resource}" "$@" \
+    --flatten='bindings[].members' --format='value(bindings.role,bindings.members)' &&
+    { ((DRY_RUN)) || grep -Fxq "${role}"$'\t'"${member}" <<<"${READ}"; }
+}
+
+# binding_change VERB GROUP RESOURCE ROLE MEMBER [FLAGS...]: runs
+# VERB-iam-policy-binding (add or remove), with --condition=None where the
+# group's policies may hold conditions.
+binding_change() {
+  local verb=$1 group=$2 resource=$3 role=$4 member=$5
+  shift 5
   local -a words extra=()
   read -r -a words <<<"${group}"
-  if gcloud_read "${words[@]}" get-iam-policy "${resource}" "$@" \
-    --flatten='bindings[].members' --format='value(bindings.role,bindings.members)' &&
-    grep -Fxq "${role}"$'\t'"${member}" <<<"${READ}"; then
-    unchanged "${role} for ${member} on ${group} ${resource}"
-    return
-  fi
   case ${group} in
     projects | "iam service-accounts") extra=(--condition=None) ;;
   esac
-  gcloud_change_retry "${words[@]}" add-iam-policy-binding "${resource}" "$@" \
+  local run=gcloud_change
+  [[ ${verb} == add ]] && run=gcloud_change_retry
+  "${run}" "${words[@]}" "${verb}-iam-policy-binding" "${resource}" "$@" \
     "--member=${member}" "--role=${role}" "${extra[@]}" --format=none
-  changed "granted ${role} to ${member} on ${group} ${resource}"
+}
+
+# ensure_binding GROUP RESOURCE ROLE MEMBER [FLAGS...]: grants ROLE to MEMBER
+# on one resource unless the policy already has it.
+ensure_binding() {
+  local group=$1 resource=$2 role=$3 member=$4
+  if has_binding "$@"; then
+    unchanged "${role} for ${member} on ${group} ${resource}"
+  else
+    binding_change add "$@"
+    changed "granted ${role} to ${member} on ${group} ${resource}"
+  fi
 }
 
 # remove_binding GROUP RESOURCE ROLE MEMBER [FLAGS...]: the reverse, if present.
 remove_binding() {
   local group=$1 resource=$2 role=$3 member=$4
-  shift 4
-  local -a words extra=()
-  read -r -a words <<<"${group}"
-  local present=0
-  if gcloud_read "${words[@]}" get-iam-policy "${resource}" "$@" \
-    --flatten='bindings[].members' --format='value(bindings.role,bindings.members)'; then
-    if ((DRY_RUN)) || grep -Fxq "${role}"$'\t'"${member}" <<<"${READ}"; then
-      present=1
-    fi
-  fi
-  if ((present)); then
-    case ${group} in
-      projects | "iam service-accounts") extra=(--condition=None) ;;
-    esac
-    gcloud_change "${words[@]}" remove-iam-policy-binding "${resource}" "$@" \
-      "--member=${member}" "--role=${role}" "${extra[@]}" --format=none
+  if has_binding "$@"; then
+    binding_change remove "$@"
     changed "revoked ${role} from ${member} on ${group} ${resource}"
   else
     unchanged "no ${role} for ${member} on ${group} ${resource}"
