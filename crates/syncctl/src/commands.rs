@@ -304,13 +304,17 @@ pub async fn conflicts(g: &Global, a: ConflictsArgs) -> Result<()> {
     Ok(())
 }
 
-/// Pulls until `max` distinct messages or nothing more arrives within `wait`.
+/// Connects, then pulls from `subscription` until `max` distinct messages or
+/// nothing more arrives within `wait_secs`. The puller is returned to ack or
+/// release them.
 async fn pull_some(
-    puller: &PubSubPuller,
+    g: &Global,
     subscription: &str,
     max: usize,
-    wait: Duration,
-) -> Result<Vec<ReceivedMessage>> {
+    wait_secs: u64,
+) -> Result<(PubSubPuller, Vec<ReceivedMessage>)> {
+    let puller = puller(g).await?;
+    let wait = Duration::from_secs(wait_secs);
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     let deadline = Instant::now() + wait;
@@ -342,7 +346,7 @@ async fn pull_some(
             }
         }
     }
-    Ok(out)
+    Ok((puller, out))
 }
 
 fn show_message(m: &ReceivedMessage) -> Value {
@@ -374,14 +378,7 @@ fn matches(m: &ReceivedMessage, code: Option<&str>) -> bool {
 }
 
 pub async fn dlq_list(g: &Global, s: DlqSelect) -> Result<()> {
-    let puller = puller(g).await?;
-    let all = pull_some(
-        &puller,
-        &s.subscription,
-        s.max,
-        Duration::from_secs(s.wait_secs),
-    )
-    .await?;
+    let (puller, all) = pull_some(g, &s.subscription, s.max, s.wait_secs).await?;
     let ack_ids: Vec<String> = all.iter().map(|m| m.ack_id.clone()).collect();
     let shown: Vec<ReceivedMessage> = all
         .into_iter()
@@ -423,7 +420,6 @@ pub async fn dlq_list(g: &Global, s: DlqSelect) -> Result<()> {
 }
 
 pub async fn dlq_replay(g: &Global, r: DlqReplay) -> Result<()> {
-    let puller = puller(g).await?;
     // A dry run publishes nothing, so it needs no publisher.
     let publisher = if r.dry_run {
         None
@@ -431,13 +427,7 @@ pub async fn dlq_replay(g: &Global, r: DlqReplay) -> Result<()> {
         Some(publisher(g).await?)
     };
     let s = &r.select;
-    let all = pull_some(
-        &puller,
-        &s.subscription,
-        s.max,
-        Duration::from_secs(s.wait_secs),
-    )
-    .await?;
+    let (puller, all) = pull_some(g, &s.subscription, s.max, s.wait_secs).await?;
     let mut release = Vec::new();
     let (mut replayed, mut failed) = (0usize, 0usize);
     for m in all {
@@ -507,14 +497,7 @@ pub async fn dlq_replay(g: &Global, r: DlqReplay) -> Result<()> {
 }
 
 pub async fn pull(g: &Global, a: PullArgs) -> Result<()> {
-    let puller = puller(g).await?;
-    let ms = pull_some(
-        &puller,
-        &a.subscription,
-        a.max,
-        Duration::from_secs(a.wait_secs),
-    )
-    .await?;
+    let (puller, ms) = pull_some(g, &a.subscription, a.max, a.wait_secs).await?;
     if a.format == Format::Table {
         println!("{} messages from {}:", ms.len(), a.subscription);
     }
