@@ -27,6 +27,17 @@ async fn clients() -> Result<Clients> {
     })
 }
 
+/// Clients, a fresh topology named after `label`, and a sync function on the
+/// Datastore at `ds` behind its push subscription (5 delivery attempts).
+async fn pipeline(label: &str, ps: &str, ds: &str) -> Result<(Clients, Topology, FunctionProcess)> {
+    let c = clients().await?;
+    let t = Topology::new(label);
+    t.create_base(&c.admin).await?;
+    let sync = FunctionProcess::start("sync-function", sync_env(&t, ps, ds)).await?;
+    t.subscribe_sync(&c.admin, &sync.url(), 5).await?;
+    Ok((c, t, sync))
+}
+
 fn recipe_event(entity: &str, op: &str, ts: &str, data: Value) -> Vec<u8> {
     json!({"entity_id": entity, "operation": op, "timestamp": ts, "source": "data_publisher", "correlation_id": format!("corr-{entity}-{op}"), "data": data})
         .to_string()
@@ -186,11 +197,7 @@ where
 #[tokio::test]
 async fn shuffled_events_with_duplicates_converge_to_the_cores_merge() -> Result<()> {
     let (ps, ds) = hosts().await?;
-    let c = clients().await?;
-    let t = Topology::new("shuffle");
-    t.create_base(&c.admin).await?;
-    let sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
-    t.subscribe_sync(&c.admin, &sync.url(), 5).await?;
+    let (c, t, sync) = pipeline("shuffle", &ps, &ds).await?;
     let load = LoadRun::start(
         &t,
         &ps,
@@ -271,11 +278,7 @@ async fn converges(
 #[tokio::test]
 async fn poison_is_dead_lettered_by_class_and_replay_applies_the_fix() -> Result<()> {
     let (ps, ds) = hosts().await?;
-    let c = clients().await?;
-    let t = Topology::new("poison");
-    t.create_base(&c.admin).await?;
-    let sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
-    t.subscribe_sync(&c.admin, &sync.url(), 5).await?;
+    let (c, t, _sync) = pipeline("poison", &ps, &ds).await?;
     let store = store(&ds, &t.namespace).await?;
 
     let ts = chrono::Utc::now()
@@ -465,11 +468,7 @@ async fn datastore_outage_of_ten_seconds_loses_nothing() -> Result<()> {
         tokio::task::spawn_blocking(|| Emulator::start(EmulatorKind::Datastore, TEST_PROJECT))
             .await??;
     let ds = own.host().to_string();
-    let c = clients().await?;
-    let t = Topology::new("outage");
-    t.create_base(&c.admin).await?;
-    let sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
-    t.subscribe_sync(&c.admin, &sync.url(), 5).await?;
+    let (c, t, sync) = pipeline("outage", &ps, &ds).await?;
 
     let load = LoadRun::start(
         &t,
@@ -494,11 +493,7 @@ async fn datastore_outage_of_ten_seconds_loses_nothing() -> Result<()> {
 #[tokio::test]
 async fn sync_function_killed_mid_stream_loses_nothing() -> Result<()> {
     let (ps, ds) = hosts().await?;
-    let c = clients().await?;
-    let t = Topology::new("crash");
-    t.create_base(&c.admin).await?;
-    let mut sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
-    t.subscribe_sync(&c.admin, &sync.url(), 5).await?;
+    let (c, t, mut sync) = pipeline("crash", &ps, &ds).await?;
 
     let load = LoadRun::start(
         &t,
