@@ -81,6 +81,34 @@ pub enum ValidationError {
         /// The limit in force.
         limit: usize,
     },
+    /// Embedded entities nest deeper than Datastore allows.
+    #[error("data nests {depth} entity values deep at `{path}`, over the limit of {limit}")]
+    TooDeep {
+        /// Dotted path of the deepest embedded entity.
+        path: String,
+        /// Nesting depth found.
+        depth: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The entity would have more index entries than Datastore allows.
+    #[error("the entity would have {entries} index entries, over the limit of {limit}")]
+    TooManyIndexEntries {
+        /// Index entries counted (user values and bookkeeping).
+        entries: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// A key the event's entity needs would exceed Datastore's key size limit.
+    #[error("the {key} key would be {bytes} bytes, over the {limit}-byte limit")]
+    KeyTooLarge {
+        /// Which key: `entity`, `tombstone` or `conflict record`.
+        key: &'static str,
+        /// Its size as Datastore counts it.
+        bytes: usize,
+        /// The limit in force.
+        limit: usize,
+    },
     /// The timestamp is too far in the future to be trusted.
     #[error("timestamp {timestamp} is {ahead_secs} s ahead of the receiving clock (limit {limit_secs} s)")]
     ClockSkew {
@@ -114,6 +142,9 @@ impl ValidationError {
             Self::InvalidFieldName { .. } => "invalid_field_name",
             Self::UnsupportedValue { .. } => "unsupported_value",
             Self::EntityTooLarge { .. } => "entity_too_large",
+            Self::TooDeep { .. } => "too_deep",
+            Self::TooManyIndexEntries { .. } => "too_many_index_entries",
+            Self::KeyTooLarge { .. } => "key_too_large",
             Self::ClockSkew { .. } => "clock_skew",
         }
     }

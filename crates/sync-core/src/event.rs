@@ -1,5 +1,6 @@
 //! The recipe's change event, parsed and validated.
 
+use crate::limits::{self, KeyLayout};
 use crate::order::OrderKey;
 use crate::state::RESERVED_FIELDS;
 use crate::value::{check_fields, check_name, fields_size};
@@ -99,6 +100,14 @@ pub struct Limits {
     pub max_clock_skew_secs: i64,
     /// Largest encoded entity accepted, in bytes (Datastore's limit by default).
     pub max_entity_bytes: usize,
+    /// Deepest nesting of embedded entities accepted ([`limits::MAX_NESTING_DEPTH`]).
+    pub max_depth: usize,
+    /// Most index entries per stored entity ([`limits::MAX_INDEX_ENTRIES`]).
+    pub max_index_entries: usize,
+    /// Largest key, in bytes ([`limits::MAX_KEY_BYTES`]).
+    pub max_key_bytes: usize,
+    /// Namespace and kinds of the keys the store writes, for the key size.
+    pub keys: KeyLayout,
 }
 
 impl Default for Limits {
@@ -106,6 +115,10 @@ impl Default for Limits {
         Self {
             max_clock_skew_secs: 300,
             max_entity_bytes: MAX_ENTITY_BYTES,
+            max_depth: limits::MAX_NESTING_DEPTH,
+            max_index_entries: limits::MAX_INDEX_ENTRIES,
+            max_key_bytes: limits::MAX_KEY_BYTES,
+            keys: KeyLayout::default(),
         }
     }
 }
@@ -220,14 +233,27 @@ pub fn parse_event(
         ));
     };
 
-    let entity_id = EntityId::parse(required_str(&obj, "entity_id")?)?;
+    let raw_id = required_str(&obj, "entity_id")?;
+    let raw_kind = optional_str(&obj, "kind")?;
+    // The whole key first: a key over 6 KiB is refused as such, even when a
+    // part of it also breaks the 1500-byte limit on names (with parts within
+    // that limit, the keys written here stay below 6 KiB).
+    let (key, bytes) = limits.keys.largest_key(raw_kind, raw_id, event_id);
+    if bytes > limits.max_key_bytes {
+        return Err(ValidationError::KeyTooLarge {
+            key,
+            bytes,
+            limit: limits.max_key_bytes,
+        });
+    }
+    let entity_id = EntityId::parse(raw_id)?;
     let operation = Operation::parse(required_str(&obj, "operation")?)?;
     let timestamp = parse_timestamp(required_str(&obj, "timestamp")?)?;
     let source = optional_str(&obj, "source")?
         .unwrap_or(UNKNOWN_SOURCE)
         .to_string();
     let correlation_id = optional_str(&obj, "correlation_id")?.map(str::to_string);
-    let kind = match optional_str(&obj, "kind")? {
+    let kind = match raw_kind {
         Some(k) => {
             check_name(k).map_err(ValidationError::InvalidKind)?;
             Some(k.to_string())
@@ -279,6 +305,17 @@ pub fn parse_event(
         }
     }
     check_fields(&data, "")?;
+    let (depth, path) = limits::nesting_depth(&data);
+    if depth > limits.max_depth {
+        return Err(ValidationError::TooDeep {
+            path,
+            depth,
+            limit: limits.max_depth,
+        });
+    }
+    // What this event's data alone would take; the merged entity is checked
+    // again by the store (fields of several events add up).
+    limits::check_index_entries(&data, limits.max_index_entries)?;
     let bytes = entity_id.as_str().len() + fields_size(&data);
     if bytes > limits.max_entity_bytes {
         return Err(ValidationError::EntityTooLarge {
@@ -333,6 +370,7 @@ fn optional_str<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn now() -> DateTime<Utc> {
         parse_timestamp("2025-07-23T10:00:00Z").expect("fixed clock")
@@ -439,6 +477,102 @@ mod tests {
         };
         let err = parse_event(OK.as_bytes(), "m", &small, now()).expect_err("limit 10");
         assert_eq!(err.code(), "entity_too_large");
+    }
+
+    fn create_with(entity_id: &str, data: &Value) -> String {
+        json!({"entity_id": entity_id, "operation": "create",
+            "timestamp": "2025-07-23T09:00:00", "data": data})
+        .to_string()
+    }
+
+    fn nested(depth: usize) -> Value {
+        (0..depth).fold(json!("leaf"), |inner, _| json!({ "n": inner }))
+    }
+
+    #[test]
+    fn depth_at_the_limit_passes_and_one_over_is_too_deep() {
+        let at = create_with("e", &json!({ "d": nested(limits::MAX_NESTING_DEPTH) }));
+        assert!(parse(&at).is_ok());
+        // Inside an array the objects nest just as deep.
+        let in_array = create_with("e", &json!({ "d": [nested(limits::MAX_NESTING_DEPTH)] }));
+        assert!(parse(&in_array).is_ok());
+        let over = create_with("e", &json!({ "d": nested(limits::MAX_NESTING_DEPTH + 1) }));
+        let err = parse(&over).expect_err("21 deep");
+        assert_eq!(err.code(), "too_deep");
+        assert!(err.to_string().contains("21"), "{err}");
+        // The case: 60 levels, which the emulator answers with Unknown.
+        let sixty = create_with("e", &json!({ "d": nested(60) }));
+        assert_eq!(parse(&sixty).expect_err("60 deep").code(), "too_deep");
+    }
+
+    #[test]
+    fn index_entries_at_the_limit_pass_and_one_over_is_refused() {
+        let room = limits::MAX_INDEX_ENTRIES - limits::BOOKKEEPING_INDEX_ENTRIES;
+        // Split over an array and nested properties: every value counts.
+        let data = |n: usize| json!({"tags": vec![1; n - 2], "o": {"a": "x", "b": null}});
+        assert!(parse(&create_with("e", &data(room))).is_ok());
+        let err = parse(&create_with("e", &data(room + 1))).expect_err("one over");
+        assert_eq!(err.code(), "too_many_index_entries");
+        // Strings too long to index count nothing.
+        let long = "s".repeat(limits::MAX_INDEXED_BYTES + 1);
+        let unindexed = json!({"tags": vec![1; room], "long": [long.clone(), long]});
+        assert!(parse(&create_with("e", &unindexed)).is_ok());
+    }
+
+    #[test]
+    fn key_at_the_limit_passes_and_one_byte_over_is_too_large() {
+        // With event id "m1" the tombstone's key is the largest: the entity
+        // key + "SyncTombstone" (14) + "tombstone" (10).
+        let limit = limits::MAX_KEY_BYTES;
+        let overhead = limits::key_size("", &[(limits::DEFAULT_KIND, "")]) + 14 + 10;
+        let small = Limits {
+            max_key_bytes: 200,
+            ..Limits::default()
+        };
+        let at = "k".repeat(200 - overhead);
+        assert!(parse_event(create_with(&at, &json!({})).as_bytes(), "m1", &small, now()).is_ok());
+        let over = "k".repeat(200 - overhead + 1);
+        let err = parse_event(
+            create_with(&over, &json!({})).as_bytes(),
+            "m1",
+            &small,
+            now(),
+        )
+        .expect_err("one byte over");
+        assert_eq!(err.code(), "key_too_large");
+        assert!(err.to_string().contains("tombstone"), "{err}");
+        // With Datastore's limit, an id at 1500 bytes fits; one that makes the
+        // key exceed 6 KiB is `key_too_large`, not merely an invalid name.
+        assert!(parse(&create_with(&"k".repeat(1500), &json!({}))).is_ok());
+        assert_eq!(
+            parse(&create_with(&"k".repeat(1501), &json!({})))
+                .expect_err("name")
+                .code(),
+            "invalid_entity_id"
+        );
+        let at = "k".repeat(limit - overhead);
+        let err = parse(&create_with(&at, &json!({}))).expect_err("name over 1500");
+        assert_eq!(err.code(), "invalid_entity_id");
+        let over = "k".repeat(limit - overhead + 1);
+        let err = parse(&create_with(&over, &json!({}))).expect_err("key over 6 KiB");
+        assert_eq!(err.code(), "key_too_large");
+        // The namespace and the event's own kind count too.
+        let spaced = Limits {
+            keys: KeyLayout {
+                namespace: "n".repeat(100),
+                ..KeyLayout::default()
+            },
+            ..small
+        };
+        let at = "k".repeat(200 - overhead);
+        let err = parse_event(
+            create_with(&at, &json!({})).as_bytes(),
+            "m1",
+            &spaced,
+            now(),
+        )
+        .expect_err("namespace adds 101 bytes");
+        assert_eq!(err.code(), "key_too_large");
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod event;
+pub mod limits;
 pub mod memory;
 pub mod merge;
 pub mod order;

@@ -4,7 +4,8 @@
 //! the emulators (the sync function's documented bench-only mode). They apply
 //! the same merge as the Datastore adapter but claim nothing about Datastore.
 
-use crate::event::ChangeEvent;
+use crate::event::{ChangeEvent, Limits};
+use crate::limits::check_index_entries;
 use crate::merge::merge;
 use crate::policy::MergePolicy;
 use crate::ports::{
@@ -17,9 +18,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Entities in a map keyed by (kind, entity id), merged under one lock.
+///
+/// Like the Datastore adapter, it refuses a merged entity over the
+/// index-entry limit ([`crate::limits::check_index_entries`]).
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     policy: MergePolicy,
+    limits: Limits,
     default_kind: String,
     entities: Mutex<HashMap<(String, String), EntityState>>,
     /// When set, every call fails as if the store were unavailable.
@@ -31,7 +36,8 @@ impl MemoryStore {
     pub fn new(policy: MergePolicy) -> Self {
         Self {
             policy,
-            default_kind: "SyncEntity".into(),
+            limits: Limits::default(),
+            default_kind: crate::limits::DEFAULT_KIND.into(),
             ..Self::default()
         }
     }
@@ -80,6 +86,12 @@ impl EntityStore for MemoryStore {
             .entry((kind, event.entity_id.as_str().to_string()))
             .or_default();
         let out = merge(slot, event, &self.policy);
+        if out.outcome.needs_write() && out.state.exists() {
+            check_index_entries(
+                &out.state.visible_fields(&self.policy),
+                self.limits.max_index_entries,
+            )?;
+        }
         let result = out.result(event, &self.policy);
         if out.outcome.needs_write() {
             *slot = out.state;
