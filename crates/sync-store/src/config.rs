@@ -68,9 +68,9 @@ impl StoreConfig {
             namespace: None,
             emulator_host: None,
             endpoint: None,
-            default_kind: "SyncEntity".into(),
-            tombstone_kind: "SyncTombstone".into(),
-            conflict_kind: "SyncConflict".into(),
+            default_kind: sync_core::limits::DEFAULT_KIND.into(),
+            tombstone_kind: sync_core::limits::DEFAULT_TOMBSTONE_KIND.into(),
+            conflict_kind: sync_core::limits::DEFAULT_CONFLICT_KIND.into(),
             tombstone_retention: Duration::from_secs(7 * 24 * 3600),
             max_attempts: 8,
             backoff_base: Duration::from_millis(20),
@@ -88,6 +88,17 @@ impl StoreConfig {
     pub fn with_emulator_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
         self.emulator_host = lookup(EMULATOR_HOST_VAR).filter(|h| !h.trim().is_empty());
         self
+    }
+
+    /// The namespace and kinds of the keys this store writes, for the key
+    /// size limit (the sync function validates events with the same).
+    pub fn key_layout(&self) -> sync_core::limits::KeyLayout {
+        sync_core::limits::KeyLayout {
+            namespace: self.namespace_id().to_string(),
+            default_kind: self.default_kind.clone(),
+            tombstone_kind: self.tombstone_kind.clone(),
+            conflict_kind: self.conflict_kind.clone(),
+        }
     }
 
     /// The namespace as Datastore wants it ("" for the default).

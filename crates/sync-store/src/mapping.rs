@@ -35,8 +35,7 @@ use sync_core::{StoredEntity, BOOKKEEPING_PROPERTY, RESERVED_FIELDS};
 
 use ds::value::ValueType;
 
-/// Longest string Datastore indexes, in bytes.
-pub(crate) const MAX_INDEXED_BYTES: usize = 1500;
+use sync_core::limits::MAX_INDEXED_BYTES;
 
 /// Property names of the recipe's bookkeeping.
 pub(crate) const VERSION: &str = "version";
@@ -544,6 +543,46 @@ mod tests {
         e.properties
             .insert(BOOKKEEPING_PROPERTY.into(), integer_value(1));
         assert!(stored_of(&e, true).expect_err("corrupt").contains("_sync"));
+    }
+
+    /// Index entries of a Datastore entity as written: every indexed value,
+    /// each array element, embedded entities through their properties.
+    fn written_index_entries(properties: &HashMap<String, ds::Value>) -> usize {
+        fn entries(v: &ds::Value) -> usize {
+            match &v.value_type {
+                Some(ValueType::ArrayValue(a)) => a.values.iter().map(entries).sum(),
+                Some(ValueType::EntityValue(e)) => written_index_entries(&e.properties),
+                _ => usize::from(!v.exclude_from_indexes),
+            }
+        }
+        properties.values().map(entries).sum()
+    }
+
+    /// The core's count (used before the write) is what the written entity has.
+    #[test]
+    fn core_index_count_matches_the_written_entity() {
+        let long = "l".repeat(MAX_INDEXED_BYTES + 1);
+        let edge = "e".repeat(MAX_INDEXED_BYTES);
+        for fields in [
+            json!({}),
+            json!({"s": "x", "n": null, "b": false, "i": 3, "f": 2.5}),
+            json!({"arr": [1, "a", null, long, edge], "empty": []}),
+            json!({"o": {"a": 1, "deep": {"b": [1, {"c": long}, {"d": edge}]}}, "long": long}),
+        ] {
+            let stored = StoredEntity {
+                exists: true,
+                fields: fields.as_object().cloned().expect("object"),
+                bookkeeping: "{\"v\":1}".into(),
+                ..StoredEntity::default()
+            };
+            let entity = main_entity(ds::Key::default(), &stored, None);
+            assert_eq!(
+                written_index_entries(&entity.properties),
+                sync_core::limits::index_entries(&stored.fields)
+                    + sync_core::limits::BOOKKEEPING_INDEX_ENTRIES,
+                "{fields}"
+            );
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use sync_core::limits::{check_index_entries, conflict_name, KeyLayout, TOMBSTONE_NAME};
 use sync_core::{
     merge, ApplyResult, ChangeEvent, EntityState, EntityStore, StoreError, StoredEntity,
     ValidationError, BOOKKEEPING_PROPERTY,
@@ -26,8 +27,6 @@ const QUERY_PAGE: i32 = 300;
 const COMMIT_BATCH: usize = 500;
 /// Number of per-key lock stripes (collisions only serialize unrelated keys).
 const KEY_LOCK_STRIPES: usize = 1024;
-/// Name of every tombstone's key (one tombstone per entity).
-const TOMBSTONE_NAME: &str = "tombstone";
 
 /// Datastore-backed [`EntityStore`]. Cheap to clone: clones share one client.
 #[derive(Clone)]
@@ -39,6 +38,8 @@ struct Inner {
     rpc: Rpc,
     config: StoreConfig,
     partition: ds::PartitionId,
+    /// Namespace and kinds of the keys written, for the key size limit.
+    layout: KeyLayout,
     retry: RetryPolicy,
     /// Striped per-key locks serializing this process's transactions on one
     /// key (empty when disabled).
@@ -115,6 +116,7 @@ impl DatastoreStore {
                     budget: config.retry_budget,
                 },
                 partition,
+                layout: config.key_layout(),
                 key_locks: if config.serialize_keys_locally {
                     (0..KEY_LOCK_STRIPES)
                         .map(|_| tokio::sync::Mutex::new(()))
@@ -240,6 +242,8 @@ impl DatastoreStore {
         if merged.outcome.needs_write() {
             let stored = merged.state.to_stored(policy);
             if stored.exists {
+                // The merged entity: fields of several events add up.
+                check_index_entries(&stored.fields, config.limits.max_index_entries)?;
                 let bytes = estimated_size(kind, id, &stored);
                 let limit = config.limits.max_entity_bytes;
                 if bytes > limit {
@@ -543,6 +547,17 @@ enum Plan<T = ApplyResult> {
 #[async_trait]
 impl EntityStore for DatastoreStore {
     async fn apply(&self, event: &ChangeEvent) -> Result<ApplyResult, StoreError> {
+        // The keys this store writes, whatever layout the event was validated
+        // with: refused before any call rather than by Datastore.
+        let limit = self.inner.config.limits.max_key_bytes;
+        let (key, bytes) = self.inner.layout.largest_key(
+            event.kind.as_deref(),
+            event.entity_id.as_str(),
+            &event.event_id,
+        );
+        if bytes > limit {
+            return Err(ValidationError::KeyTooLarge { key, bytes, limit }.into());
+        }
         let _turn = self
             .lock_key(self.kind(event.kind.as_deref()), event.entity_id.as_str())
             .await;
@@ -588,19 +603,6 @@ fn property_filter(
     }
 }
 
-/// Key name of a conflict record: the event id, or (for an id Datastore
-/// cannot use as a key name) a stable hash of it.
-fn conflict_name(event_id: &str) -> String {
-    if sync_core::value::check_name(event_id).is_ok() {
-        return event_id.to_string();
-    }
-    // FNV-1a: stable across processes, so redeliveries hit the same record.
-    let hash = event_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("event-{hash:016x}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,18 +629,5 @@ mod tests {
             Err(ConnectError::Client { url, .. }) => assert!(url.starts_with("https://")),
             other => panic!("expected a connect error, got {other:?}"),
         }
-    }
-
-    #[test]
-    fn conflict_names_are_valid_and_stable() {
-        assert_eq!(conflict_name("123456"), "123456");
-        // Stable across processes and builds: FNV-1a of the empty input is its
-        // offset basis (the published test vector).
-        assert_eq!(conflict_name(""), "event-cbf29ce484222325");
-        let long = "x".repeat(2000);
-        assert!(sync_core::value::check_name(&conflict_name(&long)).is_ok());
-        assert!(sync_core::value::check_name(&conflict_name("")).is_ok());
-        assert!(sync_core::value::check_name(&conflict_name("__x__")).is_ok());
-        assert_ne!(conflict_name(""), conflict_name("__x__"));
     }
 }
