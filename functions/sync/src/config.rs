@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::time::Duration;
+use sync_core::limits::KeyLayout;
 use sync_core::{Limits, MergePolicy};
 use sync_http::config::{ConfigError, Vars};
 use sync_http::RuntimeConfig;
@@ -104,12 +105,21 @@ impl Config {
 
         let runtime = RuntimeConfig::from_lookup(&lookup);
         let project_id = vars.required(GOOGLE_CLOUD_PROJECT, "the Google Cloud project id");
-        let kind = vars.get(SYNC_KIND).unwrap_or_else(|| "SyncEntity".into());
+        let kind = vars
+            .get(SYNC_KIND)
+            .unwrap_or_else(|| sync_core::limits::DEFAULT_KIND.into());
         check(
             sync_core::value::check_name(&kind)
                 .map_err(|e| format!("{SYNC_KIND}={kind:?} is invalid: {e}")),
         );
         let namespace = vars.get(DATASTORE_NAMESPACE);
+        // Events are validated against the keys the store will write: this
+        // namespace and kind.
+        let keys = KeyLayout {
+            namespace: namespace.clone().unwrap_or_default(),
+            default_kind: kind.clone(),
+            ..KeyLayout::default()
+        };
         let external_topic_prefix = vars
             .get(EXTERNAL_TOPIC_PREFIX)
             .unwrap_or_else(|| "external-sync-".into());
@@ -186,6 +196,7 @@ impl Config {
                 dead_letter_topic,
                 limits: Limits {
                     max_clock_skew_secs: skew,
+                    keys,
                     ..Limits::default()
                 },
                 policy,
@@ -301,6 +312,14 @@ mod tests {
             Some("projects/p/topics/dlq")
         );
         assert_eq!(c.limits.max_clock_skew_secs, 60);
+        // Keys are sized in the namespace and kind the store writes them to.
+        assert_eq!(
+            (
+                c.limits.keys.namespace.as_str(),
+                c.limits.keys.default_kind.as_str()
+            ),
+            ("ns", "Product")
+        );
         assert_eq!(c.policy.rule_for("score"), sync_core::FieldRule::Max);
         assert_eq!(c.backend, Backend::Memory);
         assert_eq!(c.runtime.port, 9000);
