@@ -1,0 +1,187 @@
+//! Datastore's production limits end to end: events the Datastore emulator
+//! would accept (or fail on with `Unknown`, retried until Pub/Sub gives up) but
+//! production refuses are dead-lettered by the sync function on their first
+//! delivery with their code, and Datastore holds nothing of them.
+
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use sync_core::limits::{
+    BOOKKEEPING_INDEX_ENTRIES, DEFAULT_CONFLICT_KIND, DEFAULT_KIND, DEFAULT_TOMBSTONE_KIND,
+    MAX_INDEX_ENTRIES, MAX_KEY_BYTES, MAX_NESTING_DEPTH,
+};
+use sync_core::{EventPublisher, OutgoingMessage};
+use sync_pubsub::{PubSubAdmin, PubSubPublisher, PubSubPuller};
+use sync_tests::*;
+
+fn update(entity_id: &str, data: Value) -> Vec<u8> {
+    let ts = chrono::Utc::now()
+        .naive_utc()
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string();
+    json!({"entity_id": entity_id, "operation": "update", "timestamp": ts,
+        "source": "limits-test", "data": data})
+    .to_string()
+    .into_bytes()
+}
+
+fn nested(depth: usize) -> Value {
+    (0..depth).fold(json!("leaf"), |inner, _| json!({ "n": inner }))
+}
+
+/// 21-deep data, 20,001 indexed values, a key over 6 KiB: each arrives on the
+/// dead-letter subscription with its code, dead-lettered by the function on
+/// the one delivery it got; a valid event published with them is applied.
+#[tokio::test]
+async fn production_limits_are_dead_lettered_on_the_first_delivery() -> Result<()> {
+    let (ps, ds) = hosts().await?;
+    let config = pubsub_config().await?;
+    let admin = PubSubAdmin::connect(&config).await?;
+    let publisher = PubSubPublisher::connect(&config).await?;
+    let puller = PubSubPuller::connect(&config).await?;
+    let t = Topology::new("limits");
+    t.create_base(&admin).await?;
+    let sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
+    // Five attempts before Pub/Sub's own dead-lettering: a retried message
+    // would show up in the function's log more than once.
+    t.subscribe_sync(&admin, &sync.url(), 5).await?;
+    let store = store(&ds, &t.namespace).await?;
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "too_deep",
+            update("deep", json!({ "d": nested(MAX_NESTING_DEPTH + 1) })),
+        ),
+        (
+            "too_many_index_entries",
+            update("wide", json!({ "v": vec![1; MAX_INDEX_ENTRIES + 1] })),
+        ),
+        (
+            "key_too_large",
+            update(&"k".repeat(MAX_KEY_BYTES), json!({"a": 1})),
+        ),
+    ];
+    let mut codes = BTreeMap::new();
+    for (code, data) in &cases {
+        let id = publisher
+            .publish(
+                &t.topic,
+                OutgoingMessage {
+                    data: data.clone(),
+                    ..OutgoingMessage::default()
+                },
+            )
+            .await?;
+        codes.insert(id, (*code, data.clone()));
+    }
+    // At the limits: applied.
+    let room = MAX_INDEX_ENTRIES - BOOKKEEPING_INDEX_ENTRIES;
+    let fits = update(
+        "fits",
+        json!({ "d": nested(MAX_NESTING_DEPTH), "v": vec![1; room - 1] }),
+    );
+    publisher
+        .publish(
+            &t.topic,
+            OutgoingMessage {
+                data: fits,
+                ..OutgoingMessage::default()
+            },
+        )
+        .await?;
+
+    let dead = pull_at_least(
+        &puller,
+        &t.dlq_subscription,
+        cases.len(),
+        Duration::from_secs(60),
+    )
+    .await?;
+    ensure!(
+        dead.len() == cases.len(),
+        "{} dead letters, want {}; function log:\n{}",
+        dead.len(),
+        cases.len(),
+        sync.log_tail(40)
+    );
+    for m in &dead {
+        let original = m
+            .attributes
+            .get("original_message_id")
+            .context("original_message_id: dead-lettered by the function")?;
+        let (code, data) = codes.get(original).context("a message we published")?;
+        ensure!(
+            m.attributes.get("error_code").map(String::as_str) == Some(*code),
+            "{original}: {:?}, want {code}",
+            m.attributes
+        );
+        ensure!(&m.data == data, "{code}: original data kept");
+    }
+
+    // The valid one is applied: the pipeline ran, so the refusals were not
+    // for want of a working Datastore.
+    let state = poll(Duration::from_secs(30), || async {
+        Ok(store.get(None, "fits").await?.map(|(_, s)| s))
+    })
+    .await?;
+    ensure!(state.version == 1, "fits: version {}", state.version);
+
+    // One delivery each: the function handled each refused message once,
+    // and nothing more reaches the dead-letter subscription.
+    let log = plain_text(&sync.log_text());
+    for (id, (code, _)) in &codes {
+        let span = format!("message_id={id} ");
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(&span)).collect();
+        ensure!(
+            lines.len() == 1 && lines[0].contains("message dead-lettered"),
+            "{code} ({id}): want one delivery, dead-lettered; got {lines:#?}"
+        );
+    }
+    let more = drain(&puller, &t.dlq_subscription, Duration::from_secs(2)).await?;
+    ensure!(more.is_empty(), "{} more dead letters", more.len());
+
+    // Datastore holds nothing of them: the namespace has only `fits`.
+    let entities: Vec<String> = store
+        .query_kind(DEFAULT_KIND)
+        .await?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    ensure!(entities == ["fits"], "entities: {entities:?}");
+    for kind in [DEFAULT_TOMBSTONE_KIND, DEFAULT_CONFLICT_KIND] {
+        ensure!(store.query_kind(kind).await?.is_empty(), "{kind} not empty");
+    }
+    Ok(())
+}
+
+/// The function's text log without the terminal colour codes.
+fn plain_text(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut rest = log;
+    while let Some(start) = rest.find('\u{1b}') {
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        rest = rest.find('m').map_or("", |end| &rest[end + 1..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+async fn poll<T, F, Fut>(timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
