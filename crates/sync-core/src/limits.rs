@@ -121,6 +121,41 @@ impl KeyLayout {
     }
 }
 
+/// Longest namespace, in characters (Datastore's `PartitionId` rules).
+pub const MAX_NAMESPACE_CHARS: usize = 100;
+
+/// Checks a namespace against Datastore's rules: 1 to 100 of `A-Z a-z 0-9 . - _`,
+/// not of the reserved form `__*__` (empty means the default namespace).
+///
+/// ```
+/// use sync_core::limits::check_namespace;
+/// assert!(check_namespace("tenant_1.eu-west").is_ok());
+/// assert!(check_namespace("a b").is_err());
+/// ```
+///
+/// # Errors
+/// Why the namespace would be refused.
+pub fn check_namespace(namespace: &str) -> Result<(), String> {
+    if namespace.len() > MAX_NAMESPACE_CHARS {
+        return Err(format!(
+            "is {} characters, over the limit of {MAX_NAMESPACE_CHARS}",
+            namespace.len()
+        ));
+    }
+    if let Some(c) = namespace
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+    {
+        return Err(format!(
+            "contains {c:?}; only letters, digits, `.`, `-` and `_` are allowed"
+        ));
+    }
+    if namespace.is_empty() {
+        return Ok(());
+    }
+    crate::value::check_name(namespace)
+}
+
 /// Datastore's string size: UTF-8 bytes + 1.
 fn string_size(s: &str) -> usize {
     s.len() + 1
@@ -336,6 +371,17 @@ mod tests {
             layout.largest_key(None, "id", "7").1,
             layout.largest_key(Some(DEFAULT_KIND), "id", "7").1
         );
+    }
+
+    #[test]
+    fn namespaces_follow_datastore_rules() {
+        assert!(check_namespace("").is_ok());
+        assert!(check_namespace(&"n".repeat(100)).is_ok());
+        assert!(check_namespace(&"n".repeat(101)).is_err());
+        assert!(check_namespace("ünï").is_err());
+        assert!(check_namespace("a/b").is_err());
+        assert!(check_namespace("__ns__").is_err());
+        assert!(check_namespace("Tenant-1_eu.x").is_ok());
     }
 
     #[test]

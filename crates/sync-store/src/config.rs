@@ -149,7 +149,7 @@ impl StoreConfig {
             );
         }
         if let Some(ns) = self.namespace.as_deref().filter(|n| !n.is_empty()) {
-            if let Err(reason) = sync_core::value::check_name(ns) {
+            if let Err(reason) = sync_core::limits::check_namespace(ns) {
                 return invalid(format!("namespace `{ns}` {reason}"));
             }
         }
@@ -228,6 +228,17 @@ mod tests {
         c.tombstone_kind = "SyncEntity".into();
         assert!(c.validate().is_err());
         c.tombstone_kind = "SyncTombstone".into();
+        // Datastore refuses such a namespace in every request: refused here.
+        c.namespace = Some("n".repeat(101));
+        assert!(c
+            .validate()
+            .expect_err("invalid")
+            .to_string()
+            .contains("namespace"));
+        c.namespace = Some("tenant a".into());
+        assert!(c.validate().is_err());
+        c.namespace = Some("tenant_a".into());
+        assert!(c.validate().is_ok());
         c.max_attempts = 0;
         assert!(c
             .validate()
