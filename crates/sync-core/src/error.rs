@@ -84,7 +84,7 @@ pub enum ValidationError {
     /// Embedded entities nest deeper than Datastore allows.
     #[error("data nests {depth} entity values deep at `{path}`, over the limit of {limit}")]
     TooDeep {
-        /// Dotted path of the deepest embedded entity.
+        /// Dotted path of the most deeply nested property.
         path: String,
         /// Nesting depth found.
         depth: usize,

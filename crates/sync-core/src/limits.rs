@@ -203,7 +203,14 @@ pub fn conflict_name(event_id: &str) -> String {
 }
 
 /// How deeply embedded entities nest in `fields` (see the module docs), and
-/// the dotted path of the deepest one.
+/// the dotted path of the most deeply nested property.
+///
+/// ```
+/// use serde_json::json;
+/// use sync_core::limits::nesting_depth;
+/// let data = json!({"flat": 1, "a": [{"b": {"c": 1}}]});
+/// assert_eq!(nesting_depth(data.as_object().expect("object")), (2, "a.b.c".to_string()));
+/// ```
 pub fn nesting_depth(fields: &Map<String, Value>) -> (usize, String) {
     fn value_depth(v: &Value) -> (usize, Vec<&str>) {
         match v {
@@ -235,6 +242,13 @@ pub fn nesting_depth(fields: &Map<String, Value>) -> (usize, String) {
 }
 
 /// Index entries of `fields` as the adapter stores them (see the module docs).
+///
+/// ```
+/// use serde_json::json;
+/// use sync_core::limits::index_entries;
+/// let data = json!({"a": 1, "tags": ["x", "y"], "o": {"b": null}, "text": "t".repeat(1501)});
+/// assert_eq!(index_entries(data.as_object().expect("object")), 4);
+/// ```
 pub fn index_entries(fields: &Map<String, Value>) -> usize {
     fn value_entries(v: &Value) -> usize {
         match v {
