@@ -305,10 +305,10 @@ pub fn parse_event(
         }
     }
     check_fields(&data, "")?;
-    let (depth, path) = limits::nesting_depth(&data);
+    let depth = limits::nesting_depth(&data);
     if depth > limits.max_depth {
         return Err(ValidationError::TooDeep {
-            path,
+            path: limits::deepest_path(&data),
             depth,
             limit: limits.max_depth,
         });

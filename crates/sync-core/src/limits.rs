@@ -202,43 +202,57 @@ pub fn conflict_name(event_id: &str) -> String {
     format!("event-{hash:016x}")
 }
 
-/// How deeply embedded entities nest in `fields` (see the module docs), and
-/// the dotted path of the most deeply nested property.
+/// How deeply embedded entities nest in `fields` (see the module docs).
 ///
 /// ```
 /// use serde_json::json;
 /// use sync_core::limits::nesting_depth;
 /// let data = json!({"flat": 1, "a": [{"b": {"c": 1}}]});
-/// assert_eq!(nesting_depth(data.as_object().expect("object")), (2, "a.b.c".to_string()));
+/// assert_eq!(nesting_depth(data.as_object().expect("object")), 2);
 /// ```
-pub fn nesting_depth(fields: &Map<String, Value>) -> (usize, String) {
-    fn value_depth(v: &Value) -> (usize, Vec<&str>) {
-        match v {
-            Value::Object(map) => {
-                let (d, path) = map_depth(map);
-                (d + 1, path)
+pub fn nesting_depth(fields: &Map<String, Value>) -> usize {
+    fields.values().map(value_depth).max().unwrap_or(0)
+}
+
+fn value_depth(v: &Value) -> usize {
+    match v {
+        Value::Object(map) => 1 + nesting_depth(map),
+        Value::Array(items) => items.iter().map(value_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The dotted path of the most deeply nested property of `fields`, for the
+/// error message (walked only when the depth is over the limit).
+///
+/// ```
+/// use serde_json::json;
+/// use sync_core::limits::deepest_path;
+/// let data = json!({"flat": 1, "a": [{"b": {"c": 1}}]});
+/// assert_eq!(deepest_path(data.as_object().expect("object")), "a.b.c");
+/// ```
+pub fn deepest_path(fields: &Map<String, Value>) -> String {
+    let mut path: Vec<&str> = Vec::new();
+    let mut map = Some(fields);
+    while let Some(current) = map {
+        let Some((name, value)) = current.iter().max_by_key(|(_, v)| value_depth(v)) else {
+            break;
+        };
+        path.push(name);
+        // Arrays add no level: follow their deepest element.
+        let mut value = value;
+        while let Value::Array(items) = value {
+            match items.iter().max_by_key(|v| value_depth(v)) {
+                Some(deepest) => value = deepest,
+                None => break,
             }
-            Value::Array(items) => items
-                .iter()
-                .map(value_depth)
-                .max_by_key(|(d, _)| *d)
-                .unwrap_or((0, Vec::new())),
-            _ => (0, Vec::new()),
         }
+        map = match value {
+            Value::Object(inner) => Some(inner),
+            _ => None,
+        };
     }
-    fn map_depth(map: &Map<String, Value>) -> (usize, Vec<&str>) {
-        map.iter()
-            .map(|(name, v)| {
-                let (d, mut path) = value_depth(v);
-                path.push(name);
-                (d, path)
-            })
-            .max_by_key(|(d, _)| *d)
-            .unwrap_or((0, Vec::new()))
-    }
-    let (depth, mut path) = map_depth(fields);
-    path.reverse();
-    (depth, path.join("."))
+    path.join(".")
 }
 
 /// Index entries of `fields` as the adapter stores them (see the module docs).
@@ -302,13 +316,18 @@ mod tests {
 
     #[test]
     fn depth_counts_nested_objects_not_arrays() {
-        assert_eq!(nesting_depth(&obj(json!({"a": 1}))).0, 0);
-        assert_eq!(nesting_depth(&obj(json!({"a": {"b": 1}}))).0, 1);
-        assert_eq!(nesting_depth(&obj(json!({"a": [{"b": 1}]}))).0, 1);
-        assert_eq!(nesting_depth(&obj(json!({"a": [[1]]}))).0, 0);
-        let (d, path) = nesting_depth(&obj(json!({"x": 1, "a": {"b": {"c": {}}, "z": {}}})));
-        assert_eq!((d, path.as_str()), (3, "a.b.c"));
-        assert_eq!(nesting_depth(&obj(json!({ "top": nested(20) }))).0, 20);
+        assert_eq!(nesting_depth(&obj(json!({}))), 0);
+        assert_eq!(nesting_depth(&obj(json!({"a": 1}))), 0);
+        assert_eq!(nesting_depth(&obj(json!({"a": {"b": 1}}))), 1);
+        assert_eq!(nesting_depth(&obj(json!({"a": [{"b": 1}]}))), 1);
+        assert_eq!(nesting_depth(&obj(json!({"a": [[1]]}))), 0);
+        let fields = obj(json!({"x": 1, "a": {"b": {"c": {}}, "z": {}}}));
+        assert_eq!(nesting_depth(&fields), 3);
+        assert_eq!(deepest_path(&fields), "a.b.c");
+        let fields = obj(json!({"l": [1, [], {"m": [{"n": {"o": 1}}]}]}));
+        assert_eq!(nesting_depth(&fields), 3);
+        assert_eq!(deepest_path(&fields), "l.m.n.o");
+        assert_eq!(nesting_depth(&obj(json!({ "top": nested(20) }))), 20);
     }
 
     #[test]
