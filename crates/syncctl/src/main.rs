@@ -300,6 +300,13 @@ pub struct SetupArgs {
     /// Also create a pull subscription on each external-sync topic (`<topic>-sub`).
     #[arg(long)]
     pub external_subscriptions: bool,
+    /// Push the bare message data (`pushConfig.noWrapper`) instead of the JSON envelope.
+    #[arg(long)]
+    pub push_no_wrapper: bool,
+    /// With --push-no-wrapper: send the message id, subscription, publish time,
+    /// ordering key and attributes as headers (`noWrapper.writeMetadata`).
+    #[arg(long, requires = "push_no_wrapper")]
+    pub push_no_wrapper_write_metadata: bool,
 }
 
 fn main() -> ExitCode {
