@@ -489,3 +489,25 @@ pub(crate) fn rpc_error(
         source: Some(Box::new(e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wrapper_setting_maps_to_no_wrapper() {
+        let url = "https://example.invalid/";
+        let wrapped = push_config(&PushEndpoint::new(url));
+        assert!(wrapped.no_wrapper().is_none());
+        for write_metadata in [false, true] {
+            let push = push_config(
+                &PushEndpoint::new(url).with_wrapper(PushWrapper::Unwrapped { write_metadata }),
+            );
+            assert_eq!(
+                push.no_wrapper().map(|w| w.write_metadata),
+                Some(write_metadata)
+            );
+            assert_eq!(push.push_endpoint, url);
+        }
+    }
+}

@@ -377,4 +377,30 @@ mod tests {
         let plain = anyhow::anyhow!("a").context("b");
         assert_eq!(explain(&plain), "b: a");
     }
+
+    #[test]
+    fn setup_write_metadata_needs_no_wrapper() {
+        use clap::Parser as _;
+        let base = [
+            "syncctl",
+            "setup",
+            "--sync-endpoint",
+            "http://127.0.0.1:1/",
+            "--audit-endpoint",
+            "http://127.0.0.1:2/",
+        ];
+        let parse = |extra: &[&str]| {
+            super::Cli::try_parse_from(base.iter().chain(extra)).map(|cli| match cli.command {
+                super::Command::Setup(a) => (a.push_no_wrapper, a.push_no_wrapper_write_metadata),
+                _ => (false, false),
+            })
+        };
+        assert_eq!(parse(&[]).ok(), Some((false, false)));
+        assert_eq!(parse(&["--push-no-wrapper"]).ok(), Some((true, false)));
+        assert_eq!(
+            parse(&["--push-no-wrapper", "--push-no-wrapper-write-metadata"]).ok(),
+            Some((true, true))
+        );
+        assert!(parse(&["--push-no-wrapper-write-metadata"]).is_err());
+    }
 }
