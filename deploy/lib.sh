@@ -82,6 +82,20 @@ init_config() {
   AUDIT_SUBSCRIPTION=$(with_suffix audit-logger)
   DLQ_TOPIC=$(with_suffix sync-dead-letters)
   DLQ_SUBSCRIPTION=$(with_suffix dlq-processor)
+  # Push body form of both push subscriptions (both functions accept each):
+  # PUSH_NO_WRAPPER=1 pushes the bare message data (gcloud --push-no-wrapper);
+  # PUSH_WRITE_METADATA=1 adds the message id, subscription, publish time,
+  # ordering key and attributes as headers (--push-no-wrapper-write-metadata).
+  PUSH_NO_WRAPPER=${PUSH_NO_WRAPPER:-0}
+  PUSH_WRITE_METADATA=${PUSH_WRITE_METADATA:-0}
+  [[ ${PUSH_NO_WRAPPER} =~ ^[01]$ ]] || die "PUSH_NO_WRAPPER '${PUSH_NO_WRAPPER}' must be 0 (JSON envelope) or 1 (bare message data)"
+  [[ ${PUSH_WRITE_METADATA} =~ ^[01]$ ]] || die "PUSH_WRITE_METADATA '${PUSH_WRITE_METADATA}' must be 0 or 1 (metadata and attributes as headers)"
+  [[ ${PUSH_WRITE_METADATA} == 0 || ${PUSH_NO_WRAPPER} == 1 ]] || die "PUSH_WRITE_METADATA=1 needs PUSH_NO_WRAPPER=1 (a wrapped push carries the metadata already)"
+  PUSH_WRAPPER_FLAGS=()
+  if [[ ${PUSH_NO_WRAPPER} == 1 ]]; then
+    PUSH_WRAPPER_FLAGS+=(--push-no-wrapper)
+    [[ ${PUSH_WRITE_METADATA} == 0 ]] || PUSH_WRAPPER_FLAGS+=(--push-no-wrapper-write-metadata)
+  fi
   # The sync function publishes to <prefix><operation>; these are not suffixed.
   EXTERNAL_TOPIC_PREFIX=external-sync-
   EXTERNAL_TOPICS=("${EXTERNAL_TOPIC_PREFIX}create" "${EXTERNAL_TOPIC_PREFIX}update" "${EXTERNAL_TOPIC_PREFIX}delete")

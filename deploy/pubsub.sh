@@ -8,10 +8,14 @@
 #   sync-dead-letters[-SUFFIX]  with pull subscription dlq-processor, kept 30 d
 #   external-sync-create|update|delete   what the sync function announces
 # Pushes carry an OIDC token of the invoker account and back off 10 s to 600 s.
+# PUSH_NO_WRAPPER=1 [PUSH_WRITE_METADATA=1] makes both push subscriptions
+# unwrapped (--push-no-wrapper [--push-no-wrapper-write-metadata]); an update
+# passes the whole push configuration again, so setting 0 wraps them again.
 # A subscription whose settings already match is left alone (each one is
 # labelled with a digest of its settings). Needs deploy/services.sh first.
 #
-# Usage: PROJECT_ID=my-project [SUFFIX=abc123] deploy/pubsub.sh [--dry-run]
+# Usage: PROJECT_ID=my-project [SUFFIX=abc123] [PUSH_NO_WRAPPER=1 [PUSH_WRITE_METADATA=1]] \
+#          deploy/pubsub.sh [--dry-run]
 
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -66,10 +70,11 @@ ensure_subscription "${DLQ_SUBSCRIPTION}" "${DLQ_TOPIC}" \
 ensure_subscription "${AUDIT_SUBSCRIPTION}" "${TOPIC}" \
   --ack-deadline=30 --message-retention-duration=14d \
   "--push-endpoint=${audit_url}" "--push-auth-service-account=${INVOKER_SA}" \
-  "${RETRY_POLICY[@]}"
+  "${PUSH_WRAPPER_FLAGS[@]}" "${RETRY_POLICY[@]}"
 ensure_subscription "${SYNC_SUBSCRIPTION}" "${TOPIC}" \
   --ack-deadline=60 --message-retention-duration=7d \
   "--push-endpoint=${sync_url}" "--push-auth-service-account=${INVOKER_SA}" \
+  "${PUSH_WRAPPER_FLAGS[@]}" \
   "--dead-letter-topic=${DLQ_TOPIC}" --max-delivery-attempts=5 \
   "${RETRY_POLICY[@]}"
 # ... and acknowledges, on the source subscription, what it dead-lettered.

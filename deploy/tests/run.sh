@@ -4,7 +4,8 @@
 #   - deploy/up.sh against a fake gcloud (deploy/tests/fake-gcloud/gcloud):
 #     on an empty project (every flag that matters, least-privilege IAM), again
 #     on the result (nothing changes), with a new image (services updated,
-#     nothing created), with a suffix, and as a dry run (gcloud never called);
+#     nothing created), with a suffix, with unwrapped push (and back), and as
+#     a dry run (gcloud never called);
 #   - deploy/down.sh: order, tolerance of what is gone, confirmation;
 #   - the dashboard and alert JSON: valid, and only known metric types;
 #   - deploy/tests/check_binary_libs.sh on canned and real ldd output.
@@ -130,6 +131,7 @@ deploy() {
   env PATH="${FAKE_BIN}:${PATH}" FAKE_GCLOUD_MODE="${mode}" FAKE_GCLOUD_STATE="${WORK}/${state}" \
     FAKE_GCLOUD_LOG="${LOG}" PROJECT_ID="${PROJECT}" IMAGE_TAG="${IMAGE_TAG-test-tag}" \
     SUFFIX="${SUFFIX:-}" REGION=us-central1 \
+    PUSH_NO_WRAPPER="${PUSH_NO_WRAPPER:-}" PUSH_WRITE_METADATA="${PUSH_WRITE_METADATA:-}" \
     bash "${DEPLOY_DIR}/${script}" "$@" >"${WORK}/${name}.out" 2>&1 </dev/null || STATUS=$?
 }
 
@@ -416,8 +418,31 @@ else
   fail "suffixed dashboard was created" "no captured dashboard"
 fi
 
+echo "== unwrapped push (PUSH_NO_WRAPPER, PUSH_WRITE_METADATA)"
+deploy fresh state-wrapped up-default-wrapper pubsub.sh
+not_logged "pushes are wrapped by default" '^pubsub subscriptions (create|update) .*--push-no-wrapper'
+PUSH_NO_WRAPPER=1 PUSH_WRITE_METADATA=1 deploy fresh state-unwrapped up-unwrapped up.sh
+status_is "up.sh succeeds with PUSH_NO_WRAPPER=1 PUSH_WRITE_METADATA=1" 0 up-unwrapped
+for sub in sync-processor audit-logger; do
+  logged "${sub}: unwrapped with write-metadata" "^pubsub subscriptions create ${sub} " \
+    ' --push-endpoint=https://' ' --push-no-wrapper ' ' --push-no-wrapper-write-metadata '
+done
+not_logged "the dlq pull subscription is not given push flags" '^pubsub subscriptions create dlq-processor .*--push-no-wrapper'
+PUSH_NO_WRAPPER=1 deploy existing state-unwrapped up-unwrapped-bare pubsub.sh
+status_is "switching to unwrapped without metadata succeeds" 0 up-unwrapped-bare
+count_logged "both push subscriptions are updated to unwrapped without metadata" 2 \
+  '^pubsub subscriptions update (sync-processor|audit-logger) .* --push-no-wrapper '
+not_logged "... and lose write-metadata" '^pubsub subscriptions update .*--push-no-wrapper-write-metadata'
+PUSH_NO_WRAPPER=1 deploy existing state-unwrapped up-unwrapped-again pubsub.sh
+not_logged "the same setting again changes nothing" "${MUTATING}"
+deploy existing state-unwrapped up-rewrapped pubsub.sh
+count_logged "PUSH_NO_WRAPPER=0 updates both back to the wrapped envelope" 2 \
+  '^pubsub subscriptions update (sync-processor|audit-logger) .*--push-endpoint='
+not_logged "... with no unwrapped flag" '^pubsub subscriptions update .*--push-no-wrapper'
+
 echo "== configuration errors"
-for bad in "PROJECT_ID=" "SUFFIX=Bad_Suffix" "REGION=nowhere" "SYNC_CONCURRENCY=0" "AUDIT_CONCURRENCY=5000"; do
+for bad in "PROJECT_ID=" "SUFFIX=Bad_Suffix" "REGION=nowhere" "SYNC_CONCURRENCY=0" "AUDIT_CONCURRENCY=5000" \
+  "PUSH_NO_WRAPPER=yes" "PUSH_WRITE_METADATA=true" "PUSH_WRITE_METADATA=1"; do
   LOG="${WORK}/bad.log"
   : >"${LOG}"
   status=0

@@ -1,8 +1,15 @@
 //! One [`Delivery`] for every form a Pub/Sub message reaches us in.
 //!
-//! The form is detected here, the way the CloudEvents HTTP binding defines it:
-//! `Content-Type: application/cloudevents+json` is structured mode, a
-//! `ce-specversion` header is binary mode, anything else is a plain Pub/Sub push.
+//! The form is detected here. Pub/Sub's write-metadata headers
+//! (`x-goog-pubsub-message-id`, `-subscription-name`, `-publish-time`) make an
+//! unwrapped push, whatever else the request looks like (every other header is
+//! then an attribute). Otherwise, as the CloudEvents HTTP binding defines it,
+//! `Content-Type: application/cloudevents+json` is structured mode and a
+//! `ce-specversion` header binary mode. Otherwise the body decides: a JSON
+//! object with a top-level `message` is a wrapped push; `{}` or envelope
+//! members alone are a wrapped push without a message (400); any other JSON
+//! object is unwrapped data; anything else is unwrapped data too unless the
+//! request declares JSON, when it is a broken envelope (400).
 //! The two CloudEvent forms are then parsed by `cloudevents-sdk`'s HTTP binding
 //! (`to_event(headers, body)`), which validates the CloudEvent attributes; we do
 //! not use its axum extractor because it answers 400 to a plain push, reads the
@@ -13,6 +20,7 @@
 
 use crate::error::{DeliveryError, InvalidBase64};
 use crate::trace::TraceContext;
+use crate::unwrapped;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use cloudevents::event::{AttributesReader, Data, ExtensionValue};
@@ -38,6 +46,12 @@ pub enum DeliveryForm {
     CloudEventStructured,
     /// Plain Pub/Sub push (wrapped JSON).
     PubSubPush,
+    /// Unwrapped Pub/Sub push (`pushConfig.noWrapper`): the body is the data.
+    PubSubUnwrapped {
+        /// Whether the metadata came as `x-goog-pubsub-*` headers
+        /// (`writeMetadata`); without it the message id is derived from the body.
+        metadata: bool,
+    },
 }
 
 impl DeliveryForm {
@@ -47,6 +61,8 @@ impl DeliveryForm {
             Self::CloudEventBinary => "cloudevent_binary",
             Self::CloudEventStructured => "cloudevent_structured",
             Self::PubSubPush => "pubsub_push",
+            Self::PubSubUnwrapped { metadata: true } => "pubsub_unwrapped",
+            Self::PubSubUnwrapped { metadata: false } => "pubsub_unwrapped_no_metadata",
         }
     }
 }
@@ -132,8 +148,16 @@ impl Delivery {
         if method != Method::POST {
             return Err(DeliveryError::MethodNotAllowed(method.to_string()));
         }
-        match detect_form(headers)? {
+        // Write-metadata headers first: with them every other header is an
+        // attribute, so `ce-*` or a `Content-Type` there are the message's.
+        if unwrapped::has_metadata(headers) {
+            return unwrapped::decode_with_metadata(headers, body);
+        }
+        match detect_form(headers, body)? {
             DeliveryForm::PubSubPush => decode_push(headers, body),
+            DeliveryForm::PubSubUnwrapped { .. } => {
+                Ok(unwrapped::decode_without_metadata(headers, body))
+            }
             form => decode_cloud_event(form, headers, body),
         }
     }
@@ -179,7 +203,9 @@ fn is_json_media_type(essence: &str) -> bool {
     essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
 }
 
-fn detect_form(headers: &HeaderMap) -> Result<DeliveryForm, DeliveryError> {
+/// The form of a request without write-metadata headers (see the module
+/// documentation of [`crate::unwrapped`] and the README for the rule).
+fn detect_form(headers: &HeaderMap, body: &[u8]) -> Result<DeliveryForm, DeliveryError> {
     let media = media_type(headers)?;
     match media.as_deref() {
         Some(CLOUDEVENTS_JSON) => return Ok(DeliveryForm::CloudEventStructured),
@@ -191,10 +217,96 @@ fn detect_form(headers: &HeaderMap) -> Result<DeliveryForm, DeliveryError> {
     if headers.contains_key("ce-specversion") {
         return Ok(DeliveryForm::CloudEventBinary);
     }
-    match media {
-        None => Ok(DeliveryForm::PubSubPush),
-        Some(m) if is_json_media_type(&m) => Ok(DeliveryForm::PubSubPush),
-        Some(m) => Err(DeliveryError::UnsupportedContentType(m)),
+    let declared_json = media.as_deref().is_some_and(is_json_media_type);
+    let unwrapped = DeliveryForm::PubSubUnwrapped { metadata: false };
+    match BodyShape::of(body) {
+        // Pub/Sub sends its envelope as JSON; an envelope under another
+        // declared type is refused rather than guessed at.
+        BodyShape::Envelope => match media {
+            None => Ok(DeliveryForm::PubSubPush),
+            Some(m) if is_json_media_type(&m) => Ok(DeliveryForm::PubSubPush),
+            Some(m) => Err(DeliveryError::UnsupportedContentType(m)),
+        },
+        // `{}` or only envelope members: an envelope that lost its message, or
+        // an event with no fields at all; neither can be applied, and guessing
+        // would be a misreading.
+        BodyShape::EnvelopeWithoutMessage => Err(DeliveryError::MissingMessage),
+        BodyShape::OtherObject => Ok(unwrapped),
+        // Not a JSON object: declared JSON, it is a broken envelope (the
+        // unwrapped data of an event is an object); otherwise it is unwrapped
+        // data, which the functions dead-letter or audit as malformed.
+        BodyShape::NotAnObject if declared_json => Err(DeliveryError::InvalidEnvelope(
+            "body is declared JSON but is not a JSON object".into(),
+        )),
+        BodyShape::NotAnObject => Ok(unwrapped),
+    }
+}
+
+/// Members of the wrapped push envelope besides `message`.
+const ENVELOPE_MEMBERS: [&str; 3] = ["subscription", "deliveryAttempt", "delivery_attempt"];
+
+/// What a body looks like, for telling wrapped from unwrapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyShape {
+    /// A JSON object with a top-level `message` member.
+    Envelope,
+    /// A JSON object with no members but envelope ones (`{}` included).
+    EnvelopeWithoutMessage,
+    /// Any other JSON object.
+    OtherObject,
+    /// Not JSON, or JSON but not an object.
+    NotAnObject,
+}
+
+impl BodyShape {
+    fn of(body: &[u8]) -> Self {
+        match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => {}
+            _ => return Self::NotAnObject,
+        }
+        match serde_json::from_slice::<TopLevelKeys>(body) {
+            Err(_) => Self::NotAnObject,
+            Ok(keys) if keys.message => Self::Envelope,
+            Ok(keys) if keys.other => Self::OtherObject,
+            Ok(_) => Self::EnvelopeWithoutMessage,
+        }
+    }
+}
+
+/// Which top-level members a JSON object has (values are skipped, not built).
+struct TopLevelKeys {
+    message: bool,
+    other: bool,
+}
+
+impl<'de> Deserialize<'de> for TopLevelKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = TopLevelKeys;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<TopLevelKeys, A::Error> {
+                let mut keys = TopLevelKeys {
+                    message: false,
+                    other: false,
+                };
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    if key == "message" {
+                        keys.message = true;
+                    } else if !ENVELOPE_MEMBERS.contains(&key.as_ref()) {
+                        keys.other = true;
+                    }
+                }
+                Ok(keys)
+            }
+        }
+        deserializer.deserialize_map(Keys)
     }
 }
 
@@ -814,7 +926,11 @@ mod tests {
     fn arbitrary_bytes_never_panic() {
         // A cheap fuzz over mutations of real fixtures and junk.
         let mut inputs: Vec<Vec<u8>> = vec![vec![0xff, 0xfe], b"{\"message\":{".to_vec()];
-        for name in ["push_plain.json", "cloudevent_structured.json"] {
+        for name in [
+            "push_plain.json",
+            "cloudevent_structured.json",
+            "push_unwrapped_emulator.json",
+        ] {
             if let Ok(f) = fixture(name) {
                 for cut in (0..f.body.len()).step_by(7) {
                     inputs.push(f.body.get(..cut).unwrap_or_default().to_vec());
@@ -833,5 +949,223 @@ mod tests {
                 let _ = Delivery::decode(&Method::POST, &h, input);
             }
         }
+    }
+
+    fn request(headers: &[(&str, &str)], body: &[u8]) -> Result<Delivery, DeliveryError> {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|e| DeliveryError::InvalidEnvelope(e.to_string()))?,
+                http::HeaderValue::from_str(v)
+                    .map_err(|e| DeliveryError::InvalidEnvelope(e.to_string()))?,
+            );
+        }
+        Delivery::decode(&Method::POST, &h, body)
+    }
+
+    const UNWRAPPED_META: DeliveryForm = DeliveryForm::PubSubUnwrapped { metadata: true };
+    const UNWRAPPED_BARE: DeliveryForm = DeliveryForm::PubSubUnwrapped { metadata: false };
+
+    #[test]
+    fn emulator_unwrapped_capture_with_metadata_decodes() -> TestResult {
+        let d = decode_fixture("push_unwrapped_emulator.json")?;
+        assert_eq!(d.form, UNWRAPPED_META);
+        assert_eq!(d.form.as_str(), "pubsub_unwrapped");
+        assert_eq!(d.message_id, "1");
+        assert_eq!(d.data(), Ok(RECIPE_EVENT.as_bytes()));
+        assert_eq!(d.publish_time, utc("2026-12-01T19:55:44.714Z"));
+        assert_eq!(
+            d.subscription.as_deref(),
+            Some("projects/capture-proj/subscriptions/meta")
+        );
+        assert_eq!(d.ordering_key.as_deref(), Some("test-entity-001"));
+        // The one attribute that survives: names lower-cased, value kept;
+        // content-type, user-agent, host, accept, connection are noise.
+        assert_eq!(
+            d.attributes,
+            BTreeMap::from([("mixed-case_attr".to_string(), "V a l".to_string())])
+        );
+        assert_eq!(d.delivery_attempt, None);
+        assert_eq!(d.cloud_event, None);
+        Ok(())
+    }
+
+    #[test]
+    fn emulator_unwrapped_capture_without_metadata_decodes() -> TestResult {
+        let d = decode_fixture("push_unwrapped_emulator_no_metadata.json")?;
+        assert_eq!(d.form, UNWRAPPED_BARE);
+        assert_eq!(d.form.as_str(), "pubsub_unwrapped_no_metadata");
+        assert_eq!(d.data(), Ok(RECIPE_EVENT.as_bytes()));
+        assert_eq!(
+            d.message_id,
+            crate::unwrapped::derived_event_id(RECIPE_EVENT.as_bytes())
+        );
+        assert!(d.attributes.is_empty());
+        assert_eq!(d.subscription, None);
+        assert_eq!(d.publish_time, None);
+        assert_eq!(d.ordering_key, None);
+        Ok(())
+    }
+
+    #[test]
+    fn documented_unwrapped_shape_decodes_without_http_noise() -> TestResult {
+        let d = decode_fixture("push_unwrapped_docs.json")?;
+        assert_eq!(d.form, UNWRAPPED_META);
+        assert_eq!(d.message_id, "13566281437204714");
+        assert_eq!(d.publish_time, utc("2025-07-23T10:15:30.412Z"));
+        assert_eq!(d.ordering_key.as_deref(), Some("test-entity-001"));
+        assert_eq!(
+            d.subscription.as_deref(),
+            Some("projects/datastore-sync-demo/subscriptions/sync-processor")
+        );
+        assert_eq!(
+            d.attributes,
+            BTreeMap::from([("origin".to_string(), "data_publisher".to_string())]),
+            "authorization, traceparent, forwarded, x-forwarded-*, accept-encoding… are not attributes"
+        );
+        assert_eq!(
+            d.trace.as_ref().map(|t| t.trace_id.as_str()),
+            Some("105445aa7843bc8bf206b12000100000")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn metadata_headers_win_over_an_envelope_shaped_body() -> TestResult {
+        // Real Pub/Sub can send this: someone published an envelope as data to
+        // a noWrapper subscription. The body is the data, not an envelope.
+        let body = br#"{"message":{"messageId":"inner","data":"aGk="}}"#;
+        let d = request(
+            &[
+                ("x-goog-pubsub-message-id", "outer"),
+                ("content-type", "application/json"),
+            ],
+            body,
+        )?;
+        assert_eq!(d.form, UNWRAPPED_META);
+        assert_eq!(d.message_id, "outer");
+        assert_eq!(d.data(), Ok(&body[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn metadata_headers_win_over_cloudevent_markers() -> TestResult {
+        // With write-metadata every header is an attribute, `ce-*` included,
+        // and the Content-Type is the message's own.
+        let d = request(
+            &[
+                ("x-goog-pubsub-message-id", "7"),
+                (
+                    "x-goog-pubsub-subscription-name",
+                    "projects/p/subscriptions/s",
+                ),
+                ("ce-specversion", "1.0"),
+                ("content-type", "application/cloudevents+json"),
+            ],
+            b"not a cloud event",
+        )?;
+        assert_eq!(d.form, UNWRAPPED_META);
+        assert_eq!(d.cloud_event, None);
+        assert_eq!(
+            d.attributes.get("ce-specversion").map(String::as_str),
+            Some("1.0")
+        );
+        assert_eq!(d.data(), Ok(&b"not a cloud event"[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn metadata_without_a_message_id_is_refused() {
+        for headers in [
+            vec![(
+                "x-goog-pubsub-subscription-name",
+                "projects/p/subscriptions/s",
+            )],
+            vec![("x-goog-pubsub-publish-time", "2025-07-23T10:15:30Z")],
+            vec![("x-goog-pubsub-message-id", "")],
+        ] {
+            assert_eq!(
+                request(&headers, RECIPE_EVENT.as_bytes()),
+                Err(DeliveryError::MissingMessageId),
+                "{headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unwrapped_metadata_details() -> TestResult {
+        let d = request(
+            &[
+                ("x-goog-pubsub-message-id", "9"),
+                ("x-goog-pubsub-publish-time", "not a time"),
+                ("x-goog-pubsub-ordering-key", "documented"),
+                ("x-goog-ordering-key", "emulator"),
+                ("tag", "a"),
+                ("tag", "b"),
+            ],
+            b"",
+        )?;
+        assert_eq!(d.publish_time, None, "unparseable publish time is None");
+        assert_eq!(d.ordering_key.as_deref(), Some("documented"));
+        assert_eq!(d.attributes.get("tag").map(String::as_str), Some("a, b"));
+        assert_eq!(d.data(), Ok(&b""[..]));
+        Ok(())
+    }
+
+    #[test]
+    fn bodies_without_metadata_are_told_apart_by_shape() -> TestResult {
+        let form_urlencoded = [("content-type", "application/x-www-form-urlencoded")];
+        let json = [("content-type", "application/json")];
+        let event = RECIPE_EVENT.as_bytes();
+        // An event object: unwrapped, whatever the declared type.
+        for headers in [&form_urlencoded[..], &json[..], &[][..]] {
+            let d = request(headers, event)?;
+            assert_eq!(d.form, UNWRAPPED_BARE, "{headers:?}");
+            assert_eq!(d.data(), Ok(event));
+        }
+        // Not JSON, not declared JSON: unwrapped data (dead-lettered later).
+        let d = request(&form_urlencoded, b"{oops")?;
+        assert_eq!(d.form, UNWRAPPED_BARE);
+        let d = request(&[("content-type", "text/plain")], b"hello")?;
+        assert_eq!(d.form, UNWRAPPED_BARE);
+        let d = request(&[], b"")?;
+        assert_eq!(
+            d.form, UNWRAPPED_BARE,
+            "an attribute-only message has no body"
+        );
+        // Not a JSON object but declared JSON: a broken envelope, 400.
+        for body in [&b"{oops"[..], b"[1]", b"\"text\"", b""] {
+            assert_eq!(
+                request(&json, body).map_err(|e| e.code()),
+                Err("invalid_envelope")
+            );
+        }
+        // `{}` or envelope members without `message`: 400 missing_message.
+        for body in [&b"{}"[..], br#"{"subscription":"s","deliveryAttempt":2}"#] {
+            for headers in [&form_urlencoded[..], &json[..]] {
+                assert_eq!(request(headers, body), Err(DeliveryError::MissingMessage));
+            }
+        }
+        // An envelope under a non-JSON type: refused, not guessed.
+        let err = request(&form_urlencoded, br#"{"message":{"messageId":"1"}}"#)
+            .expect_err("envelope under form type");
+        assert_eq!(err.code(), "unsupported_content_type");
+        // Byte-identical bodies are one event; one byte more is another.
+        let a = request(&form_urlencoded, event)?.message_id;
+        let b = request(&json, event)?.message_id;
+        assert_eq!(a, b);
+        let mut other = event.to_vec();
+        other.push(b' ');
+        assert_ne!(a, request(&json, &other)?.message_id);
+        Ok(())
+    }
+
+    #[test]
+    fn a_message_member_anywhere_but_the_top_is_not_an_envelope() -> TestResult {
+        let body = br#"{"entity_id":"e","data":{"message":"hi"}}"#;
+        let d = request(&[("content-type", "application/json")], body)?;
+        assert_eq!(d.form, UNWRAPPED_BARE);
+        Ok(())
     }
 }

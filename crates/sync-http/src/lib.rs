@@ -5,7 +5,8 @@
 //! - [`Delivery`]: one type for a Pub/Sub message however it arrived — a
 //!   CloudEvent in binary mode (Eventarc), a CloudEvent in structured mode, or
 //!   a plain Pub/Sub push (Google's or the emulator's, snake_case duplicates
-//!   included) — with an axum extractor that enforces the body limit
+//!   included), or an unwrapped push (`noWrapper`, with or without
+//!   write-metadata headers: [`unwrapped`]) — with an axum extractor that enforces the body limit
 //!   ([`BodyLimit`], default 16 MiB) before buffering, and typed errors
 //!   ([`DeliveryError`] for "not a delivery at all", answered 4xx;
 //!   [`InvalidBase64`] kept inside the `Delivery` so the message can still be
@@ -31,6 +32,7 @@ pub mod fixture;
 pub mod server;
 pub mod telemetry;
 pub mod trace;
+pub mod unwrapped;
 
 pub use config::{ConfigError, RuntimeConfig};
 pub use delivery::{CloudEventMeta, Delivery, DeliveryForm, DEFAULT_MAX_BODY_BYTES};

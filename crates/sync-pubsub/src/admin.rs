@@ -88,16 +88,42 @@ pub struct PushEndpoint {
     pub oidc_service_account: Option<String>,
     /// Audience of that token (default: the URL).
     pub oidc_audience: Option<String>,
+    /// The body Pub/Sub sends: the JSON envelope, or the bare data.
+    pub wrapper: PushWrapper,
+}
+
+/// The body of a push (`pushConfig.wrapper`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PushWrapper {
+    /// The JSON envelope with base64 data (`pubsubWrapper`, the default).
+    #[default]
+    Wrapped,
+    /// The data itself as the body (`noWrapper`); with `write_metadata` the
+    /// message id, subscription, publish time and ordering key come as
+    /// `x-goog-pubsub-*` headers and each attribute as a header.
+    Unwrapped {
+        /// `noWrapper.writeMetadata`.
+        write_metadata: bool,
+    },
 }
 
 impl PushEndpoint {
-    /// An endpoint without authentication (emulator, or IAM-free targets).
+    /// An endpoint without authentication (emulator, or IAM-free targets),
+    /// delivering the wrapped envelope.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             oidc_service_account: None,
             oidc_audience: None,
+            wrapper: PushWrapper::Wrapped,
         }
+    }
+
+    /// The same endpoint with another body form.
+    #[must_use]
+    pub fn with_wrapper(mut self, wrapper: PushWrapper) -> Self {
+        self.wrapper = wrapper;
+        self
     }
 }
 
@@ -110,6 +136,8 @@ pub struct SubscriptionInfo {
     pub topic: String,
     /// Push endpoint, for push subscriptions.
     pub push_endpoint: Option<String>,
+    /// The push body form (`Wrapped` for pull subscriptions too).
+    pub push_wrapper: PushWrapper,
     /// Ack deadline in seconds.
     pub ack_deadline_seconds: i32,
     /// Message retention.
@@ -257,7 +285,9 @@ impl PubSubAdmin {
         match self.create_subscription(request).await? {
             AdminOutcome::AlreadyExisted => {
                 let existing = self.get_subscription(&path).await?;
-                if existing.push_endpoint.as_deref() == Some(endpoint.url.as_str()) {
+                if existing.push_endpoint.as_deref() == Some(endpoint.url.as_str())
+                    && existing.push_wrapper == endpoint.wrapper
+                {
                     return Ok(AdminOutcome::AlreadyExisted);
                 }
                 self.subscriptions
@@ -292,6 +322,12 @@ impl PubSubAdmin {
         Ok(SubscriptionInfo {
             name: s.name,
             topic: s.topic,
+            push_wrapper: s.push_config.as_ref().and_then(|p| p.no_wrapper()).map_or(
+                PushWrapper::Wrapped,
+                |w| PushWrapper::Unwrapped {
+                    write_metadata: w.write_metadata,
+                },
+            ),
             push_endpoint: s
                 .push_config
                 .map(|p| p.push_endpoint)
@@ -394,6 +430,11 @@ fn push_config(endpoint: &PushEndpoint) -> model::PushConfig {
                 .set_audience(endpoint.oidc_audience.clone().unwrap_or_default()),
         );
     }
+    if let PushWrapper::Unwrapped { write_metadata } = endpoint.wrapper {
+        push = push.set_no_wrapper(
+            model::push_config::NoWrapper::new().set_write_metadata(write_metadata),
+        );
+    }
     push
 }
 
@@ -446,5 +487,27 @@ pub(crate) fn rpc_error(
             .map_or_else(|| e.to_string(), |s| s.message.clone()),
         code,
         source: Some(Box::new(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wrapper_setting_maps_to_no_wrapper() {
+        let url = "https://example.invalid/";
+        let wrapped = push_config(&PushEndpoint::new(url));
+        assert!(wrapped.no_wrapper().is_none());
+        for write_metadata in [false, true] {
+            let push = push_config(
+                &PushEndpoint::new(url).with_wrapper(PushWrapper::Unwrapped { write_metadata }),
+            );
+            assert_eq!(
+                push.no_wrapper().map(|w| w.write_metadata),
+                Some(write_metadata)
+            );
+            assert_eq!(push.push_endpoint, url);
+        }
     }
 }

@@ -29,7 +29,7 @@ pub mod publisher;
 pub mod pull;
 
 pub use admin::{
-    AdminOutcome, Backoff, DeadLetter, PubSubAdmin, PushEndpoint, SubscriptionConfig,
+    AdminOutcome, Backoff, DeadLetter, PubSubAdmin, PushEndpoint, PushWrapper, SubscriptionConfig,
     SubscriptionInfo,
 };
 pub use config::PubSubConfig;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sync_core::{EventPublisher, OutgoingMessage};
 use sync_pubsub::{
     AdminOutcome, DeadLetter, PubSubAdmin, PubSubConfig, PubSubPublisher, PubSubPuller,
-    PushEndpoint, ReceivedMessage, SubscriptionConfig,
+    PushEndpoint, PushWrapper, ReceivedMessage, SubscriptionConfig,
 };
 use sync_store::{DatastoreStore, RawValue, StoreConfig};
 
@@ -587,7 +587,14 @@ pub async fn setup(g: &Global, a: SetupArgs) -> Result<()> {
         }),
         retry: None,
     };
-    let sync_push = PushEndpoint::new(&a.sync_endpoint);
+    let wrapper = if a.push_no_wrapper {
+        PushWrapper::Unwrapped {
+            write_metadata: a.push_no_wrapper_write_metadata,
+        }
+    } else {
+        PushWrapper::Wrapped
+    };
+    let sync_push = PushEndpoint::new(&a.sync_endpoint).with_wrapper(wrapper);
     let create = admin.create_push_subscription(&sync_sub, &topic, &sync_push, &sync_config);
     made("push sub", &sync_sub, create).await?;
     let audit_sub = n("audit-logger");
@@ -596,7 +603,7 @@ pub async fn setup(g: &Global, a: SetupArgs) -> Result<()> {
         retention: Some(retention(14)),
         ..SubscriptionConfig::default()
     };
-    let audit_push = PushEndpoint::new(&a.audit_endpoint);
+    let audit_push = PushEndpoint::new(&a.audit_endpoint).with_wrapper(wrapper);
     let create = admin.create_push_subscription(&audit_sub, &topic, &audit_push, &audit_config);
     made("push sub", &audit_sub, create).await?;
     let dlq_sub = n("dlq-processor");

@@ -300,6 +300,13 @@ pub struct SetupArgs {
     /// Also create a pull subscription on each external-sync topic (`<topic>-sub`).
     #[arg(long)]
     pub external_subscriptions: bool,
+    /// Push the bare message data (`pushConfig.noWrapper`) instead of the JSON envelope.
+    #[arg(long)]
+    pub push_no_wrapper: bool,
+    /// With --push-no-wrapper: send the message id, subscription, publish time,
+    /// ordering key and attributes as headers (`noWrapper.writeMetadata`).
+    #[arg(long, requires = "push_no_wrapper")]
+    pub push_no_wrapper_write_metadata: bool,
 }
 
 fn main() -> ExitCode {
@@ -369,5 +376,31 @@ mod tests {
         );
         let plain = anyhow::anyhow!("a").context("b");
         assert_eq!(explain(&plain), "b: a");
+    }
+
+    #[test]
+    fn setup_write_metadata_needs_no_wrapper() {
+        use clap::Parser as _;
+        let base = [
+            "syncctl",
+            "setup",
+            "--sync-endpoint",
+            "http://127.0.0.1:1/",
+            "--audit-endpoint",
+            "http://127.0.0.1:2/",
+        ];
+        let parse = |extra: &[&str]| {
+            super::Cli::try_parse_from(base.iter().chain(extra)).map(|cli| match cli.command {
+                super::Command::Setup(a) => (a.push_no_wrapper, a.push_no_wrapper_write_metadata),
+                _ => (false, false),
+            })
+        };
+        assert_eq!(parse(&[]).ok(), Some((false, false)));
+        assert_eq!(parse(&["--push-no-wrapper"]).ok(), Some((true, false)));
+        assert_eq!(
+            parse(&["--push-no-wrapper", "--push-no-wrapper-write-metadata"]).ok(),
+            Some((true, true))
+        );
+        assert!(parse(&["--push-no-wrapper-write-metadata"]).is_err());
     }
 }

@@ -1,0 +1,201 @@
+//! Audit entries for unwrapped push (`pushConfig.noWrapper`), with and without
+//! write-metadata, parsed back field by field.
+
+use audit_function::{router, AppState, AuditConfig, MemorySink};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use sync_http::fixture::CapturedRequest;
+use sync_http::unwrapped::{derived_event_id, MESSAGE_ID_HEADER, SUBSCRIPTION_HEADER};
+use tower::ServiceExt;
+
+const SUBSCRIPTION: &str = "projects/p/subscriptions/audit-logger";
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2025-07-23T10:16:00.5Z")
+        .expect("clock")
+        .with_timezone(&Utc)
+}
+
+fn make_app() -> (Router, MemorySink) {
+    let config = AuditConfig::from_lookup(|_| None).expect("config");
+    let sink = MemorySink::default();
+    let state = AppState {
+        config: Arc::new(config),
+        sink: Arc::new(sink.clone()),
+        clock: Arc::new(now),
+    };
+    (router(state), sink)
+}
+
+async fn send(app: &Router, req: Request<Body>) -> StatusCode {
+    app.clone().oneshot(req).await.expect("infallible").status()
+}
+
+fn parsed(sink: &MemorySink) -> Vec<Value> {
+    sink.lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
+        .collect()
+}
+
+fn with_metadata(body: &[u8], id: &str) -> Request<Body> {
+    Request::post("/")
+        .header("content-type", "application/json")
+        .header(MESSAGE_ID_HEADER, id)
+        .header(SUBSCRIPTION_HEADER, SUBSCRIPTION)
+        .header("x-goog-pubsub-publish-time", "2025-07-23T10:15:30.412Z")
+        .header("origin", "crm")
+        .body(Body::from(body.to_vec()))
+        .expect("request")
+}
+
+fn bare(body: &[u8]) -> Request<Body> {
+    Request::post("/")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(body.to_vec()))
+        .expect("request")
+}
+
+fn fixture(name: &str) -> Request<Body> {
+    let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    CapturedRequest::from_json(&text)
+        .expect("fixture")
+        .to_request()
+        .expect("request")
+}
+
+#[tokio::test]
+async fn unwrapped_fixtures_give_the_recipe_entry_with_their_metadata() {
+    for (name, message_id, form, subscription, publish_time) in [
+        (
+            "push_unwrapped_emulator.json",
+            "1".to_string(),
+            "pubsub_unwrapped",
+            json!("projects/capture-proj/subscriptions/meta"),
+            json!("2026-12-01T19:55:44.714000Z"),
+        ),
+        (
+            "push_unwrapped_docs.json",
+            "13566281437204714".to_string(),
+            "pubsub_unwrapped",
+            json!("projects/datastore-sync-demo/subscriptions/sync-processor"),
+            json!("2025-07-23T10:15:30.412000Z"),
+        ),
+        (
+            "push_unwrapped_emulator_no_metadata.json",
+            derived_event_id(br#"{"entity_id": "test-entity-001", "operation": "create", "timestamp": "2025-07-23T10:15:30.123456", "source": "data_publisher", "correlation_id": "5f0c6d1e-8a7b-4c3d-9e2f-1a2b3c4d5e6f", "data": {"name": "Test Product", "description": "Demo product for sync testing", "status": "active"}}"#),
+            "pubsub_unwrapped_no_metadata",
+            Value::Null,
+            Value::Null,
+        ),
+    ] {
+        let (app, sink) = make_app();
+        assert_eq!(send(&app, fixture(name)).await, StatusCode::NO_CONTENT, "{name}");
+        let entries = parsed(&sink);
+        assert_eq!(entries.len(), 1, "{name}");
+        let e = &entries[0];
+        assert_eq!(e["severity"], "INFO", "{name}");
+        assert_eq!(e["event_type"], "data_synchronization");
+        assert_eq!(e["entity_id"], "test-entity-001");
+        assert_eq!(e["operation"], "create");
+        assert_eq!(e["source_system"], "data_publisher");
+        assert_eq!(e["message_id"], json!(message_id), "{name}");
+        assert_eq!(e["data_snapshot"]["name"], "Test Product");
+        let meta = &e["processing_metadata"];
+        assert_eq!(meta["delivery_form"], form, "{name}");
+        assert_eq!(meta["subscription"], subscription, "{name}");
+        assert_eq!(meta["publish_time"], publish_time, "{name}");
+        assert_eq!(meta["delivery_attempt"], 1);
+    }
+}
+
+#[tokio::test]
+async fn unwrapped_delete_adds_the_compliance_entry() {
+    let (app, sink) = make_app();
+    let body = json!({"entity_id": "e9", "operation": "delete", "timestamp": "2025-07-23T10:15:00", "data": {}})
+        .to_string();
+    assert_eq!(
+        send(&app, bare(body.as_bytes())).await,
+        StatusCode::NO_CONTENT
+    );
+    let entries = parsed(&sink);
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1]["severity"], "NOTICE");
+    assert_eq!(entries[1]["compliance_event"], "data_deletion");
+    assert_eq!(
+        entries[1]["message_id"],
+        json!(derived_event_id(body.as_bytes()))
+    );
+}
+
+#[tokio::test]
+async fn malformed_unwrapped_data_is_a_warning_with_raw_payload_and_attributes() {
+    let (app, sink) = make_app();
+    assert_eq!(
+        send(&app, with_metadata(b"{oops", "55")).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        send(&app, bare(b"plain text")).await,
+        StatusCode::NO_CONTENT
+    );
+    let entries = parsed(&sink);
+    assert_eq!(entries.len(), 2);
+    let (meta, bare_entry) = (&entries[0], &entries[1]);
+    assert_eq!(meta["severity"], "WARNING");
+    assert_eq!(meta["event_type"], "malformed_event");
+    assert_eq!(meta["error_code"], "invalid_json");
+    assert_eq!(meta["message_id"], "55");
+    assert_eq!(meta["raw_payload"], "{oops");
+    assert_eq!(meta["attributes"], json!({"origin": "crm"}));
+    assert_eq!(meta["processing_metadata"]["subscription"], SUBSCRIPTION);
+    assert_eq!(bare_entry["error_code"], "invalid_json");
+    assert_eq!(bare_entry["raw_payload"], "plain text");
+    assert_eq!(
+        bare_entry["message_id"],
+        json!(derived_event_id(b"plain text"))
+    );
+    assert_eq!(bare_entry["attributes"], json!({}));
+    assert_eq!(
+        bare_entry["processing_metadata"]["delivery_form"],
+        "pubsub_unwrapped_no_metadata"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_unwrapped_event_is_audited_with_the_reason() {
+    let (app, sink) = make_app();
+    let body = json!({"entity_id": "e1", "operation": "update", "timestamp": "2025-07-23T10:15:00", "data": {"version": 3}})
+        .to_string();
+    assert_eq!(
+        send(&app, with_metadata(body.as_bytes(), "8")).await,
+        StatusCode::NO_CONTENT
+    );
+    let entries = parsed(&sink);
+    assert_eq!(entries[0]["severity"], "INFO");
+    assert_eq!(
+        entries[0]["validation_error"]["error_code"],
+        "reserved_field"
+    );
+}
+
+#[tokio::test]
+async fn ambiguous_unwrapped_requests_are_refused_and_write_nothing() {
+    let (app, sink) = make_app();
+    assert_eq!(send(&app, bare(b"{}")).await, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        send(&app, bare(br#"{"message":{"messageId":"1"}}"#)).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    let no_id = Request::post("/")
+        .header(SUBSCRIPTION_HEADER, SUBSCRIPTION)
+        .body(Body::from("{}"))
+        .expect("request");
+    assert_eq!(send(&app, no_id).await, StatusCode::BAD_REQUEST);
+    assert!(sink.lines().is_empty());
+}
