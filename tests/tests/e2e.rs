@@ -461,12 +461,15 @@ async fn poison_is_dead_lettered_by_class_and_replay_applies_the_fix() -> Result
 }
 
 /// Events flow while the Datastore emulator is frozen for 10 s: none is lost.
+/// The frozen emulator is this test's own, of the run's flavour (the Firestore
+/// one in the Firestore pass), stopped as a whole process group.
 #[tokio::test]
 async fn datastore_outage_of_ten_seconds_loses_nothing() -> Result<()> {
     let (ps, _) = hosts().await?;
-    let own =
-        tokio::task::spawn_blocking(|| Emulator::start(EmulatorKind::Datastore, TEST_PROJECT))
-            .await??;
+    let own = tokio::task::spawn_blocking(|| {
+        Emulator::start(EmulatorKind::datastore_of_this_run(), TEST_PROJECT)
+    })
+    .await??;
     let ds = own.host().to_string();
     let (c, t, sync) = pipeline("outage", &ps, &ds).await?;
 
