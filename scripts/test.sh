@@ -34,9 +34,12 @@ export GOOGLE_CLOUD_PROJECT=$PROJECT
 cargo build --workspace --bins --locked
 
 firestore_suites=()
+firestore_names=()
 for f in tests/tests/*.rs; do
   suite=$(basename "$f" .rs)
-  [[ " ${firestore_skip[*]} " == *" $suite "* ]] || firestore_suites+=(--test "$suite")
+  [[ " ${firestore_skip[*]} " == *" $suite "* ]] && continue
+  firestore_suites+=(--test "$suite")
+  firestore_names+=("$suite")
 done
 # Compile every test first, so each pass's time is its tests alone. Pass 2
 # selects its suites with --workspace too: `-p sync-tests` would unify features
@@ -60,7 +63,7 @@ run_pass "1/2 workspace on the Datastore emulator ($DATASTORE_EMULATOR_HOST)" \
   env DATASTORE_EMULATOR_FLAVOUR=datastore cargo test --workspace --locked --no-fail-fast
 
 firestore_emulator_wait
-run_pass "2/2 tests/ ${firestore_suites[*]//--test /} on the Firestore emulator, Datastore mode ($FIRESTORE_DATASTORE_HOST)" \
+run_pass "2/2 tests/ (${firestore_names[*]}) on the Firestore emulator, Datastore mode ($FIRESTORE_DATASTORE_HOST)" \
   env DATASTORE_EMULATOR_FLAVOUR=firestore "DATASTORE_EMULATOR_HOST=$FIRESTORE_DATASTORE_HOST" \
   cargo test --workspace --locked --no-fail-fast "${firestore_suites[@]}"
 
