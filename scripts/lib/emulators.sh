@@ -8,8 +8,13 @@
 # starts the Firestore emulator in Datastore mode (production's pessimistic
 # locking) and sets FIRESTORE_DATASTORE_HOST (not exported: a caller points
 # DATASTORE_EMULATOR_HOST at it for the commands meant to use it).
+#
+# `emulator_stop NAME` stops one of them early (`datastore`, `pubsub`,
+# `firestore`); `pubsub_emulator_start PROJECT LOGDIR` starts a fresh Pub/Sub
+# emulator and exports PUBSUB_EMULATOR_HOST.
 
 EMULATOR_PGIDS=()
+declare -gA EMULATOR_PGID_BY_NAME=()
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -35,7 +40,46 @@ emulator_start() {
   shift 2
   setsid gcloud "$@" >"$log" 2>&1 < /dev/null &
   EMULATOR_PGIDS+=("$!")
+  EMULATOR_PGID_BY_NAME[$name]=$!
   echo "started $name emulator (pgid $!), log $log" >&2
+}
+
+# stop_group PGID: SIGTERM the process group, SIGKILL what is left after 5 s.
+stop_group() {
+  local pgid=$1
+  kill -TERM -- "-$pgid" 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    kill -0 -- "-$pgid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL -- "-$pgid" 2>/dev/null || true
+}
+
+# emulator_stop NAME: stop the emulator started under NAME (if any).
+emulator_stop() {
+  local name=$1 pgid kept=() p
+  pgid=${EMULATOR_PGID_BY_NAME[$name]:-}
+  [ -n "$pgid" ] || return 0
+  stop_group "$pgid"
+  unset "EMULATOR_PGID_BY_NAME[$name]"
+  for p in "${EMULATOR_PGIDS[@]}"; do
+    [ "$p" = "$pgid" ] || kept+=("$p")
+  done
+  EMULATOR_PGIDS=("${kept[@]}")
+}
+
+# pubsub_emulator_start PROJECT LOGDIR: a Pub/Sub emulator on a free port,
+# exported as PUBSUB_EMULATOR_HOST once ready (replaces a running one's
+# name; stop that first with `emulator_stop pubsub`).
+pubsub_emulator_start() {
+  local project=$1 logdir=$2 port
+  mkdir -p "$logdir"
+  port=$(free_port)
+  emulator_start pubsub "$logdir/pubsub-emulator-$port.log" beta emulators pubsub start \
+    "--host-port=127.0.0.1:$port" "--project=$project"
+  export PUBSUB_EMULATOR_HOST="127.0.0.1:$port"
+  wait_http_ok "$PUBSUB_EMULATOR_HOST" 90
+  echo "Pub/Sub emulator ready: PUBSUB_EMULATOR_HOST=$PUBSUB_EMULATOR_HOST" >&2
 }
 
 emulators_start() {
@@ -85,11 +129,8 @@ emulators_stop() {
     kill -TERM -- "-$pgid" 2>/dev/null || true
   done
   for pgid in "${EMULATOR_PGIDS[@]}"; do
-    for _ in $(seq 1 50); do
-      kill -0 -- "-$pgid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL -- "-$pgid" 2>/dev/null || true
+    stop_group "$pgid"
   done
   EMULATOR_PGIDS=()
+  EMULATOR_PGID_BY_NAME=()
 }

@@ -1,7 +1,9 @@
 //! End to end through the real emulator push path: publish → Pub/Sub emulator
-//! push → function process → Datastore emulator, with announcements and dead
-//! letters read back from pull subscriptions. Every wait is a poll with a
-//! deadline; the only sleeps are the durations of injected faults.
+//! push → function process → Datastore emulator (or the Firestore emulator in
+//! Datastore mode: `scripts/test.sh` runs this suite on both), with
+//! announcements and dead letters read back from pull subscriptions. Every
+//! wait is a poll with a deadline; the only sleeps are the durations of
+//! injected faults.
 
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
