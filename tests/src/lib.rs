@@ -126,6 +126,23 @@ impl Topology {
         endpoint: &str,
         attempts: i32,
     ) -> Result<()> {
+        self.subscribe_sync_as(admin, &self.sync_subscription, endpoint, attempts)
+            .await
+    }
+
+    /// Another push subscription named `subscription` on the main topic, to a
+    /// sync function at `endpoint`, dead-lettering to the same topic after
+    /// `attempts` (e.g. a second instance that receives every message too).
+    ///
+    /// # Errors
+    /// When the emulator refuses.
+    pub async fn subscribe_sync_as(
+        &self,
+        admin: &PubSubAdmin,
+        subscription: &str,
+        endpoint: &str,
+        attempts: i32,
+    ) -> Result<()> {
         let config = SubscriptionConfig {
             ack_deadline: Duration::from_secs(60),
             dead_letter: Some(DeadLetter {
@@ -136,7 +153,7 @@ impl Topology {
         };
         admin
             .create_push_subscription(
-                &self.sync_subscription,
+                subscription,
                 &self.topic,
                 &PushEndpoint::new(endpoint),
                 &config,

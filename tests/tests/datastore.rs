@@ -1,8 +1,10 @@
-//! The Datastore adapter on the real Datastore emulator.
+//! The Datastore adapter on a real emulator: the Datastore emulator, or the
+//! Firestore emulator in Datastore mode (`scripts/test.sh` runs this suite on
+//! both; the Firestore one locks pessimistically, as production does).
 //!
 //! Every test has its own namespace, so tests run in parallel on one shared
 //! emulator (`sync_testkit::datastore()`: the one the test script exported, or
-//! one started for this process).
+//! one of the run's flavour started for this process).
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Map, Value};

@@ -1,7 +1,9 @@
 //! End to end through the real emulator push path: publish → Pub/Sub emulator
-//! push → function process → Datastore emulator, with announcements and dead
-//! letters read back from pull subscriptions. Every wait is a poll with a
-//! deadline; the only sleeps are the durations of injected faults.
+//! push → function process → Datastore emulator (or the Firestore emulator in
+//! Datastore mode: `scripts/test.sh` runs this suite on both), with
+//! announcements and dead letters read back from pull subscriptions. Every
+//! wait is a poll with a deadline; the only sleeps are the durations of
+//! injected faults.
 
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
@@ -460,14 +462,94 @@ async fn poison_is_dead_lettered_by_class_and_replay_applies_the_fix() -> Result
     Ok(())
 }
 
+/// Two sync function instances each receive every event (two push
+/// subscriptions) for a few hot entities, so their transactions contend in
+/// Datastore on the same keys: lock waits on the Firestore emulator, aborted
+/// commits on the Datastore one. With production's retry settings every event
+/// is applied once in effect and nothing is dead-lettered.
+#[tokio::test]
+async fn two_instances_contending_on_hot_entities_converge() -> Result<()> {
+    let (ps, ds) = hosts().await?;
+    let c = clients().await?;
+    let t = Topology::new("contend");
+    t.create_base(&c.admin).await?;
+    // Unstyled text logs, to read the attempts back.
+    let mut env = sync_env(&t, &ps, &ds);
+    env.push(("NO_COLOR".to_string(), "1".to_string()));
+    let first = FunctionProcess::start("sync-function", env.clone()).await?;
+    let second = FunctionProcess::start("sync-function", env).await?;
+    t.subscribe_sync(&c.admin, &first.url(), 5).await?;
+    let other_subscription = format!("{}-b", t.sync_subscription);
+    t.subscribe_sync_as(&c.admin, &other_subscription, &second.url(), 5)
+        .await?;
+
+    let load = LoadRun::start(
+        &t,
+        &ps,
+        &ds,
+        &["--events", "300", "--entities", "3", "--shuffle"],
+    );
+    let messages = load.finish().await?;
+    ensure!(
+        messages.len() == 300,
+        "{} messages recorded",
+        messages.len()
+    );
+    converges(&c, &t, &ds, &messages, &first)
+        .await
+        .with_context(|| format!("second instance log tail:\n{}", second.log_tail(30)))?;
+    // Each instance really handled every event: the text log of each
+    // processed delivery says `attempts=N`.
+    let processed = |p: &FunctionProcess| -> Vec<u32> {
+        p.log_text()
+            .lines()
+            .filter(|l| l.contains("event processed"))
+            .filter_map(|l| logged_number(l, "attempts"))
+            .collect()
+    };
+    poll(Duration::from_secs(120), || async {
+        Ok((processed(&first).len() >= 300 && processed(&second).len() >= 300).then_some(()))
+    })
+    .await
+    .context("both instances process all 300 events")?;
+    let attempts: Vec<u32> = [&first, &second]
+        .iter()
+        .flat_map(|p| processed(p))
+        .collect();
+    eprintln!(
+        "two instances, 300 events x 2 deliveries on 3 entities: {} applies logged, {} retried, max attempts {} ({:?})",
+        attempts.len(),
+        attempts.iter().filter(|&&n| n > 1).count(),
+        attempts.iter().max().copied().unwrap_or(0),
+        EmulatorKind::datastore_of_this_run()
+    );
+    Ok(())
+}
+
+/// The number logged as `name=N` in a plain text log line.
+fn logged_number(line: &str, name: &str) -> Option<u32> {
+    let rest = line.split(&format!(" {name}=")).nth(1)?;
+    rest.split(|ch: char| !ch.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Events flow while the Datastore emulator is frozen for 10 s: none is lost.
+/// The frozen emulator is this test's own, of the run's flavour (the Firestore
+/// one in the Firestore pass), stopped as a whole process group.
 #[tokio::test]
 async fn datastore_outage_of_ten_seconds_loses_nothing() -> Result<()> {
     let (ps, _) = hosts().await?;
-    let own =
-        tokio::task::spawn_blocking(|| Emulator::start(EmulatorKind::Datastore, TEST_PROJECT))
-            .await??;
+    let own = tokio::task::spawn_blocking(|| {
+        Emulator::start(EmulatorKind::datastore_of_this_run(), TEST_PROJECT)
+    })
+    .await??;
     let ds = own.host().to_string();
+    eprintln!(
+        "freezing a {:?} emulator on {ds}",
+        EmulatorKind::datastore_of_this_run()
+    );
     let (c, t, sync) = pipeline("outage", &ps, &ds).await?;
 
     let load = LoadRun::start(

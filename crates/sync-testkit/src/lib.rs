@@ -9,6 +9,10 @@
 //! exits, so `cargo test` alone works and leaves nothing running. Tests that
 //! pause or kill an emulator start their own with [`Emulator::start`].
 //!
+//! The Datastore API is served by the Datastore emulator or, when
+//! [`DATASTORE_EMULATOR_FLAVOUR`] is `firestore`, by the Firestore emulator in
+//! Datastore mode, which locks pessimistically like production.
+//!
 //! Runtime-agnostic on purpose (std only): async tests and sync helpers can both
 //! use it. It is a dev-dependency only.
 
@@ -24,6 +28,71 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Project id every emulator-backed test uses unless it needs its own.
 pub const TEST_PROJECT: &str = "datastore-sync-test";
 
+/// Environment variable naming which emulator serves the Datastore API in this
+/// run: `datastore` (the default when unset) or `firestore`. `scripts/test.sh`
+/// sets it for each pass, next to `DATASTORE_EMULATOR_HOST`.
+pub const DATASTORE_EMULATOR_FLAVOUR: &str = "DATASTORE_EMULATOR_FLAVOUR";
+
+/// Which emulator serves the Datastore API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatastoreFlavour {
+    /// The Datastore emulator: optimistic concurrency, a conflicting commit
+    /// fails with `ABORTED` at once.
+    Datastore,
+    /// The Firestore emulator in Datastore mode: pessimistic locking like
+    /// production, a conflicting transaction waits for the lock.
+    Firestore,
+}
+
+impl DatastoreFlavour {
+    /// The value of [`DATASTORE_EMULATOR_FLAVOUR`] that selects it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Datastore => "datastore",
+            Self::Firestore => "firestore",
+        }
+    }
+
+    /// Parses a value of [`DATASTORE_EMULATOR_FLAVOUR`]; empty means the default.
+    ///
+    /// # Errors
+    /// For any other value, naming the accepted ones.
+    pub fn parse(value: &str) -> Result<Self> {
+        match value.trim() {
+            "" | "datastore" => Ok(Self::Datastore),
+            "firestore" => Ok(Self::Firestore),
+            other => bail!(
+                "{DATASTORE_EMULATOR_FLAVOUR}={other:?}: expected \"datastore\" or \"firestore\""
+            ),
+        }
+    }
+
+    /// The flavour of this run, from [`DATASTORE_EMULATOR_FLAVOUR`].
+    ///
+    /// # Errors
+    /// When the variable holds an unknown value.
+    pub fn from_env() -> Result<Self> {
+        Self::parse(&std::env::var(DATASTORE_EMULATOR_FLAVOUR).unwrap_or_default())
+    }
+
+    /// The emulator to start for this flavour.
+    pub fn emulator_kind(self) -> EmulatorKind {
+        match self {
+            Self::Datastore => EmulatorKind::Datastore,
+            Self::Firestore => EmulatorKind::FirestoreDatastoreMode,
+        }
+    }
+}
+
+/// The Datastore flavour of this run (see [`DATASTORE_EMULATOR_FLAVOUR`]).
+///
+/// # Panics
+/// When the variable holds an unknown value: the run is misconfigured and no
+/// test touching Datastore could say what it tested.
+pub fn datastore_flavour() -> DatastoreFlavour {
+    DatastoreFlavour::from_env().unwrap_or_else(|e| panic!("{e:#}"))
+}
+
 /// Which emulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmulatorKind {
@@ -31,12 +100,26 @@ pub enum EmulatorKind {
     Datastore,
     /// `gcloud beta emulators pubsub start`.
     PubSub,
+    /// `gcloud emulators firestore start --database-mode=datastore-mode`: the
+    /// Datastore API with production's pessimistic locking.
+    FirestoreDatastoreMode,
 }
 
 impl EmulatorKind {
+    /// The emulator serving the Datastore API in this run: the Datastore
+    /// emulator, or the Firestore one when [`DATASTORE_EMULATOR_FLAVOUR`] says
+    /// `firestore`. Tests that start their own Datastore (to pause or kill it)
+    /// use this, so they run on the same flavour as the rest of the pass.
+    ///
+    /// # Panics
+    /// As [`datastore_flavour`].
+    pub fn datastore_of_this_run() -> Self {
+        datastore_flavour().emulator_kind()
+    }
+
     fn env_var(self) -> &'static str {
         match self {
-            Self::Datastore => "DATASTORE_EMULATOR_HOST",
+            Self::Datastore | Self::FirestoreDatastoreMode => "DATASTORE_EMULATOR_HOST",
             Self::PubSub => "PUBSUB_EMULATOR_HOST",
         }
     }
@@ -52,7 +135,8 @@ pub struct Emulator {
 
 impl Emulator {
     /// Starts an emulator on a free loopback port and waits until it answers
-    /// `GET /` with `Ok` (deadline 60 s).
+    /// `GET /` with `Ok` (deadline 60 s). All three answer so once they serve
+    /// their API (the Firestore emulator too, in either database mode).
     ///
     /// # Errors
     /// When gcloud cannot be started or the emulator never becomes ready.
@@ -60,10 +144,11 @@ impl Emulator {
         let port = free_port()?;
         let host = format!("127.0.0.1:{port}");
         let mut cmd = Command::new("gcloud");
-        cmd.args(["beta", "emulators"]);
         match kind {
             EmulatorKind::Datastore => {
                 cmd.args([
+                    "beta",
+                    "emulators",
                     "datastore",
                     "start",
                     "--no-store-on-disk",
@@ -71,9 +156,21 @@ impl Emulator {
                 ]);
             }
             EmulatorKind::PubSub => {
-                cmd.args(["pubsub", "start"]);
+                cmd.args(["beta", "emulators", "pubsub", "start"]);
+            }
+            EmulatorKind::FirestoreDatastoreMode => {
+                // Keeps its data in memory only; it has no consistency knob
+                // (queries are strongly consistent).
+                cmd.args([
+                    "emulators",
+                    "firestore",
+                    "start",
+                    "--database-mode=datastore-mode",
+                ]);
             }
         }
+        // `--project` is gcloud's global flag: the Firestore emulator serves
+        // any project, the others take it as their default.
         cmd.arg(format!("--host-port={host}"))
             .arg(format!("--project={project}"))
             .stdin(Stdio::null())
@@ -177,14 +274,15 @@ fn shared(kind: EmulatorKind, cell: &'static OnceLock<SharedEmulator>) -> &'stat
     })
 }
 
-/// The shared Datastore emulator of this test run.
+/// The shared Datastore emulator of this test run: the one the test script
+/// exported, or else one of this run's flavour ([`datastore_flavour`]).
 ///
 /// # Panics
 /// When no emulator is configured and none can be started: a test that needs
 /// the emulator cannot run without it.
 pub fn datastore() -> &'static SharedEmulator {
     static CELL: OnceLock<SharedEmulator> = OnceLock::new();
-    shared(EmulatorKind::Datastore, &CELL)
+    shared(EmulatorKind::datastore_of_this_run(), &CELL)
 }
 
 /// The shared Pub/Sub emulator of this test run.
@@ -349,6 +447,29 @@ mod tests {
             || group.try_wait().ok().flatten(),
         )?;
         Ok(())
+    }
+
+    #[test]
+    fn flavour_values_parse_and_unknown_ones_are_refused() {
+        for flavour in [DatastoreFlavour::Datastore, DatastoreFlavour::Firestore] {
+            assert_eq!(
+                DatastoreFlavour::parse(flavour.as_str()).ok(),
+                Some(flavour)
+            );
+        }
+        assert_eq!(
+            DatastoreFlavour::parse("").ok(),
+            Some(DatastoreFlavour::Datastore)
+        );
+        let err = DatastoreFlavour::parse("firestore-native").expect_err("unknown");
+        assert!(
+            err.to_string().contains(DATASTORE_EMULATOR_FLAVOUR),
+            "{err}"
+        );
+        assert_eq!(
+            DatastoreFlavour::Firestore.emulator_kind(),
+            EmulatorKind::FirestoreDatastoreMode
+        );
     }
 
     #[test]
