@@ -42,7 +42,6 @@ import hashlib
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -404,7 +403,6 @@ class Replay:
         if base:
             parent = self.states[base.index]
             shutil.copytree(parent.root, root, symlinks=True)
-            # A symlink into the parent's root would point at the parent's files.
             state = State(root=root, host=parent.host, image=parent.image, workdir=parent.workdir,
                           env=dict(parent.env), shell=list(parent.shell), entrypoint=parent.entrypoint)
         else:
