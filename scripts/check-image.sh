@@ -8,7 +8,7 @@
 # function (it links sync_http; cargo-chef's stand-in would not) and needs no
 # library beyond the distroless image's (deploy/tests/check_binary_libs.sh).
 #
-# The cargo target directory is kept in target/image-check/cargo-target, so a
+# The cargo target directories are kept in target/image-check, so a
 # second run rebuilds only the workspace's own crates; a cold one builds every
 # dependency in release mode (minutes). A replay whose inputs (Dockerfile,
 # context after .dockerignore, build arguments, toolchain) are unchanged since
@@ -35,7 +35,10 @@ SELF_TEST=0
 FORCE=()
 DOCKERFILE="${root}/Dockerfile"
 WORK="${root}/target/image-check"
-CARGO_TARGET="${WORK}/cargo-target"
+# One cargo target directory per FUNCTION, as each image has its own layer
+# cache: the two binaries unify their dependencies' features differently, so
+# one shared directory would rebuild most dependencies at every switch.
+cargo_target() { printf '%s/cargo-target-%s' "${WORK}" "$1"; }
 FUNCTIONS=(sync audit)
 # The images this machine stands in for when it carries out a RUN.
 HOST_IMAGE='rust:[0-9.]+-bookworm'
@@ -82,16 +85,17 @@ fail() {
   echo "FAIL  $1"
 }
 
-# replay CONTEXT DOCKERFILE LOG ARG...: run the replay, output to LOG (and to
-# stdout), leaving the entrypoint's path in ${WORK}/entrypoint.
+# replay FUNCTION CONTEXT DOCKERFILE LOG: run the replay with that FUNCTION,
+# output to LOG (and to stdout), leaving the entrypoint's path in
+# ${WORK}/entrypoint.
 replay() {
-  local context=$1 dockerfile=$2 logfile=$3
-  shift 3
+  local function=$1 context=$2 dockerfile=$3 logfile=$4
   rm -f "${WORK}/entrypoint"
   "${TOOLS_BIN}/python" "${root}/scripts/lib/dockerfile_replay.py" \
     --dockerfile "${dockerfile}" --context "${context}" --work "${WORK}/replay" \
-    --cargo-target "${CARGO_TARGET}" --host-image "${HOST_IMAGE}" \
-    --print-entrypoint "${WORK}/entrypoint" "${FORCE[@]}" "$@" 2>&1 | tee "${logfile}"
+    --cargo-target "$(cargo_target "${function}")" --host-image "${HOST_IMAGE}" \
+    --print-entrypoint "${WORK}/entrypoint" "${FORCE[@]}" --build-arg "FUNCTION=${function}" \
+    2>&1 | tee "${logfile}"
 }
 
 # check_function NAME CONTEXT DOCKERFILE: replay with FUNCTION=NAME and check
@@ -100,7 +104,7 @@ check_function() {
   local function=$1 context=$2 dockerfile=$3 label=$4 log started binary
   log="${WORK}/replay-${function}.log"
   started=${SECONDS}
-  if ! replay "${context}" "${dockerfile}" "${log}" --build-arg "FUNCTION=${function}"; then
+  if ! replay "${function}" "${context}" "${dockerfile}" "${log}"; then
     fail "${label}: the Dockerfile's stages replay with FUNCTION=${function} (log: ${log})"
     return 0
   fi
@@ -164,7 +168,7 @@ EOF
   check_function sync "${extra}" "${DOCKERFILE}" "self-test, one more member"
 
   log="${WORK}/replay-bad-function.log"
-  if replay "${root}" "${DOCKERFILE}" "${log}" --build-arg FUNCTION=bogus >/dev/null; then
+  if replay bogus "${root}" "${DOCKERFILE}" "${log}" >/dev/null; then
     fail "self-test: FUNCTION=bogus is refused"
   elif grep -qF "FUNCTION must be sync or audit (got 'bogus')" "${log}"; then
     pass "self-test: FUNCTION=bogus is refused by the Dockerfile's check"
@@ -173,8 +177,7 @@ EOF
   fi
 
   log="${WORK}/replay-member-list.log"
-  if replay "${extra}" "${root}/scripts/testdata/Dockerfile.member-list" "${log}" \
-    --build-arg FUNCTION=sync >/dev/null; then
+  if replay sync "${extra}" "${root}/scripts/testdata/Dockerfile.member-list" "${log}" >/dev/null; then
     fail "self-test: a Dockerfile listing the members by hand fails when one is added"
   elif grep -qF "failed to load manifest for workspace member" "${log}"; then
     pass "self-test: a Dockerfile listing the members by hand fails when one is added: $(grep -m1 -F 'failed to load manifest' "${log}")"

@@ -20,9 +20,10 @@ order, each stage in a scratch root of its own:
   disk. The final ENTRYPOINT must name an executable file in the last root.
 
 Only the stages the target stage needs (through FROM and COPY --from) are run,
-as BuildKit does. One addition stands in for Docker's layer cache: a RUN in a
-directory with a Cargo.toml gets `target` there as a symlink to --cargo-target,
-so that a second replay builds incrementally.
+as BuildKit does. One addition stands in for Docker's layer cache: a RUN that
+runs cargo in a WORKDIR gets `target` there as a symlink to --cargo-target
+(unless the stage already has one), so that a second replay builds
+incrementally.
 
 Like Docker's layer cache, a replay whose inputs are byte for byte those of
 the last successful one with the same build arguments (the Dockerfile, the
@@ -496,7 +497,11 @@ class Replay:
             raise Unsupported(f"{where}: RUN in a stage built on {state.image} cannot be replayed here")
         cwd = self.on_disk(state, state.workdir)
         os.makedirs(cwd, exist_ok=True)
-        if os.path.exists(os.path.join(cwd, "Cargo.toml")) and not os.path.lexists(os.path.join(cwd, "target")):
+        # cargo's target directory is `target` beside the workspace's Cargo.toml,
+        # which `cargo chef cook` writes only once it runs: link it up front.
+        command_text = " ".join(cmd.value)
+        if (re.search(r"\bcargo\b", command_text) and state.workdir != "/"
+                and not os.path.lexists(os.path.join(cwd, "target"))):
             os.makedirs(self.cargo_target, exist_ok=True)
             os.symlink(self.cargo_target, os.path.join(cwd, "target"))
         if cmd.json:
