@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lint what cargo does not: hadolint on the Dockerfile and shellcheck on every
-# shell script under scripts/ and deploy/, found by extension (.sh, .bash) or
-# by a sh/bash shebang, so a new script cannot be missed. Uses the pinned
+# shell script under scripts/, deploy/ and .ci/, found by extension (.sh,
+# .bash) or by a sh/bash shebang, so a new script cannot be missed. Uses the pinned
 # tools scripts/tools.sh installs. Prints each file checked; exits 1 if either
 # tool reports anything.
 #
@@ -32,9 +32,9 @@ is_shell() {
 scripts=()
 while IFS= read -r -d '' file; do
   is_shell "${file}" && scripts+=("${file}")
-done < <(find scripts deploy -type f -not -path '*/node_modules/*' -print0 | sort -z)
+done < <(find scripts deploy .ci -type f -print0 | sort -z)
 if [ "${#scripts[@]}" -eq 0 ]; then
-  echo "no shell scripts found under scripts/ and deploy/" >&2
+  echo "no shell scripts found under scripts/, deploy/ and .ci/" >&2
   exit 1
 fi
 echo "shellcheck $("${TOOLS_BIN}/shellcheck" --version | sed -n 's/^version: //p'): ${scripts[*]}"
