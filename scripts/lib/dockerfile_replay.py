@@ -573,7 +573,10 @@ def main(argv: list[str]) -> int:
         n = copy_context(os.path.abspath(opts.context), os.path.join(work, "context"))
         print(f"==> build context: {n} files after .dockerignore", flush=True)
         key = inputs_key(opts.dockerfile, os.path.join(work, "context"), build_args, opts.target)
-        stamp_id = hashlib.sha256(json.dumps([sorted(build_args.items()), opts.target]).encode()).hexdigest()[:16]
+        # One record per build (Dockerfile, context, arguments), so that one
+        # build does not evict another's.
+        stamp_id = hashlib.sha256(json.dumps([os.path.abspath(opts.dockerfile), os.path.abspath(opts.context),
+                                              sorted(build_args.items()), opts.target]).encode()).hexdigest()[:16]
         stamp = os.path.join(work, "done", stamp_id)
         kept = stamp + ".entrypoint"
         if not opts.force and opts.print_entrypoint and os.path.exists(kept) and os.path.exists(stamp):
