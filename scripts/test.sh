@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command: unit, property, integration and end-to-end tests, with the
-# official emulators started here on free ports and stopped on exit, then the
-# deploy-script tests. Leaves nothing running.
+# The test command: the Dockerfile's stages replayed without a container
+# engine; unit, property, integration and end-to-end tests, with the official
+# emulators started here on free ports and stopped on exit; then the
+# deploy-script tests. Leaves nothing running. Needs scripts/tools.sh's tools.
 #
 # Two passes over the Datastore-backed suites:
 #   1. the whole workspace, Datastore API served by the Datastore emulator
@@ -21,6 +22,11 @@ logdir=${TEST_LOG_DIR:-"$root/target/test-logs"}
 
 # Suites of tests/tests/ that never touch Datastore: not repeated in pass 2.
 firestore_skip=(pubsub)
+
+# The image's builder stage, for both functions, with the replay's self-test
+# (a member added without touching the Dockerfile still builds). It needs no
+# emulator, so it runs before they start.
+bash "$root/scripts/check-image.sh" --self-test
 
 # shellcheck source=scripts/lib/emulators.sh
 . "$root/scripts/lib/emulators.sh"

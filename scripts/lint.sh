@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Lint what cargo does not: hadolint on the Dockerfile and shellcheck on every
+# shell script under scripts/, deploy/ and .ci/, found by extension (.sh,
+# .bash) or by a sh/bash shebang, so a new script cannot be missed. Uses the pinned
+# tools scripts/tools.sh installs. Prints each file checked; exits 1 if either
+# tool reports anything.
+#
+# Usage: scripts/lint.sh
+
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/tools.sh
+source "${root}/scripts/lib/tools.sh"
+require_tools hadolint shellcheck
+cd "${root}"
+
+status=0
+echo "hadolint $("${TOOLS_BIN}/hadolint" --version | awk '{print $NF}'): Dockerfile"
+"${TOOLS_BIN}/hadolint" Dockerfile || status=1
+
+# is_shell FILE: a .sh/.bash name, or a first line such as #!/bin/sh,
+# #!/usr/bin/env bash or #!/bin/bash -e.
+is_shell() {
+  local first
+  case "$1" in
+    *.sh | *.bash) return 0 ;;
+  esac
+  IFS= read -r first <"$1" 2>/dev/null || return 1
+  [[ ${first} =~ ^#![[:space:]]*(/usr)?/bin/(env[[:space:]]+)?(ba|da|k)?sh([[:space:]]|$) ]]
+}
+
+scripts=()
+while IFS= read -r -d '' file; do
+  is_shell "${file}" && scripts+=("${file}")
+done < <(find scripts deploy .ci -type f -print0 | sort -z)
+if [ "${#scripts[@]}" -eq 0 ]; then
+  echo "no shell scripts found under scripts/, deploy/ and .ci/" >&2
+  exit 1
+fi
+echo "shellcheck $("${TOOLS_BIN}/shellcheck" --version | sed -n 's/^version: //p'): ${scripts[*]}"
+# -x follows `source`; the source= directives name paths from the repository root.
+"${TOOLS_BIN}/shellcheck" -x "${scripts[@]}" || status=1
+
+if [ "${status}" -eq 0 ]; then
+  echo "lint: OK (Dockerfile and ${#scripts[@]} shell scripts)"
+else
+  echo "lint: FAILED" >&2
+fi
+exit "${status}"
