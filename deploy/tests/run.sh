@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
 # Tests for deploy/, without a network or a real gcloud:
-#   - shellcheck on every script under deploy/;
 #   - deploy/up.sh against a fake gcloud (deploy/tests/fake-gcloud/gcloud):
 #     on an empty project (every flag that matters, least-privilege IAM), again
 #     on the result (nothing changes), with a new image (services updated,
@@ -155,18 +154,8 @@ output_has() {
 
 MUTATING=' (create|deploy|update|delete|enable|submit|add-iam-policy-binding|remove-iam-policy-binding) '
 
-echo "== shellcheck"
-if ! command -v shellcheck >/dev/null; then
-  apt-get install -y shellcheck >/dev/null 2>&1 ||
-    { apt-get update >/dev/null 2>&1 && apt-get install -y shellcheck >/dev/null 2>&1; } || true
-fi
-if command -v shellcheck >/dev/null; then
-  while IFS= read -r script; do
-    check "shellcheck ${script#"${DEPLOY_DIR}/"}" shellcheck -x "${script}"
-  done < <(grep -rlE '^#!/usr/bin/env bash|^#!/bin/(ba)?sh' "${DEPLOY_DIR}" | sort)
-else
-  fail "shellcheck is installed" "could not install shellcheck with apt-get"
-fi
+# Linting these scripts is scripts/lint.sh's job (tools pinned by scripts/tools.sh,
+# run by .ci/run): nothing is installed in the middle of a test run.
 
 echo "== up.sh on an empty project"
 deploy fresh state-main up-fresh up.sh
