@@ -546,3 +546,26 @@ impl LoadRun {
         read_record(&self.record)
     }
 }
+
+/// Awaits `check` every 100 ms until it returns `Some`, failing once `timeout`
+/// has passed (the async twin of `sync_testkit::poll_until`, for checks that
+/// talk to the emulators).
+///
+/// # Errors
+/// What `check` returns, or the deadline passing first.
+pub async fn poll<T, F, Fut>(timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("condition not met within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

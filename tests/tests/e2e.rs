@@ -176,25 +176,6 @@ async fn recipe_flow_through_push_gives_version_two_audit_and_announcements() ->
     Ok(())
 }
 
-/// Polls `check` every 200 ms until it returns `Some`, failing at the deadline.
-async fn poll<T, F, Fut>(timeout: Duration, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "condition not met within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// 2,000 events over 50 entities, published shuffled with 20 % duplicates.
 #[tokio::test]
 async fn shuffled_events_with_duplicates_converge_to_the_cores_merge() -> Result<()> {

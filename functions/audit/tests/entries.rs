@@ -1,37 +1,16 @@
 //! Every audit entry kind, produced by the router and parsed back field by field.
 
-use audit_function::{router, AppState, AuditConfig, MemorySink};
+use audit_function::MemorySink;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use base64::Engine as _;
-use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::Arc;
 use sync_http::fixture::CapturedRequest;
 use tower::ServiceExt;
 
-fn now() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2025-07-23T10:16:00.5Z")
-        .expect("clock")
-        .with_timezone(&Utc)
-}
-
-fn make_app(vars: &[(&str, &str)]) -> (Router, MemorySink) {
-    let map: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let config = AuditConfig::from_lookup(|k| map.get(k).cloned()).expect("config");
-    let sink = MemorySink::default();
-    let state = AppState {
-        config: Arc::new(config),
-        sink: Arc::new(sink.clone()),
-        clock: Arc::new(now),
-    };
-    (router(state), sink)
-}
+mod common;
+use common::*;
 
 fn push(data: &[u8], id: &str, extra_headers: &[(&str, &str)]) -> Request<Body> {
     let body = json!({
@@ -49,10 +28,7 @@ fn push(data: &[u8], id: &str, extra_headers: &[(&str, &str)]) -> Request<Body> 
 async fn lines(app: &Router, req: Request<Body>, sink: &MemorySink) -> Vec<Value> {
     let status = app.clone().oneshot(req).await.expect("infallible").status();
     assert_eq!(status, StatusCode::NO_CONTENT);
-    sink.lines()
-        .iter()
-        .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
-        .collect()
+    parsed(sink)
 }
 
 #[tokio::test]

@@ -1,45 +1,21 @@
 //! Audit entries for unwrapped push (`pushConfig.noWrapper`), with and without
 //! write-metadata, parsed back field by field.
 
-use audit_function::{router, AppState, AuditConfig, MemorySink};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use std::sync::Arc;
 use sync_http::fixture::CapturedRequest;
 use sync_http::unwrapped::{derived_event_id, MESSAGE_ID_HEADER, SUBSCRIPTION_HEADER};
 use tower::ServiceExt;
 
+mod common;
+use common::*;
+
 const SUBSCRIPTION: &str = "projects/p/subscriptions/audit-logger";
-
-fn now() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2025-07-23T10:16:00.5Z")
-        .expect("clock")
-        .with_timezone(&Utc)
-}
-
-fn make_app() -> (Router, MemorySink) {
-    let config = AuditConfig::from_lookup(|_| None).expect("config");
-    let sink = MemorySink::default();
-    let state = AppState {
-        config: Arc::new(config),
-        sink: Arc::new(sink.clone()),
-        clock: Arc::new(now),
-    };
-    (router(state), sink)
-}
 
 async fn send(app: &Router, req: Request<Body>) -> StatusCode {
     app.clone().oneshot(req).await.expect("infallible").status()
-}
-
-fn parsed(sink: &MemorySink) -> Vec<Value> {
-    sink.lines()
-        .iter()
-        .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
-        .collect()
 }
 
 fn with_metadata(body: &[u8], id: &str) -> Request<Body> {
@@ -94,7 +70,7 @@ async fn unwrapped_fixtures_give_the_recipe_entry_with_their_metadata() {
             Value::Null,
         ),
     ] {
-        let (app, sink) = make_app();
+        let (app, sink) = make_app(&[]);
         assert_eq!(send(&app, fixture(name)).await, StatusCode::NO_CONTENT, "{name}");
         let entries = parsed(&sink);
         assert_eq!(entries.len(), 1, "{name}");
@@ -116,7 +92,7 @@ async fn unwrapped_fixtures_give_the_recipe_entry_with_their_metadata() {
 
 #[tokio::test]
 async fn unwrapped_delete_adds_the_compliance_entry() {
-    let (app, sink) = make_app();
+    let (app, sink) = make_app(&[]);
     let body = json!({"entity_id": "e9", "operation": "delete", "timestamp": "2025-07-23T10:15:00", "data": {}})
         .to_string();
     assert_eq!(
@@ -135,7 +111,7 @@ async fn unwrapped_delete_adds_the_compliance_entry() {
 
 #[tokio::test]
 async fn malformed_unwrapped_data_is_a_warning_with_raw_payload_and_attributes() {
-    let (app, sink) = make_app();
+    let (app, sink) = make_app(&[]);
     assert_eq!(
         send(&app, with_metadata(b"{oops", "55")).await,
         StatusCode::NO_CONTENT
@@ -169,7 +145,7 @@ async fn malformed_unwrapped_data_is_a_warning_with_raw_payload_and_attributes()
 
 #[tokio::test]
 async fn a_refused_unwrapped_event_is_audited_with_the_reason() {
-    let (app, sink) = make_app();
+    let (app, sink) = make_app(&[]);
     let body = json!({"entity_id": "e1", "operation": "update", "timestamp": "2025-07-23T10:15:00", "data": {"version": 3}})
         .to_string();
     assert_eq!(
@@ -186,7 +162,7 @@ async fn a_refused_unwrapped_event_is_audited_with_the_reason() {
 
 #[tokio::test]
 async fn ambiguous_unwrapped_requests_are_refused_and_write_nothing() {
-    let (app, sink) = make_app();
+    let (app, sink) = make_app(&[]);
     assert_eq!(send(&app, bare(b"{}")).await, StatusCode::BAD_REQUEST);
     assert_eq!(
         send(&app, bare(br#"{"message":{"messageId":"1"}}"#)).await,

@@ -3,63 +3,13 @@
 //! stored or announced. In-memory ports; the emulator-backed twin is
 //! `tests/tests/limits.rs`.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use axum::Router;
-use base64::Engine as _;
-use chrono::{DateTime, Utc};
+mod common;
+use common::*;
+
+use axum::http::StatusCode;
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::Arc;
 use sync_core::limits::{BOOKKEEPING_INDEX_ENTRIES, MAX_INDEX_ENTRIES, MAX_NESTING_DEPTH};
-use sync_core::memory::{MemoryPublisher, MemoryStore};
-use sync_core::{parse_timestamp, MergePolicy};
-use sync_function::{router, AnnouncedLog, AppState, Config};
-use tower::ServiceExt;
-
-const DLQ: &str = "sync-dead-letters";
-
-struct Pipeline {
-    store: Arc<MemoryStore>,
-    publisher: MemoryPublisher,
-    app: Router,
-}
-
-fn clock() -> DateTime<Utc> {
-    parse_timestamp("2025-07-23T10:16:00Z").expect("fixed clock")
-}
-
-fn pipeline(extra: &[(&str, &str)]) -> Pipeline {
-    let mut vars: HashMap<String, String> = [
-        ("GOOGLE_CLOUD_PROJECT", "test-project"),
-        ("DEAD_LETTER_TOPIC", DLQ),
-        ("RETRY_BUDGET_SECS", "0"),
-    ]
-    .into_iter()
-    .chain(extra.iter().copied())
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    vars.retain(|_, v| !v.is_empty());
-    let config = Config::from_lookup(
-        |k| vars.get(k).cloned(),
-        |_| Err(std::io::Error::other("no files in tests")),
-    )
-    .expect("test config");
-    let store = Arc::new(MemoryStore::new(MergePolicy::default()));
-    let publisher = MemoryPublisher::default();
-    let app = router(AppState {
-        store: store.clone(),
-        publisher: Arc::new(publisher.clone()),
-        config: Arc::new(config),
-        clock: Arc::new(clock),
-        announced: Arc::new(AnnouncedLog::new(AnnouncedLog::DEFAULT_CAPACITY)),
-    });
-    Pipeline {
-        store,
-        publisher,
-        app,
-    }
-}
+use sync_core::MergePolicy;
 
 fn update(entity_id: &str, ts: &str, data: Value) -> Vec<u8> {
     json!({"entity_id": entity_id, "operation": "update", "timestamp": ts,
@@ -72,38 +22,16 @@ fn nested(depth: usize) -> Value {
     (0..depth).fold(json!("leaf"), |inner, _| json!({ "n": inner }))
 }
 
-impl Pipeline {
-    async fn deliver(&self, data: &[u8], message_id: &str) -> StatusCode {
-        let body = json!({
-            "message": {
-                "data": base64::engine::general_purpose::STANDARD.encode(data),
-                "messageId": message_id,
-            },
-            "subscription": "projects/test-project/subscriptions/sync-processor",
-        });
-        let request = Request::post("/")
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .expect("request");
-        self.app
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("router is infallible")
-            .status()
-    }
-
-    /// The one message published, which must be a dead letter with `code`
-    /// for `message_id` carrying the original data.
-    fn only_dead_letter(&self, code: &str, message_id: &str, data: &[u8]) {
-        let sent = self.publisher.sent();
-        assert_eq!(sent.len(), 1, "{code}: exactly one message published");
-        let (topic, message) = &sent[0];
-        assert_eq!(topic, DLQ, "{code}");
-        assert_eq!(message.attributes["error_code"], code);
-        assert_eq!(message.attributes["original_message_id"], message_id);
-        assert_eq!(message.data, data, "{code}: original data kept");
-    }
+/// The one message published, which must be a dead letter with `code` for
+/// `message_id` carrying the original data.
+fn only_dead_letter(h: &Harness, code: &str, message_id: &str, data: &[u8]) {
+    let sent = h.publisher.sent();
+    assert_eq!(sent.len(), 1, "{code}: exactly one message published");
+    let (topic, message) = &sent[0];
+    assert_eq!(topic, DLQ, "{code}");
+    assert_eq!(message.attributes["error_code"], code);
+    assert_eq!(message.attributes["original_message_id"], message_id);
+    assert_eq!(message.data, data, "{code}: original data kept");
 }
 
 #[tokio::test]
@@ -136,13 +64,13 @@ async fn each_limit_is_dead_lettered_with_its_code_and_nothing_is_stored() {
         ),
     ];
     for (code, data) in cases {
-        let p = pipeline(&[]);
+        let p = harness(&[]);
         assert_eq!(
             p.deliver(&data, "m-1").await,
             StatusCode::NO_CONTENT,
             "{code}"
         );
-        p.only_dead_letter(code, "m-1", &data);
+        only_dead_letter(&p, code, "m-1", &data);
         assert!(p.store.is_empty(), "{code}: nothing stored");
     }
 }
@@ -154,7 +82,7 @@ async fn events_at_each_limit_are_applied() {
         ("e1", json!({ "d": nested(MAX_NESTING_DEPTH) })),
         ("e2", json!({ "v": vec![1; room] })),
     ];
-    let p = pipeline(&[]);
+    let p = harness(&[]);
     for (id, data) in cases {
         let status = p
             .deliver(&update(id, "2025-07-23T10:00:00", data), id)
@@ -180,7 +108,7 @@ async fn events_at_each_limit_are_applied() {
 #[tokio::test]
 async fn merged_entity_over_the_index_limit_dead_letters_the_event_that_tips_it() {
     let half = (MAX_INDEX_ENTRIES - BOOKKEEPING_INDEX_ENTRIES) / 2 + 1;
-    let p = pipeline(&[]);
+    let p = harness(&[]);
     let first = update("e", "2025-07-23T10:00:00", json!({ "a": vec![1; half] }));
     let second = update("e", "2025-07-23T10:00:01", json!({ "b": vec![2; half] }));
     assert_eq!(p.deliver(&first, "m-1").await, StatusCode::NO_CONTENT);
@@ -209,11 +137,11 @@ async fn key_size_counts_the_configured_namespace() {
     // "SyncTombstone" (14) and "tombstone" (10) = id + 52 bytes.
     let id = "k".repeat(6 * 1024 - 52 - 50);
     let data = update(&id, "2025-07-23T10:00:00", json!({"a": 1}));
-    let plain = pipeline(&[]);
+    let plain = harness(&[]);
     assert_eq!(plain.deliver(&data, "1").await, StatusCode::NO_CONTENT);
-    plain.only_dead_letter("invalid_entity_id", "1", &data);
-    let spaced = pipeline(&[("DATASTORE_NAMESPACE", namespace.as_str())]);
+    only_dead_letter(&plain, "invalid_entity_id", "1", &data);
+    let spaced = harness(&[("DATASTORE_NAMESPACE", namespace.as_str())]);
     assert_eq!(spaced.deliver(&data, "1").await, StatusCode::NO_CONTENT);
-    spaced.only_dead_letter("key_too_large", "1", &data);
+    only_dead_letter(&spaced, "key_too_large", "1", &data);
     assert!(spaced.store.is_empty());
 }

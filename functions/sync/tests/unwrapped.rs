@@ -1,83 +1,16 @@
 //! Handler tests for unwrapped push (`pushConfig.noWrapper`), with and without
 //! write-metadata: the router with in-memory ports, one request at a time.
 
+mod common;
+use common::*;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use axum::Router;
-use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::Arc;
-use sync_core::memory::{MemoryPublisher, MemoryStore};
-use sync_core::{parse_timestamp, MergePolicy};
-use sync_function::{router, AnnouncedLog, AppState, Config};
-use sync_http::fixture::CapturedRequest;
+use serde_json::json;
+use sync_core::MergePolicy;
 use sync_http::unwrapped::{
     derived_event_id, MESSAGE_ID_HEADER, PUBLISH_TIME_HEADER, SUBSCRIPTION_HEADER,
 };
-use tower::ServiceExt;
-
-const DLQ: &str = "sync-dead-letters";
-const SUBSCRIPTION: &str = "projects/test-project/subscriptions/sync-processor";
-
-struct Harness {
-    store: Arc<MemoryStore>,
-    publisher: MemoryPublisher,
-    app: Router,
-}
-
-fn now() -> DateTime<Utc> {
-    parse_timestamp("2025-07-23T10:16:00Z").expect("fixed clock")
-}
-
-fn harness(dead_letter_topic: Option<&str>) -> Harness {
-    let mut map: HashMap<String, String> = HashMap::from([
-        (
-            "GOOGLE_CLOUD_PROJECT".to_string(),
-            "test-project".to_string(),
-        ),
-        ("RETRY_BUDGET_SECS".to_string(), "0".to_string()),
-    ]);
-    if let Some(t) = dead_letter_topic {
-        map.insert("DEAD_LETTER_TOPIC".to_string(), t.to_string());
-    }
-    let config = Config::from_lookup(
-        |k| map.get(k).cloned(),
-        |_| Err(std::io::Error::other("no files in tests")),
-    )
-    .expect("test config");
-    let store = Arc::new(MemoryStore::new(MergePolicy::default()));
-    let publisher = MemoryPublisher::default();
-    let state = AppState {
-        store: store.clone(),
-        publisher: Arc::new(publisher.clone()),
-        config: Arc::new(config),
-        clock: Arc::new(now),
-        announced: Arc::new(AnnouncedLog::new(AnnouncedLog::DEFAULT_CAPACITY)),
-    };
-    Harness {
-        store,
-        publisher,
-        app: router(state),
-    }
-}
-
-async fn send(app: &Router, request: Request<Body>) -> StatusCode {
-    app.clone()
-        .oneshot(request)
-        .await
-        .expect("router is infallible")
-        .status()
-}
-
-fn fixture(name: &str) -> Request<Body> {
-    let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    CapturedRequest::from_json(&text)
-        .expect("fixture parses")
-        .to_request()
-        .expect("request")
-}
 
 /// An unwrapped push with write-metadata, as Pub/Sub sends it.
 fn with_metadata(body: &[u8], message_id: &str, attributes: &[(&str, &str)]) -> Request<Body> {
@@ -101,12 +34,6 @@ fn bare(body: &[u8]) -> Request<Body> {
         .expect("request")
 }
 
-fn event(entity: &str, op: &str, ts: &str, data: Value) -> Vec<u8> {
-    json!({"entity_id": entity, "operation": op, "timestamp": ts, "source": "test", "data": data})
-        .to_string()
-        .into_bytes()
-}
-
 #[tokio::test]
 async fn every_unwrapped_fixture_applies_the_recipe_create() {
     for name in [
@@ -114,9 +41,9 @@ async fn every_unwrapped_fixture_applies_the_recipe_create() {
         "push_unwrapped_emulator_no_metadata.json",
         "push_unwrapped_docs.json",
     ] {
-        let h = harness(Some(DLQ));
+        let h = harness(&[]);
         assert_eq!(
-            send(&h.app, fixture(name)).await,
+            send(&h.app, fixture(name).to_request().expect("request")).await,
             StatusCode::NO_CONTENT,
             "{name}"
         );
@@ -136,7 +63,7 @@ async fn every_unwrapped_fixture_applies_the_recipe_create() {
 
 #[tokio::test]
 async fn poison_with_metadata_is_dead_lettered_with_its_code_id_and_attributes() {
-    let h = harness(Some(DLQ));
+    let h = harness(&[]);
     let poison = event(
         "e1",
         "create",
@@ -179,7 +106,7 @@ async fn poison_without_metadata_is_dead_lettered_under_its_derived_id() {
             "missing_field",
         ),
     ] {
-        let h = harness(Some(DLQ));
+        let h = harness(&[]);
         assert_eq!(send(&h.app, bare(body)).await, StatusCode::NO_CONTENT);
         let dead = h.publisher.sent_to(DLQ);
         assert_eq!(dead.len(), 1, "{code}");
@@ -196,7 +123,7 @@ async fn poison_without_metadata_is_dead_lettered_under_its_derived_id() {
 
 #[tokio::test]
 async fn without_a_dead_letter_topic_unwrapped_poison_is_400() {
-    let h = harness(None);
+    let h = harness(&[("DEAD_LETTER_TOPIC", "")]);
     assert_eq!(send(&h.app, bare(b"{oops")).await, StatusCode::BAD_REQUEST);
     assert_eq!(
         send(&h.app, with_metadata(b"{oops", "1", &[])).await,
@@ -207,7 +134,7 @@ async fn without_a_dead_letter_topic_unwrapped_poison_is_400() {
 
 #[tokio::test]
 async fn byte_identical_bodies_without_metadata_are_one_event() {
-    let h = harness(Some(DLQ));
+    let h = harness(&[]);
     let first = event("e1", "create", "2025-07-23T10:15:00", json!({"a": 1}));
     for _ in 0..3 {
         assert_eq!(send(&h.app, bare(&first)).await, StatusCode::NO_CONTENT);
@@ -226,7 +153,7 @@ async fn byte_identical_bodies_without_metadata_are_one_event() {
 
 #[tokio::test]
 async fn with_metadata_the_message_id_decides_duplicates() {
-    let h = harness(Some(DLQ));
+    let h = harness(&[]);
     let body = event("e1", "create", "2025-07-23T10:15:00", json!({"a": 1}));
     for _ in 0..2 {
         assert_eq!(
@@ -240,7 +167,7 @@ async fn with_metadata_the_message_id_decides_duplicates() {
 
 #[tokio::test]
 async fn ambiguous_requests_are_refused_or_dead_lettered_never_applied() {
-    let h = harness(Some(DLQ));
+    let h = harness(&[]);
     // `{}` and envelope members without `message`: 400, nothing touched.
     for body in [&b"{}"[..], br#"{"subscription":"s"}"#] {
         assert_eq!(send(&h.app, bare(body)).await, StatusCode::BAD_REQUEST);
@@ -285,9 +212,4 @@ async fn ambiguous_requests_are_refused_or_dead_lettered_never_applied() {
     assert_eq!(dead[0].attributes["error_code"], "missing_field");
     assert_eq!(dead[0].attributes["original_message_id"], "outer");
     assert!(h.store.is_empty());
-}
-
-fn base64_of(data: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(data)
 }
