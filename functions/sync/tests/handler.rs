@@ -17,6 +17,9 @@ async fn every_delivery_form_applies_the_recipe_create() {
         "cloudevent_structured.json",
         "push_plain.json",
         "push_emulator.json",
+        "push_unwrapped_emulator.json",
+        "push_unwrapped_emulator_no_metadata.json",
+        "push_unwrapped_docs.json",
     ] {
         let h = harness(&[]);
         let req = fixture(name).to_request().expect("request");

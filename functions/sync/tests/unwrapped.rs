@@ -7,7 +7,6 @@ use common::*;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::json;
-use sync_core::MergePolicy;
 use sync_http::unwrapped::{
     derived_event_id, MESSAGE_ID_HEADER, PUBLISH_TIME_HEADER, SUBSCRIPTION_HEADER,
 };
@@ -32,33 +31,6 @@ fn bare(body: &[u8]) -> Request<Body> {
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Body::from(body.to_vec()))
         .expect("request")
-}
-
-#[tokio::test]
-async fn every_unwrapped_fixture_applies_the_recipe_create() {
-    for name in [
-        "push_unwrapped_emulator.json",
-        "push_unwrapped_emulator_no_metadata.json",
-        "push_unwrapped_docs.json",
-    ] {
-        let h = harness(&[]);
-        assert_eq!(
-            send(&h.app, fixture(name).to_request().expect("request")).await,
-            StatusCode::NO_CONTENT,
-            "{name}"
-        );
-        let state = h
-            .store
-            .get(None, "test-entity-001")
-            .unwrap_or_else(|| panic!("{name}: entity missing"));
-        assert_eq!(state.version, 1, "{name}");
-        let fields = state.visible_fields(&MergePolicy::default());
-        assert_eq!(fields["name"], "Test Product", "{name}");
-        let sent = h.publisher.sent_to("external-sync-create");
-        assert_eq!(sent.len(), 1, "{name}: one announcement");
-        assert_eq!(sent[0].attributes["version"], "1");
-        assert!(h.publisher.sent_to(DLQ).is_empty(), "{name}");
-    }
 }
 
 #[tokio::test]
