@@ -39,18 +39,40 @@ export GOOGLE_CLOUD_PROJECT=$PROJECT
 
 cargo build --workspace --bins --locked
 
+# Compile every test first, so each pass's time is its tests alone, and note
+# the executable of each integration suite in tests/. Pass 2 runs those
+# executables as they are: a second `cargo test` selecting only those suites
+# resolves features differently and rebuilds half the dependency graph (and
+# the next run's pass 1 rebuilds it back).
+suites_json="$logdir/test-executables.json"
+cargo test --workspace --locked --no-run --message-format=json-render-diagnostics >"$suites_json"
 firestore_suites=()
 firestore_names=()
-for f in tests/tests/*.rs; do
-  suite=$(basename "$f" .rs)
+while read -r suite exe; do
   [[ " ${firestore_skip[*]} " == *" $suite "* ]] && continue
-  firestore_suites+=(--test "$suite")
+  firestore_suites+=("$exe")
   firestore_names+=("$suite")
-done
-# Compile every test first, so each pass's time is its tests alone. Pass 2
-# selects its suites with --workspace too: `-p sync-tests` would unify features
-# differently and rebuild the dependencies a second time.
-cargo test --workspace --locked --no-run
+done < <(python3 - "$suites_json" "$root/tests/Cargo.toml" <<'PY'
+import json, sys
+path, manifest = sys.argv[1], sys.argv[2]
+for line in open(path):
+    m = json.loads(line)
+    if (m.get("reason") == "compiler-artifact" and m.get("executable")
+            and m["target"]["kind"] == ["test"] and m["manifest_path"] == manifest):
+        print(m["target"]["name"], m["executable"])
+PY
+)
+[ "${#firestore_suites[@]}" -gt 0 ] || { echo "no integration suites found in tests/" >&2; exit 1; }
+
+# run_suites EXECUTABLE...: each suite from tests/ (cargo runs them there),
+# all of them even when one fails; fails if any did.
+run_suites() {
+  local exe rc=0
+  for exe in "$@"; do
+    (cd "$root/tests" && "$exe") || rc=1
+  done
+  return "$rc"
+}
 
 summary=()
 failed=0
@@ -78,7 +100,7 @@ pubsub_emulator_start "$PROJECT" "$logdir"
 firestore_emulator_wait
 run_pass "2/2 tests/ (${firestore_names[*]}) on the Firestore emulator, Datastore mode ($FIRESTORE_DATASTORE_HOST)" \
   env DATASTORE_EMULATOR_FLAVOUR=firestore "DATASTORE_EMULATOR_HOST=$FIRESTORE_DATASTORE_HOST" \
-  cargo test --workspace --locked --no-fail-fast "${firestore_suites[@]}"
+  run_suites "${firestore_suites[@]}"
 
 printf '%s\n' "=== test passes ===" "${summary[@]}" >&2
 [ "$failed" -eq 0 ] || exit 1
