@@ -64,12 +64,14 @@ PY
 )
 [ "${#firestore_suites[@]}" -gt 0 ] || { echo "no integration suites found in tests/" >&2; exit 1; }
 
-# run_suites EXECUTABLE...: each suite from tests/ (cargo runs them there),
-# all of them even when one fails; fails if any did.
-run_suites() {
+# run_on_firestore EXECUTABLE...: each suite from tests/ (cargo runs them
+# there) against the Firestore emulator, all of them even when one fails;
+# fails if any did.
+run_on_firestore() {
   local exe rc=0
   for exe in "$@"; do
-    (cd "$root/tests" && "$exe") || rc=1
+    (cd "$root/tests" &&
+      DATASTORE_EMULATOR_FLAVOUR=firestore DATASTORE_EMULATOR_HOST=$FIRESTORE_DATASTORE_HOST "$exe") || rc=1
   done
   return "$rc"
 }
@@ -99,8 +101,7 @@ emulator_stop datastore
 pubsub_emulator_start "$PROJECT" "$logdir"
 firestore_emulator_wait
 run_pass "2/2 tests/ (${firestore_names[*]}) on the Firestore emulator, Datastore mode ($FIRESTORE_DATASTORE_HOST)" \
-  env DATASTORE_EMULATOR_FLAVOUR=firestore "DATASTORE_EMULATOR_HOST=$FIRESTORE_DATASTORE_HOST" \
-  run_suites "${firestore_suites[@]}"
+  run_on_firestore "${firestore_suites[@]}"
 
 printf '%s\n' "=== test passes ===" "${summary[@]}" >&2
 [ "$failed" -eq 0 ] || exit 1
