@@ -72,16 +72,21 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Fresh names.
+    /// Fresh names: the recipe's (`sync_core::wire::topology`), each behind a
+    /// unique prefix, so tests never share a resource.
     pub fn new(label: &str) -> Self {
+        use sync_core::wire::topology::{
+            AUDIT_SUBSCRIPTION, DEAD_LETTER_TOPIC, DLQ_SUBSCRIPTION, EVENTS_TOPIC,
+            EXTERNAL_TOPIC_PREFIX, SYNC_SUBSCRIPTION,
+        };
         let prefix = unique_name(label);
         Self {
-            topic: format!("{prefix}-data-sync-events"),
-            dead_letter_topic: format!("{prefix}-sync-dead-letters"),
-            sync_subscription: format!("{prefix}-sync-processor"),
-            audit_subscription: format!("{prefix}-audit-logger"),
-            dlq_subscription: format!("{prefix}-dlq-processor"),
-            external_prefix: format!("{prefix}-external-sync-"),
+            topic: format!("{prefix}-{EVENTS_TOPIC}"),
+            dead_letter_topic: format!("{prefix}-{DEAD_LETTER_TOPIC}"),
+            sync_subscription: format!("{prefix}-{SYNC_SUBSCRIPTION}"),
+            audit_subscription: format!("{prefix}-{AUDIT_SUBSCRIPTION}"),
+            dlq_subscription: format!("{prefix}-{DLQ_SUBSCRIPTION}"),
+            external_prefix: format!("{prefix}-{EXTERNAL_TOPIC_PREFIX}"),
             namespace: prefix.replace('-', "_"),
             prefix,
         }

@@ -23,6 +23,7 @@ pub mod policy;
 pub mod ports;
 pub mod state;
 pub mod value;
+pub mod wire;
 
 pub use error::{Disposition, ValidationError};
 pub use event::{parse_event, parse_timestamp, ChangeEvent, EntityId, Limits, Operation};

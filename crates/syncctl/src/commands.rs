@@ -9,21 +9,13 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
+use sync_core::wire::{dead_letter, topology::Topology};
 use sync_core::{EventPublisher, OutgoingMessage};
 use sync_pubsub::{
     AdminOutcome, DeadLetter, PubSubAdmin, PubSubConfig, PubSubPublisher, PubSubPuller,
     PushEndpoint, PushWrapper, ReceivedMessage, SubscriptionConfig,
 };
 use sync_store::{DatastoreStore, RawValue, StoreConfig};
-
-/// Attributes the sync function adds when dead-lettering, and the ones Pub/Sub
-/// adds: dropped when a message is replayed.
-const DEAD_LETTER_ATTRIBUTES: [&str; 4] = [
-    "error_code",
-    "error_message",
-    "original_message_id",
-    "original_subscription",
-];
 
 pub fn project(g: &Global) -> Result<String> {
     g.project
@@ -374,7 +366,12 @@ fn print_messages(ms: &[ReceivedMessage], format: Format) -> Result<()> {
 }
 
 fn matches(m: &ReceivedMessage, code: Option<&str>) -> bool {
-    code.is_none_or(|c| m.attributes.get("error_code").map(String::as_str) == Some(c))
+    code.is_none_or(|c| {
+        m.attributes
+            .get(dead_letter::ERROR_CODE)
+            .map(String::as_str)
+            == Some(c)
+    })
 }
 
 pub async fn dlq_list(g: &Global, s: DlqSelect) -> Result<()> {
@@ -397,9 +394,10 @@ pub async fn dlq_list(g: &Global, s: DlqSelect) -> Result<()> {
                 println!(
                     "  {} (original {}): {} — {}",
                     m.message_id,
-                    a.get("original_message_id").map_or("?", String::as_str),
-                    a.get("error_code").map_or("?", String::as_str),
-                    a.get("error_message").map_or("", String::as_str)
+                    a.get(dead_letter::ORIGINAL_MESSAGE_ID)
+                        .map_or("?", String::as_str),
+                    a.get(dead_letter::ERROR_CODE).map_or("?", String::as_str),
+                    a.get(dead_letter::ERROR_MESSAGE).map_or("", String::as_str)
                 );
                 println!(
                     "    data: {}",
@@ -437,22 +435,16 @@ pub async fn dlq_replay(g: &Global, r: DlqReplay) -> Result<()> {
                 println!(
                     "would replay {} ({}) to {}",
                     m.message_id,
-                    m.attributes.get("error_code").map_or("?", String::as_str),
+                    m.attributes
+                        .get(dead_letter::ERROR_CODE)
+                        .map_or("?", String::as_str),
                     r.topic
                 );
             }
             release.push(m.ack_id);
             continue;
         };
-        let attributes = m
-            .attributes
-            .iter()
-            .filter(|(k, _)| {
-                !DEAD_LETTER_ATTRIBUTES.contains(&k.as_str())
-                    && !k.starts_with("CloudPubSubDeadLetter")
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let attributes = dead_letter::strip(&m.attributes);
         let message = OutgoingMessage {
             data: r.data.clone().map_or(m.data.clone(), String::into_bytes),
             attributes,
@@ -546,12 +538,9 @@ where
 
 pub async fn setup(g: &Global, a: SetupArgs) -> Result<()> {
     let admin = admin(g).await?;
-    let n = |base: &str| match &a.suffix {
-        Some(s) if !s.is_empty() => format!("{base}-{s}"),
-        _ => base.to_string(),
-    };
-    let topic = n("data-sync-events");
-    let dlq = n("sync-dead-letters");
+    let names = Topology::new(a.suffix.as_deref());
+    let topic = names.events_topic;
+    let dlq = names.dead_letter_topic;
     let day = Duration::from_secs(86_400);
     // The recipe keeps audit messages 14 days and dead letters 30; Pub/Sub
     // allows up to 31, but the emulator refuses anything over 7.
@@ -567,16 +556,14 @@ pub async fn setup(g: &Global, a: SetupArgs) -> Result<()> {
         }
     };
     println!("Topology in project {}:", admin.project());
-    let externals: Vec<String> = ["create", "update", "delete"]
-        .iter()
-        .map(|op| n(&format!("external-sync-{op}")))
-        .collect();
+    // Not suffixed: the sync function publishes to EXTERNAL_TOPIC_PREFIX + op.
+    let externals = names.external_topics;
     for t in [&topic, &dlq].into_iter().chain(&externals) {
         made("topic", t, admin.create_topic(t)).await?;
     }
     // No retry policy on push subscriptions: on the emulator one made failed
     // pushes never come back. Deployments set one (deploy/pubsub.sh).
-    let sync_sub = n("sync-processor");
+    let sync_sub = names.sync_subscription;
     let sync_config = SubscriptionConfig {
         ack_deadline: Duration::from_secs(60),
         retention: Some(retention(7)),
@@ -597,7 +584,7 @@ pub async fn setup(g: &Global, a: SetupArgs) -> Result<()> {
     let sync_push = PushEndpoint::new(&a.sync_endpoint).with_wrapper(wrapper);
     let create = admin.create_push_subscription(&sync_sub, &topic, &sync_push, &sync_config);
     made("push sub", &sync_sub, create).await?;
-    let audit_sub = n("audit-logger");
+    let audit_sub = names.audit_subscription;
     let audit_config = SubscriptionConfig {
         ack_deadline: Duration::from_secs(30),
         retention: Some(retention(14)),
@@ -606,7 +593,7 @@ pub async fn setup(g: &Global, a: SetupArgs) -> Result<()> {
     let audit_push = PushEndpoint::new(&a.audit_endpoint).with_wrapper(wrapper);
     let create = admin.create_push_subscription(&audit_sub, &topic, &audit_push, &audit_config);
     made("push sub", &audit_sub, create).await?;
-    let dlq_sub = n("dlq-processor");
+    let dlq_sub = names.dlq_subscription;
     let dlq_config = SubscriptionConfig {
         ack_deadline: Duration::from_secs(60),
         retention: Some(retention(30)),
@@ -702,5 +689,57 @@ mod tests {
                 .and_then(|m| m.get("k").cloned()),
             Some("v=w".into())
         );
+    }
+
+    /// The deploy scripts' names, as `deploy/lib.sh` computes them with
+    /// `SUFFIX`, one `NAME=value` line each.
+    fn deploy_names(suffix: &str) -> BTreeMap<String, String> {
+        let lib = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/lib.sh");
+        let script = format!(
+            ". '{lib}'; PROJECT_ID=names-check SUFFIX='{suffix}' init_config; \
+             printf '%s\\n' TOPIC=\"$TOPIC\" DLQ_TOPIC=\"$DLQ_TOPIC\" \
+             SYNC_SUBSCRIPTION=\"$SYNC_SUBSCRIPTION\" AUDIT_SUBSCRIPTION=\"$AUDIT_SUBSCRIPTION\" \
+             DLQ_SUBSCRIPTION=\"$DLQ_SUBSCRIPTION\" EXTERNAL_TOPIC_PREFIX=\"$EXTERNAL_TOPIC_PREFIX\" \
+             EXTERNAL_TOPICS=\"${{EXTERNAL_TOPICS[*]}}\""
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "deploy/lib.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("UTF-8")
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn deploy_scripts_use_the_wire_topology() {
+        for suffix in [None, Some("ab12")] {
+            let ours = Topology::new(suffix);
+            let theirs = deploy_names(suffix.unwrap_or(""));
+            let want = BTreeMap::from(
+                [
+                    ("TOPIC", ours.events_topic.clone()),
+                    ("DLQ_TOPIC", ours.dead_letter_topic.clone()),
+                    ("SYNC_SUBSCRIPTION", ours.sync_subscription.clone()),
+                    ("AUDIT_SUBSCRIPTION", ours.audit_subscription.clone()),
+                    ("DLQ_SUBSCRIPTION", ours.dlq_subscription.clone()),
+                    (
+                        "EXTERNAL_TOPIC_PREFIX",
+                        sync_core::wire::topology::EXTERNAL_TOPIC_PREFIX.to_string(),
+                    ),
+                    ("EXTERNAL_TOPICS", ours.external_topics.join(" ")),
+                ]
+                .map(|(k, v)| (k.to_string(), v)),
+            );
+            assert_eq!(theirs, want, "suffix {suffix:?}");
+        }
     }
 }

@@ -189,7 +189,7 @@ pub enum DlqAction {
 #[derive(Args, Debug)]
 pub struct DlqSelect {
     /// The dead-letter subscription.
-    #[arg(long, default_value = "dlq-processor")]
+    #[arg(long, default_value = sync_core::wire::topology::DLQ_SUBSCRIPTION)]
     pub subscription: String,
     /// Only messages with this `error_code` attribute.
     #[arg(long)]
@@ -211,7 +211,7 @@ pub struct DlqReplay {
     #[command(flatten)]
     pub select: DlqSelect,
     /// Topic to republish to.
-    #[arg(long, default_value = "data-sync-events")]
+    #[arg(long, default_value = sync_core::wire::topology::EVENTS_TOPIC)]
     pub topic: String,
     /// Show what would be replayed, change nothing.
     #[arg(long)]
@@ -245,7 +245,7 @@ pub struct PullArgs {
 #[derive(Args, Debug)]
 pub struct LoadArgs {
     /// Topic id or path.
-    #[arg(long, default_value = "data-sync-events")]
+    #[arg(long, default_value = sync_core::wire::topology::EVENTS_TOPIC)]
     pub topic: String,
     /// Number of distinct events.
     #[arg(long)]

@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use sync_core::wire::{attribute_safe, dead_letter};
 use sync_core::{
     parse_event, Announcement, ChangeEvent, Disposition, EntityStore, EventPublisher,
     OutgoingMessage,
@@ -216,25 +217,15 @@ async fn dead_letter(app: &AppState, delivery: &Delivery, code: &str, message: &
         );
         return Reply::Rejected;
     };
-    // Pub/Sub allows 100 attributes: keep the reason, drop extras of the original.
-    let mut attributes: BTreeMap<String, String> = delivery
-        .attributes
-        .iter()
-        .take(95)
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    if delivery.attributes.len() > 95 {
-        attributes.insert("original_attributes_truncated".into(), "true".into());
-    }
-    attributes.insert("error_code".into(), code.to_string());
-    attributes.insert("error_message".into(), attribute_safe(message));
-    attributes.insert(
-        "original_message_id".into(),
-        attribute_safe(&delivery.message_id),
+    let attributes = dead_letter::attributes(
+        &delivery.attributes,
+        dead_letter::Reason {
+            code,
+            message,
+            message_id: &delivery.message_id,
+            subscription: delivery.subscription.as_deref(),
+        },
     );
-    if let Some(s) = &delivery.subscription {
-        attributes.insert("original_subscription".into(), attribute_safe(s));
-    }
     let out = OutgoingMessage {
         data: delivery.original_data().to_vec(),
         attributes,
@@ -279,18 +270,4 @@ async fn publish_with_retry(
             }
         }
     }
-}
-
-/// Pub/Sub attribute values and ordering keys hold at most 1024 bytes: longer
-/// text is cut at a character boundary and marked with `…`.
-pub fn attribute_safe(s: &str) -> String {
-    const MAX: usize = 1024;
-    if s.len() <= MAX {
-        return s.to_string();
-    }
-    let mut end = MAX - '…'.len_utf8();
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }

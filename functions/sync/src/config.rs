@@ -122,7 +122,7 @@ impl Config {
         };
         let external_topic_prefix = vars
             .get(EXTERNAL_TOPIC_PREFIX)
-            .unwrap_or_else(|| "external-sync-".into());
+            .unwrap_or_else(|| sync_core::wire::topology::EXTERNAL_TOPIC_PREFIX.into());
         check(check_topic(&format!("{external_topic_prefix}update")).map_err(|e| format!("{EXTERNAL_TOPIC_PREFIX}={external_topic_prefix:?} does not make valid topic names: {e}")));
         let dead_letter_topic = vars.get(DEAD_LETTER_TOPIC);
         if let Some(t) = &dead_letter_topic {
@@ -210,7 +210,7 @@ impl Config {
 
     /// The announcement topic of an operation.
     pub fn external_topic(&self, operation: sync_core::Operation) -> String {
-        format!("{}{}", self.external_topic_prefix, operation.as_str())
+        sync_core::wire::topology::external_topic(&self.external_topic_prefix, operation)
     }
 }
 
