@@ -2,7 +2,7 @@
 # The test command: the Dockerfile's stages replayed without a container
 # engine; unit, property, integration and end-to-end tests, with the official
 # emulators started here on free ports and stopped on exit; then the
-# deploy-script tests. Leaves nothing running. Needs scripts/tools.sh's tools.
+# deploy-script tests. Leaves nothing running. Installs the pinned tools first.
 #
 # Two passes over the Datastore-backed suites:
 #   1. the whole workspace, Datastore API served by the Datastore emulator
@@ -22,6 +22,10 @@ logdir=${TEST_LOG_DIR:-"$root/target/test-logs"}
 
 # Suites of tests/tests/ that never touch Datastore: not repeated in pass 2.
 firestore_skip=(pubsub)
+
+# The pinned tools (cargo-chef for the image check), before any test starts;
+# a no-op when they are there already (as under .ci/run, which installs them first).
+"$root/scripts/tools.sh"
 
 # The image's builder stage, for both functions, with the replay's self-test
 # (a member added without touching the Dockerfile still builds). It needs no
