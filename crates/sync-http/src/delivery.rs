@@ -153,8 +153,17 @@ impl Delivery {
         if unwrapped::has_metadata(headers) {
             return unwrapped::decode_with_metadata(headers, body);
         }
+        // The common form, a wrapped push, is read in one pass; only a body
+        // that is not one is looked at again to tell the other forms apart.
+        if is_push_candidate(headers)? {
+            if let Ok(envelope) = parse_envelope(body) {
+                if envelope.message.is_some() {
+                    return push_delivery(headers, envelope);
+                }
+            }
+        }
         match detect_form(headers, body)? {
-            DeliveryForm::PubSubPush => decode_push(headers, body),
+            DeliveryForm::PubSubPush => push_delivery(headers, parse_envelope(body)?),
             DeliveryForm::PubSubUnwrapped { .. } => {
                 Ok(unwrapped::decode_without_metadata(headers, body))
             }
@@ -310,8 +319,19 @@ impl<'de> Deserialize<'de> for TopLevelKeys {
     }
 }
 
-fn decode_push(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, DeliveryError> {
-    let envelope = parse_envelope(body)?;
+/// Whether the headers allow a wrapped push: no CloudEvent marker, and a JSON
+/// content type or none (what [`detect_form`] requires of an envelope).
+fn is_push_candidate(headers: &HeaderMap) -> Result<bool, DeliveryError> {
+    let json_or_none = match media_type(headers)?.as_deref() {
+        None => true,
+        // Structured and batched CloudEvents (both end in `+json`).
+        Some(m) if m.starts_with("application/cloudevents") => false,
+        Some(m) => is_json_media_type(m),
+    };
+    Ok(json_or_none && !headers.contains_key("ce-specversion"))
+}
+
+fn push_delivery(headers: &HeaderMap, envelope: Envelope) -> Result<Delivery, DeliveryError> {
     let mut delivery = envelope.into_delivery(DeliveryForm::PubSubPush, None)?;
     delivery.trace = TraceContext::from_headers(headers);
     Ok(delivery)
