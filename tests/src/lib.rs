@@ -326,7 +326,8 @@ impl Drop for FunctionProcess {
     }
 }
 
-/// The environment of a sync function process for `topology`.
+/// The environment of a sync function process for `topology`, logging plain
+/// text without terminal colours.
 pub fn sync_env(
     topology: &Topology,
     pubsub_host: &str,
@@ -340,6 +341,8 @@ pub fn sync_env(
         ("DEAD_LETTER_TOPIC", &topology.dead_letter_topic),
         ("EXTERNAL_TOPIC_PREFIX", &topology.external_prefix),
         ("LOG_FORMAT", "text"),
+        // Unstyled text (tracing-subscriber honours NO_COLOR): tests read it back.
+        ("NO_COLOR", "1"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -454,9 +454,7 @@ async fn two_instances_contending_on_hot_entities_converge() -> Result<()> {
     let c = clients().await?;
     let t = Topology::new("contend");
     t.create_base(&c.admin).await?;
-    // Unstyled text logs, to read the attempts back.
-    let mut env = sync_env(&t, &ps, &ds);
-    env.push(("NO_COLOR".to_string(), "1".to_string()));
+    let env = sync_env(&t, &ps, &ds);
     let first = FunctionProcess::start("sync-function", env.clone()).await?;
     let second = FunctionProcess::start("sync-function", env).await?;
     t.subscribe_sync(&c.admin, &first.url(), 5).await?;

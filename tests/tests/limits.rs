@@ -147,7 +147,7 @@ async fn production_limits_are_dead_lettered_on_the_first_delivery() -> Result<(
 
     // One delivery each: the function handled each refused message once,
     // and nothing more reaches the dead-letter subscription.
-    let log = plain_text(&sync.log_text());
+    let log = sync.log_text();
     for (id, (code, _)) in &codes {
         let span = format!("message_id={id} ");
         let lines: Vec<&str> = log.lines().filter(|l| l.contains(&span)).collect();
@@ -171,17 +171,4 @@ async fn production_limits_are_dead_lettered_on_the_first_delivery() -> Result<(
         ensure!(store.query_kind(kind).await?.is_empty(), "{kind} not empty");
     }
     Ok(())
-}
-
-/// The function's text log without the terminal colour codes.
-fn plain_text(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut rest = log;
-    while let Some(start) = rest.find('\u{1b}') {
-        out.push_str(&rest[..start]);
-        rest = &rest[start..];
-        rest = rest.find('m').map_or("", |end| &rest[end + 1..]);
-    }
-    out.push_str(rest);
-    out
 }
