@@ -4,8 +4,8 @@
 # `emulators_stop` runs on exit (the caller's trap). Exports
 # DATASTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST for everything started after.
 #
-# `firestore_emulator_start PROJECT LOGDIR` (or `_launch`, later `_wait`) also
-# starts the Firestore emulator in Datastore mode (production's pessimistic
+# `firestore_emulator_launch PROJECT LOGDIR`, later `firestore_emulator_wait`,
+# also starts the Firestore emulator in Datastore mode (production's pessimistic
 # locking) and sets FIRESTORE_DATASTORE_HOST (not exported: a caller points
 # DATASTORE_EMULATOR_HOST at it for the commands meant to use it).
 #
@@ -68,31 +68,33 @@ emulator_stop() {
   EMULATOR_PGIDS=("${kept[@]}")
 }
 
-# pubsub_emulator_start PROJECT LOGDIR: a Pub/Sub emulator on a free port,
-# exported as PUBSUB_EMULATOR_HOST once ready (replaces a running one's
-# name; stop that first with `emulator_stop pubsub`).
-pubsub_emulator_start() {
+# pubsub_emulator_launch PROJECT LOGDIR: a Pub/Sub emulator on a free port,
+# exported as PUBSUB_EMULATOR_HOST, without waiting for it (replaces a running
+# one's name; stop that first with `emulator_stop pubsub`).
+pubsub_emulator_launch() {
   local project=$1 logdir=$2 port
   mkdir -p "$logdir"
   port=$(free_port)
   emulator_start pubsub "$logdir/pubsub-emulator-$port.log" beta emulators pubsub start \
     "--host-port=127.0.0.1:$port" "--project=$project"
   export PUBSUB_EMULATOR_HOST="127.0.0.1:$port"
+}
+
+# pubsub_emulator_start PROJECT LOGDIR: launch one and wait until it is ready.
+pubsub_emulator_start() {
+  pubsub_emulator_launch "$@"
   wait_http_ok "$PUBSUB_EMULATOR_HOST" 90
   echo "Pub/Sub emulator ready: PUBSUB_EMULATOR_HOST=$PUBSUB_EMULATOR_HOST" >&2
 }
 
 emulators_start() {
-  local project=$1 logdir=$2 ds_port ps_port
+  local project=$1 logdir=$2 ds_port
   mkdir -p "$logdir"
   ds_port=$(free_port)
-  ps_port=$(free_port)
   emulator_start datastore "$logdir/datastore-emulator.log" beta emulators datastore start --no-store-on-disk \
     --consistency=1.0 "--host-port=127.0.0.1:$ds_port" "--project=$project"
-  emulator_start pubsub "$logdir/pubsub-emulator.log" beta emulators pubsub start \
-    "--host-port=127.0.0.1:$ps_port" "--project=$project"
   export DATASTORE_EMULATOR_HOST="127.0.0.1:$ds_port"
-  export PUBSUB_EMULATOR_HOST="127.0.0.1:$ps_port"
+  pubsub_emulator_launch "$project" "$logdir"
   wait_http_ok "$DATASTORE_EMULATOR_HOST" 90
   wait_http_ok "$PUBSUB_EMULATOR_HOST" 90
   echo "emulators ready: DATASTORE_EMULATOR_HOST=$DATASTORE_EMULATOR_HOST PUBSUB_EMULATOR_HOST=$PUBSUB_EMULATOR_HOST" >&2
@@ -115,12 +117,6 @@ firestore_emulator_launch() {
 firestore_emulator_wait() {
   wait_http_ok "$FIRESTORE_DATASTORE_HOST" 90
   echo "Firestore emulator (Datastore mode) ready: FIRESTORE_DATASTORE_HOST=$FIRESTORE_DATASTORE_HOST" >&2
-}
-
-# firestore_emulator_start PROJECT LOGDIR: launch and wait.
-firestore_emulator_start() {
-  firestore_emulator_launch "$@"
-  firestore_emulator_wait
 }
 
 emulators_stop() {
