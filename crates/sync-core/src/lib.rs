@@ -8,11 +8,18 @@
 //! arguments, so every decision is a deterministic function that unit and
 //! property tests can check exhaustively.
 //!
+//! Two small helpers serve the adapters and binaries alike: [`env`] reads
+//! settings through a lookup function (never the process environment itself)
+//! and names the variables every binary shares; [`backoff`] computes jittered
+//! retry waits.
+//!
 //! What it leaves out: Datastore and Pub/Sub wire types (see `sync-store` and
-//! `sync-pubsub`), HTTP delivery decoding (`sync-http`), configuration from the
-//! environment and telemetry (the function binaries).
+//! `sync-pubsub`), HTTP delivery decoding (`sync-http`), which settings each
+//! binary reads, and telemetry (the function binaries).
 #![deny(missing_docs)]
 
+pub mod backoff;
+pub mod env;
 pub mod error;
 pub mod event;
 pub mod limits;
