@@ -1,10 +1,10 @@
-//! Runtime settings both functions share, read through a lookup function so
-//! tests pass a map instead of touching the process environment.
+//! Runtime settings both functions share: the HTTP part of each function's
+//! configuration, read through `sync_core::env` so tests pass a map instead of
+//! touching the process environment.
 
 use crate::delivery::DEFAULT_MAX_BODY_BYTES;
 use crate::telemetry::LogFormat;
-use std::str::FromStr;
-use thiserror::Error;
+use sync_core::env::{Problems, Vars};
 
 /// Port to listen on (Cloud Run sets it).
 pub const PORT: &str = "PORT";
@@ -15,108 +15,6 @@ pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
 /// Default `PORT`.
 pub const DEFAULT_PORT: u16 = 8080;
-
-/// A setting that is present but unusable.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ConfigError {
-    /// The value does not have the expected form.
-    #[error("{variable}={value:?} is invalid: expected {expected}")]
-    Invalid {
-        /// The variable.
-        variable: &'static str,
-        /// The value found.
-        value: String,
-        /// What would have been accepted, in words.
-        expected: &'static str,
-    },
-    /// A required variable is absent or empty.
-    #[error("{variable} is not set: expected {expected}")]
-    Missing {
-        /// The variable.
-        variable: &'static str,
-        /// What would have been accepted, in words.
-        expected: &'static str,
-    },
-}
-
-/// Reads settings through a lookup function (`|k| std::env::var(k).ok()` in
-/// production, a map in tests). Values are trimmed; an empty value counts as unset.
-///
-/// ```
-/// use std::collections::HashMap;
-/// use sync_http::config::Vars;
-///
-/// let map = HashMap::from([("RETRIES", "3")]);
-/// let vars = Vars::new(|k: &str| map.get(k).map(|v| v.to_string()));
-/// let retries: u32 = vars.parse_or("RETRIES", 5, "a whole number")?;
-/// assert_eq!(retries, 3);
-/// # Ok::<(), sync_http::config::ConfigError>(())
-/// ```
-pub struct Vars<F> {
-    lookup: F,
-}
-
-impl<F: Fn(&str) -> Option<String>> Vars<F> {
-    /// Wraps a lookup function.
-    pub fn new(lookup: F) -> Self {
-        Self { lookup }
-    }
-
-    /// The trimmed value of `name`, or `None` when unset or empty.
-    pub fn get(&self, name: &str) -> Option<String> {
-        (self.lookup)(name)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    }
-
-    /// The value of `name`, which must be set.
-    ///
-    /// # Errors
-    /// [`ConfigError::Missing`] when unset or empty.
-    pub fn required(
-        &self,
-        name: &'static str,
-        expected: &'static str,
-    ) -> Result<String, ConfigError> {
-        self.get(name).ok_or(ConfigError::Missing {
-            variable: name,
-            expected,
-        })
-    }
-
-    /// `name` parsed as `T`, or `None` when unset.
-    ///
-    /// # Errors
-    /// [`ConfigError::Invalid`] when set but unparseable.
-    pub fn parse_opt<T: FromStr>(
-        &self,
-        name: &'static str,
-        expected: &'static str,
-    ) -> Result<Option<T>, ConfigError> {
-        self.get(name)
-            .map(|value| {
-                value.parse().map_err(|_| ConfigError::Invalid {
-                    variable: name,
-                    value,
-                    expected,
-                })
-            })
-            .transpose()
-    }
-
-    /// `name` parsed as `T`, or `default` when unset.
-    ///
-    /// # Errors
-    /// [`ConfigError::Invalid`] when set but unparseable.
-    pub fn parse_or<T: FromStr>(
-        &self,
-        name: &'static str,
-        default: T,
-        expected: &'static str,
-    ) -> Result<T, ConfigError> {
-        Ok(self.parse_opt(name, expected)?.unwrap_or(default))
-    }
-}
 
 /// Settings of the HTTP runtime: port, body limit, log format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,39 +38,42 @@ impl Default for RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    /// Reads `PORT`, `MAX_BODY_BYTES` and `LOG_FORMAT` through `lookup`.
-    ///
-    /// # Errors
-    /// Names the first variable whose value is unusable, and the form expected.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let vars = Vars::new(lookup);
-        let port = vars.parse_or(PORT, DEFAULT_PORT, "a TCP port number, 0-65535")?;
-        let max_body_bytes = vars.parse_or(
-            MAX_BODY_BYTES,
-            DEFAULT_MAX_BODY_BYTES,
-            "a positive number of bytes (default 16777216)",
-        )?;
-        if max_body_bytes == 0 {
-            return Err(ConfigError::Invalid {
-                variable: MAX_BODY_BYTES,
-                value: "0".into(),
-                expected: "a positive number of bytes (default 16777216)",
-            });
+    /// Reads `PORT`, `MAX_BODY_BYTES` and `LOG_FORMAT`; each unusable value is
+    /// noted in `problems` (naming the variable and the form expected) and its
+    /// default kept.
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(
+        vars: &Vars<F>,
+        problems: &mut Problems,
+    ) -> Self {
+        let d = Self::default();
+        Self {
+            port: problems.or(
+                vars.parse_or(PORT, d.port, "a TCP port number, 0-65535"),
+                d.port,
+            ),
+            max_body_bytes: problems
+                .or(
+                    vars.parse_where(
+                        MAX_BODY_BYTES,
+                        "a positive number of bytes (default 16777216)",
+                        |n: &usize| *n > 0,
+                    ),
+                    None,
+                )
+                .unwrap_or(d.max_body_bytes),
+            log_format: problems.or(
+                vars.parse_or(LOG_FORMAT, d.log_format, "`json` or `text`"),
+                d.log_format,
+            ),
         }
-        let log_format = vars.parse_or(LOG_FORMAT, LogFormat::Json, "`json` or `text`")?;
-        Ok(Self {
-            port,
-            max_body_bytes,
-            log_format,
-        })
     }
 
-    /// [`from_lookup`](Self::from_lookup) on the process environment.
+    /// [`from_vars`](Self::from_vars) on its own.
     ///
     /// # Errors
-    /// As [`from_lookup`](Self::from_lookup).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+    /// Every unusable variable, one a line.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Problems> {
+        sync_core::env::read(lookup, Self::from_vars)
     }
 }
 
@@ -181,7 +82,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn config(pairs: &[(&str, &str)]) -> Result<RuntimeConfig, ConfigError> {
+    fn config(pairs: &[(&str, &str)]) -> Result<RuntimeConfig, Problems> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -190,7 +91,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_when_nothing_is_set() -> Result<(), ConfigError> {
+    fn defaults_when_nothing_is_set() -> Result<(), Problems> {
         assert_eq!(config(&[])?, RuntimeConfig::default());
         let d = RuntimeConfig::default();
         assert_eq!(d.port, 8080);
@@ -200,7 +101,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_every_variable() -> Result<(), ConfigError> {
+    fn reads_every_variable() -> Result<(), Problems> {
         let c = config(&[
             ("PORT", "9090"),
             ("MAX_BODY_BYTES", " 1024 "),
@@ -213,7 +114,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_values_count_as_unset() -> Result<(), ConfigError> {
+    fn empty_values_count_as_unset() -> Result<(), Problems> {
         assert_eq!(
             config(&[("PORT", ""), ("LOG_FORMAT", "  ")])?,
             RuntimeConfig::default()
@@ -242,14 +143,13 @@ mod tests {
     }
 
     #[test]
-    fn required_reports_missing() {
-        let vars = Vars::new(|_: &str| None);
-        let e = vars
-            .required("GOOGLE_CLOUD_PROJECT", "a project id")
-            .expect_err("missing");
-        assert_eq!(
-            e.to_string(),
-            "GOOGLE_CLOUD_PROJECT is not set: expected a project id"
-        );
+    fn every_bad_variable_is_reported() {
+        let e = config(&[
+            ("PORT", "http"),
+            ("MAX_BODY_BYTES", "0"),
+            ("LOG_FORMAT", "xml"),
+        ])
+        .expect_err("three problems");
+        assert_eq!(e.len(), 3, "{e}");
     }
 }

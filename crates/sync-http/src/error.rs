@@ -2,12 +2,14 @@
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
+use sync_core::Disposition;
 use thiserror::Error;
 
 /// Why a request cannot be decoded into a [`Delivery`](crate::Delivery).
 ///
-/// Every variant means "there is no message here to dead-letter": the handler
-/// answers 4xx (Pub/Sub treats it as a nack) and logs the reason. Bad message
+/// Every variant means "there is no message here to dead-letter": the
+/// extractor logs the reason once and the request is answered 4xx (Pub/Sub
+/// treats it as a nack). Bad message
 /// *data* is not one of these: see [`InvalidBase64`], which travels inside the
 /// `Delivery` so the message can still be dead-lettered with its id.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -71,15 +73,10 @@ impl DeliveryError {
     }
 }
 
-/// Answers with the status and the bare error code: details go to the log only.
+/// Answers with the status and the bare error code: details go to the log
+/// only, written where the rejection is produced (the extractor).
 impl IntoResponse for DeliveryError {
     fn into_response(self) -> Response {
-        tracing::warn!(
-            outcome = "rejected",
-            error_code = self.code(),
-            error = %self,
-            "request is not a Pub/Sub delivery"
-        );
         (self.status(), self.code()).into_response()
     }
 }
@@ -101,6 +98,11 @@ impl InvalidBase64 {
     /// Stable machine code for dead-letter attributes and logs: `invalid_base64`.
     pub fn code(&self) -> &'static str {
         "invalid_base64"
+    }
+
+    /// Always permanent: the same bytes never decode.
+    pub fn disposition(&self) -> Disposition {
+        Disposition::Permanent
     }
 }
 
@@ -138,5 +140,6 @@ mod tests {
             reason: "bad".into(),
         };
         assert_eq!(e.code(), "invalid_base64");
+        assert_eq!(e.disposition(), Disposition::Permanent);
     }
 }

@@ -1,5 +1,6 @@
 //! The axum extractor: a request in, a [`Delivery`] out, body limit enforced
-//! before anything is buffered beyond it.
+//! before anything is buffered beyond it. A request that is not a delivery is
+//! logged here, once, and rejected with its [`DeliveryError`].
 
 use crate::delivery::{Delivery, DEFAULT_MAX_BODY_BYTES};
 use crate::error::DeliveryError;
@@ -35,28 +36,40 @@ impl<S: Send + Sync> FromRequest<S> for Delivery {
     type Rejection = DeliveryError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let limit = req
-            .extensions()
-            .get::<BodyLimit>()
-            .copied()
-            .unwrap_or_default()
-            .0;
-        let (parts, body) = req.into_parts();
-        // Checked before reading so a wrong request costs nothing.
-        if parts.method != Method::POST {
-            return Err(DeliveryError::MethodNotAllowed(parts.method.to_string()));
-        }
-        let declared = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(DeliveryError::BodyTooLarge { limit });
-        }
-        let bytes = read_limited(body, limit).await?;
-        Delivery::decode(&parts.method, &parts.headers, &bytes)
+        decode_request(req).await.inspect_err(|e| {
+            tracing::warn!(
+                outcome = "rejected",
+                error_code = e.code(),
+                error = %e,
+                "request is not a Pub/Sub delivery"
+            );
+        })
     }
+}
+
+/// The [`Delivery`] in `req`, read under the [`BodyLimit`] in its extensions.
+async fn decode_request(req: Request) -> Result<Delivery, DeliveryError> {
+    let limit = req
+        .extensions()
+        .get::<BodyLimit>()
+        .copied()
+        .unwrap_or_default()
+        .0;
+    let (parts, body) = req.into_parts();
+    // Checked before reading so a wrong request costs nothing.
+    if parts.method != Method::POST {
+        return Err(DeliveryError::MethodNotAllowed(parts.method.to_string()));
+    }
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(DeliveryError::BodyTooLarge { limit });
+    }
+    let bytes = read_limited(body, limit).await?;
+    Delivery::decode(&parts.method, &parts.headers, &bytes)
 }
 
 /// Reads at most `limit` bytes of `body`.

@@ -8,14 +8,16 @@
 //!   included), or an unwrapped push (`noWrapper`, with or without
 //!   write-metadata headers: [`unwrapped`]) — with an axum extractor that enforces the body limit
 //!   ([`BodyLimit`], default 16 MiB) before buffering, and typed errors
-//!   ([`DeliveryError`] for "not a delivery at all", answered 4xx;
+//!   ([`DeliveryError`] for "not a delivery at all", logged once by the
+//!   extractor and answered 4xx;
 //!   [`InvalidBase64`] kept inside the `Delivery` so the message can still be
 //!   dead-lettered);
 //! - trace context from `traceparent` / `X-Cloud-Trace-Context` ([`TraceContext`]);
 //! - [`telemetry`]: Cloud Logging JSON or text logs, with trace correlation;
 //! - [`server`]: `serve` on `0.0.0.0:PORT`, graceful shutdown on SIGTERM, `healthz`;
-//! - [`config`]: `PORT`, `MAX_BODY_BYTES`, `LOG_FORMAT` through a lookup
-//!   function, and [`config::Vars`] for the functions' own settings;
+//! - [`config`]: [`RuntimeConfig`], the HTTP part of each function's settings
+//!   (`PORT`, `MAX_BODY_BYTES`, `LOG_FORMAT`), read through `sync_core::env`
+//!   with the rest of the function's settings;
 //! - [`fixture`]: captured requests stored as JSON, replayed in tests.
 //!
 //! What it leaves out: what a delivery *means* (parsing the change event,
@@ -34,7 +36,7 @@ pub mod telemetry;
 pub mod trace;
 pub mod unwrapped;
 
-pub use config::{ConfigError, RuntimeConfig};
+pub use config::RuntimeConfig;
 pub use delivery::{CloudEventMeta, Delivery, DeliveryForm, DEFAULT_MAX_BODY_BYTES};
 pub use error::{DeliveryError, InvalidBase64};
 pub use extract::BodyLimit;

@@ -1,12 +1,14 @@
-//! Where Pub/Sub is and how the adapter talks to it.
+//! Where Pub/Sub is and how the adapter talks to it; and the part of a
+//! binary's settings that says so ([`PubSubConfig::from_vars`]).
 
 use crate::error::PubSubError;
 use std::time::Duration;
+use sync_core::env::{Problems, Vars};
 
-/// Project id for bare topic and subscription ids.
-pub const GOOGLE_CLOUD_PROJECT: &str = "GOOGLE_CLOUD_PROJECT";
-/// `host:port` of the Pub/Sub emulator; when set, no credentials are used.
-pub const PUBSUB_EMULATOR_HOST: &str = "PUBSUB_EMULATOR_HOST";
+/// The shared names (project id for bare topic and subscription ids; the
+/// emulator's `host:port`, with which no credentials are used), from
+/// `sync_core::env`.
+pub use sync_core::env::{GOOGLE_CLOUD_PROJECT, PUBSUB_EMULATOR_HOST};
 /// Per-publish timeout in milliseconds (default 10000).
 pub const PUBSUB_PUBLISH_TIMEOUT_MS: &str = "PUBSUB_PUBLISH_TIMEOUT_MS";
 /// Publisher batching delay in milliseconds (default 0).
@@ -100,61 +102,62 @@ impl PubSubConfig {
         self
     }
 
-    /// Reads [`GOOGLE_CLOUD_PROJECT`] (required), [`PUBSUB_EMULATOR_HOST`],
-    /// [`PUBSUB_PUBLISH_TIMEOUT_MS`], [`PUBSUB_BATCH_DELAY_MS`] and
-    /// [`PUBSUB_MAX_ORDERING_KEYS`] through `lookup`. Empty values count as unset.
-    ///
-    /// # Errors
-    /// [`PubSubError::Config`] naming the variable and the expected form.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, PubSubError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let millis = |name: &'static str, default: Duration| match get(name) {
-            None => Ok(default),
-            Some(v) => {
-                v.parse::<u64>()
-                    .map(Duration::from_millis)
-                    .map_err(|_| PubSubError::Config {
-                        variable: name,
-                        value: v,
-                        expected: "a whole number of milliseconds",
-                    })
-            }
-        };
-        let project = get(GOOGLE_CLOUD_PROJECT).ok_or(PubSubError::Config {
-            variable: GOOGLE_CLOUD_PROJECT,
-            value: String::new(),
-            expected: "a Google Cloud project id",
-        })?;
-        let mut config = Self::new(project)
-            .with_publish_timeout(millis(PUBSUB_PUBLISH_TIMEOUT_MS, DEFAULT_PUBLISH_TIMEOUT)?)
-            .with_batch_delay(millis(PUBSUB_BATCH_DELAY_MS, DEFAULT_BATCH_DELAY)?);
-        if let Some(host) = get(PUBSUB_EMULATOR_HOST) {
+    /// The Pub/Sub part of a binary's settings, for `project`:
+    /// [`PUBSUB_EMULATOR_HOST`], [`PUBSUB_PUBLISH_TIMEOUT_MS`] (positive),
+    /// [`PUBSUB_BATCH_DELAY_MS`] and [`PUBSUB_MAX_ORDERING_KEYS`] (positive).
+    /// Each unusable value is noted in `problems`, naming the variable, and its
+    /// default kept.
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(
+        project: impl Into<String>,
+        vars: &Vars<F>,
+        problems: &mut Problems,
+    ) -> Self {
+        let mut config = Self::new(project);
+        if let Some(host) = vars.get(PUBSUB_EMULATOR_HOST) {
             config = config.with_emulator(host);
         }
-        if let Some(v) = get(PUBSUB_MAX_ORDERING_KEYS) {
-            let keys = v
-                .parse::<usize>()
-                .ok()
-                .filter(|k| *k > 0)
-                .ok_or(PubSubError::Config {
-                    variable: PUBSUB_MAX_ORDERING_KEYS,
-                    value: v,
-                    expected: "a positive whole number",
-                })?;
-            config = config.with_max_ordering_keys(keys);
+        let mut millis = |name, expected, accept: fn(&u64) -> bool| {
+            problems
+                .or(vars.parse_where(name, expected, accept), None)
+                .map(Duration::from_millis)
+        };
+        if let Some(t) = millis(
+            PUBSUB_PUBLISH_TIMEOUT_MS,
+            "a positive whole number of milliseconds",
+            |ms| *ms > 0,
+        ) {
+            config.publish_timeout = t;
         }
-        if config.publish_timeout.is_zero() {
-            return Err(PubSubError::Config {
-                variable: PUBSUB_PUBLISH_TIMEOUT_MS,
-                value: "0".into(),
-                expected: "a positive number of milliseconds",
-            });
+        if let Some(d) = millis(
+            PUBSUB_BATCH_DELAY_MS,
+            "a whole number of milliseconds",
+            |_| true,
+        ) {
+            config.batch_delay = d;
         }
-        Ok(config)
+        let keys = vars.parse_where(
+            PUBSUB_MAX_ORDERING_KEYS,
+            "a positive whole number",
+            |k: &usize| *k > 0,
+        );
+        if let Some(keys) = problems.or(keys, None) {
+            config.max_ordering_keys = keys;
+        }
+        config
+    }
+
+    /// Reads [`GOOGLE_CLOUD_PROJECT`] (required), then as
+    /// [`from_vars`](Self::from_vars), through `lookup`. Empty values count as unset.
+    ///
+    /// # Errors
+    /// [`PubSubError::Config`] naming every unusable variable and the form expected.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, PubSubError> {
+        sync_core::env::read(lookup, |vars, problems| {
+            let project = problems
+                .or_default(vars.required(GOOGLE_CLOUD_PROJECT, "a Google Cloud project id"));
+            Self::from_vars(project, vars, problems)
+        })
+        .map_err(PubSubError::Config)
     }
 
     /// `http://host:port` of the emulator, when one is configured.
@@ -203,6 +206,18 @@ mod tests {
     fn errors_name_the_variable() {
         let e = from(&[]).expect_err("no project");
         assert!(e.to_string().contains("GOOGLE_CLOUD_PROJECT"), "{e}");
+        let e = from(&[
+            ("PUBSUB_PUBLISH_TIMEOUT_MS", "soon"),
+            ("PUBSUB_MAX_ORDERING_KEYS", "0"),
+        ])
+        .expect_err("three problems");
+        for name in [
+            "GOOGLE_CLOUD_PROJECT",
+            "PUBSUB_PUBLISH_TIMEOUT_MS",
+            "PUBSUB_MAX_ORDERING_KEYS",
+        ] {
+            assert!(e.to_string().contains(name), "{name}: {e}");
+        }
         let e = from(&[
             ("GOOGLE_CLOUD_PROJECT", "p"),
             ("PUBSUB_PUBLISH_TIMEOUT_MS", "10s"),

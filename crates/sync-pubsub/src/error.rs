@@ -10,16 +10,9 @@ type Source = Box<dyn std::error::Error + Send + Sync>;
 /// Publishing reports [`sync_core::PublishError`] instead, as the port requires.
 #[derive(Debug, Error)]
 pub enum PubSubError {
-    /// A setting is missing or unusable.
-    #[error("{variable}={value:?} is invalid: expected {expected}")]
-    Config {
-        /// The variable.
-        variable: &'static str,
-        /// The value found (empty when unset).
-        value: String,
-        /// What would have been accepted.
-        expected: &'static str,
-    },
+    /// Settings are missing or unusable: every problem found, one a line.
+    #[error("{0}")]
+    Config(sync_core::env::Problems),
     /// A topic or subscription name is neither an id nor a full path of the right kind.
     #[error("`{name}` is not a valid {kind} id or path: {reason}")]
     InvalidName {
@@ -86,7 +79,7 @@ impl PubSubError {
             Self::Rpc {
                 transient: true, ..
             } => Disposition::Transient,
-            Self::Config { .. }
+            Self::Config(_)
             | Self::InvalidName { .. }
             | Self::Client { .. }
             | Self::NotFound { .. }
@@ -97,7 +90,7 @@ impl PubSubError {
     /// Stable machine code for logs.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Config { .. } => "invalid_config",
+            Self::Config(_) => "invalid_config",
             Self::InvalidName { .. } => "invalid_name",
             Self::Client { .. } => "client_setup",
             Self::NotFound { .. } => "not_found",

@@ -4,15 +4,22 @@
 //! - [`PubSubPublisher`], the [`sync_core::EventPublisher`] port on the
 //!   official `google-cloud-pubsub` client: one cached batching publisher per
 //!   topic, ordering keys (resumed after a failure), a timeout on every
-//!   publish, no batching delay by default, `flush`/`shutdown` for SIGTERM;
+//!   publish, no batching delay by default, `flush`/`shutdown` for SIGTERM.
+//!   Retrying is the client's own (its retryable codes, exponential backoff,
+//!   bounded by the publish timeout): nothing retries on top of it;
+//! - [`messages`]: the announcement and dead-letter messages, attributes and
+//!   ordering key within Pub/Sub's limits;
 //! - [`PubSubAdmin`], idempotent topic and subscription management (pull and
 //!   push subscriptions, dead-letter and retry policies) on the official admin
 //!   clients;
 //! - [`PubSubPuller`], unary pull / ack / nack on `gcloud-sdk`'s gRPC client,
 //!   for tests and the operator CLI;
-//! - [`PubSubConfig`]: emulator or production, timeouts, read through a lookup function.
+//! - [`PubSubConfig`]: emulator or production, timeouts;
+//!   [`PubSubConfig::from_vars`] is the Pub/Sub part of a binary's settings,
+//!   read through `sync_core::env` with every other part so that a bad
+//!   `PUBSUB_*` value is reported before anything connects.
 //!
-//! All three talk to the emulator when `PUBSUB_EMULATOR_HOST` is configured
+//! All three clients talk to the emulator when `PUBSUB_EMULATOR_HOST` is configured
 //! (endpoint `http://host:port`, anonymous credentials; neither client reads the
 //! variable itself) and to production with Application Default Credentials
 //! otherwise.
@@ -24,6 +31,7 @@
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod messages;
 pub mod names;
 pub mod publisher;
 pub mod pull;

@@ -17,6 +17,14 @@
 //! straddles the swap may overtake one still in flight on the old publisher,
 //! as two concurrent publishes on one key already may: downstream orders by
 //! `version`.
+//!
+//! Retrying is the client's: it retries what Pub/Sub documents as retryable
+//! (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `ABORTED`,
+//! `INTERNAL`, `UNKNOWN`, transport errors, HTTP 429/5xx) with exponential
+//! backoff (100 ms, ×4, jittered), for at most
+//! [`PubSubConfig::publish_timeout`]; the same timeout bounds each publish
+//! here. Callers do not retry on top of it: the sync function answers a
+//! failed publish with a nack, and Pub/Sub's redelivery is the next attempt.
 
 use crate::config::PubSubConfig;
 use crate::error::PubSubError;

@@ -1,12 +1,20 @@
-//! What the store needs to know: project, namespace, kinds, retry and timeouts.
+//! What the store needs to know: project, namespace, kinds, retry and timeouts;
+//! and the part of a binary's settings that says so ([`StoreConfig::from_vars`]).
 
 use std::sync::Arc;
 use std::time::Duration;
+use sync_core::env::{Problems, Vars, DATASTORE_EMULATOR_HOST};
 use sync_core::{Limits, MergePolicy};
 use thiserror::Error;
 
-/// Environment variable naming the Datastore emulator (`host:port`).
-pub const EMULATOR_HOST_VAR: &str = "DATASTORE_EMULATOR_HOST";
+/// Default Datastore kind (events may name their own `kind`).
+pub const SYNC_KIND: &str = "SYNC_KIND";
+/// Datastore namespace (default: the default namespace).
+pub const DATASTORE_NAMESPACE: &str = "DATASTORE_NAMESPACE";
+/// How long tombstones are kept before the TTL policy removes them, in days.
+pub const TOMBSTONE_RETENTION_DAYS: &str = "TOMBSTONE_RETENTION_DAYS";
+/// Time budget for retrying transient Datastore failures inside one request, in seconds.
+pub const RETRY_BUDGET_SECS: &str = "RETRY_BUDGET_SECS";
 
 /// Production gRPC endpoint of Datastore (and Firestore in Datastore mode).
 pub const PRODUCTION_ENDPOINT: &str = "https://datastore.googleapis.com";
@@ -83,11 +91,60 @@ impl StoreConfig {
         }
     }
 
-    /// Sets `emulator_host` from [`EMULATOR_HOST_VAR`] as `lookup` reports it
-    /// (`|k| std::env::var(k).ok()` in a binary, a map in tests).
+    /// Sets `emulator_host` from [`DATASTORE_EMULATOR_HOST`] as `lookup`
+    /// reports it (`|k| std::env::var(k).ok()` in a binary, a map in tests).
     pub fn with_emulator_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
-        self.emulator_host = lookup(EMULATOR_HOST_VAR).filter(|h| !h.trim().is_empty());
+        self.emulator_host = Vars::new(lookup).get(DATASTORE_EMULATOR_HOST);
         self
+    }
+
+    /// The store's part of a binary's settings, for `project_id`:
+    /// [`DATASTORE_EMULATOR_HOST`], [`DATASTORE_NAMESPACE`], [`SYNC_KIND`]
+    /// (default `SyncEntity`), [`TOMBSTONE_RETENTION_DAYS`] (default 7) and
+    /// [`RETRY_BUDGET_SECS`] (default 20); the rest as in [`new`](Self::new),
+    /// with the limits' key layout in this namespace and kind.
+    ///
+    /// Each unusable value is noted in `problems`, naming the variable, and
+    /// its default is kept so that reading goes on.
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(
+        project_id: impl Into<String>,
+        vars: &Vars<F>,
+        problems: &mut Problems,
+    ) -> Self {
+        let mut config = Self::new(project_id);
+        config.emulator_host = vars.get(DATASTORE_EMULATOR_HOST);
+        if let Some(kind) = vars.get(SYNC_KIND) {
+            match sync_core::value::check_name(&kind) {
+                Ok(()) => config.default_kind = kind,
+                Err(e) => problems.push(format!("{SYNC_KIND}={kind:?} is invalid: {e}")),
+            }
+        }
+        if let Some(ns) = vars.get(DATASTORE_NAMESPACE) {
+            match sync_core::limits::check_namespace(&ns) {
+                Ok(()) => config.namespace = Some(ns),
+                Err(e) => problems.push(format!("{DATASTORE_NAMESPACE}={ns:?} is invalid: {e}")),
+            }
+        }
+        let days: Option<u64> = problems.or(
+            vars.parse_where(
+                TOMBSTONE_RETENTION_DAYS,
+                "a whole number of days >= 1",
+                |d| *d > 0,
+            ),
+            None,
+        );
+        if let Some(days) = days {
+            config.tombstone_retention = Duration::from_secs(days * 86_400);
+        }
+        let budget: Option<u64> = problems.or(
+            vars.parse_opt(RETRY_BUDGET_SECS, "a whole number of seconds"),
+            None,
+        );
+        if let Some(secs) = budget {
+            config.retry_budget = Duration::from_secs(secs);
+        }
+        config.limits.keys = config.key_layout();
+        config
     }
 
     /// The namespace and kinds of the keys this store writes, for the key
@@ -203,11 +260,74 @@ mod tests {
 
     #[test]
     fn emulator_host_comes_from_the_lookup() {
-        let c = StoreConfig::new("p")
-            .with_emulator_from(|k| (k == EMULATOR_HOST_VAR).then(|| "localhost:8081".to_string()));
+        let c = StoreConfig::new("p").with_emulator_from(|k| {
+            (k == DATASTORE_EMULATOR_HOST).then(|| "localhost:8081".to_string())
+        });
         assert_eq!(c.url(), "http://localhost:8081");
         let c = StoreConfig::new("p").with_emulator_from(|_| Some(" ".into()));
         assert_eq!(c.url(), PRODUCTION_ENDPOINT);
+    }
+
+    fn from(pairs: &[(&str, &str)]) -> Result<StoreConfig, Problems> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        sync_core::env::read(
+            |k| map.get(k).cloned(),
+            |vars, problems| StoreConfig::from_vars("p", vars, problems),
+        )
+    }
+
+    #[test]
+    fn from_vars_reads_the_stores_settings() -> Result<(), Problems> {
+        let d = from(&[])?;
+        assert_eq!(
+            (d.default_kind.as_str(), d.namespace.as_deref()),
+            ("SyncEntity", None)
+        );
+        assert_eq!(d.tombstone_retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(d.retry_budget, Duration::from_secs(20));
+        assert_eq!(d.emulator_host, None);
+        let c = from(&[
+            (SYNC_KIND, "Product"),
+            (DATASTORE_NAMESPACE, "ns"),
+            (TOMBSTONE_RETENTION_DAYS, "14"),
+            (RETRY_BUDGET_SECS, "0"),
+            (DATASTORE_EMULATOR_HOST, "127.0.0.1:1"),
+        ])?;
+        assert_eq!(
+            (c.default_kind.as_str(), c.namespace.as_deref()),
+            ("Product", Some("ns"))
+        );
+        assert_eq!(c.tombstone_retention, Duration::from_secs(14 * 86_400));
+        assert_eq!(c.retry_budget, Duration::ZERO);
+        assert_eq!(c.url(), "http://127.0.0.1:1");
+        // Events are sized against the keys this store writes.
+        assert_eq!(c.limits.keys, c.key_layout());
+        assert!(c.validate().is_ok());
+        Ok(())
+    }
+
+    #[test]
+    fn from_vars_names_every_bad_variable() {
+        let e = from(&[
+            (SYNC_KIND, "__bad__"),
+            (DATASTORE_NAMESPACE, "tenant a"),
+            (TOMBSTONE_RETENTION_DAYS, "0"),
+            (RETRY_BUDGET_SECS, "soon"),
+        ])
+        .expect_err("invalid");
+        let text = e.to_string();
+        assert_eq!(e.len(), 4, "{text}");
+        for name in [
+            SYNC_KIND,
+            DATASTORE_NAMESPACE,
+            TOMBSTONE_RETENTION_DAYS,
+            RETRY_BUDGET_SECS,
+        ] {
+            assert!(text.contains(name), "{name} missing in:\n{text}");
+        }
     }
 
     #[test]

@@ -16,21 +16,29 @@
 //! - read helpers for the CLI and tests ([`DatastoreStore::get`],
 //!   [`DatastoreStore::query_kind`], [`DatastoreStore::conflicts`], ...).
 //!
+//! - [`StoreConfig::from_vars`]: the store's part of a binary's settings
+//!   (`DATASTORE_EMULATOR_HOST`, `DATASTORE_NAMESPACE`, `SYNC_KIND`,
+//!   `TOMBSTONE_RETENTION_DAYS`, `RETRY_BUDGET_SECS`; names in [`config`]),
+//!   read through `sync_core::env` so that a bad value is reported with every
+//!   other problem before anything connects.
+//!
 //! What it leaves out: the merge itself and every decision about events (that
-//! is `sync-core`), reading the environment (the binaries build a
-//! [`StoreConfig`]), Pub/Sub, HTTP and telemetry set-up. No wire type (gRPC
+//! is `sync-core`), the backoff arithmetic (`sync_core::backoff`), the process
+//! environment itself (the binaries pass a lookup), Pub/Sub, HTTP and
+//! telemetry set-up. No wire type (gRPC
 //! messages, `tonic::Status`) appears in its public API.
 
 mod client;
-mod config;
+pub mod config;
 mod conflict;
 mod error;
 mod mapping;
 mod retry;
 mod store;
 
-pub use config::{ConnectError, StoreConfig, EMULATOR_HOST_VAR, PRODUCTION_ENDPOINT};
+pub use config::{ConnectError, StoreConfig, PRODUCTION_ENDPOINT};
 pub use conflict::{ConflictField, ConflictRecord};
 pub use mapping::RawValue;
-pub use retry::Backoff;
 pub use store::DatastoreStore;
+/// Moved to `sync_core::backoff`; re-exported while `sync-bench` still names it here.
+pub use sync_core::backoff::Backoff;

@@ -28,21 +28,21 @@ struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Global {
     /// Google Cloud project id.
-    #[arg(long, global = true, env = "GOOGLE_CLOUD_PROJECT")]
+    #[arg(long, global = true, env = sync_core::env::GOOGLE_CLOUD_PROJECT)]
     pub project: Option<String>,
     /// Datastore namespace (default namespace when unset).
-    #[arg(long, global = true, env = "DATASTORE_NAMESPACE")]
+    #[arg(long, global = true, env = sync_store::config::DATASTORE_NAMESPACE)]
     pub namespace: Option<String>,
     /// Datastore emulator `host:port`; production Datastore when unset.
     #[arg(
         long,
         global = true,
-        env = "DATASTORE_EMULATOR_HOST",
+        env = sync_core::env::DATASTORE_EMULATOR_HOST,
         hide_env_values = false
     )]
     pub datastore_emulator_host: Option<String>,
     /// Pub/Sub emulator `host:port`; production Pub/Sub when unset.
-    #[arg(long, global = true, env = "PUBSUB_EMULATOR_HOST")]
+    #[arg(long, global = true, env = sync_core::env::PUBSUB_EMULATOR_HOST)]
     pub pubsub_emulator_host: Option<String>,
 }
 
@@ -139,7 +139,7 @@ pub enum Format {
 #[derive(Args, Debug)]
 pub struct QueryArgs {
     /// Kind to list.
-    #[arg(long, default_value = "SyncEntity")]
+    #[arg(long, default_value = sync_core::limits::DEFAULT_KIND)]
     pub kind: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
@@ -150,7 +150,7 @@ pub struct QueryArgs {
 #[derive(Args, Debug)]
 pub struct KindArgs {
     /// Kind of the entities.
-    #[arg(long, default_value = "SyncEntity")]
+    #[arg(long, default_value = sync_core::limits::DEFAULT_KIND)]
     pub kind: String,
 }
 
@@ -161,7 +161,7 @@ pub struct ConflictsArgs {
     #[arg(long)]
     pub entity_id: Option<String>,
     /// Kind of the entities.
-    #[arg(long, default_value = "SyncEntity")]
+    #[arg(long, default_value = sync_core::limits::DEFAULT_KIND)]
     pub kind: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]

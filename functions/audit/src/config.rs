@@ -1,10 +1,10 @@
-//! The audit function's settings.
+//! The audit function's settings: the HTTP runtime's part (`sync-http`) and
+//! its own, read through one lookup function and reported together.
+//! `GOOGLE_CLOUD_PROJECT` (`sync_core::env`) is optional here: it only
+//! correlates entries with traces.
 
-use sync_http::config::{ConfigError, Vars};
+use sync_core::env::{Problems, Vars, GOOGLE_CLOUD_PROJECT};
 use sync_http::RuntimeConfig;
-
-/// Project id, used for trace correlation (optional for the audit function).
-pub const GOOGLE_CLOUD_PROJECT: &str = "GOOGLE_CLOUD_PROJECT";
 /// Comma-separated field names whose values are replaced in `data_snapshot`.
 pub const AUDIT_REDACT_FIELDS: &str = "AUDIT_REDACT_FIELDS";
 /// Largest raw payload copied into a malformed-message entry, in bytes.
@@ -31,11 +31,14 @@ impl AuditConfig {
     /// Reads every setting through `lookup`.
     ///
     /// # Errors
-    /// Names the variable whose value is unusable and the form expected.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let vars = Vars::new(&lookup);
-        Ok(Self {
-            runtime: RuntimeConfig::from_lookup(&lookup)?,
+    /// Every unusable variable, naming it and the form expected.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Problems> {
+        sync_core::env::read(lookup, Self::from_vars)
+    }
+
+    fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>, problems: &mut Problems) -> Self {
+        Self {
+            runtime: RuntimeConfig::from_vars(vars, problems),
             project_id: vars.get(GOOGLE_CLOUD_PROJECT),
             redact_fields: vars
                 .get(AUDIT_REDACT_FIELDS)
@@ -47,11 +50,14 @@ impl AuditConfig {
                         .collect()
                 })
                 .unwrap_or_default(),
-            max_raw_bytes: vars.parse_or(AUDIT_MAX_RAW_BYTES, 8192, "a number of bytes")?,
+            max_raw_bytes: problems.or(
+                vars.parse_or(AUDIT_MAX_RAW_BYTES, 8192, "a number of bytes"),
+                8192,
+            ),
             function_name: vars
                 .get(AUDIT_FUNCTION_NAME)
                 .unwrap_or_else(|| "audit_logger".into()),
-        })
+        }
     }
 }
 
@@ -61,7 +67,7 @@ mod tests {
     use std::collections::HashMap;
 
     #[test]
-    fn defaults_and_overrides() -> Result<(), ConfigError> {
+    fn defaults_and_overrides() -> Result<(), Problems> {
         let empty = AuditConfig::from_lookup(|_| None)?;
         assert_eq!(empty.function_name, "audit_logger");
         assert!(empty.redact_fields.is_empty());
@@ -79,6 +85,10 @@ mod tests {
         let err =
             AuditConfig::from_lookup(|k| bad.get(k).map(|v| v.to_string())).expect_err("invalid");
         assert!(err.to_string().contains(AUDIT_MAX_RAW_BYTES));
+        let both = HashMap::from([(AUDIT_MAX_RAW_BYTES, "lots"), ("PORT", "http")]);
+        let err =
+            AuditConfig::from_lookup(|k| both.get(k).map(|v| v.to_string())).expect_err("invalid");
+        assert_eq!(err.len(), 2, "{err}");
         Ok(())
     }
 }

@@ -1,7 +1,12 @@
-//! The router and the one handler: decode → decide (sync-core) → effects.
+//! The router and the one handler: decode → decide (sync-core) → effects;
+//! and [`App`], the function connected to Datastore and Pub/Sub, which
+//! `main.rs` serves (and tests may run in-process).
 //!
 //! The status code is the whole contract with Pub/Sub push: 2xx acks, anything
-//! else is redelivered. So every path below ends in exactly one [`Reply`]:
+//! else is redelivered. [`process`] either ends well or returns a [`Failure`]
+//! made from the error's own `code()` and `disposition()`; [`settle`] is the
+//! one place a failure is dead-lettered or answered, so every path ends in
+//! exactly one [`Reply`] and one outcome event in the log:
 //!
 //! | what happened | reply |
 //! |---|---|
@@ -9,25 +14,29 @@
 //! | not a Pub/Sub delivery at all | 4xx from [`DeliveryError`](sync_http::DeliveryError) (nothing to dead-letter) |
 //! | permanent problem with the message | dead-lettered, then 204; 400 without a dead-letter topic |
 //! | transient (store, publish, dead-letter publish) | 503 |
+//!
+//! Publishing is not retried here: the Pub/Sub client retries within its
+//! publish timeout, and a nack makes Pub/Sub redeliver (see `sync-pubsub`).
 
 use crate::announced::AnnouncedLog;
 use crate::config::Config;
+use anyhow::Context;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use sync_core::wire::{attribute_safe, dead_letter};
+use std::time::Duration;
+use sync_core::wire::dead_letter::Reason;
 use sync_core::{
-    parse_event, Announcement, ChangeEvent, Disposition, EntityStore, EventPublisher,
-    OutgoingMessage,
+    parse_event, Announcement, ChangeEvent, Disposition, EntityStore, EventPublisher, Operation,
+    PublishError, StoreError, ValidationError,
 };
 use sync_http::telemetry::{SPAN_ID_FIELD, TRACE_FIELD, TRACE_SAMPLED_FIELD};
-use sync_http::Delivery;
-use sync_store::Backoff;
+use sync_http::{Delivery, InvalidBase64};
+use sync_pubsub::{messages, PubSubPublisher};
+use sync_store::DatastoreStore;
 use tracing::{field, info, info_span, warn, Instrument};
 
 /// The receiving clock, injectable for tests.
@@ -48,10 +57,72 @@ pub struct AppState {
     pub announced: Arc<AnnouncedLog>,
 }
 
+impl AppState {
+    /// The state on these ports, with the real clock and an announced log of
+    /// the default capacity.
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn EntityStore>,
+        publisher: Arc<dyn EventPublisher>,
+    ) -> Self {
+        Self {
+            store,
+            publisher,
+            config,
+            clock: Arc::new(Utc::now),
+            announced: Arc::new(AnnouncedLog::new(AnnouncedLog::DEFAULT_CAPACITY)),
+        }
+    }
+}
+
 /// The sync function's routes: `POST /` (any query string) and `GET /healthz`.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.runtime.max_body_bytes;
     sync_http::push_router(handle, limit, state)
+}
+
+/// The function on Datastore and Pub/Sub (or their emulators): clients built
+/// once and shared by every request.
+pub struct App {
+    state: AppState,
+    publisher: Arc<PubSubPublisher>,
+}
+
+impl App {
+    /// Builds the Datastore and Pub/Sub clients from `config`.
+    ///
+    /// # Errors
+    /// When a client cannot be built (no credentials, an unusable endpoint…).
+    pub async fn connect(config: Config) -> anyhow::Result<Self> {
+        let store = DatastoreStore::connect(config.store.clone())
+            .await
+            .context("connecting to Datastore")?;
+        let publisher = Arc::new(
+            PubSubPublisher::connect(&config.pubsub)
+                .await
+                .context("connecting to Pub/Sub")?,
+        );
+        tracing::info!(
+            project = %config.project_id(),
+            kind = %config.kind(),
+            dead_letter_topic = config.dead_letter_topic.as_deref().unwrap_or("(none)"),
+            external_topic_prefix = %config.external_topic_prefix,
+            "sync function starting"
+        );
+        let state = AppState::new(Arc::new(config), Arc::new(store), publisher.clone());
+        Ok(Self { state, publisher })
+    }
+
+    /// The routes, on this app's clients.
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// For shutdown, once in-flight requests have finished: sends what the
+    /// publisher still holds within `timeout`. Returns whether all of it went.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        self.publisher.shutdown(timeout).await
+    }
 }
 
 /// How a delivery ended; decides the HTTP status and so ack or nack.
@@ -79,6 +150,50 @@ impl IntoResponse for Reply {
     }
 }
 
+/// What a processed delivery did, for its outcome event.
+struct Processed {
+    outcome: sync_core::Outcome,
+    operation: Operation,
+    version: i64,
+    conflicts: usize,
+    attempts: u32,
+    /// Publish-to-apply latency, for dashboards and the end-to-end benchmark.
+    publish_to_apply_ms: Option<i64>,
+}
+
+/// Why a delivery was not processed.
+#[derive(Debug)]
+enum Failure {
+    /// Retrying cannot help: the message is dead-lettered.
+    Permanent { code: &'static str, error: String },
+    /// The store failed for now: Pub/Sub redelivers.
+    Transient { code: &'static str, error: String },
+    /// The change is stored but its announcement did not go out: Pub/Sub
+    /// redelivers, and the redelivery announces it.
+    Announcement {
+        topic: String,
+        version: i64,
+        error: PublishError,
+    },
+}
+
+/// One `From` per error the handler meets, alike: the error's `code()`,
+/// `disposition()` and text.
+macro_rules! failure_from {
+    ($($error:ty),+) => {$(
+        impl From<$error> for Failure {
+            fn from(e: $error) -> Self {
+                let (code, error) = (e.code(), e.to_string());
+                match e.disposition() {
+                    Disposition::Permanent => Self::Permanent { code, error },
+                    Disposition::Transient => Self::Transient { code, error },
+                }
+            }
+        }
+    )+};
+}
+failure_from!(&InvalidBase64, ValidationError, StoreError);
+
 /// A request that is not a Pub/Sub delivery never gets here: the extractor's
 /// rejection (`DeliveryError`) answers 4xx and logs it once.
 async fn handle(State(app): State<AppState>, delivery: Delivery) -> Reply {
@@ -97,46 +212,51 @@ async fn handle(State(app): State<AppState>, delivery: Delivery) -> Reply {
         span.record("attempt", a);
     }
     if let Some(t) = &delivery.trace {
-        span.record(TRACE_FIELD, t.resource_name(&app.config.project_id));
+        span.record(TRACE_FIELD, t.resource_name(app.config.project_id()));
         if let Some(s) = &t.span_id {
             span.record(SPAN_ID_FIELD, s.as_str());
         }
         span.record(TRACE_SAMPLED_FIELD, t.sampled);
     }
-    process(&app, &delivery, &span)
-        .instrument(span.clone())
-        .await
+    async {
+        match process(&app, &delivery, &span).await {
+            Ok(p) => {
+                info!(
+                    outcome = p.outcome.as_str(),
+                    operation = p.operation.as_str(),
+                    version = p.version,
+                    conflicts = p.conflicts,
+                    attempts = p.attempts,
+                    publish_to_apply_ms = p.publish_to_apply_ms,
+                    "event processed"
+                );
+                Reply::Ack
+            }
+            Err(failure) => settle(&app, &delivery, failure).await,
+        }
+    }
+    .instrument(span.clone())
+    .await
 }
 
-async fn process(app: &AppState, delivery: &Delivery, span: &tracing::Span) -> Reply {
-    let data = match delivery.data() {
-        Ok(d) => d,
-        Err(e) => return dead_letter(app, delivery, e.code(), &e.to_string()).await,
-    };
-    let event = match parse_event(
+async fn process(
+    app: &AppState,
+    delivery: &Delivery,
+    span: &tracing::Span,
+) -> Result<Processed, Failure> {
+    let data = delivery.data()?;
+    let event = parse_event(
         data,
         &delivery.message_id,
-        &app.config.limits,
+        app.config.limits(),
         (app.clock)(),
-    ) {
-        Ok(e) => e,
-        Err(e) => return dead_letter(app, delivery, e.code(), &e.to_string()).await,
-    };
+    )?;
     span.record("entity_id", event.entity_id.as_str());
     if let Some(c) = &event.correlation_id {
         span.record("correlation_id", c.as_str());
     }
 
-    let result = match app.store.apply(&event).await {
-        Ok(r) => r,
-        Err(e) if e.disposition() == Disposition::Permanent => {
-            return dead_letter(app, delivery, e.code(), &e.to_string()).await
-        }
-        Err(e) => {
-            warn!(outcome = "retry", error_code = e.code(), error = %e, "store failed; Pub/Sub will redeliver");
-            return Reply::Retry;
-        }
-    };
+    let result = app.store.apply(&event).await?;
     for c in &result.conflicts {
         info!(
             field = %c.field,
@@ -150,32 +270,26 @@ async fn process(app: &AppState, delivery: &Delivery, span: &tracing::Span) -> R
         );
     }
     if let Some(announcement) = &result.announcement {
-        if let Err(reply) = announce(app, &event, announcement).await {
-            return reply;
-        }
+        announce(app, &event, announcement).await?;
     }
-    // Publish-to-apply latency, for dashboards and the end-to-end benchmark.
-    let latency_ms = delivery
-        .publish_time
-        .map(|t| ((app.clock)() - t).num_milliseconds());
-    info!(
-        outcome = result.outcome.as_str(),
-        operation = event.operation.as_str(),
-        version = result.version,
-        conflicts = result.conflicts.len(),
-        attempts = result.attempts,
-        publish_to_apply_ms = latency_ms,
-        "event processed"
-    );
-    Reply::Ack
+    Ok(Processed {
+        outcome: result.outcome,
+        operation: event.operation,
+        version: result.version,
+        conflicts: result.conflicts.len(),
+        attempts: result.attempts,
+        publish_to_apply_ms: delivery
+            .publish_time
+            .map(|t| ((app.clock)() - t).num_milliseconds()),
+    })
 }
 
 /// Publishes the change downstream. Nothing records that it went out: a
 /// failure here nacks the delivery, and its redelivery announces it (see
 /// `MergeOutcome::announcement`).
-async fn announce(app: &AppState, event: &ChangeEvent, a: &Announcement) -> Result<(), Reply> {
+async fn announce(app: &AppState, event: &ChangeEvent, a: &Announcement) -> Result<(), Failure> {
     let entity_id = event.entity_id.as_str();
-    let kind = event.kind.as_deref().unwrap_or(&app.config.kind);
+    let kind = event.kind.as_deref().unwrap_or(app.config.kind());
     if app.announced.contains(kind, entity_id, a.version) {
         info!(
             version = a.version,
@@ -184,26 +298,35 @@ async fn announce(app: &AppState, event: &ChangeEvent, a: &Announcement) -> Resu
         return Ok(());
     }
     let topic = app.config.external_topic(a.operation);
-    let mut attributes = BTreeMap::new();
-    let key = attribute_safe(entity_id);
-    attributes.insert("entity_id".to_string(), key.clone());
-    attributes.insert("operation".to_string(), a.operation.as_str().to_string());
-    attributes.insert("version".to_string(), a.version.to_string());
-    attributes.insert("kind".to_string(), kind.to_string());
-    if let Some(c) = &a.correlation_id {
-        attributes.insert("correlation_id".to_string(), attribute_safe(c));
-    }
-    let message = OutgoingMessage {
-        data: a.payload(entity_id).to_string().into_bytes(),
-        attributes,
-        ordering_key: Some(key),
-    };
-    if let Err(e) = publish_with_retry(app, &topic, message).await {
-        warn!(outcome = "retry", topic = %topic, version = a.version, error = %e, "announcement failed; Pub/Sub will redeliver and it will be announced then");
-        return Err(Reply::Retry);
+    let message = messages::announcement(kind, entity_id, a);
+    if let Err(error) = app.publisher.publish(&topic, message).await {
+        return Err(Failure::Announcement {
+            topic,
+            version: a.version,
+            error,
+        });
     }
     app.announced.record(kind, entity_id, a.version);
     Ok(())
+}
+
+/// Dead-letters or answers a failure, and logs its outcome event.
+async fn settle(app: &AppState, delivery: &Delivery, failure: Failure) -> Reply {
+    match failure {
+        Failure::Permanent { code, error } => dead_letter(app, delivery, code, &error).await,
+        Failure::Transient { code, error } => {
+            warn!(outcome = "retry", error_code = code, error = %error, "store failed; Pub/Sub will redeliver");
+            Reply::Retry
+        }
+        Failure::Announcement {
+            topic,
+            version,
+            error,
+        } => {
+            warn!(outcome = "retry", topic = %topic, version, error = %error, "announcement failed; Pub/Sub will redeliver and it will be announced then");
+            Reply::Retry
+        }
+    }
 }
 
 /// Sends a permanently bad message to the dead-letter topic with the reason.
@@ -217,21 +340,17 @@ async fn dead_letter(app: &AppState, delivery: &Delivery, code: &str, message: &
         );
         return Reply::Rejected;
     };
-    let attributes = dead_letter::attributes(
+    let out = messages::dead_letter(
+        delivery.original_data().to_vec(),
         &delivery.attributes,
-        dead_letter::Reason {
+        Reason {
             code,
             message,
             message_id: &delivery.message_id,
             subscription: delivery.subscription.as_deref(),
         },
     );
-    let out = OutgoingMessage {
-        data: delivery.original_data().to_vec(),
-        attributes,
-        ordering_key: None,
-    };
-    match publish_with_retry(app, topic, out).await {
+    match app.publisher.publish(topic, out).await {
         Ok(id) => {
             warn!(outcome = "rejected", error_code = code, error = message, dead_letter_message_id = %id, "message dead-lettered");
             Reply::Ack
@@ -239,35 +358,6 @@ async fn dead_letter(app: &AppState, delivery: &Delivery, code: &str, message: &
         Err(e) => {
             warn!(outcome = "retry", error_code = code, error = %e, "dead-letter publish failed; Pub/Sub will redeliver");
             Reply::Retry
-        }
-    }
-}
-
-/// Publishes, retrying transient failures within the budget, with the same
-/// full-jitter backoff the store uses (50 ms doubling to 2 s).
-async fn publish_with_retry(
-    app: &AppState,
-    topic: &str,
-    message: OutgoingMessage,
-) -> Result<String, sync_core::PublishError> {
-    const BACKOFF: Backoff = Backoff {
-        base: Duration::from_millis(50),
-        max: Duration::from_secs(2),
-    };
-    let deadline = Instant::now() + app.config.retry_budget;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match app.publisher.publish(topic, message.clone()).await {
-            Ok(id) => return Ok(id),
-            Err(e) => {
-                let delay = BACKOFF.delay(attempt);
-                if Instant::now() + delay >= deadline {
-                    return Err(e);
-                }
-                warn!(topic, error = %e, "publish failed; retrying");
-                tokio::time::sleep(delay).await;
-            }
         }
     }
 }

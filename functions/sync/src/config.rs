@@ -1,21 +1,22 @@
-//! The sync function's settings, read once at start-up through a lookup
-//! function and validated together: a bad start names every problem at once.
+//! The sync function's settings, read once at start-up through one lookup
+//! function and validated together, before anything connects: a bad start
+//! names every problem of every part at once.
+//!
+//! [`Config`] is composed of the parts the adapters read themselves from the
+//! same lookup (the HTTP runtime, `sync-http`; the store, `sync-store`;
+//! Pub/Sub, `sync-pubsub`) and the function's own settings: which events are
+//! accepted and how they merge (`MAX_CLOCK_SKEW_SECS`, `MERGE_POLICY_FILE`,
+//! both handed to the store, which merges and sizes with them) and where
+//! announcements and dead letters go.
 
 use std::fmt;
-use std::time::Duration;
-use sync_core::limits::KeyLayout;
-use sync_core::{Limits, MergePolicy};
-use sync_http::config::{ConfigError, Vars};
+use std::sync::Arc;
+use sync_core::env::{Problems, Vars, GOOGLE_CLOUD_PROJECT};
+use sync_core::MergePolicy;
 use sync_http::RuntimeConfig;
+use sync_pubsub::PubSubConfig;
+use sync_store::StoreConfig;
 
-/// Project of the Datastore database and the topics (required).
-pub const GOOGLE_CLOUD_PROJECT: &str = "GOOGLE_CLOUD_PROJECT";
-/// `host:port` of the Datastore emulator; unset in production.
-pub const DATASTORE_EMULATOR_HOST: &str = "DATASTORE_EMULATOR_HOST";
-/// Default Datastore kind (events may name their own `kind`).
-pub const SYNC_KIND: &str = "SYNC_KIND";
-/// Datastore namespace (default: the default namespace).
-pub const DATASTORE_NAMESPACE: &str = "DATASTORE_NAMESPACE";
 /// Prefix of the announcement topics: `<prefix><operation>`.
 pub const EXTERNAL_TOPIC_PREFIX: &str = "EXTERNAL_TOPIC_PREFIX";
 /// Dead-letter topic: a topic id in the project or `projects/P/topics/T`.
@@ -24,60 +25,33 @@ pub const DEAD_LETTER_TOPIC: &str = "DEAD_LETTER_TOPIC";
 pub const MAX_CLOCK_SKEW_SECS: &str = "MAX_CLOCK_SKEW_SECS";
 /// Path of a merge policy file (.json or .toml).
 pub const MERGE_POLICY_FILE: &str = "MERGE_POLICY_FILE";
-/// How long tombstones are kept before the TTL policy removes them, in days.
-pub const TOMBSTONE_RETENTION_DAYS: &str = "TOMBSTONE_RETENTION_DAYS";
-/// Time budget for retrying transient failures inside one request, in seconds.
-pub const RETRY_BUDGET_SECS: &str = "RETRY_BUDGET_SECS";
-/// `gcp` (default) or `memory`: the bench-only mode with an in-memory store and
-/// publisher, to measure the HTTP layer without the emulators.
-pub const SYNC_BACKEND: &str = "SYNC_BACKEND";
-
-/// Where entities and messages go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// Datastore and Pub/Sub (or their emulators).
-    Gcp,
-    /// In memory, for benchmarks of the HTTP layer only.
-    Memory,
-}
 
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Port, body limit, log format.
     pub runtime: RuntimeConfig,
-    /// `GOOGLE_CLOUD_PROJECT`.
-    pub project_id: String,
-    /// `DATASTORE_EMULATOR_HOST`.
-    pub datastore_emulator_host: Option<String>,
-    /// `SYNC_KIND`, default `SyncEntity`.
-    pub kind: String,
-    /// `DATASTORE_NAMESPACE`.
-    pub namespace: Option<String>,
+    /// Datastore: `GOOGLE_CLOUD_PROJECT`, `DATASTORE_EMULATOR_HOST`,
+    /// `SYNC_KIND`, `DATASTORE_NAMESPACE`, `TOMBSTONE_RETENTION_DAYS`,
+    /// `RETRY_BUDGET_SECS`; and the merge policy and validation limits
+    /// below, which the handler validates events with too.
+    pub store: StoreConfig,
+    /// Pub/Sub: `GOOGLE_CLOUD_PROJECT`, `PUBSUB_EMULATOR_HOST`, `PUBSUB_*` timeouts.
+    pub pubsub: PubSubConfig,
     /// `EXTERNAL_TOPIC_PREFIX`, default `external-sync-`.
     pub external_topic_prefix: String,
     /// `DEAD_LETTER_TOPIC`.
     pub dead_letter_topic: Option<String>,
-    /// Validation limits (`MAX_CLOCK_SKEW_SECS`).
-    pub limits: Limits,
-    /// The merge policy (`MERGE_POLICY_FILE`, default all `lww`).
-    pub policy: MergePolicy,
-    /// `TOMBSTONE_RETENTION_DAYS`, default 7 (the subscription's retention).
-    pub tombstone_retention: Duration,
-    /// `RETRY_BUDGET_SECS`, default 20 (of a 60 s ack deadline).
-    pub retry_budget: Duration,
-    /// `SYNC_BACKEND`.
-    pub backend: Backend,
 }
 
 /// Everything wrong with the environment, one problem a line.
 #[derive(Debug)]
-pub struct ConfigErrors(pub Vec<String>);
+pub struct ConfigErrors(pub Problems);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "the sync function's configuration is invalid:")?;
-        for e in &self.0 {
+        for e in self.0.iter() {
             writeln!(f, "  - {e}")?;
         }
         Ok(())
@@ -90,128 +64,89 @@ impl Config {
     /// Reads and validates every setting. `read_file` loads the policy file.
     ///
     /// # Errors
-    /// [`ConfigErrors`] listing every problem found.
+    /// [`ConfigErrors`] listing every problem found, in every part.
     pub fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
         read_file: impl Fn(&str) -> std::io::Result<String>,
     ) -> Result<Self, ConfigErrors> {
-        let vars = Vars::new(&lookup);
-        let mut errors = Vec::new();
-        let mut check = |r: Result<(), String>| {
-            if let Err(e) = r {
-                errors.push(e);
-            }
-        };
+        let vars = Vars::new(lookup);
+        let mut problems = Problems::new();
+        let project =
+            problems.or_default(vars.required(GOOGLE_CLOUD_PROJECT, "the Google Cloud project id"));
+        let runtime = RuntimeConfig::from_vars(&vars, &mut problems);
+        let mut store = StoreConfig::from_vars(project.clone(), &vars, &mut problems);
+        let pubsub = PubSubConfig::from_vars(project, &vars, &mut problems);
 
-        let runtime = RuntimeConfig::from_lookup(&lookup);
-        let project_id = vars.required(GOOGLE_CLOUD_PROJECT, "the Google Cloud project id");
-        let kind = vars
-            .get(SYNC_KIND)
-            .unwrap_or_else(|| sync_core::limits::DEFAULT_KIND.into());
-        check(
-            sync_core::value::check_name(&kind)
-                .map_err(|e| format!("{SYNC_KIND}={kind:?} is invalid: {e}")),
-        );
-        let namespace = vars.get(DATASTORE_NAMESPACE);
-        // Events are validated against the keys the store will write: this
-        // namespace and kind.
-        let keys = KeyLayout {
-            namespace: namespace.clone().unwrap_or_default(),
-            default_kind: kind.clone(),
-            ..KeyLayout::default()
-        };
+        // Events are validated, and merged, as the store will write them.
+        if let Some(skew) = problems.or(
+            vars.parse_where(
+                MAX_CLOCK_SKEW_SECS,
+                "a whole number of seconds >= 0",
+                |s: &i64| *s >= 0,
+            ),
+            None,
+        ) {
+            store.limits.max_clock_skew_secs = skew;
+        }
+        if let Some(path) = vars.get(MERGE_POLICY_FILE) {
+            store.policy = Arc::new(problems.or_default(read_policy(&path, &read_file)));
+        }
+
         let external_topic_prefix = vars
             .get(EXTERNAL_TOPIC_PREFIX)
             .unwrap_or_else(|| sync_core::wire::topology::EXTERNAL_TOPIC_PREFIX.into());
-        check(check_topic(&format!("{external_topic_prefix}update")).map_err(|e| format!("{EXTERNAL_TOPIC_PREFIX}={external_topic_prefix:?} does not make valid topic names: {e}")));
+        if let Err(e) = check_topic(&format!("{external_topic_prefix}update")) {
+            problems.push(format!("{EXTERNAL_TOPIC_PREFIX}={external_topic_prefix:?} does not make valid topic names: {e}"));
+        }
         let dead_letter_topic = vars.get(DEAD_LETTER_TOPIC);
         if let Some(t) = &dead_letter_topic {
-            check(check_topic(t).map_err(|e| format!("{DEAD_LETTER_TOPIC}={t:?} is invalid: {e}")));
+            if let Err(e) = check_topic(t) {
+                problems.push(format!("{DEAD_LETTER_TOPIC}={t:?} is invalid: {e}"));
+            }
         }
-        let skew: Result<i64, ConfigError> =
-            vars.parse_or(MAX_CLOCK_SKEW_SECS, 300, "a whole number of seconds >= 0");
-        let retention: Result<u64, ConfigError> =
-            vars.parse_or(TOMBSTONE_RETENTION_DAYS, 7, "a whole number of days >= 1");
-        let budget: Result<u64, ConfigError> =
-            vars.parse_or(RETRY_BUDGET_SECS, 20, "a whole number of seconds");
-        let backend = match vars.get(SYNC_BACKEND).as_deref() {
-            None | Some("gcp") => Ok(Backend::Gcp),
-            Some("memory") => Ok(Backend::Memory),
-            Some(other) => Err(format!(
-                "{SYNC_BACKEND}={other:?} is invalid: expected `gcp` or `memory`"
-            )),
-        };
-        let policy = match vars.get(MERGE_POLICY_FILE) {
-            None => Ok(MergePolicy::default()),
-            Some(path) => read_file(&path)
-                .map_err(|e| format!("{MERGE_POLICY_FILE}={path:?} cannot be read: {e}"))
-                .and_then(|text| {
-                    MergePolicy::from_file_contents(&path, &text)
-                        .map_err(|e| format!("{MERGE_POLICY_FILE}={path:?}: {e}"))
-                }),
-        };
 
-        let runtime = runtime.map_err(|e| errors.push(e.to_string())).ok();
-        let project_id = project_id.map_err(|e| errors.push(e.to_string())).ok();
-        let skew = skew
-            .map_err(|e| errors.push(e.to_string()))
-            .ok()
-            .filter(|s| {
-                if *s < 0 {
-                    errors.push(format!("{MAX_CLOCK_SKEW_SECS} must not be negative"));
-                }
-                *s >= 0
-            });
-        let retention = retention
-            .map_err(|e| errors.push(e.to_string()))
-            .ok()
-            .filter(|d| {
-                if *d == 0 {
-                    errors.push(format!("{TOMBSTONE_RETENTION_DAYS} must be at least 1"));
-                }
-                *d > 0
-            });
-        let budget = budget.map_err(|e| errors.push(e.to_string())).ok();
-        let backend = backend.map_err(|e| errors.push(e)).ok();
-        let policy = policy.map_err(|e| errors.push(e)).ok();
-
-        match (
-            runtime, project_id, skew, retention, budget, backend, policy,
-        ) {
-            (
-                Some(runtime),
-                Some(project_id),
-                Some(skew),
-                Some(retention),
-                Some(budget),
-                Some(backend),
-                Some(policy),
-            ) if errors.is_empty() => Ok(Self {
+        problems
+            .finish(Self {
                 runtime,
-                project_id,
-                datastore_emulator_host: vars.get(DATASTORE_EMULATOR_HOST),
-                kind,
-                namespace,
+                store,
+                pubsub,
                 external_topic_prefix,
                 dead_letter_topic,
-                limits: Limits {
-                    max_clock_skew_secs: skew,
-                    keys,
-                    ..Limits::default()
-                },
-                policy,
-                tombstone_retention: Duration::from_secs(retention * 86_400),
-                retry_budget: Duration::from_secs(budget),
-                backend,
-            }),
-            _ => Err(ConfigErrors(errors)),
-        }
+            })
+            .map_err(ConfigErrors)
+    }
+
+    /// `GOOGLE_CLOUD_PROJECT`.
+    pub fn project_id(&self) -> &str {
+        &self.store.project_id
+    }
+
+    /// The kind of events that name none (`SYNC_KIND`, default `SyncEntity`).
+    pub fn kind(&self) -> &str {
+        &self.store.default_kind
+    }
+
+    /// The limits events are validated against (`MAX_CLOCK_SKEW_SECS`, and
+    /// the key sizes in the store's namespace and kind).
+    pub fn limits(&self) -> &sync_core::Limits {
+        &self.store.limits
     }
 
     /// The announcement topic of an operation.
     pub fn external_topic(&self, operation: sync_core::Operation) -> String {
         sync_core::wire::topology::external_topic(&self.external_topic_prefix, operation)
     }
+}
+
+/// The merge policy in the file at `path`.
+fn read_policy(
+    path: &str,
+    read_file: impl Fn(&str) -> std::io::Result<String>,
+) -> Result<MergePolicy, String> {
+    let text =
+        read_file(path).map_err(|e| format!("{MERGE_POLICY_FILE}={path:?} cannot be read: {e}"))?;
+    MergePolicy::from_file_contents(path, &text)
+        .map_err(|e| format!("{MERGE_POLICY_FILE}={path:?}: {e}"))
 }
 
 /// Checks a topic id, or a full `projects/P/topics/T` path, against Pub/Sub's
@@ -250,6 +185,10 @@ pub fn check_topic(topic: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::time::Duration;
+    use sync_core::env::{DATASTORE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST};
+    use sync_pubsub::config::{PUBSUB_MAX_ORDERING_KEYS, PUBSUB_PUBLISH_TIMEOUT_MS};
+    use sync_store::config::{DATASTORE_NAMESPACE, SYNC_KIND, TOMBSTONE_RETENTION_DAYS};
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
         let map: HashMap<String, String> = pairs
@@ -272,18 +211,18 @@ mod tests {
     #[test]
     fn defaults_need_only_the_project() {
         let c = load(&[(GOOGLE_CLOUD_PROJECT, "p")]).expect("valid");
-        assert_eq!(c.project_id, "p");
-        assert_eq!(c.kind, "SyncEntity");
+        assert_eq!(c.project_id(), "p");
+        assert_eq!(c.pubsub.project, "p");
+        assert_eq!(c.kind(), "SyncEntity");
         assert_eq!(c.runtime.port, 8080);
         assert_eq!(
             c.external_topic(sync_core::Operation::Create),
             "external-sync-create"
         );
         assert_eq!(c.dead_letter_topic, None);
-        assert_eq!(c.limits.max_clock_skew_secs, 300);
-        assert_eq!(c.tombstone_retention, Duration::from_secs(7 * 86_400));
-        assert_eq!(c.backend, Backend::Gcp);
-        assert_eq!(c.policy, MergePolicy::default());
+        assert_eq!(c.limits().max_clock_skew_secs, 300);
+        assert_eq!(c.store.tombstone_retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(*c.store.policy, MergePolicy::default());
     }
 
     #[test]
@@ -297,13 +236,14 @@ mod tests {
             (MAX_CLOCK_SKEW_SECS, "60"),
             (MERGE_POLICY_FILE, "policy.toml"),
             (TOMBSTONE_RETENTION_DAYS, "14"),
-            (SYNC_BACKEND, "memory"),
             ("PORT", "9000"),
             (DATASTORE_EMULATOR_HOST, "127.0.0.1:1"),
+            (PUBSUB_EMULATOR_HOST, "127.0.0.1:2"),
+            (PUBSUB_MAX_ORDERING_KEYS, "50"),
         ])
         .expect("valid");
         assert_eq!(
-            (c.kind.as_str(), c.namespace.as_deref()),
+            (c.kind(), c.store.namespace.as_deref()),
             ("Product", Some("ns"))
         );
         assert_eq!(c.external_topic(sync_core::Operation::Delete), "out-delete");
@@ -311,19 +251,24 @@ mod tests {
             c.dead_letter_topic.as_deref(),
             Some("projects/p/topics/dlq")
         );
-        assert_eq!(c.limits.max_clock_skew_secs, 60);
+        assert_eq!(c.limits().max_clock_skew_secs, 60);
         // Keys are sized in the namespace and kind the store writes them to.
         assert_eq!(
             (
-                c.limits.keys.namespace.as_str(),
-                c.limits.keys.default_kind.as_str()
+                c.limits().keys.namespace.as_str(),
+                c.limits().keys.default_kind.as_str()
             ),
             ("ns", "Product")
         );
-        assert_eq!(c.policy.rule_for("score"), sync_core::FieldRule::Max);
-        assert_eq!(c.backend, Backend::Memory);
+        assert_eq!(c.store.policy.rule_for("score"), sync_core::FieldRule::Max);
+        assert_eq!(
+            c.store.tombstone_retention,
+            Duration::from_secs(14 * 86_400)
+        );
         assert_eq!(c.runtime.port, 9000);
-        assert_eq!(c.datastore_emulator_host.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(c.store.emulator_host.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(c.pubsub.emulator_host.as_deref(), Some("127.0.0.1:2"));
+        assert_eq!(c.pubsub.max_ordering_keys, 50);
     }
 
     #[test]
@@ -333,7 +278,6 @@ mod tests {
             (DEAD_LETTER_TOPIC, "x"),
             (MAX_CLOCK_SKEW_SECS, "soon"),
             (MERGE_POLICY_FILE, "bad.json"),
-            (SYNC_BACKEND, "disk"),
             ("PORT", "http"),
         ])
         .expect_err("invalid");
@@ -345,9 +289,25 @@ mod tests {
             MAX_CLOCK_SKEW_SECS,
             MERGE_POLICY_FILE,
             "biggest",
-            SYNC_BACKEND,
             "PORT",
         ] {
+            assert!(text.contains(needle), "missing {needle} in:\n{text}");
+        }
+    }
+
+    /// Pub/Sub's settings are read with the rest, before anything connects:
+    /// a bad one is reported beside a bad store setting, not later and alone.
+    #[test]
+    fn a_bad_pubsub_value_is_reported_with_a_bad_store_value() {
+        let err = load(&[
+            (GOOGLE_CLOUD_PROJECT, "p"),
+            (PUBSUB_PUBLISH_TIMEOUT_MS, "10s"),
+            (TOMBSTONE_RETENTION_DAYS, "0"),
+        ])
+        .expect_err("invalid");
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 2, "{text}");
+        for needle in [PUBSUB_PUBLISH_TIMEOUT_MS, TOMBSTONE_RETENTION_DAYS] {
             assert!(text.contains(needle), "missing {needle} in:\n{text}");
         }
     }

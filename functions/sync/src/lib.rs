@@ -4,15 +4,22 @@
 //! poison messages to the dead-letter topic.
 //!
 //! `app` holds the router and the handler (no business rules: those are
-//! `sync-core`'s), `config` the validated settings; `main.rs` wires the real
-//! adapters and serves. What it leaves out: merge rules (`sync-core`), wire
-//! types of Datastore and Pub/Sub (`sync-store`, `sync-pubsub`), delivery
-//! decoding (`sync-http`).
+//! `sync-core`'s) and [`App`], the function connected to Datastore and Pub/Sub
+//! (`App::connect`, `router`, `drain`); `config` the validated settings, one
+//! [`Config`] composed of the adapters' parts; `announced` the hint that skips
+//! repeated announcements. `main.rs` only reads the environment, starts
+//! logging and serves an [`App`]; a test or a bench builds [`router`] on any
+//! ports through [`AppState::new`].
+//!
+//! What it leaves out: merge rules (`sync-core`), wire types of Datastore and
+//! Pub/Sub and the messages published (`sync-store`, `sync-pubsub`), delivery
+//! decoding (`sync-http`), and any in-memory backend (`sync_core::memory`,
+//! used by tests and the bench, never by this binary).
 
 pub mod announced;
 pub mod app;
 pub mod config;
 
 pub use announced::AnnouncedLog;
-pub use app::{router, AppState, Clock, Reply};
-pub use config::{Backend, Config, ConfigErrors};
+pub use app::{router, App, AppState, Clock, Reply};
+pub use config::{Config, ConfigErrors};

@@ -1,0 +1,113 @@
+//! The messages the sync function publishes, built within Pub/Sub's limits:
+//! an entity's announcement and a refused message's dead letter.
+//!
+//! Attribute values are cut to Pub/Sub's size limit and a dead letter keeps
+//! only as many original attributes as fit beside its reason (both rules and
+//! the dead-letter attribute names are `sync_core::wire`'s, which replay
+//! also uses); what the announcement's JSON says is `sync_core`'s
+//! [`Announcement`]. What goes where (the topic) is the function's.
+
+use std::collections::BTreeMap;
+use sync_core::wire::{attribute_safe, dead_letter};
+use sync_core::{Announcement, OutgoingMessage};
+
+/// Attribute of an announcement: the entity id (also its ordering key).
+pub const ENTITY_ID: &str = "entity_id";
+/// Attribute of an announcement: `create`, `update` or `delete`.
+pub const OPERATION: &str = "operation";
+/// Attribute of an announcement: the version it carries.
+pub const VERSION: &str = "version";
+/// Attribute of an announcement: the entity's kind.
+pub const KIND: &str = "kind";
+/// Attribute of an announcement, when the event had one: its correlation id.
+pub const CORRELATION_ID: &str = "correlation_id";
+
+/// The announcement of `a` for the entity `(kind, entity_id)`: the payload as
+/// data, the attributes above, and the entity id as ordering key so that one
+/// entity's announcements reach a subscriber in order.
+///
+/// ```
+/// use sync_core::{Announcement, Operation};
+/// let a = Announcement {
+///     operation: Operation::Create,
+///     version: 1,
+///     data: Default::default(),
+///     last_modified: None,
+///     correlation_id: Some("c-1".into()),
+/// };
+/// let m = sync_pubsub::messages::announcement("SyncEntity", "e-1", &a);
+/// assert_eq!(m.ordering_key.as_deref(), Some("e-1"));
+/// assert_eq!(m.attributes["version"], "1");
+/// assert_eq!(m.attributes["correlation_id"], "c-1");
+/// ```
+pub fn announcement(kind: &str, entity_id: &str, a: &Announcement) -> OutgoingMessage {
+    let key = attribute_safe(entity_id);
+    let mut attributes = BTreeMap::from([
+        (ENTITY_ID.to_string(), key.clone()),
+        (OPERATION.to_string(), a.operation.as_str().to_string()),
+        (VERSION.to_string(), a.version.to_string()),
+        (KIND.to_string(), kind.to_string()),
+    ]);
+    if let Some(c) = &a.correlation_id {
+        attributes.insert(CORRELATION_ID.to_string(), attribute_safe(c));
+    }
+    OutgoingMessage {
+        data: a.payload(entity_id).to_string().into_bytes(),
+        attributes,
+        ordering_key: Some(key),
+    }
+}
+
+/// The dead letter of a refused message: its data as received, its
+/// attributes with the reason added ([`dead_letter::attributes`]), no
+/// ordering key.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use sync_core::wire::dead_letter::Reason;
+/// let reason = Reason { code: "invalid_json", message: "not JSON", message_id: "42", subscription: None };
+/// let m = sync_pubsub::messages::dead_letter(b"{".to_vec(), &BTreeMap::new(), reason);
+/// assert_eq!(m.attributes["error_code"], "invalid_json");
+/// assert_eq!(m.ordering_key, None);
+/// ```
+pub fn dead_letter(
+    data: Vec<u8>,
+    original_attributes: &BTreeMap<String, String>,
+    reason: dead_letter::Reason<'_>,
+) -> OutgoingMessage {
+    OutgoingMessage {
+        data,
+        attributes: dead_letter::attributes(original_attributes, reason),
+        ordering_key: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sync_core::wire::MAX_ATTRIBUTE_VALUE_BYTES;
+    use sync_core::Operation;
+
+    #[test]
+    fn a_long_entity_id_fits_the_attribute_and_the_ordering_key() {
+        let id = "é".repeat(2000);
+        let a = Announcement {
+            operation: Operation::Delete,
+            version: 3,
+            data: Default::default(),
+            last_modified: None,
+            correlation_id: None,
+        };
+        let m = announcement("K", &id, &a);
+        assert!(m.attributes[ENTITY_ID].len() <= MAX_ATTRIBUTE_VALUE_BYTES);
+        assert_eq!(
+            m.ordering_key.as_deref(),
+            Some(m.attributes[ENTITY_ID].as_str())
+        );
+        assert_eq!(m.attributes[OPERATION], "delete");
+        assert_eq!(m.attributes[KIND], "K");
+        assert!(!m.attributes.contains_key(CORRELATION_ID));
+        // The payload keeps the whole id.
+        assert!(String::from_utf8_lossy(&m.data).contains(&id));
+    }
+}
