@@ -8,7 +8,7 @@
 //! arguments, so every decision is a deterministic function that unit and
 //! property tests can check exhaustively.
 //!
-//! Two small helpers serve the adapters and binaries alike: [`env`] reads
+//! Two small helpers serve the adapters and binaries alike: [`env`](mod@env) reads
 //! settings through a lookup function (never the process environment itself)
 //! and names the variables every binary shares; [`backoff`] computes jittered
 //! retry waits.

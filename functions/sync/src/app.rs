@@ -3,8 +3,8 @@
 //! `main.rs` serves (and tests may run in-process).
 //!
 //! The status code is the whole contract with Pub/Sub push: 2xx acks, anything
-//! else is redelivered. [`process`] either ends well or returns a [`Failure`]
-//! made from the error's own `code()` and `disposition()`; [`settle`] is the
+//! else is redelivered. `process` either ends well or returns a `Failure`
+//! made from the error's own `code()` and `disposition()`; `settle` is the
 //! one place a failure is dead-lettered or answered, so every path ends in
 //! exactly one [`Reply`] and one outcome event in the log:
 //!
