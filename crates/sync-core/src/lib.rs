@@ -37,3 +37,4 @@ pub use state::{
     Announcement, Candidate, EntityState, FieldState, StateError, StoredEntity,
     BOOKKEEPING_PROPERTY, RESERVED_FIELDS,
 };
+pub use wire::{AnnouncementMessage, EventMessage};
