@@ -5,9 +5,10 @@
 //! operator of the sync function needs: conflict records, dead-letter
 //! inspection and replay, a load generator, and the local topology on the
 //! emulators (`setup` creates it, `topology` prints its names for scripts).
-//! Events are built as `sync_core::wire::EventMessage`, names come from
-//! `sync_core::wire::topology` and `dead_letter`. Honours `PUBSUB_EMULATOR_HOST` and `DATASTORE_EMULATOR_HOST`;
-//! without them it talks to Google Cloud with Application Default Credentials.
+//! Events are built as `sync_core::wire::EventMessage`; names come from
+//! `sync_core::wire::topology` and `dead_letter`. Honours `PUBSUB_EMULATOR_HOST`
+//! and `DATASTORE_EMULATOR_HOST`; without them it talks to Google Cloud with
+//! Application Default Credentials.
 
 mod commands;
 mod load;
