@@ -46,6 +46,13 @@ cargo build "${build_flags[@]}"
 bin="$root/target/$PROFILE"
 started=$SECONDS
 
+# The topology's names, from sync_core::wire::topology as deploy/lib.sh's
+# variables: TOPIC, DLQ_TOPIC, DLQ_SUBSCRIPTION, EXTERNAL_SUBSCRIPTIONS, …
+declare TOPIC DLQ_TOPIC DLQ_SUBSCRIPTION
+declare -a EXTERNAL_SUBSCRIPTIONS
+# shellcheck source=/dev/null
+. <("$bin/syncctl" topology)
+
 step "Starting the emulators"
 emulators_start "$PROJECT" "$logdir"
 export GOOGLE_CLOUD_PROJECT=$PROJECT
@@ -53,7 +60,7 @@ export GOOGLE_CLOUD_PROJECT=$PROJECT
 step "Starting the sync and audit functions"
 SYNC_PORT=$(free_port)
 AUDIT_PORT=$(free_port)
-PORT=$SYNC_PORT DEAD_LETTER_TOPIC=sync-dead-letters LOG_FORMAT=text \
+PORT=$SYNC_PORT DEAD_LETTER_TOPIC=$DLQ_TOPIC LOG_FORMAT=text \
   "$bin/sync-function" >"$logdir/sync-function.log" 2>&1 &
 SYNC_PID=$!
 PIDS+=("$SYNC_PID")
@@ -72,9 +79,9 @@ syncctl setup --sync-endpoint "http://127.0.0.1:$SYNC_PORT/" \
   --audit-endpoint "http://127.0.0.1:$AUDIT_PORT/" --external-subscriptions
 
 step "Validation & Testing, step 2: publish the create, then the update"
-syncctl publish --topic data-sync-events --entity-id test-entity-001 --operation create \
+syncctl publish --topic "$TOPIC" --entity-id test-entity-001 --operation create \
   --name "Test Product" --description "Demo product for sync testing" --status active
-syncctl publish --topic data-sync-events --entity-id test-entity-001 --operation update \
+syncctl publish --topic "$TOPIC" --entity-id test-entity-001 --operation update \
   --description "Updated product description"
 
 step "Waiting until Datastore shows version 2"
@@ -95,18 +102,18 @@ step "Validation & Testing, step 4: the entities in Datastore"
 syncctl query
 
 step "A poison message (client data sets the reserved field 'version')"
-syncctl publish --topic data-sync-events --entity-id test-entity-002 --operation create --data '{"version": 99}'
+syncctl publish --topic "$TOPIC" --entity-id test-entity-002 --operation create --data '{"version": 99}'
 deadline=$((SECONDS + 30))
-until [ "$(syncctl dlq list --subscription dlq-processor --format json --wait-secs 1 | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" -ge 1 ]; do
+until [ "$(syncctl dlq list --subscription "$DLQ_SUBSCRIPTION" --format json --wait-secs 1 | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" -ge 1 ]; do
   if [ "$SECONDS" -ge "$deadline" ]; then
     echo "the poison message did not reach the dead-letter subscription" >&2
     exit 1
   fi
 done
-syncctl dlq list --subscription dlq-processor --wait-secs 1
+syncctl dlq list --subscription "$DLQ_SUBSCRIPTION" --wait-secs 1
 
 step "A delete of an entity never seen: a tombstone, nothing announced, a compliance entry"
-syncctl publish --topic data-sync-events --entity-id test-entity-003 --operation delete
+syncctl publish --topic "$TOPIC" --entity-id test-entity-003 --operation delete
 
 step "Audit trail (audit function's stdout, one JSON entry per line)"
 deadline=$((SECONDS + 30))
@@ -120,8 +127,9 @@ done
 grep '"component":"datastore-sync"' "$logdir/audit-function.log"
 
 step "External-sync announcements"
-for op in create update; do
-  syncctl pull --subscription "external-sync-$op-sub" --ack --wait-secs 3
+# Create and update: the delete was of an entity never seen, so it announced nothing.
+for sub in "${EXTERNAL_SUBSCRIPTIONS[@]:0:2}"; do
+  syncctl pull --subscription "$sub" --ack --wait-secs 3
 done
 
 echo

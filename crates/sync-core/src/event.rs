@@ -1,11 +1,18 @@
 //! The recipe's change event, parsed and validated.
+//!
+//! [`parse_event`] reads the fields named in [`crate::wire::event::field`]
+//! by hand rather than through serde's [`crate::wire::EventMessage`], so that
+//! each refusal keeps its stable code and the order of the checks (see that
+//! module).
 
 use crate::limits::{self, KeyLayout};
 use crate::order::OrderKey;
 use crate::state::RESERVED_FIELDS;
 use crate::value::{check_fields, check_name, fields_size};
+use crate::wire::event::field;
 use crate::ValidationError;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -45,7 +52,10 @@ impl fmt::Display for EntityId {
 }
 
 /// What an event does to its entity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Serde reads and writes it by its wire name ([`Operation::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum Operation {
     /// Set fields; the entity exists afterwards.
     Create,
@@ -56,6 +66,9 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// The three operations.
+    pub const ALL: [Self; 3] = [Self::Create, Self::Update, Self::Delete];
+
     /// The wire name: `create`, `update` or `delete`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -76,14 +89,24 @@ impl Operation {
     /// # Ok::<(), sync_core::ValidationError>(())
     /// ```
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
-        match s {
-            "create" => Ok(Self::Create),
-            "update" => Ok(Self::Update),
-            "delete" => Ok(Self::Delete),
-            other => Err(ValidationError::InvalidOperation(
-                other.chars().take(64).collect(),
-            )),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|op| op.as_str() == s)
+            .ok_or_else(|| ValidationError::InvalidOperation(s.chars().take(64).collect()))
+    }
+}
+
+impl TryFrom<String> for Operation {
+    type Error = ValidationError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<Operation> for &'static str {
+    fn from(op: Operation) -> Self {
+        op.as_str()
     }
 }
 
@@ -233,8 +256,8 @@ pub fn parse_event(
         ));
     };
 
-    let raw_id = required_str(&obj, "entity_id")?;
-    let raw_kind = optional_str(&obj, "kind")?;
+    let raw_id = required_str(&obj, field::ENTITY_ID)?;
+    let raw_kind = optional_str(&obj, field::KIND)?;
     // The whole key first: a key over 6 KiB is refused as such, even when a
     // part of it also breaks the 1500-byte limit on names (with parts within
     // that limit, the keys written here stay below 6 KiB).
@@ -247,12 +270,12 @@ pub fn parse_event(
         });
     }
     let entity_id = EntityId::parse(raw_id)?;
-    let operation = Operation::parse(required_str(&obj, "operation")?)?;
-    let timestamp = parse_timestamp(required_str(&obj, "timestamp")?)?;
-    let source = optional_str(&obj, "source")?
+    let operation = Operation::parse(required_str(&obj, field::OPERATION)?)?;
+    let timestamp = parse_timestamp(required_str(&obj, field::TIMESTAMP)?)?;
+    let source = optional_str(&obj, field::SOURCE)?
         .unwrap_or(UNKNOWN_SOURCE)
         .to_string();
-    let correlation_id = optional_str(&obj, "correlation_id")?.map(str::to_string);
+    let correlation_id = optional_str(&obj, field::CORRELATION_ID)?.map(str::to_string);
     let kind = match raw_kind {
         Some(k) => {
             check_name(k).map_err(ValidationError::InvalidKind)?;
@@ -260,15 +283,15 @@ pub fn parse_event(
         }
         None => None,
     };
-    let schema_version = match obj.get("schema_version") {
+    let schema_version = match obj.get(field::SCHEMA_VERSION) {
         None | Some(Value::Null) => 1,
         Some(Value::Number(n)) => n.as_i64().ok_or(ValidationError::WrongType {
-            field: "schema_version",
+            field: field::SCHEMA_VERSION,
             expected: "an integer",
         })?,
         Some(_) => {
             return Err(ValidationError::WrongType {
-                field: "schema_version",
+                field: field::SCHEMA_VERSION,
                 expected: "an integer",
             })
         }
@@ -277,18 +300,18 @@ pub fn parse_event(
         return Err(ValidationError::UnsupportedSchemaVersion(schema_version));
     }
 
-    let data = match obj.remove("data") {
+    let data = match obj.remove(field::DATA) {
         None | Some(Value::Null) => {
             if operation == Operation::Delete {
                 Map::new()
             } else {
-                return Err(ValidationError::MissingField("data"));
+                return Err(ValidationError::MissingField(field::DATA));
             }
         }
         Some(Value::Object(map)) => map,
         Some(_) => {
             return Err(ValidationError::WrongType {
-                field: "data",
+                field: field::DATA,
                 expected: "a JSON object",
             })
         }
@@ -370,21 +393,28 @@ fn optional_str<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::EventMessage;
     use serde_json::json;
 
     fn now() -> DateTime<Utc> {
         parse_timestamp("2025-07-23T10:00:00Z").expect("fixed clock")
     }
 
-    fn parse(json: &str) -> Result<ChangeEvent, ValidationError> {
-        parse_event(json.as_bytes(), "m1", &Limits::default(), now())
+    fn parse(data: impl AsRef<[u8]>) -> Result<ChangeEvent, ValidationError> {
+        parse_event(data.as_ref(), "m1", &Limits::default(), now())
     }
 
-    const OK: &str = r#"{"entity_id":"e1","operation":"update","timestamp":"2025-07-23T09:59:00.000001","source":"s","correlation_id":"c","data":{"a":1}}"#;
+    fn ok() -> Vec<u8> {
+        EventMessage::new("e1", Operation::Update, "2025-07-23T09:59:00.000001")
+            .source("s")
+            .correlation_id("c")
+            .field("a", 1)
+            .to_bytes()
+    }
 
     #[test]
     fn recipe_event_parses_with_microseconds() {
-        let e = parse(OK).expect("valid");
+        let e = parse(ok()).expect("valid");
         assert_eq!(e.entity_id.as_str(), "e1");
         assert_eq!(e.operation, Operation::Update);
         assert_eq!(e.timestamp.timestamp_subsec_micros(), 1);
@@ -412,15 +442,15 @@ mod tests {
 
     #[test]
     fn defaults_for_optional_fields() {
-        let e =
-            parse(r#"{"entity_id":"e","operation":"delete","timestamp":"2025-07-23T09:00:00"}"#)
-                .expect("valid delete");
+        let delete = EventMessage::new("e", Operation::Delete, "2025-07-23T09:00:00");
+        let e = parse(delete.to_bytes()).expect("valid delete");
         assert_eq!(e.source, UNKNOWN_SOURCE);
         assert!(e.data.is_empty());
         assert!(e.correlation_id.is_none());
     }
 
     /// One case per validation code: the input and the code it must produce.
+    /// The inputs are JSON text, since most are no event `EventMessage` could write.
     #[test]
     fn every_validation_code() {
         let long = "x".repeat(1501);
@@ -464,25 +494,25 @@ mod tests {
     #[test]
     fn entity_too_large() {
         let big = "y".repeat(MAX_ENTITY_BYTES);
-        let input = format!(
-            r#"{{"entity_id":"e","operation":"create","timestamp":"2025-07-23T09:00:00","data":{{"blob":"{big}"}}}}"#
-        );
         assert_eq!(
-            parse(&input).expect_err("too large").code(),
+            parse(create_with("e", &json!({ "blob": big })))
+                .expect_err("too large")
+                .code(),
             "entity_too_large"
         );
         let small = Limits {
             max_entity_bytes: 10,
             ..Limits::default()
         };
-        let err = parse_event(OK.as_bytes(), "m", &small, now()).expect_err("limit 10");
+        let err = parse_event(&ok(), "m", &small, now()).expect_err("limit 10");
         assert_eq!(err.code(), "entity_too_large");
     }
 
-    fn create_with(entity_id: &str, data: &Value) -> String {
-        json!({"entity_id": entity_id, "operation": "create",
-            "timestamp": "2025-07-23T09:00:00", "data": data})
-        .to_string()
+    fn create_with(entity_id: &str, data: &Value) -> Vec<u8> {
+        let data = serde_json::from_value(data.clone()).expect("an object");
+        EventMessage::new(entity_id, Operation::Create, "2025-07-23T09:00:00")
+            .data(data)
+            .to_bytes()
     }
 
     fn nested(depth: usize) -> Value {
@@ -510,13 +540,13 @@ mod tests {
         let room = limits::MAX_INDEX_ENTRIES - limits::BOOKKEEPING_INDEX_ENTRIES;
         // Split over an array and nested properties: every value counts.
         let data = |n: usize| json!({"tags": vec![1; n - 2], "o": {"a": "x", "b": null}});
-        assert!(parse(&create_with("e", &data(room))).is_ok());
-        let err = parse(&create_with("e", &data(room + 1))).expect_err("one over");
+        assert!(parse(create_with("e", &data(room))).is_ok());
+        let err = parse(create_with("e", &data(room + 1))).expect_err("one over");
         assert_eq!(err.code(), "too_many_index_entries");
         // Strings too long to index count nothing.
         let long = "s".repeat(limits::MAX_INDEXED_BYTES + 1);
         let unindexed = json!({"tags": vec![1; room], "long": [long.clone(), long]});
-        assert!(parse(&create_with("e", &unindexed)).is_ok());
+        assert!(parse(create_with("e", &unindexed)).is_ok());
     }
 
     #[test]
@@ -530,31 +560,26 @@ mod tests {
             ..Limits::default()
         };
         let at = "k".repeat(200 - overhead);
-        assert!(parse_event(create_with(&at, &json!({})).as_bytes(), "m1", &small, now()).is_ok());
+        assert!(parse_event(&create_with(&at, &json!({})), "m1", &small, now()).is_ok());
         let over = "k".repeat(200 - overhead + 1);
-        let err = parse_event(
-            create_with(&over, &json!({})).as_bytes(),
-            "m1",
-            &small,
-            now(),
-        )
-        .expect_err("one byte over");
+        let err = parse_event(&create_with(&over, &json!({})), "m1", &small, now())
+            .expect_err("one byte over");
         assert_eq!(err.code(), "key_too_large");
         assert!(err.to_string().contains("tombstone"), "{err}");
         // With Datastore's limit, an id at 1500 bytes fits; one that makes the
         // key exceed 6 KiB is `key_too_large`, not merely an invalid name.
-        assert!(parse(&create_with(&"k".repeat(1500), &json!({}))).is_ok());
+        assert!(parse(create_with(&"k".repeat(1500), &json!({}))).is_ok());
         assert_eq!(
-            parse(&create_with(&"k".repeat(1501), &json!({})))
+            parse(create_with(&"k".repeat(1501), &json!({})))
                 .expect_err("name")
                 .code(),
             "invalid_entity_id"
         );
         let at = "k".repeat(limit - overhead);
-        let err = parse(&create_with(&at, &json!({}))).expect_err("name over 1500");
+        let err = parse(create_with(&at, &json!({}))).expect_err("name over 1500");
         assert_eq!(err.code(), "invalid_entity_id");
         let over = "k".repeat(limit - overhead + 1);
-        let err = parse(&create_with(&over, &json!({}))).expect_err("key over 6 KiB");
+        let err = parse(create_with(&over, &json!({}))).expect_err("key over 6 KiB");
         assert_eq!(err.code(), "key_too_large");
         // The namespace and the event's own kind count too.
         let spaced = Limits {
@@ -565,31 +590,32 @@ mod tests {
             ..small
         };
         let at = "k".repeat(200 - overhead);
-        let err = parse_event(
-            create_with(&at, &json!({})).as_bytes(),
-            "m1",
-            &spaced,
-            now(),
-        )
-        .expect_err("namespace adds 101 bytes");
+        let err = parse_event(&create_with(&at, &json!({})), "m1", &spaced, now())
+            .expect_err("namespace adds 101 bytes");
         assert_eq!(err.code(), "key_too_large");
     }
 
     #[test]
     fn skew_limit_is_configurable_and_past_is_fine() {
-        let skewed = br#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T10:06:00Z","data":{}}"#;
+        let update = |ts: &str| {
+            EventMessage::new("e", Operation::Update, ts)
+                .data(Map::new())
+                .to_bytes()
+        };
         let loose = Limits {
             max_clock_skew_secs: 3600,
             ..Limits::default()
         };
-        assert!(parse_event(skewed, "m", &loose, now()).is_ok());
-        let old = br#"{"entity_id":"e","operation":"update","timestamp":"1999-01-01T00:00:00","data":{}}"#;
-        assert!(parse_event(old, "m", &Limits::default(), now()).is_ok());
+        let skewed = update("2025-07-23T10:06:00Z");
+        assert!(parse_event(&skewed, "m", &loose, now()).is_ok());
+        let old = update("1999-01-01T00:00:00");
+        assert!(parse_event(&old, "m", &Limits::default(), now()).is_ok());
     }
 
     #[test]
     fn delete_ignores_data() {
-        let e = parse(r#"{"entity_id":"e","operation":"delete","timestamp":"2025-07-23T09:00:00","data":{"a":1}}"#).expect("delete");
+        let delete = EventMessage::new("e", Operation::Delete, "2025-07-23T09:00:00").field("a", 1);
+        let e = parse(delete.to_bytes()).expect("delete");
         assert!(e.data.is_empty());
     }
 }

@@ -3,18 +3,20 @@
 //! This crate owns what the sync and audit functions decide, and nothing of how
 //! they do it: the recipe-compatible change event and its validation, the
 //! convergent per-field merge with delete tombstones, the merge policy, the
-//! stored entity model and the port traits that adapters implement. It does no
-//! I/O, reads no clock and needs no async runtime: time and ids arrive as
-//! arguments, so every decision is a deterministic function that unit and
-//! property tests can check exhaustively.
+//! stored entity model, the port traits that adapters implement, and the wire
+//! contracts every crate and script shares ([`wire`]: the event, announcement
+//! and audit entry as serde types, the dead-letter attributes, the topology's
+//! names). It does no I/O, reads no clock and needs no async runtime: time and
+//! ids arrive as arguments, so every decision is a deterministic function that
+//! unit and property tests can check exhaustively.
 //!
 //! Two small helpers serve the adapters and binaries alike: [`env`](mod@env) reads
 //! settings through a lookup function (never the process environment itself)
 //! and names the variables every binary shares; [`backoff`] computes jittered
 //! retry waits.
 //!
-//! What it leaves out: Datastore and Pub/Sub wire types (see `sync-store` and
-//! `sync-pubsub`), HTTP delivery decoding (`sync-http`), which settings each
+//! What it leaves out: Datastore's and Pub/Sub's own API types (see
+//! `sync-store` and `sync-pubsub`), HTTP delivery decoding (`sync-http`), which settings each
 //! binary reads, and telemetry (the function binaries).
 #![deny(missing_docs)]
 
@@ -44,3 +46,4 @@ pub use state::{
     Announcement, Candidate, EntityState, FieldState, StateError, StoredEntity,
     BOOKKEEPING_PROPERTY, RESERVED_FIELDS,
 };
+pub use wire::{AnnouncementMessage, EventMessage};

@@ -109,28 +109,19 @@ impl Announcement {
     /// The JSON message published downstream (the recipe's external-sync shape,
     /// plus version, last_modified and correlation id).
     pub fn payload(&self, entity_id: &str) -> Value {
-        let mut obj = Map::new();
-        obj.insert("entity_id".into(), Value::String(entity_id.into()));
-        obj.insert(
-            "operation".into(),
-            Value::String(self.operation.as_str().into()),
-        );
-        obj.insert("data".into(), Value::Object(self.data.clone()));
-        obj.insert("version".into(), Value::from(self.version));
-        obj.insert(
-            "last_modified".into(),
-            self.last_modified.map_or(Value::Null, |t| {
-                Value::String(crate::event::format_timestamp(&t))
-            }),
-        );
-        obj.insert("source".into(), Value::String("datastore-sync".into()));
-        obj.insert(
-            "correlation_id".into(),
-            self.correlation_id
-                .clone()
-                .map_or(Value::Null, Value::String),
-        );
-        Value::Object(obj)
+        crate::wire::AnnouncementMessage {
+            entity_id: entity_id.into(),
+            operation: self.operation,
+            data: self.data.clone(),
+            version: self.version,
+            last_modified: self
+                .last_modified
+                .as_ref()
+                .map(crate::event::format_timestamp),
+            source: crate::wire::SYSTEM.into(),
+            correlation_id: self.correlation_id.clone(),
+        }
+        .to_json()
     }
 }
 

@@ -1,11 +1,40 @@
 //! Wire contracts shared by the functions, `syncctl`, the tests and the
-//! deploy scripts: Pub/Sub's attribute limits, the dead-letter attributes and
-//! the topology's names. Each name is defined here once.
+//! deploy scripts, each defined here once:
 //!
-//! `deploy/lib.sh` spells the same names in shell; a test in `syncctl` reads
-//! it and checks it against [`topology`].
+//! - the messages, as serde types that both write and read them:
+//!   [`EventMessage`] (the change event a publisher sends; [`event::field`]
+//!   names its fields for [`crate::parse_event`], which checks them by hand
+//!   to keep its error codes), [`AnnouncementMessage`] (what the sync
+//!   function publishes downstream) and the audit function's entries
+//!   ([`audit`]);
+//! - Pub/Sub's attribute limits and the dead-letter attributes, with the one
+//!   [`dead_letter::strip`] replay uses;
+//! - the topology's names and their suffix rule ([`topology`]).
+//!
+//! `deploy/lib.sh` spells the topology in shell; a test in `syncctl` reads
+//! it and checks it against [`topology`], and `syncctl topology` prints the
+//! same variables for `scripts/demo.sh`.
 
+pub mod announcement;
+pub mod audit;
+pub mod event;
+
+pub use announcement::AnnouncementMessage;
+pub use event::EventMessage;
+
+use serde::Serialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
+
+/// The system's name: an announcement's `source`, the audit entries'
+/// `component` label.
+pub const SYSTEM: &str = "datastore-sync";
+
+/// `message` as JSON. The wire types hold only strings, numbers and JSON
+/// values under string keys, which always serialise.
+fn to_json(message: &impl Serialize) -> Value {
+    serde_json::to_value(message).expect("wire types always serialise")
+}
 
 /// Pub/Sub's limit on attributes per message.
 pub const MAX_ATTRIBUTES: usize = 100;
@@ -136,8 +165,7 @@ pub mod topology {
     pub const EXTERNAL_TOPIC_PREFIX: &str = "external-sync-";
 
     /// The operations an announcement topic exists for.
-    pub const OPERATIONS: [Operation; 3] =
-        [Operation::Create, Operation::Update, Operation::Delete];
+    pub const OPERATIONS: [Operation; 3] = Operation::ALL;
 
     /// `base`, or `base-suffix` when a suffix is set.
     pub fn with_suffix(base: &str, suffix: Option<&str>) -> String {
@@ -150,6 +178,12 @@ pub mod topology {
     /// The announcement topic of `operation` under `prefix`.
     pub fn external_topic(prefix: &str, operation: Operation) -> String {
         format!("{prefix}{}", operation.as_str())
+    }
+
+    /// The pull subscription `syncctl setup --external-subscriptions` makes
+    /// on an announcement topic: `<topic>-sub`.
+    pub fn external_subscription(topic: &str) -> String {
+        format!("{topic}-sub")
     }
 
     /// One deployment's names.
@@ -187,6 +221,15 @@ pub mod topology {
                     .map(|op| external_topic(EXTERNAL_TOPIC_PREFIX, *op))
                     .collect(),
             }
+        }
+
+        /// The [`external_subscription`] of each announcement topic, in
+        /// [`OPERATIONS`] order.
+        pub fn external_subscriptions(&self) -> Vec<String> {
+            self.external_topics
+                .iter()
+                .map(|t| external_subscription(t))
+                .collect()
         }
     }
 }
@@ -289,6 +332,14 @@ mod tests {
             ]
         );
         assert_eq!(plain.external_topics, suffixed.external_topics);
+        assert_eq!(
+            suffixed.external_subscriptions(),
+            [
+                "external-sync-create-sub",
+                "external-sync-update-sub",
+                "external-sync-delete-sub"
+            ]
+        );
         assert_eq!(Topology::new(Some("")), plain);
     }
 }

@@ -4,7 +4,8 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use sync_core::{
-    merge, parse_event, parse_timestamp, ChangeEvent, EntityState, Limits, MergePolicy, Outcome,
+    merge, parse_event, parse_timestamp, ChangeEvent, EntityState, EventMessage, Limits,
+    MergePolicy, Operation, Outcome,
 };
 
 const FIELDS: [&str; 4] = ["a", "b", "c", "d"];
@@ -64,15 +65,17 @@ fn build(specs: &[Spec]) -> Vec<ChangeEvent> {
                 .iter()
                 .map(|(f, v)| (FIELDS[*f].to_string(), v.clone()))
                 .collect();
-            let body = json!({
-                "entity_id": "e",
-                "operation": if s.delete { "delete" } else { "update" },
-                "timestamp": format!("2025-07-23T10:00:0{}.000001", s.second),
-                "source": SOURCES[s.source],
-                "data": data,
-            });
+            let operation = if s.delete {
+                Operation::Delete
+            } else {
+                Operation::Update
+            };
+            let timestamp = format!("2025-07-23T10:00:0{}.000001", s.second);
+            let body = EventMessage::new("e", operation, timestamp)
+                .source(SOURCES[s.source])
+                .data(data);
             parse_event(
-                body.to_string().as_bytes(),
+                &body.to_bytes(),
                 &format!("msg-{i:03}"),
                 &Limits::default(),
                 now,

@@ -16,13 +16,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::Write;
 use std::time::{Duration, Instant};
-use sync_core::{EventPublisher, OutgoingMessage};
+use sync_core::wire::EventMessage;
+use sync_core::{EventPublisher, Operation, OutgoingMessage};
 
 /// Generates the events of a load run, in generation (timestamp) order.
-pub fn generate(a: &LoadArgs) -> Vec<Value> {
+pub fn generate(a: &LoadArgs) -> Vec<EventMessage> {
     let mut rng = StdRng::seed_from_u64(a.seed);
     let start = Utc::now() - ChronoDuration::hours(1);
     let statuses = ["active", "inactive", "pending", "archived"];
@@ -31,26 +32,31 @@ pub fn generate(a: &LoadArgs) -> Vec<Value> {
             let entity = rng.random_range(0..a.entities.max(1));
             let ts = start + ChronoDuration::milliseconds(i64::try_from(i).unwrap_or(i64::MAX));
             let delete = rng.random_bool(a.deletes.clamp(0.0, 1.0));
-            let mut event = json!({
-                "entity_id": format!("{}-{entity:05}", a.entity_prefix),
-                "operation": if delete { "delete" } else if i % 7 == 0 { "create" } else { "update" },
-                "timestamp": crate::commands::naive_iso(ts),
-                "source": format!("loadgen-{}", rng.random_range(0..3)),
-                "correlation_id": format!("load-{}-{i}", a.seed),
-            });
+            let operation = if delete {
+                Operation::Delete
+            } else if i % 7 == 0 {
+                Operation::Create
+            } else {
+                Operation::Update
+            };
+            let mut event = EventMessage::new(
+                format!("{}-{entity:05}", a.entity_prefix),
+                operation,
+                crate::commands::naive_iso(ts),
+            )
+            .source(format!("loadgen-{}", rng.random_range(0..3)))
+            .correlation_id(format!("load-{}-{i}", a.seed));
             if !delete {
-                let mut data = serde_json::Map::new();
                 if rng.random_bool(0.5) {
-                    data.insert("name".into(), json!(format!("Item {entity} v{i}")));
+                    event = event.field("name", format!("Item {entity} v{i}"));
                 }
                 if rng.random_bool(0.5) {
-                    data.insert("status".into(), json!(statuses[rng.random_range(0..statuses.len())]));
+                    event = event.field("status", statuses[rng.random_range(0..statuses.len())]);
                 }
-                data.insert("counter".into(), json!(i));
+                event = event.field("counter", i);
                 if a.payload_bytes > 0 {
-                    data.insert("description".into(), json!("x".repeat(a.payload_bytes)));
+                    event = event.field("description", "x".repeat(a.payload_bytes));
                 }
-                event["data"] = Value::Object(data);
             }
             event
         })
@@ -88,7 +94,7 @@ pub async fn run(g: &Global, a: LoadArgs) -> Result<()> {
     let started = Instant::now();
     let rate = a.rate;
     let topic = a.topic.clone();
-    let results: Vec<Result<(String, &Value)>> = stream::iter(order.iter().enumerate())
+    let results: Vec<Result<(String, &EventMessage)>> = stream::iter(order.iter().enumerate())
         .map(|(n, &i)| {
             let publisher = &publisher;
             let topic = &topic;
@@ -100,7 +106,7 @@ pub async fn run(g: &Global, a: LoadArgs) -> Result<()> {
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let message = OutgoingMessage {
-                    data: event.to_string().into_bytes(),
+                    data: event.to_bytes(),
                     attributes: Default::default(),
                     ordering_key: None,
                 };
@@ -183,15 +189,9 @@ mod tests {
         let again = generate(&a);
         assert_eq!(first.len(), 200);
         // Same seed, same events except the wall-clock base of the timestamps.
-        let strip = |v: &Vec<Value>| {
+        let strip = |v: &Vec<EventMessage>| {
             v.iter()
-                .map(|e| {
-                    (
-                        e["entity_id"].clone(),
-                        e["operation"].clone(),
-                        e.get("data").cloned(),
-                    )
-                })
+                .map(|e| (e.entity_id.clone(), e.operation, e.data.clone()))
                 .collect::<Vec<_>>()
         };
         assert_eq!(strip(&first), strip(&again));
@@ -199,7 +199,7 @@ mod tests {
         let mut last = None;
         for (i, e) in first.iter().enumerate() {
             let parsed = sync_core::parse_event(
-                e.to_string().as_bytes(),
+                &e.to_bytes(),
                 &i.to_string(),
                 &sync_core::Limits::default(),
                 now,
@@ -209,7 +209,7 @@ mod tests {
             last = Some(parsed.timestamp);
         }
         let entities: std::collections::HashSet<_> =
-            first.iter().map(|e| e["entity_id"].clone()).collect();
+            first.iter().map(|e| e.entity_id.clone()).collect();
         assert!(entities.len() <= 7);
     }
 
@@ -217,8 +217,12 @@ mod tests {
     fn payload_size_is_honoured() {
         let a = load_args(&["--payload-bytes", "1024", "--deletes", "0"]);
         let events = generate(&a);
-        assert!(events
-            .iter()
-            .all(|e| e["data"]["description"].as_str().map(str::len) == Some(1024)));
+        assert!(events.iter().all(|e| e
+            .data
+            .as_ref()
+            .and_then(|d| d.get("description"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::len)
+            == Some(1024)));
     }
 }

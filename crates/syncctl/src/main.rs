@@ -4,8 +4,11 @@
 //! `datastore_init.py`, `cleanup_datastore.py`) as subcommands, plus what an
 //! operator of the sync function needs: conflict records, dead-letter
 //! inspection and replay, a load generator, and the local topology on the
-//! emulators. Honours `PUBSUB_EMULATOR_HOST` and `DATASTORE_EMULATOR_HOST`;
-//! without them it talks to Google Cloud with Application Default Credentials.
+//! emulators (`setup` creates it, `topology` prints its names for scripts).
+//! Events are built as `sync_core::wire::EventMessage`; names come from
+//! `sync_core::wire::topology` and `dead_letter`. Honours `PUBSUB_EMULATOR_HOST`
+//! and `DATASTORE_EMULATOR_HOST`; without them it talks to Google Cloud with
+//! Application Default Credentials.
 
 mod commands;
 mod load;
@@ -66,6 +69,8 @@ enum Command {
     Load(LoadArgs),
     /// Create the recipe's topics and subscriptions (idempotent), e.g. on the emulator.
     Setup(SetupArgs),
+    /// Print the topology's names as `deploy/lib.sh`'s variables (`NAME=value`, bash syntax).
+    Topology(TopologyArgs),
 }
 
 /// Arguments of `publish`.
@@ -114,13 +119,12 @@ pub enum OperationArg {
     Delete,
 }
 
-impl OperationArg {
-    /// Wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Create => "create",
-            Self::Update => "update",
-            Self::Delete => "delete",
+impl From<OperationArg> for sync_core::Operation {
+    fn from(op: OperationArg) -> Self {
+        match op {
+            OperationArg::Create => Self::Create,
+            OperationArg::Update => Self::Update,
+            OperationArg::Delete => Self::Delete,
         }
     }
 }
@@ -309,6 +313,14 @@ pub struct SetupArgs {
     pub push_no_wrapper_write_metadata: bool,
 }
 
+/// Arguments of `topology`.
+#[derive(Args, Debug)]
+pub struct TopologyArgs {
+    /// Suffix, as `setup --suffix`.
+    #[arg(long)]
+    pub suffix: Option<String>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -336,6 +348,10 @@ fn main() -> ExitCode {
             Command::Pull(a) => commands::pull(g, a).await,
             Command::Load(a) => load::run(g, a).await,
             Command::Setup(a) => commands::setup(g, a).await,
+            Command::Topology(a) => {
+                commands::topology(&a);
+                Ok(())
+            }
         }
     });
     match result {

@@ -7,10 +7,20 @@
 //! `labels.component="datastore-sync" AND jsonPayload.entity_id="test-entity-001"`
 //! finds them. `time` sets the entry's timestamp; the recipe's own `timestamp`
 //! field is kept too, as the recipe writes it.
+//!
+//! The entries' types are `sync_core::wire::audit`'s; this module fills them
+//! from a delivery.
 
 use crate::config::AuditConfig;
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+use sync_core::event::UNKNOWN_SOURCE;
+use sync_core::wire::audit::{
+    ComplianceEntry, ComplianceLabels, ComplianceRecord, EntityLabels, EventEntry, EventRecord,
+    EventType, LogEntry, MalformedEntry, MalformedRecord, ProcessingMetadata, Severity, Trace,
+    ValidationFailure, UNKNOWN_OPERATION,
+};
+use sync_core::wire::event::field;
 use sync_http::Delivery;
 
 /// Replacement for redacted values.
@@ -84,8 +94,14 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn str_field(event: &Map<String, Value>, name: &str) -> Value {
+/// The event's field `name` as received (`null` when absent).
+fn received(event: &Map<String, Value>, name: &str) -> Value {
     event.get(name).cloned().unwrap_or(Value::Null)
+}
+
+/// The event's field `name` when it is text.
+fn text<'a>(event: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    event.get(name).and_then(Value::as_str)
 }
 
 /// Replaces the value of every key named in `fields`, at any depth.
@@ -105,172 +121,166 @@ pub fn redact(value: &mut Value, fields: &[String]) {
     }
 }
 
-fn processing_metadata(config: &AuditConfig, delivery: &Delivery) -> Value {
+fn processing_metadata(config: &AuditConfig, delivery: &Delivery) -> ProcessingMetadata {
     let subscription = delivery
         .subscription
         .clone()
         .or_else(|| delivery.cloud_event.as_ref().map(|c| c.source.clone()));
-    json!({
-        "function_name": config.function_name,
-        "subscription": subscription,
-        "delivery_attempt": delivery.delivery_attempt.unwrap_or(1),
-        "delivery_form": delivery.form.as_str(),
-        "publish_time": delivery.publish_time.map(rfc3339),
+    ProcessingMetadata {
+        function_name: config.function_name.clone(),
+        subscription,
+        delivery_attempt: delivery.delivery_attempt.unwrap_or(1),
+        delivery_form: delivery.form.as_str().into(),
+        publish_time: delivery.publish_time.map(rfc3339),
+    }
+}
+
+/// The trace fields, when the request had a trace and the project is known.
+fn trace(config: &AuditConfig, delivery: &Delivery) -> Option<Trace> {
+    let (t, project) = (delivery.trace.as_ref()?, config.project_id.as_ref()?);
+    Some(Trace {
+        trace: t.resource_name(project),
+        span_id: t.span_id.clone(),
+        sampled: t.sampled,
     })
 }
 
-fn with_trace(mut entry: Map<String, Value>, config: &AuditConfig, delivery: &Delivery) -> Value {
-    if let (Some(t), Some(project)) = (&delivery.trace, &config.project_id) {
-        entry.insert(
-            "logging.googleapis.com/trace".into(),
-            Value::String(t.resource_name(project)),
-        );
-        if let Some(span) = &t.span_id {
-            entry.insert(
-                "logging.googleapis.com/spanId".into(),
-                Value::String(span.clone()),
-            );
+/// Entries of one delivery: they share its clock reading and trace.
+struct Stamp {
+    time: String,
+    trace: Option<Trace>,
+}
+
+impl Stamp {
+    fn entry<L, R>(
+        &self,
+        severity: Severity,
+        message: String,
+        labels: L,
+        record: R,
+    ) -> LogEntry<L, R> {
+        LogEntry {
+            severity,
+            message,
+            time: self.time.clone(),
+            labels,
+            record,
+            trace: self.trace.clone(),
         }
-        entry.insert(
-            "logging.googleapis.com/trace_sampled".into(),
-            Value::Bool(t.sampled),
-        );
     }
-    Value::Object(entry)
 }
 
 /// The entries for one delivery, in the order they are written.
 pub fn entries(config: &AuditConfig, delivery: &Delivery, now: DateTime<Utc>) -> Vec<Value> {
-    let stamp = rfc3339(now);
+    let stamp = Stamp {
+        time: rfc3339(now),
+        trace: trace(config, delivery),
+    };
     match classify(delivery, now) {
         Audited::Event {
             event,
             validation_error,
-        } => {
-            let operation = event
-                .get("operation")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown")
-                .to_string();
-            let entity_id = str_field(&event, "entity_id");
-            let mut snapshot = event.get("data").cloned().unwrap_or_else(|| json!({}));
-            redact(&mut snapshot, &config.redact_fields);
-            let mut main = Map::new();
-            main.insert("severity".into(), json!("INFO"));
-            main.insert(
-                "message".into(),
-                json!(format!(
-                    "audit: {operation} of {} from {}",
-                    entity_id.as_str().unwrap_or("?"),
-                    event
-                        .get("source")
-                        .and_then(Value::as_str)
-                        .unwrap_or("unknown")
-                )),
-            );
-            main.insert("time".into(), json!(stamp));
-            main.insert(
-                "logging.googleapis.com/labels".into(),
-                json!({"component": "datastore-sync", "operation": operation, "entity_type": "sync_entity"}),
-            );
-            main.insert("timestamp".into(), json!(stamp));
-            main.insert("event_type".into(), json!("data_synchronization"));
-            main.insert("entity_id".into(), entity_id.clone());
-            main.insert("operation".into(), json!(operation));
-            main.insert(
-                "source_system".into(),
-                event
-                    .get("source")
-                    .cloned()
-                    .unwrap_or_else(|| json!("unknown")),
-            );
-            main.insert("message_id".into(), json!(delivery.message_id));
-            main.insert("correlation_id".into(), str_field(&event, "correlation_id"));
-            main.insert("event_timestamp".into(), str_field(&event, "timestamp"));
-            main.insert("data_snapshot".into(), snapshot);
-            main.insert(
-                "processing_metadata".into(),
-                processing_metadata(config, delivery),
-            );
-            if let Some((code, message)) = validation_error {
-                main.insert(
-                    "validation_error".into(),
-                    json!({"error_code": code, "error_message": message}),
-                );
-            }
-            let mut out = vec![with_trace(main, config, delivery)];
-            if operation == "delete" {
-                let mut compliance = Map::new();
-                compliance.insert("severity".into(), json!("NOTICE"));
-                compliance.insert(
-                    "message".into(),
-                    json!(format!(
-                        "compliance: data deletion of {}",
-                        entity_id.as_str().unwrap_or("?")
-                    )),
-                );
-                compliance.insert("time".into(), json!(stamp));
-                compliance.insert(
-                    "logging.googleapis.com/labels".into(),
-                    json!({"component": "datastore-sync", "compliance": "data_deletion", "regulation": "gdpr"}),
-                );
-                compliance.insert("compliance_event".into(), json!("data_deletion"));
-                compliance.insert("entity_id".into(), entity_id);
-                compliance.insert("deletion_timestamp".into(), json!(stamp));
-                compliance.insert("retention_policy".into(), json!("applied"));
-                compliance.insert("regulatory_context".into(), json!("gdpr_compliance"));
-                compliance.insert("message_id".into(), json!(delivery.message_id));
-                compliance.insert("correlation_id".into(), str_field(&event, "correlation_id"));
-                out.push(with_trace(compliance, config, delivery));
-            }
-            out
-        }
+        } => event_entries(config, delivery, &stamp, &event, validation_error),
         Audited::Malformed { code, message } => {
-            let raw = delivery.original_data();
-            let cap = raw.len().min(config.max_raw_bytes);
-            let mut payload = String::from_utf8_lossy(&raw[..cap]).into_owned();
-            if !config.redact_fields.is_empty() {
-                // A payload that is JSON can be redacted; raw text cannot, so it is withheld.
-                payload = match serde_json::from_slice::<Value>(raw) {
-                    Ok(mut v) => {
-                        redact(&mut v, &config.redact_fields);
-                        let text = v.to_string();
-                        text.chars().take(config.max_raw_bytes).collect()
-                    }
-                    Err(_) => "[WITHHELD: not JSON, cannot be redacted]".into(),
-                };
-            }
-            let mut entry = Map::new();
-            entry.insert("severity".into(), json!("WARNING"));
-            entry.insert(
-                "message".into(),
-                json!(format!(
-                    "audit: malformed message {} ({code})",
-                    delivery.message_id
-                )),
-            );
-            entry.insert("time".into(), json!(stamp));
-            entry.insert(
-                "logging.googleapis.com/labels".into(),
-                json!({"component": "datastore-sync", "operation": "unknown", "entity_type": "sync_entity"}),
-            );
-            entry.insert("timestamp".into(), json!(stamp));
-            entry.insert("event_type".into(), json!("malformed_event"));
-            entry.insert("message_id".into(), json!(delivery.message_id));
-            entry.insert("error_code".into(), json!(code));
-            entry.insert("error_message".into(), json!(message));
-            entry.insert("raw_payload".into(), json!(payload));
-            entry.insert("raw_payload_bytes".into(), json!(raw.len()));
-            entry.insert(
-                "raw_payload_truncated".into(),
-                json!(raw.len() > config.max_raw_bytes),
-            );
-            entry.insert("attributes".into(), json!(delivery.attributes));
-            entry.insert(
-                "processing_metadata".into(),
-                processing_metadata(config, delivery),
-            );
-            vec![with_trace(entry, config, delivery)]
+            vec![malformed_entry(config, delivery, &stamp, code, message).to_json()]
         }
     }
+}
+
+fn event_entries(
+    config: &AuditConfig,
+    delivery: &Delivery,
+    stamp: &Stamp,
+    event: &Map<String, Value>,
+    validation_error: Option<(&'static str, String)>,
+) -> Vec<Value> {
+    let operation = text(event, field::OPERATION).unwrap_or(UNKNOWN_OPERATION);
+    // Always text here: an event without a textual entity_id is malformed.
+    let entity_id = text(event, field::ENTITY_ID).unwrap_or("?");
+    let mut snapshot = event
+        .get(field::DATA)
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    redact(&mut snapshot, &config.redact_fields);
+    let source = text(event, field::SOURCE).unwrap_or(UNKNOWN_SOURCE);
+    let main: EventEntry = stamp.entry(
+        Severity::Info,
+        format!("audit: {operation} of {entity_id} from {source}"),
+        EntityLabels::new(operation),
+        EventRecord {
+            timestamp: stamp.time.clone(),
+            event_type: EventType::DataSynchronization,
+            entity_id: entity_id.into(),
+            operation: operation.into(),
+            source_system: event
+                .get(field::SOURCE)
+                .cloned()
+                .unwrap_or_else(|| UNKNOWN_SOURCE.into()),
+            message_id: delivery.message_id.clone(),
+            correlation_id: received(event, field::CORRELATION_ID),
+            event_timestamp: received(event, field::TIMESTAMP),
+            data_snapshot: snapshot,
+            processing_metadata: processing_metadata(config, delivery),
+            validation_error: validation_error.map(|(code, message)| ValidationFailure {
+                error_code: code.into(),
+                error_message: message,
+            }),
+        },
+    );
+    let mut out = vec![main.to_json()];
+    if operation == sync_core::Operation::Delete.as_str() {
+        let compliance: ComplianceEntry = stamp.entry(
+            Severity::Notice,
+            format!("compliance: data deletion of {entity_id}"),
+            ComplianceLabels::data_deletion(),
+            ComplianceRecord::data_deletion(
+                entity_id.into(),
+                stamp.time.clone(),
+                delivery.message_id.clone(),
+                received(event, field::CORRELATION_ID),
+            ),
+        );
+        out.push(compliance.to_json());
+    }
+    out
+}
+
+fn malformed_entry(
+    config: &AuditConfig,
+    delivery: &Delivery,
+    stamp: &Stamp,
+    code: &str,
+    message: String,
+) -> MalformedEntry {
+    let raw = delivery.original_data();
+    let cap = raw.len().min(config.max_raw_bytes);
+    let mut payload = String::from_utf8_lossy(&raw[..cap]).into_owned();
+    if !config.redact_fields.is_empty() {
+        // A payload that is JSON can be redacted; raw text cannot, so it is withheld.
+        payload = match serde_json::from_slice::<Value>(raw) {
+            Ok(mut v) => {
+                redact(&mut v, &config.redact_fields);
+                let text = v.to_string();
+                text.chars().take(config.max_raw_bytes).collect()
+            }
+            Err(_) => "[WITHHELD: not JSON, cannot be redacted]".into(),
+        };
+    }
+    stamp.entry(
+        Severity::Warning,
+        format!("audit: malformed message {} ({code})", delivery.message_id),
+        EntityLabels::new(UNKNOWN_OPERATION),
+        MalformedRecord {
+            timestamp: stamp.time.clone(),
+            event_type: EventType::MalformedEvent,
+            message_id: delivery.message_id.clone(),
+            error_code: code.into(),
+            error_message: message,
+            raw_payload: payload,
+            raw_payload_bytes: raw.len(),
+            raw_payload_truncated: raw.len() > config.max_raw_bytes,
+            attributes: delivery.attributes.clone(),
+            processing_metadata: processing_metadata(config, delivery),
+        },
+    )
 }
