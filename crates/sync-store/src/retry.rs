@@ -1,12 +1,11 @@
 //! Retrying transactions: jittered exponential backoff, bounded by attempts
 //! (contention) and by a time budget (everything retryable).
 
-use crate::error::{class_of_error, Class};
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
-use sync_core::StoreError;
+use sync_core::{Disposition, StoreError};
 
 /// How an operation is retried.
 #[derive(Debug, Clone, Copy)]
@@ -58,9 +57,8 @@ where
             Ok(value) => return Ok((value, attempts)),
             Err(failed) => failed,
         };
-        let (error, retry_no) = match class_of_error(&failed.error) {
-            Class::Permanent => return Err(failed.error),
-            Class::Contention => {
+        let (error, retry_no) = match failed.error {
+            StoreError::Contention { .. } => {
                 contention += 1;
                 let error = StoreError::Contention {
                     attempts: contention,
@@ -70,10 +68,11 @@ where
                 }
                 (error, contention)
             }
-            Class::Transient => {
+            error if error.disposition() == Disposition::Transient => {
                 transient += 1;
-                (failed.error, transient)
+                (error, transient)
             }
+            error => return Err(error),
         };
         let delay = policy.backoff.delay(retry_no);
         if started.elapsed() + delay > policy.budget {
