@@ -161,7 +161,7 @@ async fn process(app: &AppState, delivery: &Delivery, span: &tracing::Span) -> R
     info!(
         outcome = result.outcome.as_str(),
         operation = event.operation.as_str(),
-        version = result.version,
+        version = result.version(),
         conflicts = result.conflicts.len(),
         attempts = result.attempts,
         publish_to_apply_ms = latency_ms,
