@@ -16,7 +16,7 @@ use sync_pubsub::{
     DeadLetter, PubSubAdmin, PubSubConfig, PubSubPuller, PushEndpoint, ReceivedMessage,
     SubscriptionConfig,
 };
-use sync_store::{DatastoreStore, StoreConfig};
+use sync_store::{DatastoreAdmin, StoreConfig};
 use sync_testkit::{free_port, unique_name, TEST_PROJECT};
 
 /// Path of a binary built by `cargo build --bins`.
@@ -198,11 +198,11 @@ pub async fn pubsub_config() -> Result<PubSubConfig> {
 ///
 /// # Errors
 /// When it cannot connect.
-pub async fn store(datastore_host: &str, namespace: &str) -> Result<DatastoreStore> {
+pub async fn store(datastore_host: &str, namespace: &str) -> Result<DatastoreAdmin> {
     let mut config = StoreConfig::new(TEST_PROJECT);
     config.emulator_host = Some(datastore_host.to_string());
     config.namespace = Some(namespace.to_string());
-    Ok(DatastoreStore::connect(config).await?)
+    Ok(DatastoreAdmin::connect(config).await?)
 }
 
 /// A function binary running as a child process; killed on drop.
@@ -377,7 +377,7 @@ pub fn expected_states(
 /// # Errors
 /// At the deadline, with the first difference.
 pub async fn wait_for_states(
-    store: &DatastoreStore,
+    store: &DatastoreAdmin,
     expected: &BTreeMap<String, EntityState>,
     policy: &MergePolicy,
     timeout: Duration,
@@ -392,9 +392,9 @@ pub async fn wait_for_states(
                 Some(s) => {
                     s.exists() == want.exists()
                         && s.visible_fields(policy) == want.visible_fields(policy)
-                        && s.deleted == want.deleted
+                        && s.deleted_by() == want.deleted_by()
                 }
-                None => !want.exists() && want.deleted.is_none(),
+                None => !want.exists() && want.deleted_by().is_none(),
             };
             if !matches && difference.is_none() {
                 difference = Some(format!(

@@ -103,12 +103,13 @@ async fn every_value_type_round_trips() -> Result<()> {
     ensure!(r.outcome == Outcome::Applied, "{r:?}");
 
     let (stored, _) = store
+        .admin()
         .get(None, "types-1")
         .await?
         .context("entity written")?;
     assert_eq!(Value::Object(stored.fields), data);
 
-    let listed = store.query_kind(KIND).await?;
+    let listed = store.admin().query_kind(KIND).await?;
     let (name, fields) = listed.first().context("one entity")?;
     assert_eq!(name, "types-1");
     for (k, v) in object(data) {
@@ -138,20 +139,20 @@ async fn recipe_create_then_update_merges_fields_and_bumps_version() -> Result<(
     )?;
     let first = store.apply(&create).await?;
     assert_eq!(first.outcome, Outcome::Applied);
-    assert_eq!(first.version, 1);
+    assert_eq!(first.version(), 1);
     assert_eq!(
         first.announcement.map(|a| a.operation),
         Some(Operation::Create)
     );
     let second = store.apply(&update).await?;
     assert_eq!(second.outcome, Outcome::Applied);
-    assert_eq!(second.version, 2);
+    assert_eq!(second.version(), 2);
     assert_eq!(
         second.announcement.as_ref().map(|a| a.operation),
         Some(Operation::Update)
     );
 
-    let listed = store.query_kind(KIND).await?;
+    let listed = store.admin().query_kind(KIND).await?;
     assert_eq!(listed.len(), 1);
     let (name, fields) = listed.first().context("one entity")?;
     assert_eq!(name, "test-entity-001");
@@ -236,14 +237,15 @@ async fn concurrent_conflicting_updates_lose_no_update() -> Result<()> {
     }
     let store = stores.first().context("store")?;
     let (stored, state) = store
+        .admin()
         .get(None, "hot-key")
         .await?
         .context("entity written")?;
     assert_eq!(stored.fields, expected.visible_fields(&policy));
-    assert_eq!(state.fields, expected.fields);
-    assert_eq!(state.present, expected.present);
-    assert_eq!(state.deleted, expected.deleted);
-    assert_eq!(state.last_modified, expected.last_modified);
+    assert_eq!(state.fields(), expected.fields());
+    assert_eq!(state.written_by(), expected.written_by());
+    assert_eq!(state.deleted_by(), expected.deleted_by());
+    assert_eq!(state.last_modified(), expected.last_modified());
     Ok(())
 }
 
@@ -285,12 +287,12 @@ async fn late_update_after_delete_does_not_resurrect_entity() -> Result<()> {
         )?)
         .await?;
     assert_eq!(late.outcome, Outcome::Stale);
-    assert!(store.query_kind(KIND).await?.is_empty());
-    assert!(store.tombstone_exists(None, id).await?);
-    let (stored, state) = store.get(None, id).await?.context("tombstone")?;
+    assert!(store.admin().query_kind(KIND).await?.is_empty());
+    assert!(store.admin().tombstone_exists(None, id).await?);
+    let (stored, state) = store.admin().get(None, id).await?.context("tombstone")?;
     assert!(!stored.exists);
-    assert_eq!(state.version, 2);
-    let tombstones = store.query_kind("SyncTombstone").await?;
+    assert_eq!(state.version(), 2);
+    let tombstones = store.admin().query_kind("SyncTombstone").await?;
     let (_, tomb) = tombstones.first().context("one tombstone")?;
     let expire_at = tomb
         .get("expire_at")
@@ -312,18 +314,18 @@ async fn late_update_after_delete_does_not_resurrect_entity() -> Result<()> {
         )?)
         .await?;
     assert_eq!(newer.outcome, Outcome::Applied);
-    assert_eq!(newer.version, 3, "versions continue across the delete");
+    assert_eq!(newer.version(), 3, "versions continue across the delete");
     assert_eq!(
         newer.announcement.as_ref().map(|a| a.operation),
         Some(Operation::Create)
     );
-    let listed = store.query_kind(KIND).await?;
+    let listed = store.admin().query_kind(KIND).await?;
     let (name, fields) = listed.first().context("entity back")?;
     assert_eq!(name, id);
     assert_eq!(fields.get("c"), Some(&json!(3)));
     assert!(!fields.contains_key("a") && !fields.contains_key("b"));
-    assert!(!store.tombstone_exists(None, id).await?);
-    assert!(store.query_kind("SyncTombstone").await?.is_empty());
+    assert!(!store.admin().tombstone_exists(None, id).await?);
+    assert!(store.admin().query_kind("SyncTombstone").await?.is_empty());
     Ok(())
 }
 
@@ -354,7 +356,7 @@ async fn stale_event_records_one_conflict_even_when_applied_twice() -> Result<()
         assert!(r.announcement.is_none());
     }
 
-    let records = store.conflicts(None, Some(id)).await?;
+    let records = store.admin().conflicts(None, Some(id)).await?;
     assert_eq!(records.len(), 1, "{records:?}");
     let record = records.first().context("one record")?;
     assert_eq!(record.event_id, "m-old");
@@ -374,9 +376,9 @@ async fn stale_event_records_one_conflict_even_when_applied_twice() -> Result<()
     assert!(field.winner_key.contains("m-new"), "{}", field.winner_key);
     assert!(field.loser_key.contains("m-old"), "{}", field.loser_key);
     // The kind-wide listing sees the same single record.
-    assert_eq!(store.conflicts(None, None).await?.len(), 1);
+    assert_eq!(store.admin().conflicts(None, None).await?.len(), 1);
     // The entity itself is untouched.
-    let (stored, _) = store.get(None, id).await?.context("entity")?;
+    let (stored, _) = store.admin().get(None, id).await?.context("entity")?;
     assert_eq!(stored.fields.get("name"), Some(&json!("new")));
     assert_eq!(stored.version, 1);
     Ok(())
@@ -403,8 +405,8 @@ async fn redelivery_of_the_latest_change_repeats_its_announcement() -> Result<()
     assert_eq!(again.outcome, Outcome::Duplicate);
     let repeated = again.announcement.context("repeated")?;
     assert_eq!(repeated, announcement);
-    let (_, state) = store.get(None, id).await?.context("entity")?;
-    assert_eq!(state.changed_by, Some(create.order_key()));
+    let (_, state) = store.admin().get(None, id).await?.context("entity")?;
+    assert_eq!(state.changed_by(), Some(&create.order_key()));
 
     // Once a newer change is in, the older event's redelivery announces nothing.
     let update = event(
@@ -459,11 +461,11 @@ async fn entity_growing_past_the_size_limit_is_refused_and_nothing_written() -> 
         Err(e @ StoreError::Rejected(_)) => assert_eq!(e.code(), "entity_too_large"),
         other => bail!("expected entity_too_large, got {other:?}"),
     }
-    let (stored, _) = store.get(None, id).await?.context("entity")?;
+    let (stored, _) = store.admin().get(None, id).await?.context("entity")?;
     assert_eq!(stored.version, 2);
     assert!(stored.fields.contains_key("part1") && stored.fields.contains_key("part2"));
     assert!(!stored.fields.contains_key("part3"));
-    assert!(store.conflicts(None, Some(id)).await?.is_empty());
+    assert!(store.admin().conflicts(None, Some(id)).await?.is_empty());
     Ok(())
 }
 
@@ -477,11 +479,15 @@ async fn recipe_init_entity_is_adopted_and_keeps_its_timestamp() -> Result<()> {
     init.insert("created_at".to_string(), RawValue::from(created_at));
     init.insert("version".to_string(), RawValue::from(json!(1)));
     init.insert("sync_status".to_string(), RawValue::from(json!("pending")));
-    store.put_raw(None, "init-entity", &init).await?;
+    store.admin().put_raw(None, "init-entity", &init).await?;
 
-    let (stored, state) = store.get(None, "init-entity").await?.context("init")?;
+    let (stored, state) = store
+        .admin()
+        .get(None, "init-entity")
+        .await?
+        .context("init")?;
     assert_eq!(stored.version, 1);
-    assert!(stored.bookkeeping.is_empty());
+    assert!(stored.bookkeeping.is_none());
     assert!(
         state.announcement(&MergePolicy::default()).is_none(),
         "foreign writes are not announced"
@@ -497,8 +503,8 @@ async fn recipe_init_entity_is_adopted_and_keeps_its_timestamp() -> Result<()> {
         )?)
         .await?;
     assert_eq!(r.outcome, Outcome::Applied);
-    assert_eq!(r.version, 2);
-    let listed = store.query_kind(KIND).await?;
+    assert_eq!(r.version(), 2);
+    let listed = store.admin().query_kind(KIND).await?;
     let (_, fields) = listed.first().context("entity")?;
     assert_eq!(fields.get("status"), Some(&json!("inactive")));
     assert_eq!(fields.get("sync_status"), Some(&json!("synced")));
@@ -507,8 +513,8 @@ async fn recipe_init_entity_is_adopted_and_keeps_its_timestamp() -> Result<()> {
         Some(&json!("2025-07-01T08:00:00.250000Z"))
     );
 
-    assert_eq!(store.delete_all(KIND).await?, 1);
-    assert!(store.query_kind(KIND).await?.is_empty());
+    assert_eq!(store.admin().delete_all(KIND).await?, 1);
+    assert!(store.admin().query_kind(KIND).await?.is_empty());
     Ok(())
 }
 
@@ -535,7 +541,7 @@ async fn sequential_apply_latency() -> Result<()> {
         "{APPLIES} sequential applies: {elapsed:?}, {:.2} ms per apply",
         elapsed.as_secs_f64() * 1000.0 / APPLIES as f64
     );
-    assert_eq!(store.query_kind(KIND).await?.len(), 10);
+    assert_eq!(store.admin().query_kind(KIND).await?.len(), 10);
     Ok(())
 }
 
@@ -615,7 +621,7 @@ async fn short_outage_is_retried_within_the_budget() -> Result<()> {
     assert_eq!(r.outcome, Outcome::Applied);
     assert!(r.attempts > 1, "the outage was not noticed: {r:?}");
     eprintln!("apply across a 1.5 s outage took {} attempts", r.attempts);
-    let (stored, _) = store.get(None, id).await?.context("entity")?;
+    let (stored, _) = store.admin().get(None, id).await?.context("entity")?;
     assert_eq!(stored.fields.get("a"), Some(&json!(2)));
     assert_eq!(stored.version, 2);
     Ok(())

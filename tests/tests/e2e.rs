@@ -100,7 +100,7 @@ async fn recipe_flow_through_push_gives_version_two_audit_and_announcements() ->
         Ok(store
             .get(None, "test-entity-001")
             .await?
-            .filter(|(_, s)| s.version == 2))
+            .filter(|(_, s)| s.version() == 2))
     })
     .await
     .with_context(|| sync.log_text())?;
@@ -213,9 +213,9 @@ async fn shuffled_events_with_duplicates_converge_to_the_cores_merge() -> Result
     for (id, s) in &actual {
         let published = per_entity.get(id).copied().unwrap_or(0);
         ensure!(
-            s.version >= 1 && s.version <= published,
+            s.version() >= 1 && s.version() <= published,
             "{id}: version {} from {published} messages",
-            s.version
+            s.version()
         );
     }
     Ok(())
@@ -278,7 +278,7 @@ async fn poison_is_dead_lettered_by_class_and_replay_applies_the_fix() -> Result
         Ok(store
             .get(None, "bystander")
             .await?
-            .filter(|(_, s)| s.version == 1))
+            .filter(|(_, s)| s.version() == 1))
     })
     .await?;
 
@@ -376,7 +376,7 @@ async fn poison_is_dead_lettered_by_class_and_replay_applies_the_fix() -> Result
         seen.keys()
     );
     let (_, bystander) = store.get(None, "bystander").await?.context("bystander")?;
-    ensure!(bystander.version == 1, "bystander untouched");
+    ensure!(bystander.version() == 1, "bystander untouched");
     ensure!(bystander.visible_fields(&MergePolicy::default())["name"] == "keep me");
     ensure!(
         store.query_kind("SyncEntity").await?.len() == 1,
@@ -592,8 +592,8 @@ async fn sync_function_killed_mid_stream_loses_nothing() -> Result<()> {
         }
         let missing: Vec<(&String, i64, i64)> = actual
             .iter()
-            .filter(|(_, s)| s.version > 0)
-            .map(|(id, s)| (id, s.version, announced.get(id).copied().unwrap_or(0)))
+            .filter(|(_, s)| s.version() > 0)
+            .map(|(id, s)| (id, s.version(), announced.get(id).copied().unwrap_or(0)))
             .filter(|(_, stored, seen)| seen < stored)
             .collect();
         if missing.is_empty() {

@@ -143,7 +143,7 @@ async fn production_limits_are_dead_lettered_on_the_first_delivery() -> Result<(
     })
     .await
     .with_context(|| format!("fits was not applied; function log:\n{}", sync.log_tail(40)))?;
-    ensure!(state.version == 1, "fits: version {}", state.version);
+    ensure!(state.version() == 1, "fits: version {}", state.version());
 
     // One delivery each: the function handled each refused message once,
     // and nothing more reaches the dead-letter subscription.

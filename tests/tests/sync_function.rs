@@ -88,7 +88,7 @@ async fn every_delivery_form_is_applied_and_announced() -> Result<()> {
             .get(None, "test-entity-001")
             .await?
             .context("entity written")?;
-        ensure!(state.version == 1 && state.exists(), "{name}");
+        ensure!(state.version() == 1 && state.exists(), "{name}");
         ensure!(
             state.visible_fields(&MergePolicy::default())["name"] == "Test Product",
             "{name}"
@@ -115,7 +115,7 @@ async fn every_delivery_form_is_applied_and_announced() -> Result<()> {
                 .await?
                 .context("entity")?
                 .1
-                .version
+                .version()
                 == 1
         );
         ensure!(

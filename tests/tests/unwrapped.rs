@@ -122,7 +122,7 @@ async fn apply_and_dead_letter(
     })
     .await
     .with_context(|| p.sync.log_text())?;
-    ensure!(state.version == 1, "{state:?}");
+    ensure!(state.version() == 1, "{state:?}");
     let dead = pull_at_least(
         &p.puller,
         &p.topology.dlq_subscription,

@@ -47,14 +47,14 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let stored = base.to_stored(&policy);
+    let stored = base.to_stored(&policy).expect("storable");
     c.bench_function("parse_validate_merge_with_stored_round_trip", |b| {
         b.iter(|| {
             i = (i + 1) % events.len();
             let state = EntityState::from_stored(black_box(&stored)).expect("readable");
             let ev = parse_event(black_box(&events[i]), "m-bench", &limits, now).expect("valid");
             let out = merge(&state, &ev, &policy);
-            black_box(out.state.to_stored(&policy))
+            black_box(out.state.to_stored(&policy).expect("storable"))
         })
     });
 }

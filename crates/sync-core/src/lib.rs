@@ -18,6 +18,10 @@
 //! What it leaves out: Datastore's and Pub/Sub's own API types (see
 //! `sync-store` and `sync-pubsub`), HTTP delivery decoding (`sync-http`), which settings each
 //! binary reads, and telemetry (the function binaries).
+//!
+//! The cargo feature `memory` (off by default) adds `sync_core::memory`: in-memory
+//! ports for handler tests and benchmarks, which their crates enable in
+//! dev-dependencies or bench binaries only.
 #![deny(missing_docs)]
 
 pub mod backoff;
@@ -25,12 +29,15 @@ pub mod env;
 pub mod error;
 pub mod event;
 pub mod limits;
+#[cfg(feature = "memory")]
 pub mod memory;
 pub mod merge;
 pub mod order;
 pub mod policy;
 pub mod ports;
+mod rank;
 pub mod state;
+pub mod stored;
 pub mod value;
 pub mod wire;
 
@@ -39,11 +46,7 @@ pub use event::{parse_event, parse_timestamp, ChangeEvent, EntityId, Limits, Ope
 pub use merge::{merge, FieldConflict, LossReason, MergeOutcome, Outcome};
 pub use order::OrderKey;
 pub use policy::{FieldRule, MergePolicy, PolicyError};
-pub use ports::{
-    ApplyResult, EntityStore, EventPublisher, OutgoingMessage, PublishError, StoreError,
-};
-pub use state::{
-    Announcement, Candidate, EntityState, FieldState, StateError, StoredEntity,
-    BOOKKEEPING_PROPERTY, RESERVED_FIELDS,
-};
+pub use ports::{EntityStore, EventPublisher, OutgoingMessage, PublishError, StoreError};
+pub use state::{Announcement, Candidate, EntityState, FieldState, RESERVED_FIELDS};
+pub use stored::{StateError, StoredEntity, BOOKKEEPING_PROPERTY};
 pub use wire::{AnnouncementMessage, EventMessage};

@@ -371,11 +371,14 @@ mod tests {
         };
         let policy = crate::MergePolicy::default();
         let first = crate::merge(&crate::EntityState::default(), &event("a", "m1")?, &policy);
-        let stored = first.state.to_stored(&policy);
+        let stored = first.state.to_stored(&policy).expect("storable");
         check_index_entries(&stored.fields, MAX_INDEX_ENTRIES)?;
         let second = crate::merge(&first.state, &event("b", "m2")?, &policy);
-        let err = check_index_entries(&second.state.to_stored(&policy).fields, MAX_INDEX_ENTRIES)
-            .expect_err("two halves and one more");
+        let err = check_index_entries(
+            &second.state.to_stored(&policy).expect("storable").fields,
+            MAX_INDEX_ENTRIES,
+        )
+        .expect_err("two halves and one more");
         assert_eq!(err.code(), "too_many_index_entries");
         Ok(())
     }

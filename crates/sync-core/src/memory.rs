@@ -1,16 +1,14 @@
 //! In-memory implementations of the ports.
 //!
 //! For handler unit tests and for benchmarks that isolate the HTTP layer from
-//! the emulators (the sync function's documented bench-only mode). They apply
+//! the emulators; compiled only with the cargo feature `memory`. They apply
 //! the same merge as the Datastore adapter but claim nothing about Datastore.
 
 use crate::event::{ChangeEvent, Limits};
 use crate::limits::check_index_entries;
-use crate::merge::merge;
+use crate::merge::{merge, MergeOutcome};
 use crate::policy::MergePolicy;
-use crate::ports::{
-    ApplyResult, EntityStore, EventPublisher, OutgoingMessage, PublishError, StoreError,
-};
+use crate::ports::{EntityStore, EventPublisher, OutgoingMessage, PublishError, StoreError};
 use crate::state::EntityState;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -75,7 +73,7 @@ impl MemoryStore {
 
 #[async_trait]
 impl EntityStore for MemoryStore {
-    async fn apply(&self, event: &ChangeEvent) -> Result<ApplyResult, StoreError> {
+    async fn apply(&self, event: &ChangeEvent) -> Result<MergeOutcome, StoreError> {
         self.check_available()?;
         let kind = event
             .kind
@@ -92,11 +90,10 @@ impl EntityStore for MemoryStore {
                 self.limits.max_index_entries,
             )?;
         }
-        let result = out.result(event, &self.policy);
         if out.outcome.needs_write() {
-            *slot = out.state;
+            slot.clone_from(&out.state);
         }
-        Ok(result)
+        Ok(out)
     }
 }
 

@@ -11,14 +11,18 @@
 //! What may differ between orders is the *history*: `version` counts the
 //! effective changes this store saw, and `conflict_resolved` describes the last
 //! one.
+//!
+//! Which candidate wins, and which ones another makes obsolete, is decided by
+//! the crate's private `rank` module; this module decides what an event
+//! changes and reports it as one [`MergeOutcome`], which the stores return.
 
 use crate::event::{ChangeEvent, Operation};
 use crate::order::OrderKey;
 use crate::policy::{FieldRule, MergePolicy};
+use crate::rank::Rank;
 use crate::state::{Announcement, Candidate, EntityState, FieldState};
-use crate::value::{canonical, compare_values};
+use crate::value::compare_values;
 use serde_json::Value;
-use std::cmp::Ordering;
 
 /// What an event did to its entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +101,8 @@ pub struct FieldConflict {
     pub loser_key: OrderKey,
 }
 
-/// The result of merging one event.
+/// The result of merging one event into its entity: what [`merge`] returns
+/// and what [`crate::EntityStore::apply`] reports.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MergeOutcome {
     /// What happened.
@@ -106,44 +111,50 @@ pub struct MergeOutcome {
     pub state: EntityState,
     /// Fields of the event that lost, with both sides.
     pub conflicts: Vec<FieldConflict>,
+    /// What to announce downstream.
+    ///
+    /// An effective change announces the new version. A redelivery of the
+    /// event behind the current version announces it again: the earlier
+    /// attempt may have written the change and then failed (or crashed) before
+    /// announcing, and nothing records whether it did, so announcements are at
+    /// least once, and downstream keeps the highest `version` per entity. Any
+    /// other event announces nothing: if the event behind the current version
+    /// was never announced, its own redelivery will announce it.
+    pub announcement: Option<Announcement>,
+    /// Transactions the store ran to reach this merge: 1 for [`merge`] itself
+    /// and a store that did not retry, more after contention or an outage.
+    pub attempts: u32,
 }
 
 impl MergeOutcome {
-    /// What a store reports for this merge of `event`: outcome, conflicts, the
-    /// version after it and what to announce (one attempt; a store that
-    /// retried sets `attempts`).
-    pub fn result(&self, event: &ChangeEvent, policy: &MergePolicy) -> crate::ApplyResult {
-        crate::ApplyResult {
-            announcement: self.announcement(event, policy),
-            outcome: self.outcome,
-            version: self.state.version,
-            conflicts: self.conflicts.clone(),
+    fn new(outcome: Outcome, state: EntityState, conflicts: Vec<FieldConflict>) -> Self {
+        Self {
+            outcome,
+            state,
+            conflicts,
+            announcement: None,
             attempts: 1,
         }
     }
 
-    /// What to announce downstream after merging `event`.
-    ///
-    /// An effective change announces the new version. A redelivery of the event
-    /// behind the current version announces it again: the earlier attempt may
-    /// have written the change and then failed (or crashed) before announcing,
-    /// and nothing records whether it did, so announcements are at least once,
-    /// and downstream keeps the highest `version` per entity. Any other event
-    /// announces nothing: if the event behind the current version was never
-    /// announced, its own redelivery will announce it.
-    pub fn announcement(&self, event: &ChangeEvent, policy: &MergePolicy) -> Option<Announcement> {
+    /// The entity's version after the event.
+    pub fn version(&self) -> i64 {
+        self.state.version()
+    }
+
+    /// Fills in [`Self::announcement`] for `event` (see there).
+    fn announcing(mut self, event: &ChangeEvent, policy: &MergePolicy) -> Self {
         let owed = match self.outcome {
             Outcome::Applied => true,
             Outcome::Refreshed => false,
             Outcome::Duplicate | Outcome::Stale => {
-                self.state.changed_by.as_ref() == Some(&event.order_key())
+                self.state.changed_by() == Some(&event.order_key())
             }
         };
         if owed {
-            self.state.announcement(policy)
-        } else {
-            None
+            self.announcement = self.state.announcement(policy);
         }
+        self
     }
 }
 
@@ -156,12 +167,16 @@ impl MergeOutcome {
 /// let policy = MergePolicy::default();
 /// let first = merge(&EntityState::default(), &create, &policy);
 /// assert_eq!(first.outcome, Outcome::Applied);
-/// assert_eq!(first.state.version, 1);
+/// assert_eq!(first.version(), 1);
 /// let again = merge(&first.state, &create, &policy);
 /// assert_eq!(again.outcome, Outcome::Duplicate);
 /// # Ok::<(), sync_core::ValidationError>(())
 /// ```
 pub fn merge(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -> MergeOutcome {
+    merge_state(state, event, policy).announcing(event, policy)
+}
+
+fn merge_state(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -> MergeOutcome {
     let key = event.order_key();
     let mut next = state.clone();
     let mut conflicts = Vec::new();
@@ -169,7 +184,7 @@ pub fn merge(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -> 
 
     match event.operation {
         Operation::Create | Operation::Update => {
-            if let Some(deleted) = state.deleted.as_ref().filter(|d| key < **d) {
+            if let Some(deleted) = state.deleted_by.as_ref().filter(|d| key < **d) {
                 // Older than the tombstone: every field lost to the delete.
                 for (field, value) in &event.data {
                     conflicts.push(FieldConflict {
@@ -182,29 +197,25 @@ pub fn merge(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -> 
                         loser_key: key.clone(),
                     });
                 }
-                return MergeOutcome {
-                    outcome: Outcome::Stale,
-                    state: next,
-                    conflicts,
-                };
+                return MergeOutcome::new(Outcome::Stale, next, conflicts);
             }
-            if next.present.as_ref().is_none_or(|p| key > *p) {
-                next.present = Some(key.clone());
-            } else if next.present.as_ref() != Some(&key) {
+            if next.written_by.as_ref().is_none_or(|p| key > *p) {
+                next.written_by = Some(key.clone());
+            } else if next.written_by.as_ref() != Some(&key) {
                 lost_any = true;
             }
             for (field, value) in &event.data {
-                let rule = policy.rule_for(field);
-                match insert(policy, field, rule, next.fields.get_mut(field), &key, value) {
+                let rank = Rank::of(policy, field);
+                match insert(rank, next.fields.get_mut(field), &key, value) {
                     Insert::New(state) => {
                         next.fields.insert(field.clone(), state);
                     }
-                    Insert::Changed | Insert::Present => {}
+                    Insert::Changed | Insert::Unchanged => {}
                     Insert::Lost { winner, reason } => {
                         lost_any = true;
                         conflicts.push(FieldConflict {
                             field: field.clone(),
-                            rule,
+                            rule: rank.rule(),
                             reason,
                             winner_value: Some(winner.value),
                             winner_key: winner.key,
@@ -216,18 +227,14 @@ pub fn merge(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -> 
             }
         }
         Operation::Delete => {
-            if let Some(d) = &state.deleted {
+            if let Some(d) = &state.deleted_by {
                 if key <= *d {
                     let outcome = if key == *d {
                         Outcome::Duplicate
                     } else {
                         Outcome::Stale
                     };
-                    return MergeOutcome {
-                        outcome,
-                        state: next,
-                        conflicts,
-                    };
+                    return MergeOutcome::new(outcome, next, conflicts);
                 }
             }
             next.fields.retain(|_, f| {
@@ -236,10 +243,10 @@ pub fn merge(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -> 
                 }
                 !f.is_empty()
             });
-            if next.present.as_ref().is_some_and(|p| *p < key) {
-                next.present = None;
+            if next.written_by.as_ref().is_some_and(|p| *p < key) {
+                next.written_by = None;
             }
-            next.deleted = Some(key.clone());
+            next.deleted_by = Some(key.clone());
         }
     }
 
@@ -249,11 +256,7 @@ pub fn merge(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -> 
         } else {
             Outcome::Duplicate
         };
-        return MergeOutcome {
-            outcome,
-            state: next,
-            conflicts,
-        };
+        return MergeOutcome::new(outcome, next, conflicts);
     }
 
     if next.last_modified.is_none_or(|t| event.timestamp > t) {
@@ -278,11 +281,7 @@ pub fn merge(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -> 
     } else {
         Outcome::Refreshed
     };
-    MergeOutcome {
-        outcome,
-        state: next,
-        conflicts,
-    }
+    MergeOutcome::new(outcome, next, conflicts)
 }
 
 enum Insert {
@@ -290,8 +289,9 @@ enum Insert {
     New(FieldState),
     /// The field's state changed.
     Changed,
-    /// This exact write is already there.
-    Present,
+    /// Nothing changed: this exact write is already there, or it adds no
+    /// element to a set.
+    Unchanged,
     /// Beaten (now or for the moment) by `winner`.
     Lost {
         winner: Candidate,
@@ -300,14 +300,12 @@ enum Insert {
 }
 
 fn insert(
-    policy: &MergePolicy,
-    field: &str,
-    rule: FieldRule,
+    rank: Rank<'_>,
     existing: Option<&mut FieldState>,
     key: &OrderKey,
     value: &Value,
 ) -> Insert {
-    if rule == FieldRule::Union {
+    if rank.rule() == FieldRule::Union {
         let additions = match value {
             Value::Array(items) => items.clone(),
             other => vec![other.clone()],
@@ -319,7 +317,7 @@ fn insert(
                 // An empty set is an absent field: creating it would make the
                 // result depend on whether a delete came first.
                 if elems.is_empty() {
-                    Insert::Present
+                    Insert::Unchanged
                 } else {
                     Insert::New(FieldState::Union(elems))
                 }
@@ -327,14 +325,14 @@ fn insert(
             Some(slot) => {
                 let mut elems = match slot {
                     FieldState::Union(e) => std::mem::take(e),
-                    FieldState::Ranked(c) => ranked_to_union(policy, field, std::mem::take(c)),
+                    FieldState::Ranked(c) => ranked_to_union(rank, std::mem::take(c)),
                 };
                 let changed = add_elements(&mut elems, additions, key);
                 *slot = FieldState::Union(elems);
                 if changed {
                     Insert::Changed
                 } else {
-                    Insert::Present
+                    Insert::Unchanged
                 }
             }
         };
@@ -352,28 +350,21 @@ fn insert(
         FieldState::Union(e) => union_to_ranked(std::mem::take(e)),
     };
     let outcome = if cands.iter().any(|c| c.key == *key) {
-        Insert::Present
-    } else if cands
-        .iter()
-        .any(|c| c.key > *key && outranks(policy, rule, c, &incoming))
-    {
-        let w = winner_index(policy, field, &cands);
-        Insert::Lost {
-            winner: cands[w].clone(),
-            reason: reason_for(rule),
-        }
+        Insert::Unchanged
     } else {
-        cands.retain(|c| !(*key > c.key && outranks(policy, rule, &incoming, c)));
-        cands.push(incoming);
-        cands.sort_by(|a, b| b.key.cmp(&a.key));
-        let w = winner_index(policy, field, &cands);
-        if cands[w].key == *key {
-            Insert::Changed
-        } else {
-            Insert::Lost {
-                winner: cands[w].clone(),
-                reason: reason_for(rule),
-            }
+        // Dominated by a kept candidate: lost for good, and nothing to keep.
+        let dominated = cands.iter().any(|c| rank.dominates(c, &incoming));
+        if !dominated {
+            cands.retain(|c| !rank.dominates(&incoming, c));
+            cands.push(incoming);
+            cands.sort_by(|a, b| b.key.cmp(&a.key));
+        }
+        match rank.winner(&cands).and_then(|w| cands.get(w)) {
+            Some(w) if w.key != *key => Insert::Lost {
+                winner: w.clone(),
+                reason: rank.loss_reason(),
+            },
+            _ => Insert::Changed,
         }
     };
     *slot = FieldState::Ranked(cands);
@@ -408,9 +399,8 @@ fn add_elements(elems: &mut Vec<Candidate>, additions: Vec<Value>, key: &OrderKe
 }
 
 /// Reinterprets a ranked field as a set after a policy change.
-fn ranked_to_union(policy: &MergePolicy, field: &str, cands: Vec<Candidate>) -> Vec<Candidate> {
-    let w = winner_index(policy, field, &cands);
-    let Some(winner) = cands.into_iter().nth(w) else {
+fn ranked_to_union(rank: Rank<'_>, cands: Vec<Candidate>) -> Vec<Candidate> {
+    let Some(winner) = rank.winner(&cands).and_then(|w| cands.into_iter().nth(w)) else {
         return Vec::new();
     };
     let items = match winner.value {
@@ -431,47 +421,6 @@ fn union_to_ranked(elems: Vec<Candidate>) -> Vec<Candidate> {
         key,
         value: Value::Array(elems.into_iter().map(|c| c.value).collect()),
     }]
-}
-
-fn reason_for(rule: FieldRule) -> LossReason {
-    match rule {
-        FieldRule::Lww | FieldRule::Union => LossReason::OlderThanWinner,
-        FieldRule::Max => LossReason::SmallerValue,
-        FieldRule::Min => LossReason::LargerValue,
-        FieldRule::Priority => LossReason::LowerPriority,
-    }
-}
-
-/// Compares two candidates by the rank of `rule`; the order key breaks ties, so
-/// the order is total.
-fn rank_cmp(policy: &MergePolicy, rule: FieldRule, a: &Candidate, b: &Candidate) -> Ordering {
-    let primary = match rule {
-        FieldRule::Lww | FieldRule::Union => Ordering::Equal,
-        FieldRule::Max => compare_values(&a.value, &b.value),
-        FieldRule::Min => compare_values(&b.value, &a.value),
-        FieldRule::Priority => policy
-            .source_rank(&a.key.source)
-            .cmp(&policy.source_rank(&b.key.source)),
-    };
-    primary
-        .then_with(|| a.key.cmp(&b.key))
-        .then_with(|| canonical(&a.value).cmp(&canonical(&b.value)))
-}
-
-fn outranks(policy: &MergePolicy, rule: FieldRule, a: &Candidate, b: &Candidate) -> bool {
-    rank_cmp(policy, rule, a, b) == Ordering::Greater
-}
-
-/// Index of the visible candidate of `field` among `cands` (0 when empty).
-pub(crate) fn winner_index(policy: &MergePolicy, field: &str, cands: &[Candidate]) -> usize {
-    let rule = policy.rule_for(field);
-    let mut best = 0;
-    for (i, c) in cands.iter().enumerate().skip(1) {
-        if rank_cmp(policy, rule, c, &cands[best]) == Ordering::Greater {
-            best = i;
-        }
-    }
-    best
 }
 
 #[cfg(test)]
@@ -537,7 +486,7 @@ mod tests {
             json!({"name": "Test Product", "description": "Updated product description", "status": "active"})
         );
         assert_eq!(state.last_modified, Some(update.timestamp));
-        let ann = outs[1].announcement(&update, &p).expect("owed");
+        let ann = outs[1].announcement.as_ref().expect("owed");
         assert_eq!((ann.operation, ann.version), (Operation::Update, 2));
         assert_eq!(ann.correlation_id.as_deref(), Some("c-m2"));
     }
@@ -553,22 +502,22 @@ mod tests {
         );
         let (state, outs) = fold(&[&a, &b], &p);
         assert_eq!(state.changed_by, Some(b.order_key()));
-        assert_eq!(outs[0].announcement(&a, &p).map(|x| x.version), Some(1));
+        assert_eq!(outs[0].announcement.as_ref().map(|x| x.version), Some(1));
         // b lost `score` but changed `name`: applied, with a conflict.
         assert_eq!(outs[1].outcome, Outcome::Applied);
         // Redelivering b repeats version 2; redelivering a, which version 2
         // already covers, announces nothing.
         let again_b = merge(&state, &b, &p);
         assert!(!again_b.outcome.needs_write());
-        assert_eq!(again_b.announcement(&b, &p).map(|x| x.version), Some(2));
+        assert_eq!(again_b.announcement.as_ref().map(|x| x.version), Some(2));
         let again_a = merge(&state, &a, &p);
         assert!(!again_a.outcome.needs_write());
-        assert!(again_a.announcement(&a, &p).is_none());
+        assert!(again_a.announcement.is_none());
         // A new event that only moves bookkeeping announces nothing either.
         let same = upd("m3", "2025-07-23T10:00:02", json!({"name": "x"}));
         let refreshed = merge(&state, &same, &p);
         assert_eq!(refreshed.outcome, Outcome::Refreshed);
-        assert!(refreshed.announcement(&same, &p).is_none());
+        assert!(refreshed.announcement.is_none());
         // ...and does not take the latest change away from b.
         assert_eq!(refreshed.state.changed_by, Some(b.order_key()));
 
@@ -580,7 +529,7 @@ mod tests {
         let (state, _) = fold(&[&newer, &late], &lww);
         let again = merge(&state, &late, &lww);
         assert_eq!(again.outcome, Outcome::Stale);
-        assert_eq!(again.announcement(&late, &lww).map(|x| x.version), Some(2));
+        assert_eq!(again.announcement.as_ref().map(|x| x.version), Some(2));
     }
 
     #[test]
@@ -731,15 +680,11 @@ mod tests {
         let (state, outs) = fold(&[&del("m1", "2025-07-23T10:00:00")], &p);
         assert_eq!(outs[0].outcome, Outcome::Refreshed);
         assert_eq!(state.version, 0);
-        assert!(state.deleted.is_some());
-        assert!(outs[0]
-            .announcement(&del("m1", "2025-07-23T10:00:00"), &p)
-            .is_none());
+        assert!(state.deleted_by.is_some());
+        assert!(outs[0].announcement.is_none());
         let again = merge(&state, &del("m1", "2025-07-23T10:00:00"), &p);
         assert_eq!(again.outcome, Outcome::Duplicate);
-        assert!(again
-            .announcement(&del("m1", "2025-07-23T10:00:00"), &p)
-            .is_none());
+        assert!(again.announcement.is_none());
         let older = merge(&state, &del("m0", "2025-07-23T09:00:00"), &p);
         assert_eq!(older.outcome, Outcome::Stale);
     }
@@ -864,7 +809,7 @@ mod tests {
         ];
         let refs: Vec<&ChangeEvent> = events.iter().collect();
         let (state, _) = fold(&refs, &p);
-        let stored = state.to_stored(&p);
+        let stored = state.to_stored(&p).expect("storable");
         assert!(stored.exists);
         assert_eq!(
             stored.fields["s"],
@@ -886,7 +831,7 @@ mod tests {
             version: 1,
             last_modified: None,
             conflict_resolved: false,
-            bookkeeping: String::new(),
+            bookkeeping: None,
         };
         let p = MergePolicy::default();
         let state = EntityState::from_stored(&stored).expect("adopted");
@@ -911,12 +856,12 @@ mod tests {
     #[test]
     fn corrupt_bookkeeping_is_an_error_not_a_panic() {
         let stored = crate::StoredEntity {
-            bookkeeping: "{not json".into(),
+            bookkeeping: Some("{not json".into()),
             ..Default::default()
         };
         assert!(EntityState::from_stored(&stored).is_err());
         let stored = crate::StoredEntity {
-            bookkeeping: r#"{"v":1,"ver":1,"f":{"x":{"k":{"t":0,"s":"","e":""}}}}"#.into(),
+            bookkeeping: Some(r#"{"v":1,"ver":1,"f":{"x":{"k":{"t":0,"s":"","e":""}}}}"#.into()),
             ..Default::default()
         };
         let err = EntityState::from_stored(&stored).expect_err("a field key without its value");

@@ -4,31 +4,14 @@
 //! while integration tests run the real adapters on the emulators.
 
 use crate::event::ChangeEvent;
-use crate::merge::{FieldConflict, Outcome};
-use crate::state::Announcement;
+use crate::merge::MergeOutcome;
+use crate::stored::StateError;
 use crate::{Disposition, ValidationError};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use thiserror::Error;
 
 type Source = Box<dyn std::error::Error + Send + Sync>;
-
-/// What applying one event to the store did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ApplyResult {
-    /// The merge outcome.
-    pub outcome: Outcome,
-    /// Fields of the event that lost.
-    pub conflicts: Vec<FieldConflict>,
-    /// The entity's version after the event.
-    pub version: i64,
-    /// What to announce downstream: the new version after an effective change,
-    /// or the current one again on a redelivery of the event behind it (see
-    /// [`crate::MergeOutcome::announcement`]).
-    pub announcement: Option<Announcement>,
-    /// Transaction attempts used (1 without contention).
-    pub attempts: u32,
-}
 
 /// A store failure, classified.
 #[derive(Debug, Error)]
@@ -51,7 +34,8 @@ pub enum StoreError {
     /// The merged entity would be invalid (too large, for one).
     #[error(transparent)]
     Rejected(#[from] ValidationError),
-    /// The stored bookkeeping of the entity cannot be read.
+    /// The stored bookkeeping of the entity cannot be read (or the merged
+    /// state cannot be written as bookkeeping).
     #[error("stored entity is corrupt: {0}")]
     Corrupt(String),
     /// The store refused the request for a reason retrying cannot fix.
@@ -86,11 +70,18 @@ impl StoreError {
     }
 }
 
+impl From<StateError> for StoreError {
+    fn from(error: StateError) -> Self {
+        Self::Corrupt(error.to_string())
+    }
+}
+
 /// Where entities live.
 #[async_trait]
 pub trait EntityStore: Send + Sync {
-    /// Applies one event in one transaction: read, merge, write, record conflicts.
-    async fn apply(&self, event: &ChangeEvent) -> Result<ApplyResult, StoreError>;
+    /// Applies one event in one transaction: read, merge, write, record
+    /// conflicts. Returns the merge's outcome, with the attempts it took.
+    async fn apply(&self, event: &ChangeEvent) -> Result<MergeOutcome, StoreError>;
 }
 
 /// A message to publish.

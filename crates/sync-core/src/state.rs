@@ -1,24 +1,24 @@
-//! The merge state of one entity and its stored form.
+//! The merge state of one entity: what the merge knows besides the visible
+//! values, and the accessors that read it.
 //!
-//! An entity is stored with its user fields at the top level and the recipe's
-//! `version`, `last_modified`, `sync_status` and `conflict_resolved`; everything
-//! the merge needs besides the visible values (per-field order keys, candidates
-//! kept aside by `max`/`min`/`priority`, the delete key, the last version
-//! announced downstream) is one JSON text in [`BOOKKEEPING_PROPERTY`].
+//! Only the merge ([`mod@crate::merge`]) and the stored form
+//! ([`mod@crate::stored`]) change an [`EntityState`], so its invariants (a
+//! field's candidates are the undominated ones, newest first; a union's
+//! elements are distinct and sorted; the newest write is kept only while it is
+//! newer than the tombstone; `version` and the last change's description move
+//! together) hold for every state a caller can see.
 
 use crate::event::Operation;
 use crate::order::OrderKey;
-use crate::value::compare_values;
+use crate::policy::MergePolicy;
+use crate::rank::Rank;
+use crate::stored::BOOKKEEPING_PROPERTY;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use thiserror::Error;
 
-/// Name of the unindexed property holding the merge bookkeeping.
-pub const BOOKKEEPING_PROPERTY: &str = "_sync";
-
-/// Property names user data may not set.
+/// Property names user data may not set: the recipe's bookkeeping beside the
+/// fields, and ours.
 pub const RESERVED_FIELDS: [&str; 5] = [
     "version",
     "last_modified",
@@ -49,45 +49,30 @@ pub enum FieldState {
 }
 
 /// Everything the merge knows about one entity.
+///
+/// Built empty ([`EntityState::default`]), by [`crate::merge()`] or from the
+/// stored form ([`EntityState::from_stored`]); read through its accessors.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EntityState {
     /// Number of effective changes this store has applied to the key.
-    pub version: i64,
+    pub(crate) version: i64,
     /// Order key of the event behind the last effective change: a redelivery
     /// of that event repeats the announcement (see [`crate::MergeOutcome::announcement`]).
-    pub changed_by: Option<OrderKey>,
+    pub(crate) changed_by: Option<OrderKey>,
     /// Newest event timestamp merged.
-    pub last_modified: Option<DateTime<Utc>>,
+    pub(crate) last_modified: Option<DateTime<Utc>>,
     /// Whether the last effective change lost any field to a better value.
-    pub conflict_resolved: bool,
+    pub(crate) conflict_resolved: bool,
     /// What the last effective change did to the entity (for announcements).
-    pub last_operation: Option<Operation>,
+    pub(crate) last_operation: Option<Operation>,
     /// Correlation id of the event behind the last effective change.
-    pub last_correlation_id: Option<String>,
-    /// Newest create/update key, kept only while it is newer than `deleted`.
-    pub present: Option<OrderKey>,
+    pub(crate) last_correlation_id: Option<String>,
+    /// Newest create/update key, kept only while it is newer than `deleted_by`.
+    pub(crate) written_by: Option<OrderKey>,
     /// Newest delete key (the tombstone).
-    pub deleted: Option<OrderKey>,
+    pub(crate) deleted_by: Option<OrderKey>,
     /// Per-field state, by field name.
-    pub fields: BTreeMap<String, FieldState>,
-}
-
-/// The storage-neutral form of an entity, as adapters read and write it.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct StoredEntity {
-    /// Whether the entity is visible in its kind (else only a tombstone is kept).
-    pub exists: bool,
-    /// Visible user fields (empty when `exists` is false).
-    pub fields: Map<String, Value>,
-    /// The recipe's `version`.
-    pub version: i64,
-    /// The recipe's `last_modified`.
-    pub last_modified: Option<DateTime<Utc>>,
-    /// The recipe's `conflict_resolved`.
-    pub conflict_resolved: bool,
-    /// Bookkeeping JSON text, stored unindexed in [`BOOKKEEPING_PROPERTY`].
-    /// Empty for an entity written by something other than this project.
-    pub bookkeeping: String,
+    pub(crate) fields: BTreeMap<String, FieldState>,
 }
 
 /// A change to announce to downstream systems.
@@ -125,16 +110,14 @@ impl Announcement {
     }
 }
 
-/// The stored bookkeeping could not be read.
-#[derive(Debug, Error)]
-#[error("stored bookkeeping is unreadable: {0}")]
-pub struct StateError(pub String);
-
 impl FieldState {
     /// The value readers see: the winner under `rank`, or the sorted set.
-    pub(crate) fn visible(&self, winner: impl Fn(&[Candidate]) -> usize) -> Value {
+    pub(crate) fn visible(&self, rank: Rank<'_>) -> Value {
         match self {
-            Self::Ranked(c) => c.get(winner(c)).map_or(Value::Null, |c| c.value.clone()),
+            Self::Ranked(c) => rank
+                .winner(c)
+                .and_then(|w| c.get(w))
+                .map_or(Value::Null, |c| c.value.clone()),
             Self::Union(e) => Value::Array(e.iter().map(|c| c.value.clone()).collect()),
         }
     }
@@ -148,10 +131,48 @@ impl FieldState {
 }
 
 impl EntityState {
+    /// Number of effective changes applied to the entity (the recipe's
+    /// `version`).
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// Order key of the event behind the last effective change, `None` before
+    /// the first one (and for an adopted entity).
+    pub fn changed_by(&self) -> Option<&OrderKey> {
+        self.changed_by.as_ref()
+    }
+
+    /// Newest event timestamp merged.
+    pub fn last_modified(&self) -> Option<DateTime<Utc>> {
+        self.last_modified
+    }
+
+    /// Whether the last effective change lost any field to a better value.
+    pub fn conflict_resolved(&self) -> bool {
+        self.conflict_resolved
+    }
+
+    /// Order key of the newest create/update, while it is newer than the
+    /// newest delete.
+    pub fn written_by(&self) -> Option<&OrderKey> {
+        self.written_by.as_ref()
+    }
+
+    /// Order key of the newest delete (the tombstone).
+    pub fn deleted_by(&self) -> Option<&OrderKey> {
+        self.deleted_by.as_ref()
+    }
+
+    /// Per-field state, by field name.
+    pub fn fields(&self) -> &BTreeMap<String, FieldState> {
+        &self.fields
+    }
+
     /// Whether the entity is visible: a create/update newer than any delete.
     pub fn exists(&self) -> bool {
-        match (&self.present, &self.deleted) {
-            (Some(p), Some(d)) => p > d,
+        match (&self.written_by, &self.deleted_by) {
+            (Some(w), Some(d)) => w > d,
             (Some(_), None) => true,
             (None, _) => false,
         }
@@ -159,7 +180,7 @@ impl EntityState {
 
     /// The announcement of the current version, or `None` before the first
     /// effective change (a tombstone of an entity never seen, an adopted entity).
-    pub fn announcement(&self, policy: &crate::MergePolicy) -> Option<Announcement> {
+    pub fn announcement(&self, policy: &MergePolicy) -> Option<Announcement> {
         // Set by every effective change (so version > 0), never by adoption.
         self.changed_by.as_ref()?;
         let operation = self.last_operation.unwrap_or(if self.exists() {
@@ -177,217 +198,13 @@ impl EntityState {
     }
 
     /// The user fields a reader sees (empty when the entity does not exist).
-    pub fn visible_fields(&self, policy: &crate::MergePolicy) -> Map<String, Value> {
+    pub fn visible_fields(&self, policy: &MergePolicy) -> Map<String, Value> {
         if !self.exists() {
             return Map::new();
         }
         self.fields
             .iter()
-            .map(|(name, f)| {
-                (
-                    name.clone(),
-                    f.visible(|c| crate::merge::winner_index(policy, name, c)),
-                )
-            })
+            .map(|(name, f)| (name.clone(), f.visible(Rank::of(policy, name))))
             .collect()
     }
-
-    /// The stored form of this state under `policy`.
-    pub fn to_stored(&self, policy: &crate::MergePolicy) -> StoredEntity {
-        let mut book = Book {
-            format: 1,
-            version: self.version,
-            changed_by: self.changed_by.clone(),
-            operation: self.last_operation.map(|o| o.as_str().to_string()),
-            correlation_id: self.last_correlation_id.clone(),
-            conflict_resolved: self.conflict_resolved,
-            last_modified: self.last_modified.map(|t| t.timestamp_micros()),
-            present: self.present.clone(),
-            deleted: self.deleted.clone(),
-            fields: BTreeMap::new(),
-        };
-        for (name, field) in &self.fields {
-            let entry = match field {
-                FieldState::Ranked(cands) => {
-                    let w = crate::merge::winner_index(policy, name, cands);
-                    BookField {
-                        key: cands.get(w).map(|c| c.key.clone()),
-                        others: cands
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, _)| *i != w)
-                            .map(|(_, c)| BookCandidate {
-                                key: c.key.clone(),
-                                value: c.value.clone(),
-                            })
-                            .collect(),
-                        union: Vec::new(),
-                    }
-                }
-                FieldState::Union(elems) => BookField {
-                    key: None,
-                    others: Vec::new(),
-                    union: elems.iter().map(|c| c.key.clone()).collect(),
-                },
-            };
-            book.fields.insert(name.clone(), entry);
-        }
-        StoredEntity {
-            exists: self.exists(),
-            fields: self.visible_fields(policy),
-            version: self.version,
-            last_modified: self.last_modified,
-            conflict_resolved: self.conflict_resolved,
-            bookkeeping: serde_json::to_string(&book).unwrap_or_default(),
-        }
-    }
-
-    /// Rebuilds the state from its stored form.
-    ///
-    /// An entity without bookkeeping (written by the recipe or by hand) is
-    /// adopted: each field becomes a write at its `last_modified` (or the epoch)
-    /// with an empty source and event id, so any real event beats it.
-    ///
-    /// # Errors
-    /// [`StateError`] when the bookkeeping is not ours or contradicts the fields.
-    pub fn from_stored(stored: &StoredEntity) -> Result<Self, StateError> {
-        if stored.bookkeeping.is_empty() {
-            return Ok(Self::adopt(stored));
-        }
-        let book: Book =
-            serde_json::from_str(&stored.bookkeeping).map_err(|e| StateError(e.to_string()))?;
-        if book.format != 1 {
-            return Err(StateError(format!(
-                "bookkeeping format {} is not supported",
-                book.format
-            )));
-        }
-        let mut fields = BTreeMap::new();
-        for (name, entry) in book.fields {
-            let visible = stored.fields.get(&name);
-            let state = if let Some(key) = entry.key {
-                let value = visible.cloned().ok_or_else(|| {
-                    StateError(format!("field `{name}` has bookkeeping but no value"))
-                })?;
-                let mut cands = vec![Candidate { key, value }];
-                cands.extend(entry.others.into_iter().map(|c| Candidate {
-                    key: c.key,
-                    value: c.value,
-                }));
-                cands.sort_by(|a, b| b.key.cmp(&a.key));
-                FieldState::Ranked(cands)
-            } else {
-                let Some(Value::Array(items)) = visible else {
-                    return Err(StateError(format!(
-                        "union field `{name}` is not stored as an array"
-                    )));
-                };
-                if items.len() != entry.union.len() {
-                    return Err(StateError(format!(
-                        "union field `{name}` has {} elements but {} keys",
-                        items.len(),
-                        entry.union.len()
-                    )));
-                }
-                let mut elems: Vec<Candidate> = items
-                    .iter()
-                    .cloned()
-                    .zip(entry.union)
-                    .map(|(value, key)| Candidate { key, value })
-                    .collect();
-                elems.sort_by(|a, b| compare_values(&a.value, &b.value));
-                FieldState::Union(elems)
-            };
-            fields.insert(name, state);
-        }
-        Ok(Self {
-            version: book.version,
-            changed_by: book.changed_by,
-            last_modified: book.last_modified.and_then(DateTime::from_timestamp_micros),
-            conflict_resolved: book.conflict_resolved,
-            last_operation: book
-                .operation
-                .as_deref()
-                .and_then(|o| Operation::parse(o).ok()),
-            last_correlation_id: book.correlation_id,
-            present: book.present,
-            deleted: book.deleted,
-            fields,
-        })
-    }
-
-    fn adopt(stored: &StoredEntity) -> Self {
-        let at = stored.last_modified.unwrap_or(DateTime::UNIX_EPOCH);
-        let key = OrderKey::new(at, "", "");
-        let fields = stored
-            .fields
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.clone(),
-                    FieldState::Ranked(vec![Candidate {
-                        key: key.clone(),
-                        value: value.clone(),
-                    }]),
-                )
-            })
-            .collect();
-        Self {
-            version: stored.version,
-            // What a foreign writer made was never ours to announce.
-            changed_by: None,
-            last_modified: stored.last_modified,
-            conflict_resolved: stored.conflict_resolved,
-            last_operation: None,
-            last_correlation_id: None,
-            present: stored.exists.then_some(key),
-            deleted: None,
-            fields,
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct Book {
-    #[serde(rename = "v")]
-    format: u32,
-    #[serde(rename = "ver")]
-    version: i64,
-    #[serde(rename = "by", default, skip_serializing_if = "Option::is_none")]
-    changed_by: Option<OrderKey>,
-    #[serde(rename = "op", default, skip_serializing_if = "Option::is_none")]
-    operation: Option<String>,
-    #[serde(rename = "cid", default, skip_serializing_if = "Option::is_none")]
-    correlation_id: Option<String>,
-    #[serde(rename = "cr", default)]
-    conflict_resolved: bool,
-    #[serde(rename = "lm", default, skip_serializing_if = "Option::is_none")]
-    last_modified: Option<i64>,
-    #[serde(rename = "pre", default, skip_serializing_if = "Option::is_none")]
-    present: Option<OrderKey>,
-    #[serde(rename = "del", default, skip_serializing_if = "Option::is_none")]
-    deleted: Option<OrderKey>,
-    #[serde(rename = "f", default)]
-    fields: BTreeMap<String, BookField>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct BookField {
-    /// Key of the visible (winning) value, for ranked rules.
-    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
-    key: Option<OrderKey>,
-    /// Candidates kept aside (not visible), for ranked rules.
-    #[serde(rename = "c", default, skip_serializing_if = "Vec::is_empty")]
-    others: Vec<BookCandidate>,
-    /// Keys of the visible array's elements, in order, for `union`.
-    #[serde(rename = "u", default, skip_serializing_if = "Vec::is_empty")]
-    union: Vec<OrderKey>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct BookCandidate {
-    #[serde(rename = "k")]
-    key: OrderKey,
-    #[serde(rename = "v")]
-    value: Value,
 }

@@ -15,21 +15,17 @@
 use gcloud_sdk::tonic::{Code, Status};
 use sync_core::StoreError;
 
-/// How a gRPC code is handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Class {
-    /// Retry the whole transaction.
-    Contention,
-    /// Retry later.
-    Transient,
-    /// Retrying cannot help.
-    Permanent,
-}
-
-/// The class of a gRPC status code.
-pub(crate) fn class_of(code: Code) -> Class {
-    match code {
-        Code::Aborted => Class::Contention,
+/// The [`StoreError`] for a failed call `what` (e.g. `commit`): the variant
+/// is the class (contention, transient, permanent), and the retries and the
+/// ack/nack both follow from it ([`StoreError::disposition`]).
+pub(crate) fn from_status(status: Status, what: &str) -> StoreError {
+    let message = format!(
+        "Datastore {what} failed: {:?}: {}",
+        status.code(),
+        status.message()
+    );
+    match status.code() {
+        Code::Aborted => StoreError::Contention { attempts: 1 },
         Code::DeadlineExceeded
         | Code::Unavailable
         | Code::ResourceExhausted
@@ -38,7 +34,10 @@ pub(crate) fn class_of(code: Code) -> Class {
         | Code::Cancelled
         // A successful status as an error is nonsense from the transport; it is
         // not the message's fault.
-        | Code::Ok => Class::Transient,
+        | Code::Ok => StoreError::Unavailable {
+            message,
+            source: Some(Box::new(status)),
+        },
         Code::InvalidArgument
         | Code::FailedPrecondition
         | Code::PermissionDenied
@@ -47,38 +46,10 @@ pub(crate) fn class_of(code: Code) -> Class {
         | Code::OutOfRange
         | Code::Unimplemented
         | Code::DataLoss
-        | Code::Unauthenticated => Class::Permanent,
-    }
-}
-
-/// The [`StoreError`] for a failed call `what` (e.g. `commit`).
-pub(crate) fn from_status(status: Status, what: &str) -> StoreError {
-    let message = format!(
-        "Datastore {what} failed: {:?}: {}",
-        status.code(),
-        status.message()
-    );
-    match class_of(status.code()) {
-        Class::Contention => StoreError::Contention { attempts: 1 },
-        Class::Transient => StoreError::Unavailable {
+        | Code::Unauthenticated => StoreError::Refused {
             message,
             source: Some(Box::new(status)),
         },
-        Class::Permanent => StoreError::Refused {
-            message,
-            source: Some(Box::new(status)),
-        },
-    }
-}
-
-/// Whether an error is worth retrying, and how.
-pub(crate) fn class_of_error(error: &StoreError) -> Class {
-    match error {
-        StoreError::Contention { .. } => Class::Contention,
-        StoreError::Unavailable { .. } => Class::Transient,
-        StoreError::Rejected(_) | StoreError::Corrupt(_) | StoreError::Refused { .. } => {
-            Class::Permanent
-        }
     }
 }
 
@@ -87,40 +58,36 @@ mod tests {
     use super::*;
     use sync_core::Disposition;
 
-    /// Every gRPC code, its class and the resulting error code and disposition.
+    /// Every gRPC code, the resulting error code and disposition.
     #[test]
     fn every_grpc_code_is_classified() {
+        let contention = ("contention", Disposition::Transient);
+        let transient = ("store_unavailable", Disposition::Transient);
+        let permanent = ("store_refused", Disposition::Permanent);
         let cases = [
-            (Code::Ok, Class::Transient),
-            (Code::Cancelled, Class::Transient),
-            (Code::Unknown, Class::Transient),
-            (Code::InvalidArgument, Class::Permanent),
-            (Code::DeadlineExceeded, Class::Transient),
-            (Code::NotFound, Class::Permanent),
-            (Code::AlreadyExists, Class::Permanent),
-            (Code::PermissionDenied, Class::Permanent),
-            (Code::ResourceExhausted, Class::Transient),
-            (Code::FailedPrecondition, Class::Permanent),
-            (Code::Aborted, Class::Contention),
-            (Code::OutOfRange, Class::Permanent),
-            (Code::Unimplemented, Class::Permanent),
-            (Code::Internal, Class::Transient),
-            (Code::Unavailable, Class::Transient),
-            (Code::DataLoss, Class::Permanent),
-            (Code::Unauthenticated, Class::Permanent),
+            (Code::Ok, transient),
+            (Code::Cancelled, transient),
+            (Code::Unknown, transient),
+            (Code::InvalidArgument, permanent),
+            (Code::DeadlineExceeded, transient),
+            (Code::NotFound, permanent),
+            (Code::AlreadyExists, permanent),
+            (Code::PermissionDenied, permanent),
+            (Code::ResourceExhausted, transient),
+            (Code::FailedPrecondition, permanent),
+            (Code::Aborted, contention),
+            (Code::OutOfRange, permanent),
+            (Code::Unimplemented, permanent),
+            (Code::Internal, transient),
+            (Code::Unavailable, transient),
+            (Code::DataLoss, permanent),
+            (Code::Unauthenticated, permanent),
         ];
-        for (code, class) in cases {
-            assert_eq!(class_of(code), class, "{code:?}");
+        for (code, (expected_code, disposition)) in cases {
             let err = from_status(Status::new(code, "boom"), "commit");
-            assert_eq!(class_of_error(&err), class, "{code:?}");
-            let (expected_code, disposition) = match class {
-                Class::Contention => ("contention", Disposition::Transient),
-                Class::Transient => ("store_unavailable", Disposition::Transient),
-                Class::Permanent => ("store_refused", Disposition::Permanent),
-            };
             assert_eq!(err.code(), expected_code, "{code:?}");
             assert_eq!(err.disposition(), disposition, "{code:?}");
-            if class != Class::Contention {
+            if expected_code != "contention" {
                 assert!(err.to_string().contains("commit"), "{err}");
                 assert!(err.to_string().contains("boom"), "{err}");
             }
@@ -129,13 +96,11 @@ mod tests {
 
     #[test]
     fn corrupt_and_rejected_are_permanent() {
-        assert_eq!(
-            class_of_error(&StoreError::Corrupt("x".into())),
-            Class::Permanent
-        );
+        let corrupt = StoreError::Corrupt("x".into());
+        assert_eq!(corrupt.disposition(), Disposition::Permanent);
         let rejected =
             StoreError::Rejected(sync_core::ValidationError::EntityTooLarge { bytes: 2, limit: 1 });
-        assert_eq!(class_of_error(&rejected), Class::Permanent);
+        assert_eq!(rejected.disposition(), Disposition::Permanent);
         assert_eq!(rejected.code(), "entity_too_large");
     }
 }

@@ -48,7 +48,7 @@ pub(crate) const EXPIRE_AT: &str = "expire_at";
 /// The value of `sync_status` on every entity this store writes.
 pub(crate) const SYNCED: &str = "synced";
 
-/// A value for [`crate::DatastoreStore::put_raw`]: JSON, or a Datastore
+/// A value for [`crate::DatastoreAdmin::put_raw`]: JSON, or a Datastore
 /// timestamp (which JSON cannot express; the recipe's `created_at` is one).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RawValue {
@@ -280,7 +280,8 @@ pub(crate) fn main_entity(
 }
 
 /// What the entity and its tombstone both carry: `version`, `last_modified`
-/// and the bookkeeping, in a map with room for `capacity` properties.
+/// and the bookkeeping (none for a foreign entity's stored form), in a map
+/// with room for `capacity` properties.
 fn common_properties(stored: &StoredEntity, capacity: usize) -> HashMap<String, ds::Value> {
     let mut properties = HashMap::with_capacity(capacity);
     properties.insert(VERSION.into(), integer_value(stored.version));
@@ -290,10 +291,9 @@ fn common_properties(stored: &StoredEntity, capacity: usize) -> HashMap<String, 
             .last_modified
             .map_or_else(null_value, timestamp_value),
     );
-    properties.insert(
-        BOOKKEEPING_PROPERTY.into(),
-        string_value(&stored.bookkeeping, true),
-    );
+    if let Some(bookkeeping) = &stored.bookkeeping {
+        properties.insert(BOOKKEEPING_PROPERTY.into(), string_value(bookkeeping, true));
+    }
     properties
 }
 
@@ -346,8 +346,9 @@ pub(crate) fn stored_of(entity: &ds::Entity, exists: bool) -> Result<StoredEntit
         .get(BOOKKEEPING_PROPERTY)
         .and_then(|v| v.value_type.as_ref())
     {
-        None | Some(ValueType::NullValue(_)) => String::new(),
-        Some(ValueType::StringValue(s)) => s.clone(),
+        // Written by someone else: adopted on read.
+        None | Some(ValueType::NullValue(_)) => None,
+        Some(ValueType::StringValue(s)) => Some(s.clone()),
         Some(_) => return Err(format!("`{BOOKKEEPING_PROPERTY}` is not a string")),
     };
     let fields = if exists {
@@ -375,7 +376,10 @@ pub(crate) fn estimated_size(kind: &str, entity_id: &str, stored: &StoredEntity)
     // Key: each path element's kind and name (+1 each), plus a fixed overhead.
     let key = kind.len() + 1 + entity_id.len() + 1 + 16;
     let fields = fields_size(&stored.fields);
-    let bookkeeping = BOOKKEEPING_PROPERTY.len() + 1 + stored.bookkeeping.len() + 1;
+    let bookkeeping = stored
+        .bookkeeping
+        .as_ref()
+        .map_or(0, |b| BOOKKEEPING_PROPERTY.len() + 1 + b.len() + 1);
     let fixed = VERSION.len()
         + 1
         + 8
@@ -501,7 +505,7 @@ mod tests {
                 sync_core::parse_timestamp("2025-07-23T10:00:00.5").expect("timestamp"),
             ),
             conflict_resolved: true,
-            bookkeeping: "{\"v\":1}".into(),
+            bookkeeping: Some("{\"v\":1}".into()),
         };
         let entity = main_entity(ds::Key::default(), &stored, None);
         let sync = entity.properties.get(BOOKKEEPING_PROPERTY).expect("_sync");
@@ -572,7 +576,7 @@ mod tests {
             let stored = StoredEntity {
                 exists: true,
                 fields: fields.as_object().cloned().expect("object"),
-                bookkeeping: "{\"v\":1}".into(),
+                bookkeeping: Some("{\"v\":1}".into()),
                 ..StoredEntity::default()
             };
             let entity = main_entity(ds::Key::default(), &stored, None);
@@ -592,7 +596,7 @@ mod tests {
         stored
             .fields
             .insert("big".into(), Json::String("x".repeat(1000)));
-        stored.bookkeeping = "y".repeat(500);
+        stored.bookkeeping = Some("y".repeat(500));
         assert!(estimated_size("K", "id", &stored) >= small + 1500);
     }
 }

@@ -1,12 +1,11 @@
 //! Retrying transactions: [`Backoff`] waits (from `sync-core`), bounded by
 //! attempts (contention) and by a time budget (everything retryable).
 
-use crate::error::{class_of_error, Class};
 use std::future::Future;
 use std::time::{Duration, Instant};
 // `pub(crate)` so the store names it as `retry::Backoff` beside the policy.
 pub(crate) use sync_core::backoff::Backoff;
-use sync_core::StoreError;
+use sync_core::{Disposition, StoreError};
 
 /// How an operation is retried.
 #[derive(Debug, Clone, Copy)]
@@ -58,9 +57,8 @@ where
             Ok(value) => return Ok((value, attempts)),
             Err(failed) => failed,
         };
-        let (error, retry_no) = match class_of_error(&failed.error) {
-            Class::Permanent => return Err(failed.error),
-            Class::Contention => {
+        let (error, retry_no) = match failed.error {
+            StoreError::Contention { .. } => {
                 contention += 1;
                 let error = StoreError::Contention {
                     attempts: contention,
@@ -70,10 +68,11 @@ where
                 }
                 (error, contention)
             }
-            Class::Transient => {
+            error if error.disposition() == Disposition::Transient => {
                 transient += 1;
-                (failed.error, transient)
+                (error, transient)
             }
+            error => return Err(error),
         };
         let delay = policy.backoff.delay(retry_no);
         if started.elapsed() + delay > policy.budget {

@@ -16,7 +16,7 @@ use sync_pubsub::{
     AdminOutcome, DeadLetter, PubSubAdmin, PubSubConfig, PubSubPublisher, PubSubPuller,
     PushEndpoint, PushWrapper, ReceivedMessage, SubscriptionConfig,
 };
-use sync_store::{DatastoreStore, RawValue, StoreConfig};
+use sync_store::{DatastoreAdmin, RawValue, StoreConfig};
 
 pub fn project(g: &Global) -> Result<String> {
     g.project
@@ -55,11 +55,11 @@ async fn admin(g: &Global) -> Result<PubSubAdmin> {
         .context("connecting to Pub/Sub")
 }
 
-async fn store(g: &Global) -> Result<DatastoreStore> {
+async fn store(g: &Global) -> Result<DatastoreAdmin> {
     let mut config =
         StoreConfig::new(project(g)?).with_emulator_from(|_| g.datastore_emulator_host.clone());
     config.namespace = g.namespace.clone().filter(|n| !n.is_empty());
-    DatastoreStore::connect(config)
+    DatastoreAdmin::connect(config)
         .await
         .context("connecting to Datastore")
 }

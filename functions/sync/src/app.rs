@@ -275,7 +275,7 @@ async fn process(
     Ok(Processed {
         outcome: result.outcome,
         operation: event.operation,
-        version: result.version,
+        version: result.version(),
         conflicts: result.conflicts.len(),
         attempts: result.attempts,
         publish_to_apply_ms: delivery

@@ -28,7 +28,7 @@ async fn every_delivery_form_applies_the_recipe_create() {
             .store
             .get(None, "test-entity-001")
             .unwrap_or_else(|| panic!("{name}: entity missing"));
-        assert_eq!(state.version, 1, "{name}");
+        assert_eq!(state.version(), 1, "{name}");
         let fields = state.visible_fields(&MergePolicy::default());
         assert_eq!(fields["name"], "Test Product", "{name}");
         assert_eq!(fields["status"], "active", "{name}");
@@ -74,7 +74,7 @@ async fn recipe_create_then_update_gives_version_two_and_two_announcements() {
         StatusCode::NO_CONTENT
     );
     let state = h.store.get(None, "test-entity-001").expect("entity");
-    assert_eq!(state.version, 2);
+    assert_eq!(state.version(), 2);
     assert_eq!(
         state.visible_fields(&MergePolicy::default())["description"],
         "Updated product description"
@@ -93,7 +93,7 @@ async fn redelivery_is_acked_and_announces_nothing_new() {
             StatusCode::NO_CONTENT
         );
     }
-    assert_eq!(h.store.get(None, "e1").expect("entity").version, 1);
+    assert_eq!(h.store.get(None, "e1").expect("entity").version(), 1);
     assert_eq!(h.publisher.sent().len(), 1);
 }
 
@@ -354,7 +354,7 @@ async fn store_outage_is_a_retry() {
         send(&h.app, push(&create, "1")).await,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(h.store.get(None, "e1").expect("entity").version, 1);
+    assert_eq!(h.store.get(None, "e1").expect("entity").version(), 1);
 }
 
 /// Delivers a create of `e1` (message id 1) while Pub/Sub is down: applied,
@@ -378,7 +378,7 @@ async fn failed_announcement_is_retried_and_made_on_redelivery() {
         .store
         .get(None, "e1")
         .expect("applied before the publish failed");
-    assert_eq!(state.version, 1);
+    assert_eq!(state.version(), 1);
     assert!(h.publisher.sent().is_empty());
     assert_eq!(
         send(&h.app, push(&create, "1")).await,
@@ -387,7 +387,7 @@ async fn failed_announcement_is_retried_and_made_on_redelivery() {
     let sent = h.publisher.sent_to("external-sync-create");
     assert_eq!(sent.len(), 1, "the redelivery announces what was owed");
     assert_eq!(sent[0].attributes["version"], "1");
-    assert_eq!(h.store.get(None, "e1").expect("entity").version, 1);
+    assert_eq!(h.store.get(None, "e1").expect("entity").version(), 1);
 }
 
 #[tokio::test]

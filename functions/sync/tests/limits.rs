@@ -88,7 +88,7 @@ async fn events_at_each_limit_are_applied() {
             .deliver(&update(id, "2025-07-23T10:00:00", data), id)
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{id}");
-        assert_eq!(p.store.get(None, id).expect("stored").version, 1, "{id}");
+        assert_eq!(p.store.get(None, id).expect("stored").version(), 1, "{id}");
     }
     // A 1500-byte id (Datastore's longest name) makes a key well within 6 KiB.
     let long_id = "k".repeat(1500);
@@ -122,7 +122,7 @@ async fn merged_entity_over_the_index_limit_dead_letters_the_event_that_tips_it(
     assert_eq!(dead.attributes["error_code"], "too_many_index_entries");
     assert_eq!(dead.attributes["original_message_id"], "m-2");
     let state = p.store.get(None, "e").expect("entity");
-    assert_eq!(state.version, 1);
+    assert_eq!(state.version(), 1);
     let fields = state.visible_fields(&MergePolicy::default());
     assert!(fields.contains_key("a") && !fields.contains_key("b"));
 }

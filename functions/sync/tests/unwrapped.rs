@@ -111,7 +111,7 @@ async fn byte_identical_bodies_without_metadata_are_one_event() {
     for _ in 0..3 {
         assert_eq!(send(&h.app, bare(&first)).await, StatusCode::NO_CONTENT);
     }
-    assert_eq!(h.store.get(None, "e1").expect("entity").version, 1);
+    assert_eq!(h.store.get(None, "e1").expect("entity").version(), 1);
     assert_eq!(
         h.publisher.sent().len(),
         1,
@@ -120,7 +120,7 @@ async fn byte_identical_bodies_without_metadata_are_one_event() {
     // A different body is a different event.
     let second = event("e1", "update", "2025-07-23T10:15:01", json!({"a": 2}));
     assert_eq!(send(&h.app, bare(&second)).await, StatusCode::NO_CONTENT);
-    assert_eq!(h.store.get(None, "e1").expect("entity").version, 2);
+    assert_eq!(h.store.get(None, "e1").expect("entity").version(), 2);
 }
 
 #[tokio::test]
@@ -133,7 +133,7 @@ async fn with_metadata_the_message_id_decides_duplicates() {
             StatusCode::NO_CONTENT
         );
     }
-    assert_eq!(h.store.get(None, "e1").expect("entity").version, 1);
+    assert_eq!(h.store.get(None, "e1").expect("entity").version(), 1);
     assert_eq!(h.publisher.sent_to("external-sync-create").len(), 1);
 }
 

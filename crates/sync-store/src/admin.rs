@@ -1,0 +1,254 @@
+//! [`DatastoreAdmin`]: reads and writes outside the apply path, for the CLI
+//! and the tests (an entity and its merge state, a kind's entities, conflict
+//! records, cleanup, raw writes).
+
+use crate::config::{ConnectError, StoreConfig};
+use crate::conflict::{record_of, ConflictRecord, ENTITY_KIND};
+use crate::database::{delete, upsert, Database, Read};
+use crate::mapping::{
+    json_of_properties, key_name, string_value, timestamp_value, to_value, RawValue,
+};
+use gcloud_sdk::google::datastore::v1 as ds;
+use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use sync_core::{EntityState, StoreError, StoredEntity, BOOKKEEPING_PROPERTY};
+
+/// Results per query page.
+const QUERY_PAGE: i32 = 300;
+/// Mutations per non-transactional commit (Datastore allows 500).
+const COMMIT_BATCH: usize = 500;
+
+/// Datastore reads and writes besides [`sync_core::EntityStore::apply`].
+/// Cheap to clone; built by [`DatastoreAdmin::connect`] or, sharing the
+/// client, by [`crate::DatastoreStore::admin`].
+#[derive(Debug, Clone)]
+pub struct DatastoreAdmin {
+    db: Arc<Database>,
+}
+
+impl DatastoreAdmin {
+    /// Validates `config` and builds the client (see [`StoreConfig`] for the
+    /// endpoint and credentials chosen).
+    ///
+    /// # Errors
+    /// [`ConnectError`] for an invalid configuration or when the client cannot
+    /// be created.
+    pub async fn connect(config: StoreConfig) -> Result<Self, ConnectError> {
+        Ok(Self::on(Arc::new(Database::connect(config).await?)))
+    }
+
+    pub(crate) fn on(db: Arc<Database>) -> Self {
+        Self { db }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &StoreConfig {
+        &self.db.config
+    }
+
+    /// Reads the entity and its tombstone outside any transaction, retried.
+    async fn read(
+        &self,
+        what: &str,
+        kind: Option<&str>,
+        entity_id: &str,
+    ) -> Result<Read, StoreError> {
+        let kind = self.db.kind(kind);
+        self.db
+            .retrying_call(what, || self.db.read(kind, entity_id, None))
+            .await
+    }
+
+    /// Reads the entity (or its tombstone) outside any transaction.
+    ///
+    /// Returns its stored form (`exists` false for a tombstone) and the merge
+    /// state rebuilt from it, or `None` when neither exists.
+    ///
+    /// # Errors
+    /// [`StoreError`]; transient failures are retried within the budget first.
+    pub async fn get(
+        &self,
+        kind: Option<&str>,
+        entity_id: &str,
+    ) -> Result<Option<(StoredEntity, EntityState)>, StoreError> {
+        let (stored, state) = self.read("get", kind, entity_id).await?.state()?;
+        Ok(stored.map(|s| (s, state)))
+    }
+
+    /// Every entity of `kind` (any kind, e.g. `SyncEntity` or `SyncTombstone`)
+    /// in the namespace: key name (a numeric id as text) and properties as JSON,
+    /// including `version`, `last_modified`, `sync_status` and
+    /// `conflict_resolved`, without the bookkeeping.
+    ///
+    /// # Errors
+    /// [`StoreError`]; transient failures are retried within the budget first.
+    pub async fn query_kind(
+        &self,
+        kind: &str,
+    ) -> Result<Vec<(String, Map<String, Json>)>, StoreError> {
+        let query = ds::Query {
+            kind: vec![ds::KindExpression {
+                name: kind.to_string(),
+            }],
+            ..Default::default()
+        };
+        let entities = self.query(query).await?;
+        Ok(entities
+            .iter()
+            .map(|e| {
+                let mut fields = json_of_properties(&e.properties);
+                fields.remove(BOOKKEEPING_PROPERTY);
+                (key_name(e.key.as_ref()), fields)
+            })
+            .collect())
+    }
+
+    async fn query(&self, query: ds::Query) -> Result<Vec<ds::Entity>, StoreError> {
+        let partition = &self.db.partition;
+        self.db
+            .retrying_call("query", || {
+                self.db.rpc.query_all(partition, query.clone(), QUERY_PAGE)
+            })
+            .await
+    }
+
+    /// Conflict records of entities of `kind`: of one entity (an ancestor
+    /// query) when `entity_id` is given, else of all of them. Ordered by the
+    /// losing event's timestamp, then event id.
+    ///
+    /// # Errors
+    /// [`StoreError`]; transient failures are retried within the budget first.
+    pub async fn conflicts(
+        &self,
+        kind: Option<&str>,
+        entity_id: Option<&str>,
+    ) -> Result<Vec<ConflictRecord>, StoreError> {
+        let kind = self.db.kind(kind);
+        let filter = match entity_id {
+            Some(id) => property_filter(
+                "__key__",
+                ds::property_filter::Operator::HasAncestor,
+                ds::Value {
+                    value_type: Some(ds::value::ValueType::KeyValue(self.db.entity_key(kind, id))),
+                    ..Default::default()
+                },
+            ),
+            None => property_filter(
+                ENTITY_KIND,
+                ds::property_filter::Operator::Equal,
+                string_value(kind, false),
+            ),
+        };
+        let query = ds::Query {
+            kind: vec![ds::KindExpression {
+                name: self.db.config.conflict_kind.clone(),
+            }],
+            filter: Some(filter),
+            ..Default::default()
+        };
+        let mut records: Vec<ConflictRecord> =
+            self.query(query).await?.iter().map(record_of).collect();
+        records.sort_by(|a, b| {
+            a.recorded_at
+                .cmp(&b.recorded_at)
+                .then_with(|| a.event_id.cmp(&b.event_id))
+        });
+        Ok(records)
+    }
+
+    /// Whether the entity has a tombstone.
+    ///
+    /// # Errors
+    /// [`StoreError`]; transient failures are retried within the budget first.
+    pub async fn tombstone_exists(
+        &self,
+        kind: Option<&str>,
+        entity_id: &str,
+    ) -> Result<bool, StoreError> {
+        let read = self.read("tombstone_exists", kind, entity_id).await?;
+        Ok(read.tombstone.is_some())
+    }
+
+    /// Deletes every entity of `kind` in the namespace (cleanup); returns how
+    /// many there were. Not transactional.
+    ///
+    /// # Errors
+    /// [`StoreError`]; transient failures are retried within the budget first.
+    pub async fn delete_all(&self, kind: &str) -> Result<usize, StoreError> {
+        let query = ds::Query {
+            kind: vec![ds::KindExpression {
+                name: kind.to_string(),
+            }],
+            projection: vec![ds::Projection {
+                property: Some(ds::PropertyReference {
+                    name: "__key__".into(),
+                }),
+            }],
+            ..Default::default()
+        };
+        let keys: Vec<ds::Key> = self
+            .query(query)
+            .await?
+            .into_iter()
+            .filter_map(|e| e.key)
+            .collect();
+        for chunk in keys.chunks(COMMIT_BATCH) {
+            let mutations: Vec<ds::Mutation> = chunk.iter().cloned().map(delete).collect();
+            self.db
+                .retrying_call("delete_all", || self.db.rpc.commit(None, mutations.clone()))
+                .await?;
+        }
+        Ok(keys.len())
+    }
+
+    /// Writes an entity as given, without bookkeeping (as `syncctl init` writes
+    /// the recipe's initial entity). Reserved names are written as given too;
+    /// the store adopts such an entity on its first event.
+    ///
+    /// # Errors
+    /// [`StoreError`]; transient failures are retried within the budget first.
+    pub async fn put_raw(
+        &self,
+        kind: Option<&str>,
+        entity_id: &str,
+        fields: &BTreeMap<String, RawValue>,
+    ) -> Result<(), StoreError> {
+        let kind = self.db.kind(kind);
+        let properties = fields
+            .iter()
+            .map(|(name, value)| {
+                let v = match value {
+                    RawValue::Json(j) => to_value(j),
+                    RawValue::Timestamp(t) => timestamp_value(*t),
+                };
+                (name.clone(), v)
+            })
+            .collect();
+        let entity = ds::Entity {
+            key: Some(self.db.entity_key(kind, entity_id)),
+            properties,
+        };
+        self.db
+            .retrying_call("put_raw", || {
+                self.db.rpc.commit(None, vec![upsert(entity.clone())])
+            })
+            .await
+    }
+}
+
+fn property_filter(
+    property: &str,
+    op: ds::property_filter::Operator,
+    value: ds::Value,
+) -> ds::Filter {
+    ds::Filter {
+        filter_type: Some(ds::filter::FilterType::PropertyFilter(ds::PropertyFilter {
+            property: Some(ds::PropertyReference {
+                name: property.to_string(),
+            }),
+            op: op as i32,
+            value: Some(value),
+        })),
+    }
+}

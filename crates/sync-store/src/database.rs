@@ -1,0 +1,193 @@
+//! What the apply path and the admin share: one client on one database and
+//! namespace, the keys of the entity layout, the entity/tombstone read and the
+//! retries.
+
+use crate::client::{connect, Rpc};
+use crate::config::{ConnectError, StoreConfig};
+use crate::mapping::stored_of;
+use crate::retry::{self, Backoff, Failed, RetryPolicy};
+use gcloud_sdk::google::datastore::v1 as ds;
+use std::future::Future;
+use sync_core::limits::{conflict_name, TOMBSTONE_NAME};
+use sync_core::{EntityState, StoreError, StoredEntity};
+
+/// One connected database and namespace.
+pub(crate) struct Database {
+    pub rpc: Rpc,
+    pub config: StoreConfig,
+    pub partition: ds::PartitionId,
+    pub retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Datastore")
+            .field("url", &self.config.url())
+            .field("project_id", &self.config.project_id)
+            .field("namespace", &self.config.namespace_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one read found: the main entity and the tombstone, if present.
+pub(crate) struct Read {
+    pub main: Option<ds::Entity>,
+    pub tombstone: Option<ds::Entity>,
+}
+
+impl Read {
+    /// The stored form: the main entity if present, else the tombstone.
+    fn stored(&self) -> Result<Option<StoredEntity>, StoreError> {
+        let stored = match (&self.main, &self.tombstone) {
+            (Some(main), _) => Some(stored_of(main, true)),
+            (None, Some(tomb)) => Some(stored_of(tomb, false)),
+            (None, None) => None,
+        };
+        stored.transpose().map_err(StoreError::Corrupt)
+    }
+
+    /// The stored form, if any, and the merge state rebuilt from it.
+    pub fn state(&self) -> Result<(Option<StoredEntity>, EntityState), StoreError> {
+        let stored = self.stored()?;
+        let state = match &stored {
+            Some(s) => EntityState::from_stored(s)?,
+            None => EntityState::default(),
+        };
+        Ok((stored, state))
+    }
+}
+
+impl Database {
+    /// Validates `config` and builds the client (see [`StoreConfig`] for the
+    /// endpoint and credentials chosen).
+    pub async fn connect(config: StoreConfig) -> Result<Self, ConnectError> {
+        config.validate()?;
+        let api = connect(&config).await?;
+        Ok(Self {
+            rpc: Rpc {
+                api,
+                project_id: config.project_id.clone(),
+                database_id: config.database_id.clone(),
+            },
+            partition: ds::PartitionId {
+                project_id: config.project_id.clone(),
+                database_id: config.database_id.clone(),
+                namespace_id: config.namespace_id().to_string(),
+            },
+            retry: RetryPolicy {
+                backoff: Backoff {
+                    base: config.backoff_base,
+                    max: config.backoff_max,
+                },
+                max_attempts: config.max_attempts,
+                budget: config.retry_budget,
+            },
+            config,
+        })
+    }
+
+    /// `kind`, or the configured default kind.
+    pub fn kind<'a>(&'a self, kind: Option<&'a str>) -> &'a str {
+        kind.unwrap_or(&self.config.default_kind)
+    }
+
+    fn element(kind: &str, name: &str) -> ds::key::PathElement {
+        ds::key::PathElement {
+            kind: kind.to_string(),
+            id_type: Some(ds::key::path_element::IdType::Name(name.to_string())),
+        }
+    }
+
+    fn key(&self, path: Vec<ds::key::PathElement>) -> ds::Key {
+        ds::Key {
+            partition_id: Some(self.partition.clone()),
+            path,
+        }
+    }
+
+    pub fn entity_key(&self, kind: &str, id: &str) -> ds::Key {
+        self.key(vec![Self::element(kind, id)])
+    }
+
+    pub fn tombstone_key(&self, kind: &str, id: &str) -> ds::Key {
+        self.key(vec![
+            Self::element(kind, id),
+            Self::element(&self.config.tombstone_kind, TOMBSTONE_NAME),
+        ])
+    }
+
+    pub fn conflict_key(&self, kind: &str, id: &str, event_id: &str) -> ds::Key {
+        self.key(vec![
+            Self::element(kind, id),
+            Self::element(&self.config.conflict_kind, &conflict_name(event_id)),
+        ])
+    }
+
+    /// Reads the main entity and the tombstone in one lookup, in
+    /// `transaction` or (when `None`) strongly consistent outside one.
+    pub async fn read(
+        &self,
+        kind: &str,
+        id: &str,
+        transaction: Option<&[u8]>,
+    ) -> Result<Read, StoreError> {
+        let main_key = self.entity_key(kind, id);
+        let tomb_key = self.tombstone_key(kind, id);
+        let found = self
+            .rpc
+            .lookup(vec![main_key.clone(), tomb_key.clone()], transaction)
+            .await?;
+        let mut read = Read {
+            main: None,
+            tombstone: None,
+        };
+        for entity in found {
+            let path = entity.key.as_ref().map(|k| &k.path);
+            if path == Some(&main_key.path) {
+                read.main = Some(entity);
+            } else if path == Some(&tomb_key.path) {
+                read.tombstone = Some(entity);
+            }
+        }
+        Ok(read)
+    }
+
+    /// Runs `attempt` with the configured retries (see [`retry::run`]);
+    /// returns its value and the attempts made.
+    pub async fn retrying<T, F, Fut>(&self, what: &str, attempt: F) -> Result<(T, u32), StoreError>
+    where
+        F: FnMut(Option<Vec<u8>>) -> Fut,
+        Fut: Future<Output = Result<T, Failed>>,
+    {
+        retry::run(&self.retry, what, attempt).await
+    }
+
+    /// Runs `call`, which uses no transaction, with the configured retries.
+    pub async fn retrying_call<T, F, Fut>(&self, what: &str, call: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let call = &call;
+        let (value, _) = self
+            .retrying(what, |_| async move { call().await.map_err(Failed::from) })
+            .await?;
+        Ok(value)
+    }
+}
+
+/// An upsert of `entity`.
+pub(crate) fn upsert(entity: ds::Entity) -> ds::Mutation {
+    ds::Mutation {
+        operation: Some(ds::mutation::Operation::Upsert(entity)),
+        ..Default::default()
+    }
+}
+
+/// A delete of `key`.
+pub(crate) fn delete(key: ds::Key) -> ds::Mutation {
+    ds::Mutation {
+        operation: Some(ds::mutation::Operation::Delete(key)),
+        ..Default::default()
+    }
+}
