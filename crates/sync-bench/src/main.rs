@@ -44,7 +44,7 @@ struct Cli {
 enum Command {
     /// Write the Lua data file scripts/bench/push.lua builds push bodies from.
     Pieces(PiecesArgs),
-    /// Measure the Datastore emulator's limit: one read-write transaction per event.
+    /// Measure the Datastore emulator's limit: the store's transaction per event.
     Limit(LimitArgs),
     /// Measure cold start (spawn → first 200 on /healthz) and idle RSS.
     ColdStart(ColdStartArgs),
@@ -70,7 +70,7 @@ enum Command {
 /// What a result is about.
 #[derive(Args, Debug, Clone)]
 struct Label {
-    /// Measurement: core, http, limit, e2e, cold_start, size, growth.
+    /// Measurement: core, http, limit, push, e2e, e2e_paced, cold_start, memory, size, growth, gc.
     #[arg(long)]
     item: String,
     /// Case within it (e.g. `c=64`).
@@ -251,9 +251,9 @@ struct ReportArgs {
     /// Facts about the run, `KEY=VALUE`, repeatable (kept as text).
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     meta: Vec<String>,
-    /// Pushes the Pub/Sub emulator keeps in flight per subscription, when
-    /// no `push` result measured it: the end-to-end rate is compared with
-    /// the emulator's limit at this concurrency.
+    /// Pushes the Pub/Sub emulator keeps in flight per subscription (what
+    /// the probe measured): the end-to-end rate is compared with the
+    /// emulator's limit at this concurrency.
     #[arg(long, default_value_t = 2.0)]
     push_concurrency: f64,
 }
@@ -441,7 +441,7 @@ fn report_cmd(a: &ReportArgs) -> Result<()> {
     let raw =
         std::fs::read_to_string(&a.raw).with_context(|| format!("reading {}", a.raw.display()))?;
     let cases = report::group(&raw)?;
-    let push_concurrency = report::measured_push_concurrency(&cases).unwrap_or(a.push_concurrency);
+    let push_concurrency = a.push_concurrency;
     let mut meta = Map::new();
     for m in &a.meta {
         let (k, v) = m

@@ -13,7 +13,8 @@ use std::fmt::Write as _;
 /// One measurement and case with all its runs.
 #[derive(Debug, Clone)]
 pub struct Case {
-    /// `core`, `http`, `limit`, `e2e`, `cold_start`, `size`, `growth`.
+    /// `core`, `http`, `limit`, `push`, `e2e`, `e2e_paced`, `cold_start`,
+    /// `memory`, `size`, `growth`, `gc`.
     pub item: String,
     /// What was varied, e.g. `c=64` or `entities=10`.
     pub case: String,
@@ -212,14 +213,6 @@ fn cpu_note(c: &Case) -> String {
 
 fn percent(r: Option<f64>) -> String {
     r.map_or_else(|| "–".to_string(), |r| format!("{:.0} %", r * 100.0))
-}
-
-/// The push concurrency the probe measured, if it ran completely.
-pub fn measured_push_concurrency(cases: &[Case]) -> Option<f64> {
-    cases
-        .iter()
-        .find(|c| c.item == "push" && c.all("complete"))
-        .and_then(|c| c.median("max_in_flight"))
 }
 
 const TITLES: [(&str, &str); 11] = [
