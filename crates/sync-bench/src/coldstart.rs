@@ -56,7 +56,7 @@ pub fn start_once(
     timeout: Duration,
     settle: Option<Duration>,
 ) -> Result<Start> {
-    let port = sync_testkit::free_port()?;
+    let port = crate::probe::bind(0)?.local_addr()?.port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let started = Instant::now();
     let child = Command::new(bin)

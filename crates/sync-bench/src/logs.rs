@@ -6,12 +6,11 @@
 //! `outcome`, the message id in its `span` and `publishToApplyMs` (Pub/Sub
 //! publish time to the end of processing). The run ends at the line on which
 //! the last distinct message id is first seen: its own timestamp, so the
-//! polling interval does not enter the figure. Meanwhile the connections the
-//! push deliveries hold open on the function's port are sampled (how many
-//! requests the emulator keeps in flight), and its memory.
+//! polling interval does not enter the figure. Meanwhile the function's
+//! memory is sampled, and the CPU time of the processes named is counted.
 
-use crate::proc::{cpu_ticks, established_on, machine_jiffies, rss_kib, ticks_per_second, CpuOf};
-use crate::stats::{median, p50_p99};
+use crate::proc::{cpu_ticks, machine_jiffies, rss_kib, ticks_per_second, CpuOf};
+use crate::stats::p50_p99;
 use anyhow::{Context, Result};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -26,8 +25,6 @@ pub struct Follow {
     pub log: PathBuf,
     /// Distinct messages to wait for.
     pub expect: usize,
-    /// The function's port, to sample open push connections.
-    pub port: Option<u16>,
     /// The function's pid, to sample memory.
     pub pid: Option<u32>,
     /// Give up after this long.
@@ -41,22 +38,14 @@ pub struct Follow {
 pub struct Summary {
     /// Distinct messages processed.
     pub distinct: usize,
-    /// `event processed` lines (more than `distinct` when redelivered).
-    pub processed_lines: usize,
     /// Unix time (ms) of the first `event processed` line.
     pub first_ms: Option<i64>,
     /// Unix time (ms) of the line that completed the run.
     pub last_ms: Option<i64>,
-    /// Lines per `outcome` (first line of each message).
-    pub outcomes: BTreeMap<String, u64>,
     /// Warnings with `outcome` `retry` (503 answers).
     pub retries: u64,
-    /// Warnings with `outcome` `rejected`.
-    pub rejected: u64,
     /// `publishToApplyMs` of the first line of each message, sorted.
     pub latencies_ms: Vec<f64>,
-    /// Established connections on the port, one sample per poll.
-    pub connections: Vec<f64>,
     /// Largest VmRSS sampled and VmHWM at the end, KiB.
     pub rss_peak_kib: Option<u64>,
     /// Whether `expect` messages were seen before the timeout.
@@ -81,17 +70,6 @@ impl Summary {
     pub fn steady_events_per_s(&self) -> Option<f64> {
         let secs = (self.last_ms? - self.first_ms?) as f64 / 1000.0;
         (secs > 0.0 && self.distinct > 1).then(|| (self.distinct - 1) as f64 / secs)
-    }
-
-    /// Median open push connections while events were flowing.
-    pub fn median_connections(&self) -> Option<f64> {
-        let busy: Vec<f64> = self
-            .connections
-            .iter()
-            .copied()
-            .filter(|c| *c > 0.0)
-            .collect();
-        median(&busy)
     }
 
     /// (p50, p99) publish-to-apply, ms.
@@ -135,27 +113,21 @@ fn fold_line(line: &str, summary: &mut Summary, seen: &mut HashSet<String>) -> O
         return None;
     }
     let v: Value = serde_json::from_str(line).ok()?;
-    let outcome = v.get("outcome").and_then(Value::as_str).unwrap_or("");
-    match outcome {
-        "retry" => summary.retries += 1,
-        "rejected" => summary.rejected += 1,
-        _ => {}
+    if v.get("outcome").and_then(Value::as_str) == Some("retry") {
+        summary.retries += 1;
     }
     if v.get("message").and_then(Value::as_str) != Some("event processed") {
         return None;
     }
-    summary.processed_lines += 1;
     let id = v
         .get("span")
         .and_then(|s| s.get("message_id"))
         .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("line-{}", summary.processed_lines));
+        .map_or_else(|| format!("line-{}", seen.len()), str::to_string);
     if !seen.insert(id) {
         return None;
     }
     summary.distinct += 1;
-    *summary.outcomes.entry(outcome.to_string()).or_default() += 1;
     if let Some(ms) = v.get("publishToApplyMs").and_then(Value::as_f64) {
         summary.latencies_ms.push(ms);
     }
@@ -166,7 +138,7 @@ fn fold_line(line: &str, summary: &mut Summary, seen: &mut HashSet<String>) -> O
 }
 
 /// Follows the log until `expect` distinct messages were processed or the
-/// timeout passed, sampling connections and memory every 100 ms.
+/// timeout passed, sampling memory every 100 ms.
 ///
 /// # Errors
 /// When the log cannot be read.
@@ -198,9 +170,6 @@ pub fn follow(f: &Follow) -> Result<Summary> {
         }
         if summary.complete || Instant::now() > deadline {
             break;
-        }
-        if let Some(port) = f.port {
-            summary.connections.push(established_on(port) as f64);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -235,8 +204,7 @@ mod tests {
         let retry = r#"{"time":"2026-11-26T07:55:45Z","severity":"WARNING","message":"store failed; Pub/Sub will redeliver","outcome":"retry"}"#;
         assert_eq!(fold_line(retry, &mut s, &mut seen), None);
         assert_eq!(fold_line("not json", &mut s, &mut seen), None);
-        assert_eq!((s.distinct, s.processed_lines, s.retries), (1, 2, 1));
-        assert_eq!(s.outcomes.get("applied"), Some(&1));
+        assert_eq!((s.distinct, s.retries), (1, 1));
         assert_eq!(s.latencies_ms, vec![42.0]);
     }
 
@@ -250,7 +218,6 @@ mod tests {
         let s = follow(&Follow {
             log,
             expect: 2,
-            port: None,
             pid: Some(std::process::id()),
             timeout: Duration::from_secs(5),
             cpu: vec![("me".into(), CpuOf::Pid(std::process::id()))],

@@ -1,15 +1,16 @@
 //! `sync-bench`: the measuring parts of `scripts/bench.sh` (see BENCHMARKS.md).
 //!
 //! The script starts and stops everything and drives the load; this binary
-//! does what is awkward in shell: push bodies for wrk that are all different
-//! ([`mod@pieces`]), the Datastore emulator's own limit with a minimal client
+//! does what is awkward in shell: the in-memory server for the HTTP layer
+//! alone ([`serve`]), push bodies for wrk that are all different
+//! ([`mod@pieces`]), the Datastore emulator's own limit through `sync-store`
 //! ([`limit`]), cold start to the millisecond ([`coldstart`]), following the
 //! sync function's log through an end-to-end run ([`logs`]), and the report
 //! ([`report`]). Every measuring subcommand prints one JSON object per run
-//! (`item`, `case`, `run` and the metrics), which the script appends to a
-//! JSON-lines file that `report` reads.
+//! (`item`, `case`, `run` and the metrics BENCHMARKS.md quotes), which the
+//! script appends to a JSON-lines file that `report` reads.
 //!
-//! Loopback only: it talks to the emulator and the processes the script
+//! Loopback only: it talks to the emulators and the processes the script
 //! started, and every loop is bounded in time.
 
 mod coldstart;
@@ -20,6 +21,7 @@ mod pieces;
 mod probe;
 mod proc;
 mod report;
+mod serve;
 mod stats;
 
 use anyhow::{bail, Context, Result};
@@ -42,7 +44,7 @@ struct Cli {
 enum Command {
     /// Write the Lua data file scripts/bench/push.lua builds push bodies from.
     Pieces(PiecesArgs),
-    /// Measure the Datastore emulator's limit: one read-write transaction per event.
+    /// Measure the Datastore emulator's limit: the store's transaction per event.
     Limit(LimitArgs),
     /// Measure cold start (spawn → first 200 on /healthz) and idle RSS.
     ColdStart(ColdStartArgs),
@@ -51,7 +53,7 @@ enum Command {
     /// Serve push endpoints that answer slowly and count pushes in flight per path.
     PushProbe(ProbeArgs),
     /// Turn the JSON line push.lua prints at the end of a wrk run (stdin) into a result.
-    WrkRecord(WrkArgs),
+    WrkRecord(Label),
     /// Read criterion's estimate of one benchmark.
     Criterion(CriterionArgs),
     /// Summarise a JVM GC log (`-Xlog:gc`): pauses and heap.
@@ -60,12 +62,15 @@ enum Command {
     Record(Label),
     /// Group the results, print the table and the targets, write the JSON file.
     Report(ReportArgs),
+    /// Serve the sync function's router on in-memory ports (the HTTP layer
+    /// alone), configured from the environment as the function is.
+    ServeMemory,
 }
 
 /// What a result is about.
 #[derive(Args, Debug, Clone)]
 struct Label {
-    /// Measurement: core, http, limit, e2e, cold_start, size, growth.
+    /// Measurement: core, http, limit, push, e2e, e2e_paced, cold_start, memory, size, growth, gc.
     #[arg(long)]
     item: String,
     /// Case within it (e.g. `c=64`).
@@ -97,9 +102,12 @@ impl Label {
         Ok(m)
     }
 
-    fn print(&self, metrics: Map<String, Value>) -> Result<()> {
+    /// Prints the label and `metrics` (a JSON object) as one line.
+    fn print(&self, metrics: Value) -> Result<()> {
         let mut m = self.object()?;
-        m.extend(metrics);
+        if let Value::Object(metrics) = metrics {
+            m.extend(metrics);
+        }
         println!("{}", Value::Object(m));
         Ok(())
     }
@@ -122,13 +130,6 @@ struct PiecesArgs {
     /// Project in the envelope's subscription path.
     #[arg(long, default_value = "datastore-sync-bench")]
     project: String,
-    /// Subscription id in the envelope.
-    #[arg(long, default_value = "sync-processor")]
-    subscription: String,
-    /// Timestamps start this many minutes ago (whole minute); a run's
-    /// BENCH_OFFSET_US must stay below it, or events would be in the future.
-    #[arg(long, default_value_t = 100)]
-    base_minutes_ago: i64,
     /// Also print the body of request 0 (what wrk sends first) to stdout.
     #[arg(long)]
     print_sample: bool,
@@ -138,18 +139,10 @@ struct PiecesArgs {
 struct LimitArgs {
     #[command(flatten)]
     label: Label,
-    /// Emulator host:port (default: $DATASTORE_EMULATOR_HOST).
-    #[arg(long, env = "DATASTORE_EMULATOR_HOST")]
-    host: String,
-    /// Project id.
-    #[arg(long, env = "GOOGLE_CLOUD_PROJECT")]
-    project: String,
-    /// Namespace.
+    /// Namespace (the emulator and project come from
+    /// `DATASTORE_EMULATOR_HOST` and `GOOGLE_CLOUD_PROJECT`).
     #[arg(long, default_value = "bench_limit")]
     namespace: String,
-    /// Kind.
-    #[arg(long, default_value = "SyncEntity")]
-    kind: String,
     /// Prefix of entity ids.
     #[arg(long, default_value = "limit")]
     entity_prefix: String,
@@ -168,18 +161,10 @@ struct LimitArgs {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Begin each transaction inside its lookup (`new_transaction`), saving
-    /// the BeginTransaction round trip (the Datastore emulator supports it;
-    /// the Firestore emulator in Datastore mode stalls such transactions).
-    #[arg(long)]
-    inline_begin: bool,
 }
 
 #[derive(Args, Debug)]
 struct ColdStartArgs {
-    /// Item label (`cold_start`).
-    #[arg(long, default_value = "cold_start")]
-    item: String,
     /// Case label (e.g. the binary's name).
     #[arg(long)]
     case: String,
@@ -192,12 +177,6 @@ struct ColdStartArgs {
     /// Environment, `KEY=VALUE`, repeatable (PORT is set here).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
-    /// After the last start, idle this long and read VmRSS (0: do not).
-    #[arg(long, default_value_t = 1000)]
-    settle_ms: u64,
-    /// Give up on a start after this many seconds.
-    #[arg(long, default_value_t = 30)]
-    timeout_s: u64,
 }
 
 #[derive(Args, Debug)]
@@ -213,9 +192,6 @@ struct FollowArgs {
     /// Unix time in ms when the load started.
     #[arg(long)]
     start_ms: i64,
-    /// The function's port (samples open push connections).
-    #[arg(long)]
-    port: Option<u16>,
     /// The function's pid (samples memory).
     #[arg(long)]
     pid: Option<u32>,
@@ -238,21 +214,9 @@ struct ProbeArgs {
     /// Port to listen on (127.0.0.1).
     #[arg(long)]
     port: u16,
-    /// Delay before each answer, ms.
-    #[arg(long, default_value_t = 25)]
-    delay_ms: u64,
     /// Stop after this many answered requests (all paths together).
     #[arg(long)]
     expect: usize,
-    /// Give up after this many seconds.
-    #[arg(long, default_value_t = 60)]
-    timeout_s: u64,
-}
-
-#[derive(Args, Debug)]
-struct WrkArgs {
-    #[command(flatten)]
-    label: Label,
 }
 
 #[derive(Args, Debug)]
@@ -269,7 +233,7 @@ struct CriterionArgs {
     #[command(flatten)]
     label: Label,
     /// Criterion's output directory.
-    #[arg(long, default_value = "target/criterion")]
+    #[arg(long)]
     dir: PathBuf,
     /// Benchmark name.
     #[arg(long)]
@@ -287,15 +251,19 @@ struct ReportArgs {
     /// Facts about the run, `KEY=VALUE`, repeatable (kept as text).
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     meta: Vec<String>,
-    /// Pushes the Pub/Sub emulator keeps in flight per subscription, when
-    /// no `push` result measured it: the end-to-end rate is compared with
-    /// the emulator's limit at this concurrency.
+    /// Pushes the Pub/Sub emulator keeps in flight per subscription (what
+    /// the probe measured): the end-to-end rate is compared with the
+    /// emulator's limit at this concurrency.
     #[arg(long, default_value_t = 2.0)]
     push_concurrency: f64,
 }
 
+/// Timestamps of push bodies start this many minutes ago (a whole minute); a
+/// run's `BENCH_OFFSET_US` must stay below it, or events would be in the future.
+const BASE_MINUTES_AGO: i64 = 100;
+
 fn pieces(a: &PiecesArgs) -> Result<()> {
-    let now = chrono::Utc::now() - chrono::Duration::minutes(a.base_minutes_ago);
+    let now = chrono::Utc::now() - chrono::Duration::minutes(BASE_MINUTES_AGO);
     let base = chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::minutes(1))
         .context("rounding the base time")?;
     let p = pieces::build(&pieces::Spec {
@@ -303,7 +271,7 @@ fn pieces(a: &PiecesArgs) -> Result<()> {
         entity_prefix: a.entity_prefix.clone(),
         payload_bytes: a.payload_bytes,
         project: a.project.clone(),
-        subscription: a.subscription.clone(),
+        subscription: "sync-processor".into(),
         base,
     })?;
     std::fs::write(&a.out, pieces::to_lua(&p)?)
@@ -317,42 +285,31 @@ fn pieces(a: &PiecesArgs) -> Result<()> {
     Ok(())
 }
 
-fn opt_json(x: Option<f64>) -> Value {
-    x.map_or(Value::Null, |v| json!(v))
+fn secs_since(ms: Option<i64>, start_ms: i64) -> Option<f64> {
+    ms.map(|t| (t - start_ms) as f64 / 1000.0)
 }
 
 async fn limit_cmd(a: &LimitArgs) -> Result<()> {
     let outcome = limit::run(limit::Settings {
-        host: a.host.clone(),
-        project: a.project.clone(),
         namespace: a.namespace.clone(),
-        kind: a.kind.clone(),
         entity_prefix: a.entity_prefix.clone(),
         entities: a.entities,
         concurrency: a.concurrency,
         warmup: Duration::from_secs_f64(a.warmup_s),
         duration: Duration::from_secs_f64(a.duration_s),
         seed: a.seed,
-        inline_begin: a.inline_begin,
     })
     .await?;
-    let mut lat = outcome.latencies_ms.clone();
-    let (p50, p99) = stats::p50_p99(&mut lat);
-    let mut m = Map::new();
-    m.insert("entities".into(), json!(a.entities));
-    m.insert("concurrency".into(), json!(a.concurrency));
-    m.insert("inline_begin".into(), json!(a.inline_begin));
-    m.insert("events".into(), json!(outcome.events));
-    m.insert("elapsed_s".into(), json!(outcome.elapsed_s));
-    m.insert(
-        "events_per_s".into(),
-        json!(outcome.events as f64 / outcome.elapsed_s.max(1e-9)),
-    );
-    m.insert("aborted".into(), json!(outcome.aborted));
-    m.insert("failed".into(), json!(outcome.failed));
-    m.insert("p50_ms".into(), opt_json(p50));
-    m.insert("p99_ms".into(), opt_json(p99));
-    a.label.print(m)
+    let (p50, p99) = stats::p50_p99(&mut outcome.latencies_ms.clone());
+    a.label.print(json!({
+        "entities": a.entities,
+        "concurrency": a.concurrency,
+        "events_per_s": outcome.events as f64 / outcome.elapsed_s.max(1e-9),
+        "aborted": outcome.aborted,
+        "failed": outcome.failed,
+        "p50_ms": p50,
+        "p99_ms": p99,
+    }))
 }
 
 fn cold_start(a: &ColdStartArgs) -> Result<()> {
@@ -366,20 +323,16 @@ fn cold_start(a: &ColdStartArgs) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     for run in 1..=a.runs {
-        let settle = (run == a.runs && a.settle_ms > 0).then(|| Duration::from_millis(a.settle_ms));
-        let start = coldstart::start_once(&a.bin, &env, Duration::from_secs(a.timeout_s), settle)?;
+        // Idle RSS is read once, a second after the last start.
+        let settle = (run == a.runs).then(|| Duration::from_secs(1));
+        let start = coldstart::start_once(&a.bin, &env, Duration::from_secs(30), settle)?;
         let label = Label {
-            item: a.item.clone(),
+            item: "cold_start".into(),
             case: a.case.clone(),
             run,
             fields: Vec::new(),
         };
-        let mut m = Map::new();
-        m.insert("cold_start_ms".into(), json!(start.ms));
-        if let Some(k) = start.idle_rss_kib {
-            m.insert("idle_rss_kib".into(), json!(k));
-        }
-        label.print(m)?;
+        label.print(json!({"cold_start_ms": start.ms, "idle_rss_kib": start.idle_rss_kib}))?;
     }
     Ok(())
 }
@@ -399,49 +352,28 @@ fn follow(a: &FollowArgs) -> Result<bool> {
     let s = logs::follow(&logs::Follow {
         log: a.log.clone(),
         expect: a.expect,
-        port: a.port,
         pid: a.pid,
         timeout: Duration::from_secs(a.timeout_s),
         cpu,
     })?;
     let (p50, p99) = s.latency();
-    let mut m = Map::new();
-    m.insert("events".into(), json!(s.distinct));
-    m.insert("processed_lines".into(), json!(s.processed_lines));
-    m.insert("complete".into(), json!(s.complete));
-    m.insert(
-        "elapsed_s".into(),
-        opt_json(s.last_ms.map(|l| (l - a.start_ms) as f64 / 1000.0)),
-    );
-    m.insert("events_per_s".into(), opt_json(s.events_per_s(a.start_ms)));
-    m.insert(
-        "steady_events_per_s".into(),
-        opt_json(s.steady_events_per_s()),
-    );
-    m.insert(
-        "first_event_s".into(),
-        opt_json(s.first_ms.map(|f| (f - a.start_ms) as f64 / 1000.0)),
-    );
-    m.insert("p50_ms".into(), opt_json(p50));
-    m.insert("p99_ms".into(), opt_json(p99));
-    m.insert("outcomes".into(), json!(s.outcomes));
-    m.insert("retries".into(), json!(s.retries));
-    m.insert("rejected".into(), json!(s.rejected));
-    m.insert("push_conns_median".into(), opt_json(s.median_connections()));
-    m.insert(
-        "push_conns_max".into(),
-        opt_json(s.connections.iter().copied().reduce(f64::max)),
-    );
-    m.insert("rss_idle_kib".into(), json!(a.rss_idle_kib));
-    m.insert("rss_peak_kib".into(), json!(s.rss_peak_kib));
-    // CPU seconds per 1,000 events, per process: what the run cost whom.
+    let mut m = json!({
+        "events": s.distinct,
+        "complete": s.complete,
+        "events_per_s": s.events_per_s(a.start_ms),
+        "steady_events_per_s": s.steady_events_per_s(),
+        "first_event_s": secs_since(s.first_ms, a.start_ms),
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "retries": s.retries,
+        "rss_idle_kib": a.rss_idle_kib,
+        "rss_peak_kib": s.rss_peak_kib,
+        "machine_busy_pct": s.machine_busy_pct,
+    });
+    // CPU milliseconds per event, per process: what the run cost whom.
     for (name, secs) in &s.cpu_s {
-        m.insert(
-            format!("cpu_ms_per_event_{name}"),
-            json!(secs * 1000.0 / s.distinct.max(1) as f64),
-        );
+        m[format!("cpu_ms_per_event_{name}")] = json!(secs * 1000.0 / s.distinct.max(1) as f64);
     }
-    m.insert("machine_busy_pct".into(), opt_json(s.machine_busy_pct));
     a.label.print(m)?;
     Ok(s.complete)
 }
@@ -449,32 +381,19 @@ fn follow(a: &FollowArgs) -> Result<bool> {
 fn push_probe(a: &ProbeArgs) -> Result<()> {
     let stats = probe::run(
         probe::bind(a.port)?,
-        Duration::from_millis(a.delay_ms),
+        Duration::from_millis(25),
         a.expect,
-        Duration::from_secs(a.timeout_s),
+        Duration::from_secs(60),
     )?;
     let answered: usize = stats.values().map(|s| s.answered).sum();
-    let mut m = Map::new();
-    m.insert(
-        "max_in_flight".into(),
-        json!(stats.values().map(|s| s.max).max().unwrap_or(0)),
-    );
-    m.insert("answered".into(), json!(answered));
-    m.insert("complete".into(), json!(answered >= a.expect));
-    m.insert(
-        "per_path".into(),
-        json!(stats
-            .iter()
-            .map(|(p, s)| (
-                p.clone(),
-                json!({"max_in_flight": s.max, "answered": s.answered})
-            ))
-            .collect::<Map<String, Value>>()),
-    );
-    a.label.print(m)
+    a.label.print(json!({
+        "max_in_flight": stats.values().map(|s| s.max).max().unwrap_or(0),
+        "answered": answered,
+        "complete": answered >= a.expect,
+    }))
 }
 
-fn wrk_record(a: &WrkArgs) -> Result<()> {
+fn wrk_record(label: &Label) -> Result<()> {
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input)?;
     let Some(line) = input
@@ -486,32 +405,25 @@ fn wrk_record(a: &WrkArgs) -> Result<()> {
     };
     let w: Value = serde_json::from_str(line).context("push.lua's JSON line")?;
     let n = |k: &str| w.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-    let secs = n("duration_us") / 1e6;
-    let mut m = Map::new();
-    m.insert("requests".into(), json!(n("requests")));
-    m.insert("duration_s".into(), json!(secs));
-    m.insert("events_per_s".into(), json!(n("requests") / secs.max(1e-9)));
-    m.insert("p50_ms".into(), json!(n("latency_p50_us") / 1000.0));
-    m.insert("p99_ms".into(), json!(n("latency_p99_us") / 1000.0));
-    m.insert("mean_ms".into(), json!(n("latency_mean_us") / 1000.0));
-    m.insert("status_errors".into(), json!(n("status_errors")));
-    m.insert(
-        "socket_errors".into(),
-        json!(n("connect_errors") + n("read_errors") + n("write_errors") + n("timeouts")),
-    );
-    a.label.print(m)
+    label.print(json!({
+        "requests": n("requests"),
+        "events_per_s": n("requests") / (n("duration_us") / 1e6).max(1e-9),
+        "p50_ms": n("latency_p50_us") / 1000.0,
+        "p99_ms": n("latency_p99_us") / 1000.0,
+        "status_errors": n("status_errors"),
+    }))
 }
 
 fn gc_cmd(a: &GcArgs) -> Result<()> {
     let text =
         std::fs::read_to_string(&a.log).with_context(|| format!("reading {}", a.log.display()))?;
     let p = gc::parse(&text);
-    let mut m = Map::new();
-    m.insert("pauses".into(), json!(p.count));
-    m.insert("pause_total_ms".into(), json!(p.total_ms));
-    m.insert("pause_max_ms".into(), json!(p.max_ms));
-    m.insert("heap_max_mib".into(), json!(p.max_heap_mib));
-    a.label.print(m)
+    a.label.print(json!({
+        "pauses": p.count,
+        "pause_total_ms": p.total_ms,
+        "pause_max_ms": p.max_ms,
+        "heap_max_mib": p.max_heap_mib,
+    }))
 }
 
 fn criterion(a: &CriterionArgs) -> Result<()> {
@@ -519,26 +431,17 @@ fn criterion(a: &CriterionArgs) -> Result<()> {
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let v: Value = serde_json::from_str(&text)?;
-    let point = |k: &str| {
-        v.get(k)
-            .and_then(|e| e.get("point_estimate"))
-            .and_then(Value::as_f64)
-    };
-    let median_ns = point("median").context("no median in criterion's estimates")?;
-    let mut m = Map::new();
-    m.insert("us_per_event".into(), json!(median_ns / 1000.0));
-    m.insert(
-        "mean_us".into(),
-        opt_json(point("mean").map(|ns| ns / 1000.0)),
-    );
-    a.label.print(m)
+    let median_ns = v["median"]["point_estimate"]
+        .as_f64()
+        .context("no median in criterion's estimates")?;
+    a.label.print(json!({"us_per_event": median_ns / 1000.0}))
 }
 
 fn report_cmd(a: &ReportArgs) -> Result<()> {
     let raw =
         std::fs::read_to_string(&a.raw).with_context(|| format!("reading {}", a.raw.display()))?;
     let cases = report::group(&raw)?;
-    let push_concurrency = report::measured_push_concurrency(&cases).unwrap_or(a.push_concurrency);
+    let push_concurrency = a.push_concurrency;
     let mut meta = Map::new();
     for m in &a.meta {
         let (k, v) = m
@@ -554,32 +457,34 @@ fn report_cmd(a: &ReportArgs) -> Result<()> {
         .with_context(|| format!("writing {}", a.out.display()))?;
     let machine = &doc["machine"];
     println!(
-        "Machine: {} cores ({}), {} GiB memory",
+        "Machine: {} cores ({}), {} GiB memory\n",
         machine["nproc"],
         machine["cpu_model"].as_str().unwrap_or("unknown CPU"),
         machine["memory_gib"]
     );
-    println!();
-    print!("{}", report::table(&cases, push_concurrency));
-    println!();
-    print!(
+    println!("{}", report::table(&cases, push_concurrency));
+    println!(
         "{}",
         report::targets_table(&report::targets(&cases, push_concurrency))
     );
-    println!();
     println!("JSON: {}", a.out.display());
     Ok(())
+}
+
+/// Runs `f` on a multi-threaded runtime (the limit's workers, the server).
+fn block_on<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(f)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Pieces(a) => pieces(a),
-        Command::Limit(a) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")
-            .and_then(|rt| rt.block_on(limit_cmd(a))),
+        Command::Limit(a) => block_on(limit_cmd(a)),
         Command::ColdStart(a) => cold_start(a),
         Command::E2eFollow(a) => match follow(a) {
             Ok(true) => Ok(()),
@@ -590,11 +495,12 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::PushProbe(a) => push_probe(a),
-        Command::WrkRecord(a) => wrk_record(a),
+        Command::WrkRecord(l) => wrk_record(l),
         Command::Criterion(a) => criterion(a),
         Command::Gc(a) => gc_cmd(a),
-        Command::Record(l) => l.print(Map::new()),
+        Command::Record(l) => l.print(json!({})),
         Command::Report(a) => report_cmd(a),
+        Command::ServeMemory => block_on(serve::run()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

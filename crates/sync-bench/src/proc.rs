@@ -1,4 +1,4 @@
-//! Reading `/proc`: a process's memory and a port's open connections.
+//! Reading `/proc`: a process's memory and CPU time, the machine's busy time.
 
 /// `(VmRSS, VmHWM)` of `pid` in KiB, or `None` when it cannot be read.
 pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
@@ -101,30 +101,6 @@ pub fn machine_jiffies() -> Option<(u64, u64)> {
     Some((total - idle, total))
 }
 
-/// Established IPv4 and IPv6 TCP connections whose local port is `port`
-/// (connections accepted by a server listening on it).
-pub fn established_on(port: u16) -> usize {
-    ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .map(|table| count_established(&table, port))
-        .sum()
-}
-
-fn count_established(table: &str, port: u16) -> usize {
-    let want = format!(":{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            let mut cols = line.split_whitespace();
-            let local = cols.nth(1).unwrap_or("");
-            let state = cols.nth(1).unwrap_or("");
-            local.ends_with(&want) && state == "01"
-        })
-        .count()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,16 +139,5 @@ mod tests {
         assert_eq!(cpu_ticks(CpuOf::Pid(u32::MAX)), 0, "no such process");
         let (busy, total) = machine_jiffies().expect("/proc/stat");
         assert!(busy <= total);
-    }
-
-    #[test]
-    fn counts_established_connections_on_the_local_port() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
-   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1\n\
-   1: 0100007F:1F90 0100007F:A1B2 01 00000000:00000000 00:00000000 00000000     0        0 2 1\n\
-   2: 0100007F:1F90 0100007F:A1B3 01 00000000:00000000 00:00000000 00000000     0        0 3 1\n\
-   3: 0100007F:A1B3 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 4 1\n";
-        assert_eq!(count_established(table, 8080), 2);
-        assert_eq!(count_established(table, 8081), 0);
     }
 }

@@ -46,5 +46,3 @@ pub use config::{ConnectError, StoreConfig, PRODUCTION_ENDPOINT};
 pub use conflict::{ConflictField, ConflictRecord};
 pub use mapping::RawValue;
 pub use store::DatastoreStore;
-/// Moved to `sync_core::backoff`; re-exported while `sync-bench` still names it here.
-pub use sync_core::backoff::Backoff;
