@@ -73,11 +73,11 @@ async fn read_limited(body: Body, limit: usize) -> Result<axum::body::Bytes, Del
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixture::CapturedRequest;
     use axum::response::IntoResponse;
     use axum::routing::post;
     use axum::{Extension, Router};
     use http::StatusCode;
+    use sync_testkit::fixture;
     use tower::ServiceExt;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -124,9 +124,7 @@ mod tests {
                 "pubsub_unwrapped 13566281437204714",
             ),
         ] {
-            let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-            let fixture = CapturedRequest::from_json(&std::fs::read_to_string(path)?)?;
-            let response = app(None).oneshot(fixture.to_request()?).await?;
+            let response = app(None).oneshot(fixture(name).to_request()?).await?;
             assert_eq!(response.status(), StatusCode::OK, "{name}");
             let text = body_text(response).await?;
             assert!(text.starts_with(expected), "{name}: {text}");

@@ -15,8 +15,7 @@
 //! - [`telemetry`]: Cloud Logging JSON or text logs, with trace correlation;
 //! - [`server`]: `serve` on `0.0.0.0:PORT`, graceful shutdown on SIGTERM, `healthz`;
 //! - [`config`]: `PORT`, `MAX_BODY_BYTES`, `LOG_FORMAT` through a lookup
-//!   function, and [`config::Vars`] for the functions' own settings;
-//! - [`fixture`]: captured requests stored as JSON, replayed in tests.
+//!   function, and [`config::Vars`] for the functions' own settings.
 //!
 //! What it leaves out: what a delivery *means* (parsing the change event,
 //! merging, deciding ack or dead-letter) is `sync-core`'s and the functions';
@@ -28,7 +27,6 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod extract;
-pub mod fixture;
 pub mod server;
 pub mod telemetry;
 pub mod trace;
