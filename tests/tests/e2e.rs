@@ -58,17 +58,7 @@ async fn recipe_flow_through_push_gives_version_two_audit_and_announcements() ->
     .await?;
 
     let store = e.store(&t.namespace).await?;
-    poll_until(
-        Duration::from_secs(60),
-        "test-entity-001 at version 2",
-        || async {
-            Ok(store
-                .get(None, "test-entity-001")
-                .await?
-                .filter(|(_, s)| s.version == 2))
-        },
-    )
-    .await?;
+    wait_for_version(&store, "test-entity-001", 2, Duration::from_secs(60)).await?;
     let rows = store.query_kind("SyncEntity").await?;
     ensure!(rows.len() == 1, "exactly the one entity: {rows:?}");
     let (key, props) = &rows[0];
@@ -233,17 +223,7 @@ async fn poison_is_dead_lettered_by_class_and_replay_applies_the_fix() -> Result
         recipe_event("bystander", "create", &ts, json!({"name": "keep me"})),
     )
     .await?;
-    poll_until(
-        Duration::from_secs(30),
-        "bystander at version 1",
-        || async {
-            Ok(store
-                .get(None, "bystander")
-                .await?
-                .filter(|(_, s)| s.version == 1))
-        },
-    )
-    .await?;
+    wait_for_version(&store, "bystander", 1, Duration::from_secs(30)).await?;
 
     let future = timestamp_in(2 * 3600 * 1000);
     let cases: Vec<(&str, Vec<u8>)> = vec![

@@ -180,12 +180,12 @@ mod tests {
 
     #[tokio::test]
     async fn default_limit_admits_the_largest_legal_message() -> TestResult {
-        use base64::Engine as _;
         // Pub/Sub's 10 MB data limit, base64-encoded in the push envelope.
-        let data = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; 10_000_000]);
-        let body = format!(
-            r#"{{"message":{{"messageId":"big","data":"{data}","attributes":{{"a":"b"}}}},"subscription":"projects/p/subscriptions/s"}}"#
-        );
+        let body = sync_testkit::push(&vec![b'x'; 10_000_000], "big")
+            .attribute("a", "b")
+            .subscription("projects/p/subscriptions/s")
+            .build()
+            .body;
         let length = body.len();
         let response = app(None).oneshot(post_body(body, Some(length))?).await?;
         assert_eq!(response.status(), StatusCode::OK);

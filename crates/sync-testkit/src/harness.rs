@@ -572,6 +572,26 @@ pub async fn wait_for_states(
     })
 }
 
+/// Polls Datastore until entity `id` has reached `version`; returns its state.
+///
+/// # Errors
+/// When reading fails, or at the deadline.
+pub async fn wait_for_version(
+    store: &DatastoreStore,
+    id: &str,
+    version: i64,
+    deadline: Duration,
+) -> Result<EntityState> {
+    poll_until(deadline, &format!("{id} at version {version}"), || async {
+        Ok(store
+            .get(None, id)
+            .await?
+            .map(|(_, s)| s)
+            .filter(|s| s.version == version))
+    })
+    .await
+}
+
 /// Runs `syncctl` with `args` against `emulators`, in `namespace`; returns
 /// stdout.
 ///
