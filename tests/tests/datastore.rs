@@ -3,8 +3,8 @@
 //! both; the Firestore one locks pessimistically, as production does).
 //!
 //! Every test has its own namespace, so tests run in parallel on one shared
-//! emulator (`sync_testkit::datastore()`: the one the test script exported, or
-//! one of the run's flavour started for this process).
+//! emulator (`sync_testkit::Emulators::shared()`: the ones the test script
+//! exported, or ones of the run's flavour started for this process).
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Map, Value};
@@ -16,7 +16,7 @@ use sync_core::{
     Limits, MergePolicy, Operation, Outcome, StoreError,
 };
 use sync_store::{DatastoreStore, RawValue, StoreConfig};
-use sync_testkit::{unique_name, TEST_PROJECT};
+use sync_testkit::{event as change_event, unique_name, Emulators};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -24,13 +24,7 @@ const KIND: &str = "SyncEntity";
 
 /// A config for a fresh namespace on the shared emulator.
 async fn config() -> Result<StoreConfig> {
-    let host = tokio::task::spawn_blocking(|| sync_testkit::datastore().host().to_string())
-        .await
-        .context("starting the Datastore emulator")?;
-    let mut config = StoreConfig::new(TEST_PROJECT);
-    config.emulator_host = Some(host);
-    config.namespace = Some(unique_name("ds"));
-    Ok(config)
+    Ok(Emulators::shared().await?.store_config(&unique_name("ds")))
 }
 
 async fn store() -> Result<DatastoreStore> {
@@ -50,20 +44,12 @@ fn event(
     message_id: &str,
     data: Value,
 ) -> Result<ChangeEvent> {
-    let body = json!({
-        "entity_id": entity_id,
-        "operation": operation,
-        "timestamp": timestamp,
-        "source": "data_publisher",
-        "correlation_id": format!("corr-{message_id}"),
-        "data": data,
-    });
-    Ok(parse_event(
-        body.to_string().as_bytes(),
-        message_id,
-        &Limits::default(),
-        now(),
-    )?)
+    let body = change_event(entity_id, operation, timestamp)
+        .source("data_publisher")
+        .correlation_id(&format!("corr-{message_id}"))
+        .data(data)
+        .to_bytes();
+    Ok(parse_event(&body, message_id, &Limits::default(), now())?)
 }
 
 fn object(v: Value) -> Map<String, Value> {

@@ -1,109 +1,64 @@
 //! End to end through the real emulator push path: publish → Pub/Sub emulator
-//! push → function process → Datastore emulator (or the Firestore emulator in
+//! push → function → Datastore emulator (or the Firestore emulator in
 //! Datastore mode: `scripts/test.sh` runs this suite on both), with
-//! announcements and dead letters read back from pull subscriptions. Every
-//! wait is a poll with a deadline; the only sleeps are the durations of
-//! injected faults.
+//! announcements and dead letters read back from pull subscriptions. The
+//! functions run in-process on port 0, except where a test kills one or reads
+//! what it logged (then the binary runs as a process). Every wait is a poll
+//! with a deadline; the only sleeps are the durations of injected faults.
 
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::Duration;
 use sync_core::{EntityState, EventPublisher, MergePolicy, OutgoingMessage};
-use sync_pubsub::{PubSubAdmin, PubSubPublisher, PubSubPuller};
-use sync_testkit::{Emulator, EmulatorKind, TEST_PROJECT};
-use sync_tests::*;
+use sync_testkit::event::{now_timestamp, timestamp_in};
+use sync_testkit::harness::*;
+use sync_testkit::{
+    drain, event, poll_until, pull_until, Emulator, EmulatorKind, Emulators, TEST_PROJECT,
+};
 
-struct Clients {
-    admin: PubSubAdmin,
-    publisher: PubSubPublisher,
-    puller: PubSubPuller,
-}
-
-async fn clients() -> Result<Clients> {
-    let config = pubsub_config().await?;
-    Ok(Clients {
-        admin: PubSubAdmin::connect(&config).await?,
-        publisher: PubSubPublisher::connect(&config).await?,
-        puller: PubSubPuller::connect(&config).await?,
-    })
-}
-
-/// Clients, a fresh topology named after `label`, and a sync function on the
-/// Datastore at `ds` behind its push subscription (5 delivery attempts).
-async fn pipeline(label: &str, ps: &str, ds: &str) -> Result<(Clients, Topology, FunctionProcess)> {
-    let c = clients().await?;
+/// Clients, a fresh topology named after `label`, and a sync function
+/// in-process on `e` behind its push subscription (5 delivery attempts).
+async fn pipeline(label: &str, e: &Emulators) -> Result<(Clients, Topology, InProcess)> {
+    let c = Clients::connect(e).await?;
     let t = Topology::new(label);
     t.create_base(&c.admin).await?;
-    let sync = FunctionProcess::start("sync-function", sync_env(&t, ps, ds)).await?;
+    let sync = sync_in_process(&sync_env(&t, e)).await?;
     t.subscribe_sync(&c.admin, &sync.url(), 5).await?;
     Ok((c, t, sync))
 }
 
 fn recipe_event(entity: &str, op: &str, ts: &str, data: Value) -> Vec<u8> {
-    json!({"entity_id": entity, "operation": op, "timestamp": ts, "source": "data_publisher", "correlation_id": format!("corr-{entity}-{op}"), "data": data})
-        .to_string()
-        .into_bytes()
-}
-
-async fn publish(c: &Clients, topic: &str, data: Vec<u8>) -> Result<(String, Vec<u8>)> {
-    let id = c
-        .publisher
-        .publish(
-            topic,
-            OutgoingMessage {
-                data: data.clone(),
-                ..OutgoingMessage::default()
-            },
-        )
-        .await?;
-    Ok((id, data))
+    event(entity, op, ts)
+        .source("data_publisher")
+        .correlation_id(&format!("corr-{entity}-{op}"))
+        .data(data)
+        .to_bytes()
 }
 
 /// The recipe's "Validation & Testing": create then update, through both functions.
 #[tokio::test]
 async fn recipe_flow_through_push_gives_version_two_audit_and_announcements() -> Result<()> {
-    let (ps, ds) = hosts().await?;
-    let c = clients().await?;
-    let t = Topology::new("recipe");
-    t.create_base(&c.admin).await?;
-    let sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
-    let audit_env = vec![
-        ("LOG_FORMAT".to_string(), "text".to_string()),
-        ("RUST_LOG".to_string(), "warn".to_string()),
-    ];
-    let audit = FunctionProcess::start("audit-function", audit_env).await?;
-    t.subscribe_sync(&c.admin, &sync.url(), 5).await?;
+    let e = Emulators::shared().await?;
+    let (c, t, _sync) = pipeline("recipe", &e).await?;
+    let (audit, audited) = audit_in_process().await?;
     t.subscribe_audit(&c.admin, &audit.url()).await?;
 
-    let now = chrono::Utc::now().naive_utc();
-    let ts = |offset_ms: i64| {
-        (now + chrono::Duration::milliseconds(offset_ms))
-            .format("%Y-%m-%dT%H:%M:%S%.6f")
-            .to_string()
-    };
-    publish(&c, &t.topic, recipe_event("test-entity-001", "create", &ts(0), json!({"name": "Test Product", "description": "Demo product for sync testing", "status": "active"}))).await?;
-    publish(
-        &c,
+    c.publish(&t.topic, recipe_event("test-entity-001", "create", &timestamp_in(0), json!({"name": "Test Product", "description": "Demo product for sync testing", "status": "active"}))).await?;
+    c.publish(
         &t.topic,
         recipe_event(
             "test-entity-001",
             "update",
-            &ts(1),
+            &timestamp_in(1),
             json!({"description": "Updated product description"}),
         ),
     )
     .await?;
 
-    let store = store(&ds, &t.namespace).await?;
-    poll(Duration::from_secs(60), || async {
-        Ok(store
-            .get(None, "test-entity-001")
-            .await?
-            .filter(|(_, s)| s.version() == 2))
-    })
-    .await
-    .with_context(|| sync.log_text())?;
+    let store = e.admin(&t.namespace).await?;
+    wait_for_version(&store, "test-entity-001", 2, Duration::from_secs(60)).await?;
     let rows = store.query_kind("SyncEntity").await?;
     ensure!(rows.len() == 1, "exactly the one entity: {rows:?}");
     let (key, props) = &rows[0];
@@ -115,14 +70,14 @@ async fn recipe_flow_through_push_gives_version_two_audit_and_announcements() ->
         "{props:?}"
     );
 
-    let created = pull_at_least(
+    let created = pull_until(
         &c.puller,
         &t.external_subscription("create"),
         1,
         Duration::from_secs(30),
     )
     .await?;
-    let updated = pull_at_least(
+    let updated = pull_until(
         &c.puller,
         &t.external_subscription("update"),
         1,
@@ -149,13 +104,8 @@ async fn recipe_flow_through_push_gives_version_two_audit_and_announcements() ->
     );
     ensure!(updated[0].attributes.get("entity_id").map(String::as_str) == Some("test-entity-001"));
 
-    let entries = poll(Duration::from_secs(30), || async {
-        let lines: Vec<Value> = audit
-            .log_text()
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+    let entries = poll_until(Duration::from_secs(30), "two audit entries", || async {
+        let lines = audited.entries();
         Ok((lines.len() >= 2).then_some(lines))
     })
     .await?;
@@ -179,12 +129,11 @@ async fn recipe_flow_through_push_gives_version_two_audit_and_announcements() ->
 /// 2,000 events over 50 entities, published shuffled with 20 % duplicates.
 #[tokio::test]
 async fn shuffled_events_with_duplicates_converge_to_the_cores_merge() -> Result<()> {
-    let (ps, ds) = hosts().await?;
-    let (c, t, sync) = pipeline("shuffle", &ps, &ds).await?;
+    let e = Emulators::shared().await?;
+    let (c, t, _sync) = pipeline("shuffle", &e).await?;
     let load = LoadRun::start(
         &t,
-        &ps,
-        &ds,
+        &e,
         &[
             "--events",
             "2000",
@@ -209,7 +158,7 @@ async fn shuffled_events_with_duplicates_converge_to_the_cores_merge() -> Result
         *per_entity.entry(id.to_string()).or_default() += 1;
     }
     ensure!(per_entity.len() == 50, "the load used 50 entities");
-    let actual = converges(&c, &t, &ds, &messages, &sync).await?;
+    let actual = converges(&c, &t, &e, &messages, &String::new).await?;
     for (id, s) in &actual {
         let published = per_entity.get(id).copied().unwrap_or(0);
         ensure!(
@@ -222,31 +171,35 @@ async fn shuffled_events_with_duplicates_converge_to_the_cores_merge() -> Result
 }
 
 /// Waits until the sync function has written some entity of `t`'s namespace.
-async fn first_entity_written(ds: &str, t: &Topology) -> Result<()> {
-    let store = store(ds, &t.namespace).await?;
-    poll(Duration::from_secs(60), || async {
-        let rows = store.query_kind("SyncEntity").await?;
-        Ok((!rows.is_empty()).then_some(()))
-    })
+async fn first_entity_written(e: &Emulators, t: &Topology) -> Result<()> {
+    let store = e.admin(&t.namespace).await?;
+    poll_until(
+        Duration::from_secs(60),
+        "a first entity written",
+        || async {
+            let rows = store.query_kind("SyncEntity").await?;
+            Ok((!rows.is_empty()).then_some(()))
+        },
+    )
     .await
-    .context("no entity written yet")
 }
 
 /// Waits until Datastore holds the core's merge of `messages`, and checks that
-/// nothing was dead-lettered. Returns the entities' states.
+/// nothing was dead-lettered. Returns the entities' states. `sync_log` tells
+/// what the sync function logged, where it runs as a process.
 async fn converges(
     c: &Clients,
     t: &Topology,
-    ds: &str,
+    e: &Emulators,
     messages: &[(String, Vec<u8>)],
-    sync: &FunctionProcess,
+    sync_log: &dyn Fn() -> String,
 ) -> Result<HashMap<String, EntityState>> {
     let policy = MergePolicy::default();
     let expected = expected_states(messages, &policy)?;
-    let store = store(ds, &t.namespace).await?;
+    let store = e.admin(&t.namespace).await?;
     let actual = wait_for_states(&store, &expected, &policy, Duration::from_secs(240))
         .await
-        .with_context(|| format!("sync log tail:\n{}", sync.log_tail(30)))?;
+        .with_context(|| format!("sync log tail:\n{}", sync_log()))?;
     let dead = drain(&c.puller, &t.dlq_subscription, Duration::from_secs(1)).await?;
     ensure!(
         dead.is_empty(),
@@ -260,32 +213,19 @@ async fn converges(
 /// untouched, and a fixed message replayed with syncctl is applied.
 #[tokio::test]
 async fn poison_is_dead_lettered_by_class_and_replay_applies_the_fix() -> Result<()> {
-    let (ps, ds) = hosts().await?;
-    let (c, t, _sync) = pipeline("poison", &ps, &ds).await?;
-    let store = store(&ds, &t.namespace).await?;
+    let e = Emulators::shared().await?;
+    let (c, t, _sync) = pipeline("poison", &e).await?;
+    let store = e.admin(&t.namespace).await?;
 
-    let ts = chrono::Utc::now()
-        .naive_utc()
-        .format("%Y-%m-%dT%H:%M:%S%.6f")
-        .to_string();
-    publish(
-        &c,
+    let ts = now_timestamp();
+    c.publish(
         &t.topic,
         recipe_event("bystander", "create", &ts, json!({"name": "keep me"})),
     )
     .await?;
-    poll(Duration::from_secs(30), || async {
-        Ok(store
-            .get(None, "bystander")
-            .await?
-            .filter(|(_, s)| s.version() == 1))
-    })
-    .await?;
+    wait_for_version(&store, "bystander", 1, Duration::from_secs(30)).await?;
 
-    let future = (chrono::Utc::now() + chrono::Duration::hours(2))
-        .naive_utc()
-        .format("%Y-%m-%dT%H:%M:%S")
-        .to_string();
+    let future = timestamp_in(2 * 3600 * 1000);
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("invalid_json", b"{this is not json".to_vec()),
         (
@@ -342,10 +282,10 @@ async fn poison_is_dead_lettered_by_class_and_replay_applies_the_fix() -> Result
     ];
     let mut by_message = BTreeMap::new();
     for (code, data) in &cases {
-        let (id, _) = publish(&c, &t.topic, data.clone()).await?;
+        let id = c.publish(&t.topic, data.clone()).await?;
         by_message.insert(id, *code);
     }
-    let dead = pull_at_least(
+    let dead = pull_until(
         &c.puller,
         &t.dlq_subscription,
         cases.len(),
@@ -409,33 +349,28 @@ async fn poison_is_dead_lettered_by_class_and_replay_applies_the_fix() -> Result
             },
         )
         .await?;
-    let out = tokio::task::spawn_blocking({
-        let (ps, ds, ns) = (ps.clone(), ds.clone(), t.namespace.clone());
-        move || {
-            syncctl(
-                &[
-                    "dlq",
-                    "replay",
-                    "--subscription",
-                    &td,
-                    "--topic",
-                    &tx,
-                    "--error-code",
-                    "reserved_field",
-                    "--data",
-                    &fixed,
-                    "--wait-secs",
-                    "5",
-                ],
-                &ps,
-                &ds,
-                &ns,
-            )
-        }
-    })
-    .await??;
+    let replay = [
+        "dlq",
+        "replay",
+        "--subscription",
+        &td,
+        "--topic",
+        &tx,
+        "--error-code",
+        "reserved_field",
+        "--data",
+        &fixed,
+        "--wait-secs",
+        "5",
+    ];
+    let out = syncctl_async(
+        replay.iter().map(|s| s.to_string()).collect(),
+        &e,
+        &t.namespace,
+    )
+    .await?;
     ensure!(out.contains("1 replayed"), "{out}");
-    let (_, fixme) = poll(Duration::from_secs(30), || async {
+    let (_, fixme) = poll_until(Duration::from_secs(30), "fixme applied", || async {
         Ok(store.get(None, "fixme").await?)
     })
     .await?;
@@ -450,11 +385,12 @@ async fn poison_is_dead_lettered_by_class_and_replay_applies_the_fix() -> Result
 /// is applied once in effect and nothing is dead-lettered.
 #[tokio::test]
 async fn two_instances_contending_on_hot_entities_converge() -> Result<()> {
-    let (ps, ds) = hosts().await?;
-    let c = clients().await?;
+    let e = Emulators::shared().await?;
+    let c = Clients::connect(&e).await?;
     let t = Topology::new("contend");
     t.create_base(&c.admin).await?;
-    let env = sync_env(&t, &ps, &ds);
+    // Processes: the test reads what each logged.
+    let env = sync_env(&t, &e);
     let first = FunctionProcess::start("sync-function", env.clone()).await?;
     let second = FunctionProcess::start("sync-function", env).await?;
     t.subscribe_sync(&c.admin, &first.url(), 5).await?;
@@ -462,19 +398,14 @@ async fn two_instances_contending_on_hot_entities_converge() -> Result<()> {
     t.subscribe_sync_as(&c.admin, &other_subscription, &second.url(), 5)
         .await?;
 
-    let load = LoadRun::start(
-        &t,
-        &ps,
-        &ds,
-        &["--events", "300", "--entities", "3", "--shuffle"],
-    );
+    let load = LoadRun::start(&t, &e, &["--events", "300", "--entities", "3", "--shuffle"]);
     let messages = load.finish().await?;
     ensure!(
         messages.len() == 300,
         "{} messages recorded",
         messages.len()
     );
-    converges(&c, &t, &ds, &messages, &first)
+    converges(&c, &t, &e, &messages, &|| first.log_tail(30))
         .await
         .with_context(|| format!("second instance log tail:\n{}", second.log_tail(30)))?;
     // Each instance really handled every event: the text log of each
@@ -486,11 +417,14 @@ async fn two_instances_contending_on_hot_entities_converge() -> Result<()> {
             .filter_map(|l| logged_number(l, "attempts"))
             .collect()
     };
-    poll(Duration::from_secs(120), || async {
-        Ok((processed(&first).len() >= 300 && processed(&second).len() >= 300).then_some(()))
-    })
-    .await
-    .context("both instances process all 300 events")?;
+    poll_until(
+        Duration::from_secs(120),
+        "both instances to process all 300 events",
+        || async {
+            Ok((processed(&first).len() >= 300 && processed(&second).len() >= 300).then_some(()))
+        },
+    )
+    .await?;
     let attempts: Vec<u32> = [&first, &second]
         .iter()
         .flat_map(|p| processed(p))
@@ -519,33 +453,32 @@ fn logged_number(line: &str, name: &str) -> Option<u32> {
 /// one in the Firestore pass), stopped as a whole process group.
 #[tokio::test]
 async fn datastore_outage_of_ten_seconds_loses_nothing() -> Result<()> {
-    let (ps, _) = hosts().await?;
     let own = tokio::task::spawn_blocking(|| {
         Emulator::start(EmulatorKind::datastore_of_this_run(), TEST_PROJECT)
     })
     .await??;
-    let ds = own.host().to_string();
+    let e = Emulators::shared().await?.with_datastore(&own);
     eprintln!(
-        "freezing a {:?} emulator on {ds}",
-        EmulatorKind::datastore_of_this_run()
+        "freezing a {:?} emulator on {}",
+        EmulatorKind::datastore_of_this_run(),
+        e.datastore
     );
-    let (c, t, sync) = pipeline("outage", &ps, &ds).await?;
+    let (c, t, _sync) = pipeline("outage", &e).await?;
 
     let load = LoadRun::start(
         &t,
-        &ps,
-        &ds,
+        &e,
         &["--events", "300", "--entities", "10", "--rate", "30"],
     );
     // Inject the fault once the stream is flowing.
-    first_entity_written(&ds, &t).await?;
+    first_entity_written(&e, &t).await?;
     own.signal("STOP")?;
     // The fault lasts 10 s: this sleep is the outage, not a wait for anything.
     tokio::time::sleep(Duration::from_secs(10)).await;
     own.signal("CONT")?;
     let messages = load.finish().await?;
     ensure!(messages.len() == 300);
-    converges(&c, &t, &ds, &messages, &sync).await?;
+    converges(&c, &t, &e, &messages, &String::new).await?;
     Ok(())
 }
 
@@ -553,56 +486,68 @@ async fn datastore_outage_of_ten_seconds_loses_nothing() -> Result<()> {
 /// is applied and every version announced.
 #[tokio::test]
 async fn sync_function_killed_mid_stream_loses_nothing() -> Result<()> {
-    let (ps, ds) = hosts().await?;
-    let (c, t, mut sync) = pipeline("crash", &ps, &ds).await?;
+    let e = Emulators::shared().await?;
+    let c = Clients::connect(&e).await?;
+    let t = Topology::new("crash");
+    t.create_base(&c.admin).await?;
+    // A process: the test kills it.
+    let mut sync = FunctionProcess::start("sync-function", sync_env(&t, &e)).await?;
+    t.subscribe_sync(&c.admin, &sync.url(), 5).await?;
 
     let load = LoadRun::start(
         &t,
-        &ps,
-        &ds,
+        &e,
         &["--events", "400", "--entities", "20", "--rate", "100"],
     );
-    first_entity_written(&ds, &t).await?;
+    first_entity_written(&e, &t).await?;
     sync.restart().await?;
     let messages = load.finish().await?;
     ensure!(messages.len() == 400);
-    let actual = converges(&c, &t, &ds, &messages, &sync).await?;
+    let actual = converges(&c, &t, &e, &messages, &|| sync.log_tail(30)).await?;
     // Every entity's final version reached downstream, even where the crash
     // came between the write and the announcement (the redelivery repeats it).
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let mut announced: HashMap<String, i64> = HashMap::new();
-    loop {
-        for op in ["create", "update", "delete"] {
-            for m in drain(
-                &c.puller,
-                &t.external_subscription(op),
-                Duration::from_millis(500),
-            )
-            .await?
-            {
-                let id = m.attributes.get("entity_id").cloned().unwrap_or_default();
-                let version: i64 = m
-                    .attributes
-                    .get("version")
-                    .and_then(|v| v.parse().ok())
-                    .context("announcement without a version")?;
-                let best = announced.entry(id).or_default();
-                *best = (*best).max(version);
+    let announced: Mutex<HashMap<String, i64>> = Mutex::default();
+    let missing_seen = Mutex::new(String::new());
+    poll_until(
+        Duration::from_secs(60),
+        "every final version announced",
+        || async {
+            for op in ["create", "update", "delete"] {
+                for m in drain(
+                    &c.puller,
+                    &t.external_subscription(op),
+                    Duration::from_millis(500),
+                )
+                .await?
+                {
+                    let id = m.attributes.get("entity_id").cloned().unwrap_or_default();
+                    let version: i64 = m
+                        .attributes
+                        .get("version")
+                        .and_then(|v| v.parse().ok())
+                        .context("announcement without a version")?;
+                    let mut announced = announced.lock().expect("announced");
+                    let best = announced.entry(id).or_default();
+                    *best = (*best).max(version);
+                }
             }
-        }
-        let missing: Vec<(&String, i64, i64)> = actual
-            .iter()
-            .filter(|(_, s)| s.version() > 0)
-            .map(|(id, s)| (id, s.version(), announced.get(id).copied().unwrap_or(0)))
-            .filter(|(_, stored, seen)| seen < stored)
-            .collect();
-        if missing.is_empty() {
-            break;
-        }
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "final versions never announced (entity, stored, announced): {missing:?}"
-        );
-    }
+            let announced = announced.lock().expect("announced");
+            let missing: Vec<(&String, i64, i64)> = actual
+                .iter()
+                .filter(|(_, s)| s.version() > 0)
+                .map(|(id, s)| (id, s.version(), announced.get(id).copied().unwrap_or(0)))
+                .filter(|(_, stored, seen)| seen < stored)
+                .collect();
+            *missing_seen.lock().expect("missing") = format!("{missing:?}");
+            Ok(missing.is_empty().then_some(()))
+        },
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "final versions never announced (entity, stored, announced): {}",
+            missing_seen.lock().expect("missing")
+        )
+    })?;
     Ok(())
 }

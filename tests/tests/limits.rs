@@ -1,7 +1,8 @@
 //! Datastore's production limits end to end: events the Datastore emulator
 //! would accept (or fail on with `Unknown`, retried until Pub/Sub gives up) but
 //! production refuses are dead-lettered by the sync function on their first
-//! delivery with their code, and Datastore holds nothing of them.
+//! delivery with their code, and Datastore holds nothing of them. The
+//! function runs as a process: the test counts the deliveries it logged.
 
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
@@ -11,20 +12,17 @@ use sync_core::limits::{
     BOOKKEEPING_INDEX_ENTRIES, DEFAULT_CONFLICT_KIND, DEFAULT_KIND, DEFAULT_TOMBSTONE_KIND,
     MAX_INDEX_ENTRIES, MAX_KEY_BYTES, MAX_NESTING_DEPTH,
 };
-use sync_core::{EventPublisher, OutgoingMessage};
-use sync_pubsub::{PubSubAdmin, PubSubPublisher, PubSubPuller};
-use sync_testkit::{datastore_flavour, DatastoreFlavour};
-use sync_tests::*;
+use sync_testkit::event::now_timestamp;
+use sync_testkit::harness::{sync_env, Clients, FunctionProcess, Topology};
+use sync_testkit::{
+    datastore_flavour, drain, event, poll_until, pull_until, DatastoreFlavour, Emulators,
+};
 
 fn update(entity_id: &str, data: Value) -> Vec<u8> {
-    let ts = chrono::Utc::now()
-        .naive_utc()
-        .format("%Y-%m-%dT%H:%M:%S%.6f")
-        .to_string();
-    json!({"entity_id": entity_id, "operation": "update", "timestamp": ts,
-        "source": "limits-test", "data": data})
-    .to_string()
-    .into_bytes()
+    event(entity_id, "update", &now_timestamp())
+        .source("limits-test")
+        .data(data)
+        .to_bytes()
 }
 
 /// The most indexed values the Firestore emulator in Datastore mode takes in
@@ -53,18 +51,15 @@ fn nested(depth: usize) -> Value {
 /// the one delivery it got; a valid event published with them is applied.
 #[tokio::test]
 async fn production_limits_are_dead_lettered_on_the_first_delivery() -> Result<()> {
-    let (ps, ds) = hosts().await?;
-    let config = pubsub_config().await?;
-    let admin = PubSubAdmin::connect(&config).await?;
-    let publisher = PubSubPublisher::connect(&config).await?;
-    let puller = PubSubPuller::connect(&config).await?;
+    let e = Emulators::shared().await?;
+    let c = Clients::connect(&e).await?;
     let t = Topology::new("limits");
-    t.create_base(&admin).await?;
-    let sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
+    t.create_base(&c.admin).await?;
+    let sync = FunctionProcess::start("sync-function", sync_env(&t, &e)).await?;
     // Five attempts before Pub/Sub's own dead-lettering: a retried message
     // would show up in the function's log more than once.
-    t.subscribe_sync(&admin, &sync.url(), 5).await?;
-    let store = store(&ds, &t.namespace).await?;
+    t.subscribe_sync(&c.admin, &sync.url(), 5).await?;
+    let store = e.admin(&t.namespace).await?;
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
@@ -82,15 +77,7 @@ async fn production_limits_are_dead_lettered_on_the_first_delivery() -> Result<(
     ];
     let mut codes = BTreeMap::new();
     for (code, data) in &cases {
-        let id = publisher
-            .publish(
-                &t.topic,
-                OutgoingMessage {
-                    data: data.clone(),
-                    ..OutgoingMessage::default()
-                },
-            )
-            .await?;
+        let id = c.publish(&t.topic, data.clone()).await?;
         codes.insert(id, (*code, data.clone()));
     }
     // At the limits: applied.
@@ -98,23 +85,16 @@ async fn production_limits_are_dead_lettered_on_the_first_delivery() -> Result<(
         "fits",
         json!({ "d": nested(MAX_NESTING_DEPTH), "v": vec![1; values_that_fit()] }),
     );
-    publisher
-        .publish(
-            &t.topic,
-            OutgoingMessage {
-                data: fits,
-                ..OutgoingMessage::default()
-            },
-        )
-        .await?;
+    c.publish(&t.topic, fits).await?;
 
-    let dead = pull_at_least(
-        &puller,
+    let dead = pull_until(
+        &c.puller,
         &t.dlq_subscription,
         cases.len(),
         Duration::from_secs(60),
     )
-    .await?;
+    .await
+    .with_context(|| format!("function log:\n{}", sync.log_tail(40)))?;
     ensure!(
         dead.len() == cases.len(),
         "{} dead letters, want {}; function log:\n{}",
@@ -138,7 +118,7 @@ async fn production_limits_are_dead_lettered_on_the_first_delivery() -> Result<(
 
     // The valid one is applied: the pipeline ran, so the refusals were not
     // for want of a working Datastore.
-    let state = poll(Duration::from_secs(30), || async {
+    let state = poll_until(Duration::from_secs(30), "fits applied", || async {
         Ok(store.get(None, "fits").await?.map(|(_, s)| s))
     })
     .await
@@ -156,7 +136,7 @@ async fn production_limits_are_dead_lettered_on_the_first_delivery() -> Result<(
             "{code} ({id}): want one delivery, dead-lettered; got {lines:#?}"
         );
     }
-    let more = drain(&puller, &t.dlq_subscription, Duration::from_secs(2)).await?;
+    let more = drain(&c.puller, &t.dlq_subscription, Duration::from_secs(2)).await?;
     ensure!(more.is_empty(), "{} more dead letters", more.len());
 
     // Datastore holds nothing of them: the namespace has only `fits`.

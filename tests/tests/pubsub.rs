@@ -1,40 +1,27 @@
 //! The Pub/Sub adapter on the real Pub/Sub emulator.
 //!
 //! Every test creates its own topics and subscriptions (`unique_name`), so tests
-//! run in parallel on one shared emulator (`sync_testkit::pubsub()`: the one the
-//! test script exported, or one started for this process).
+//! run in parallel on one shared emulator (`sync_testkit::Emulators::shared()`:
+//! the one the test script exported, or one started for this process).
 
 use anyhow::{bail, ensure, Context, Result};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use sync_core::{EventPublisher, OutgoingMessage, PublishError};
 use sync_pubsub::{
     AdminOutcome, DeadLetter, PubSubAdmin, PubSubConfig, PubSubError, PubSubPublisher,
     PubSubPuller, PushEndpoint, ReceivedMessage, SubscriptionConfig,
 };
-use sync_testkit::{unique_name, TEST_PROJECT};
+use sync_testkit::harness::Clients;
+use sync_testkit::{unique_name, Emulators, TEST_PROJECT};
 
 /// A config for the shared emulator.
 async fn config() -> Result<PubSubConfig> {
-    let host = tokio::task::spawn_blocking(|| sync_testkit::pubsub().host().to_string())
-        .await
-        .context("starting the Pub/Sub emulator")?;
-    Ok(PubSubConfig::new(TEST_PROJECT).with_emulator(host))
-}
-
-struct Clients {
-    admin: PubSubAdmin,
-    publisher: PubSubPublisher,
-    puller: PubSubPuller,
+    Ok(Emulators::shared().await?.pubsub_config())
 }
 
 async fn clients() -> Result<Clients> {
-    let config = config().await?;
-    Ok(Clients {
-        admin: PubSubAdmin::connect(&config).await?,
-        publisher: PubSubPublisher::connect(&config).await?,
-        puller: PubSubPuller::connect(&config).await?,
-    })
+    Clients::connect(&Emulators::shared().await?).await
 }
 
 /// A fresh topic with a fresh pull subscription on it.
@@ -53,30 +40,13 @@ async fn topic_with_subscription(admin: &PubSubAdmin, ordered: bool) -> Result<(
     Ok((topic, subscription))
 }
 
-/// Pulls until `count` messages have arrived (or the deadline passes), acking each.
+/// Pulls until `count` messages have arrived (30 s at most), acking each.
 async fn pull_n(
     puller: &PubSubPuller,
     subscription: &str,
     count: usize,
 ) -> Result<Vec<ReceivedMessage>> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut received = Vec::new();
-    while received.len() < count {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            bail!(
-                "got {} of {count} messages from {subscription}",
-                received.len()
-            );
-        }
-        let batch = puller
-            .pull(subscription, 10, remaining.min(Duration::from_secs(5)))
-            .await?;
-        let ack_ids: Vec<String> = batch.iter().map(|m| m.ack_id.clone()).collect();
-        puller.ack(subscription, &ack_ids).await?;
-        received.extend(batch);
-    }
-    Ok(received)
+    sync_testkit::pull_until(puller, subscription, count, Duration::from_secs(30)).await
 }
 
 fn message(data: &str, key: Option<&str>, attributes: &[(&str, &str)]) -> OutgoingMessage {

@@ -1,89 +1,40 @@
-//! The sync function binary against both emulators, requests POSTed directly:
-//! every delivery form lands in Datastore and is announced; every bad-input
-//! class is dead-lettered with its code; nothing else is touched.
+//! The sync function against both emulators, in-process on port 0, requests
+//! POSTed directly: every delivery form lands in Datastore and is announced;
+//! every bad-input class is dead-lettered with its code; nothing else is
+//! touched.
 
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use std::time::Duration;
 use sync_core::MergePolicy;
-use sync_http::fixture::CapturedRequest;
-use sync_pubsub::{PubSubAdmin, PubSubPuller};
-use sync_tests::*;
+use sync_testkit::event::{now_timestamp, timestamp_in};
+use sync_testkit::harness::{sync_env, sync_in_process, Clients, Topology};
+use sync_testkit::{
+    drain, event, fixture, post, pull_until, push, CapturedRequest, Emulators, PushEnvelope,
+};
 
-async fn post(url: &str, req: &CapturedRequest) -> Result<u16> {
-    let client = reqwest::Client::new();
-    let mut builder = client.post(format!("{}{}", url.trim_end_matches('/'), req.path));
-    for (k, v) in &req.headers {
-        if !k.eq_ignore_ascii_case("host") && !k.eq_ignore_ascii_case("content-length") {
-            builder = builder.header(k.as_str(), v.as_str());
-        }
-    }
-    Ok(builder
-        .body(req.body.clone())
-        .send()
-        .await?
-        .status()
-        .as_u16())
-}
-
-fn fixture(name: &str) -> Result<CapturedRequest> {
-    let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    Ok(CapturedRequest::from_json(
-        &std::fs::read_to_string(&path).with_context(|| path.clone())?,
-    )?)
+/// A wrapped push of `data` as the emulator would send it for this suite.
+fn envelope(data: &[u8], message_id: &str) -> PushEnvelope {
+    push(data, message_id)
+        .attribute("origin", "it")
+        .subscription("projects/datastore-sync-test/subscriptions/sync-processor")
 }
 
 fn push_body(data: &[u8], message_id: &str) -> CapturedRequest {
-    use std::fmt::Write;
-    // Standard base64, written out here to keep the test independent of the decoder.
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut b64 = String::new();
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                let idx = ((n >> (18 - 6 * i)) & 63) as usize;
-                let _ = write!(b64, "{}", ALPHABET.get(idx).map_or('A', |c| char::from(*c)));
-            } else {
-                b64.push('=');
-            }
-        }
-    }
-    let body = json!({"message": {"data": b64, "messageId": message_id, "attributes": {"origin": "it"}}, "subscription": "projects/datastore-sync-test/subscriptions/sync-processor"});
-    CapturedRequest {
-        description: String::new(),
-        method: "POST".into(),
-        path: "/".into(),
-        headers: [("content-type".to_string(), "application/json".to_string())].into(),
-        body: body.to_string().into_bytes(),
-    }
+    envelope(data, message_id).build()
 }
 
 #[tokio::test]
 async fn every_delivery_form_is_applied_and_announced() -> Result<()> {
-    let (ps, ds) = hosts().await?;
-    let config = pubsub_config().await?;
-    let admin = PubSubAdmin::connect(&config).await?;
-    let puller = PubSubPuller::connect(&config).await?;
-    for name in [
-        "cloudevent_binary.json",
-        "cloudevent_structured.json",
-        "push_plain.json",
-        "push_emulator.json",
-    ] {
+    let e = Emulators::shared().await?;
+    let Clients { admin, puller, .. } = Clients::connect(&e).await?;
+    for name in sync_testkit::fixture::WRAPPED {
         let t = Topology::new("forms");
         t.create_base(&admin).await?;
-        let sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
-        let status = post(&sync.url(), &fixture(name)?).await?;
-        ensure!(
-            status == 204,
-            "{name}: status {status}; log:\n{}",
-            sync.log_text()
-        );
-        let store = store(&ds, &t.namespace).await?;
+        let sync = sync_in_process(&sync_env(&t, &e)).await?;
+        let status = post(&sync.url(), &fixture(name)).await?;
+        ensure!(status == 204, "{name}: status {status}");
+        let store = e.admin(&t.namespace).await?;
         let (_, state) = store
             .get(None, "test-entity-001")
             .await?
@@ -93,7 +44,7 @@ async fn every_delivery_form_is_applied_and_announced() -> Result<()> {
             state.visible_fields(&MergePolicy::default())["name"] == "Test Product",
             "{name}"
         );
-        let announced = pull_at_least(
+        let announced = pull_until(
             &puller,
             &t.external_subscription("create"),
             1,
@@ -108,7 +59,7 @@ async fn every_delivery_form_is_applied_and_announced() -> Result<()> {
         );
         ensure!(announced[0].attributes.get("operation").map(String::as_str) == Some("create"));
         // A redelivery of the same request changes and announces nothing.
-        ensure!(post(&sync.url(), &fixture(name)?).await? == 204);
+        ensure!(post(&sync.url(), &fixture(name)).await? == 204);
         ensure!(
             store
                 .get(None, "test-entity-001")
@@ -134,23 +85,14 @@ async fn every_delivery_form_is_applied_and_announced() -> Result<()> {
 
 #[tokio::test]
 async fn each_bad_input_class_is_dead_lettered_and_touches_nothing() -> Result<()> {
-    let (ps, ds) = hosts().await?;
-    let config = pubsub_config().await?;
-    let admin = PubSubAdmin::connect(&config).await?;
-    let puller = PubSubPuller::connect(&config).await?;
+    let e = Emulators::shared().await?;
+    let Clients { admin, puller, .. } = Clients::connect(&e).await?;
     let t = Topology::new("badinput");
     t.create_base(&admin).await?;
-    let sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
-    let store = store(&ds, &t.namespace).await?;
-    let ts = chrono::Utc::now()
-        .naive_utc()
-        .format("%Y-%m-%dT%H:%M:%S%.6f")
-        .to_string();
-    let ev = |id: &str, op: &str, ts: &str, data: Value| {
-        json!({"entity_id": id, "operation": op, "timestamp": ts, "data": data})
-            .to_string()
-            .into_bytes()
-    };
+    let sync = sync_in_process(&sync_env(&t, &e)).await?;
+    let store = e.admin(&t.namespace).await?;
+    let ts = now_timestamp();
+    let ev = |id: &str, op: &str, ts: &str, data: Value| event(id, op, ts).data(data).to_bytes();
     ensure!(
         post(
             &sync.url(),
@@ -160,12 +102,8 @@ async fn each_bad_input_class_is_dead_lettered_and_touches_nothing() -> Result<(
             == 204
     );
 
-    let mut bad_base64 = push_body(b"x", "bad-b64");
-    bad_base64.body = br#"{"message":{"data":"%%%","messageId":"bad-b64","attributes":{"origin":"it"}},"subscription":"projects/datastore-sync-test/subscriptions/sync-processor"}"#.to_vec();
-    let future = (chrono::Utc::now() + chrono::Duration::hours(1))
-        .naive_utc()
-        .format("%Y-%m-%dT%H:%M:%S")
-        .to_string();
+    let bad_base64 = envelope(b"", "bad-b64").raw_data("%%%").build();
+    let future = timestamp_in(3600 * 1000);
     let cases = vec![
         ("invalid_base64", bad_base64),
         ("invalid_json", push_body(b"nope", "bad-json")),
@@ -222,7 +160,7 @@ async fn each_bad_input_class_is_dead_lettered_and_touches_nothing() -> Result<(
         let status = post(&sync.url(), req).await?;
         ensure!(status == 204, "{code}: status {status}");
     }
-    let dead = pull_at_least(
+    let dead = pull_until(
         &puller,
         &t.dlq_subscription,
         cases.len(),
@@ -267,10 +205,10 @@ async fn each_bad_input_class_is_dead_lettered_and_touches_nothing() -> Result<(
 }
 
 #[tokio::test]
-async fn requests_that_are_not_deliveries_get_4xx_from_the_binary() -> Result<()> {
-    let (ps, ds) = hosts().await?;
+async fn requests_that_are_not_deliveries_get_4xx_from_the_function() -> Result<()> {
+    let e = Emulators::shared().await?;
     let t = Topology::new("notdelivery");
-    let sync = FunctionProcess::start("sync-function", sync_env(&t, &ps, &ds)).await?;
+    let sync = sync_in_process(&sync_env(&t, &e)).await?;
     let client = reqwest::Client::new();
     let status = client
         .post(sync.url())

@@ -1,22 +1,20 @@
 //! Unwrapped push (`pushConfig.noWrapper`) through the real Pub/Sub emulator:
 //! the subscription is created with the admin API (`PushWrapper::Unwrapped`),
 //! the emulator pushes the bare data (and, with write-metadata, the metadata
-//! and attributes as headers) to the sync function process, which applies the
-//! event in the Datastore emulator and dead-letters poison with its code.
-//! Every wait is a poll with a deadline.
+//! and attributes as headers) to the sync function (in-process on port 0),
+//! which applies the event in the Datastore emulator and dead-letters poison
+//! with its code. Every wait is a poll with a deadline.
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use sync_core::{EventPublisher, OutgoingMessage};
 use sync_http::unwrapped::derived_event_id;
-use sync_pubsub::{
-    DeadLetter, PubSubAdmin, PubSubPublisher, PubSubPuller, PushEndpoint, PushWrapper,
-    SubscriptionConfig,
-};
-use sync_tests::*;
+use sync_pubsub::{PubSubPublisher, PubSubPuller, PushEndpoint, PushWrapper};
+use sync_testkit::event::now_timestamp;
+use sync_testkit::harness::{sync_env, sync_in_process, Clients, InProcess, Topology};
+use sync_testkit::{event as change_event, poll_until, pull_until, Emulators};
 
 const ATTRIBUTE: (&str, &str) = ("source_app", "crm");
 
@@ -24,26 +22,23 @@ struct Pipeline {
     publisher: PubSubPublisher,
     puller: PubSubPuller,
     topology: Topology,
-    sync: FunctionProcess,
+    emulators: Emulators,
+    _sync: InProcess,
 }
 
 /// A fresh topology and a sync function behind an unwrapped push subscription.
 async fn pipeline(label: &str, write_metadata: bool) -> Result<Pipeline> {
-    let (ps, ds) = hosts().await?;
-    let config = pubsub_config().await?;
-    let admin = PubSubAdmin::connect(&config).await?;
+    let emulators = Emulators::shared().await?;
+    let Clients {
+        admin,
+        publisher,
+        puller,
+    } = Clients::connect(&emulators).await?;
     let topology = Topology::new(label);
     topology.create_base(&admin).await?;
-    let sync = FunctionProcess::start("sync-function", sync_env(&topology, &ps, &ds)).await?;
+    let sync = sync_in_process(&sync_env(&topology, &emulators)).await?;
     let wrapper = PushWrapper::Unwrapped { write_metadata };
-    let subscription = SubscriptionConfig {
-        ack_deadline: Duration::from_secs(60),
-        dead_letter: Some(DeadLetter {
-            topic: topology.dead_letter_topic.clone(),
-            max_delivery_attempts: 5,
-        }),
-        ..SubscriptionConfig::default()
-    };
+    let subscription = topology.sync_subscription_config(5);
     admin
         .create_push_subscription(
             &topology.sync_subscription,
@@ -58,36 +53,19 @@ async fn pipeline(label: &str, write_metadata: bool) -> Result<Pipeline> {
         "the emulator keeps the wrapper setting: {info:?}"
     );
     Ok(Pipeline {
-        publisher: PubSubPublisher::connect(&config).await?,
-        puller: PubSubPuller::connect(&config).await?,
+        publisher,
+        puller,
         topology,
-        sync,
+        emulators,
+        _sync: sync,
     })
 }
 
-async fn poll<T, F, Fut>(timeout: Duration, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        ensure!(Instant::now() < deadline, "not reached within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 fn event(entity: &str, op: &str, data: serde_json::Value) -> Vec<u8> {
-    let ts = chrono::Utc::now()
-        .naive_utc()
-        .format("%Y-%m-%dT%H:%M:%S%.6f")
-        .to_string();
-    json!({"entity_id": entity, "operation": op, "timestamp": ts, "source": "data_publisher", "data": data})
-        .to_string()
-        .into_bytes()
+    change_event(entity, op, &now_timestamp())
+        .source("data_publisher")
+        .data(data)
+        .to_bytes()
 }
 
 async fn publish(p: &Pipeline, data: &[u8]) -> Result<String> {
@@ -105,7 +83,6 @@ async fn apply_and_dead_letter(
     p: &Pipeline,
     poison: &[u8],
 ) -> Result<(BTreeMap<String, String>, String)> {
-    let (_, ds) = hosts().await?;
     publish(
         p,
         &event(
@@ -116,27 +93,22 @@ async fn apply_and_dead_letter(
     )
     .await?;
     let poison_id = publish(p, poison).await?;
-    let store = store(&ds, &p.topology.namespace).await?;
-    let state = poll(Duration::from_secs(60), || async {
+    let store = p.emulators.admin(&p.topology.namespace).await?;
+    let state = poll_until(Duration::from_secs(60), "unwrapped-001 applied", || async {
         Ok(store.get(None, "unwrapped-001").await?.map(|(_, s)| s))
     })
-    .await
-    .with_context(|| p.sync.log_text())?;
+    .await?;
     ensure!(state.version() == 1, "{state:?}");
-    let dead = pull_at_least(
+    let dead = pull_until(
         &p.puller,
         &p.topology.dlq_subscription,
         1,
         Duration::from_secs(60),
     )
     .await?;
-    ensure!(
-        dead.len() == 1,
-        "one dead letter: {dead:?}\n{}",
-        p.sync.log_text()
-    );
+    ensure!(dead.len() == 1, "one dead letter: {dead:?}");
     ensure!(dead[0].data == poison, "the poison's data, byte for byte");
-    let created = pull_at_least(
+    let created = pull_until(
         &p.puller,
         &p.topology.external_subscription("create"),
         1,

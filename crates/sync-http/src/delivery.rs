@@ -543,7 +543,7 @@ fn decode_data(raw: String) -> Result<Vec<u8>, InvalidBase64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixture::CapturedRequest;
+    use sync_testkit::CapturedRequest;
 
     /// The recipe's create event, as its publisher serialises it.
     const RECIPE_EVENT: &str = r#"{"entity_id": "test-entity-001", "operation": "create", "timestamp": "2025-07-23T10:15:30.123456", "source": "data_publisher", "correlation_id": "5f0c6d1e-8a7b-4c3d-9e2f-1a2b3c4d5e6f", "data": {"name": "Test Product", "description": "Demo product for sync testing", "status": "active"}}"#;
@@ -551,8 +551,7 @@ mod tests {
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
     fn fixture(name: &str) -> Result<CapturedRequest, Box<dyn std::error::Error>> {
-        let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        Ok(CapturedRequest::from_json(&std::fs::read_to_string(path)?)?)
+        Ok(CapturedRequest::load(name)?)
     }
 
     fn decode_fixture(name: &str) -> Result<Delivery, Box<dyn std::error::Error>> {

@@ -86,11 +86,11 @@ async fn read_limited(body: Body, limit: usize) -> Result<axum::body::Bytes, Del
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixture::CapturedRequest;
     use axum::response::IntoResponse;
     use axum::routing::post;
     use axum::{Extension, Router};
     use http::StatusCode;
+    use sync_testkit::fixture;
     use tower::ServiceExt;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -137,9 +137,7 @@ mod tests {
                 "pubsub_unwrapped 13566281437204714",
             ),
         ] {
-            let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-            let fixture = CapturedRequest::from_json(&std::fs::read_to_string(path)?)?;
-            let response = app(None).oneshot(fixture.to_request()?).await?;
+            let response = app(None).oneshot(fixture(name).to_request()?).await?;
             assert_eq!(response.status(), StatusCode::OK, "{name}");
             let text = body_text(response).await?;
             assert!(text.starts_with(expected), "{name}: {text}");
@@ -195,12 +193,12 @@ mod tests {
 
     #[tokio::test]
     async fn default_limit_admits_the_largest_legal_message() -> TestResult {
-        use base64::Engine as _;
         // Pub/Sub's 10 MB data limit, base64-encoded in the push envelope.
-        let data = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; 10_000_000]);
-        let body = format!(
-            r#"{{"message":{{"messageId":"big","data":"{data}","attributes":{{"a":"b"}}}},"subscription":"projects/p/subscriptions/s"}}"#
-        );
+        let body = sync_testkit::push(&vec![b'x'; 10_000_000], "big")
+            .attribute("a", "b")
+            .subscription("projects/p/subscriptions/s")
+            .build()
+            .body;
         let length = body.len();
         let response = app(None).oneshot(post_body(body, Some(length))?).await?;
         assert_eq!(response.status(), StatusCode::OK);

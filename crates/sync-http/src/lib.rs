@@ -17,8 +17,7 @@
 //! - [`server`]: `serve` on `0.0.0.0:PORT`, graceful shutdown on SIGTERM, `healthz`;
 //! - [`config`]: [`RuntimeConfig`], the HTTP part of each function's settings
 //!   (`PORT`, `MAX_BODY_BYTES`, `LOG_FORMAT`), read through `sync_core::env`
-//!   with the rest of the function's settings;
-//! - [`fixture`]: captured requests stored as JSON, replayed in tests.
+//!   with the rest of the function's settings.
 //!
 //! What it leaves out: what a delivery *means* (parsing the change event,
 //! merging, deciding ack or dead-letter) is `sync-core`'s and the functions';
@@ -30,7 +29,6 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod extract;
-pub mod fixture;
 pub mod server;
 pub mod telemetry;
 pub mod trace;

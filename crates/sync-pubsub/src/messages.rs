@@ -8,22 +8,14 @@
 //! [`Announcement`]. What goes where (the topic) is the function's.
 
 use std::collections::BTreeMap;
+use sync_core::wire::announcement::attribute::{
+    CORRELATION_ID, ENTITY_ID, KIND, OPERATION, VERSION,
+};
 use sync_core::wire::{attribute_safe, dead_letter};
 use sync_core::{Announcement, OutgoingMessage};
 
-/// Attribute of an announcement: the entity id (also its ordering key).
-pub const ENTITY_ID: &str = "entity_id";
-/// Attribute of an announcement: `create`, `update` or `delete`.
-pub const OPERATION: &str = "operation";
-/// Attribute of an announcement: the version it carries.
-pub const VERSION: &str = "version";
-/// Attribute of an announcement: the entity's kind.
-pub const KIND: &str = "kind";
-/// Attribute of an announcement, when the event had one: its correlation id.
-pub const CORRELATION_ID: &str = "correlation_id";
-
 /// The announcement of `a` for the entity `(kind, entity_id)`: the payload as
-/// data, the attributes above, and the entity id as ordering key so that one
+/// data, the attributes of `sync_core::wire::announcement::attribute`, and the entity id as ordering key so that one
 /// entity's announcements reach a subscriber in order.
 ///
 /// ```

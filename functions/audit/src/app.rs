@@ -9,7 +9,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::io::Write;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use sync_http::Delivery;
 use tracing::{info, warn};
 
@@ -38,32 +38,6 @@ impl AuditSink for StdoutSink {
         let mut out = std::io::stdout().lock();
         out.write_all(&buf)?;
         out.flush()
-    }
-}
-
-/// Keeps lines in memory (tests).
-#[derive(Debug, Default, Clone)]
-pub struct MemorySink {
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl MemorySink {
-    /// The lines written so far.
-    pub fn lines(&self) -> Vec<String> {
-        self.lines
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
-impl AuditSink for MemorySink {
-    fn write(&self, entries: &[Value]) -> std::io::Result<()> {
-        let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
-        for e in entries {
-            lines.push(serde_json::to_string(e)?);
-        }
-        Ok(())
     }
 }
 

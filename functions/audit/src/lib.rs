@@ -16,5 +16,5 @@ pub mod app;
 pub mod config;
 pub mod entry;
 
-pub use app::{router, AppState, AuditSink, MemorySink, StdoutSink};
+pub use app::{router, AppState, AuditSink, StdoutSink};
 pub use config::AuditConfig;

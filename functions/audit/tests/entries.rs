@@ -1,51 +1,35 @@
 //! Every audit entry kind, produced by the router and parsed back field by field.
 
-use audit_function::MemorySink;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use base64::Engine as _;
 use serde_json::{json, Value};
-use sync_http::fixture::CapturedRequest;
-use tower::ServiceExt;
+use sync_testkit::{event, fixture};
 
 mod common;
 use common::*;
 
 fn push(data: &[u8], id: &str, extra_headers: &[(&str, &str)]) -> Request<Body> {
-    let body = json!({
-        "message": {"data": base64::engine::general_purpose::STANDARD.encode(data), "messageId": id, "attributes": {"k": "v"}},
-        "subscription": "projects/p/subscriptions/audit-logger",
-        "deliveryAttempt": 2,
-    });
-    let mut b = Request::post("/").header("content-type", "application/json");
-    for (k, v) in extra_headers {
-        b = b.header(*k, *v);
-    }
-    b.body(Body::from(body.to_string())).expect("request")
+    let envelope = sync_testkit::push(data, id)
+        .attribute("k", "v")
+        .subscription("projects/p/subscriptions/audit-logger")
+        .delivery_attempt(2);
+    extra_headers
+        .iter()
+        .fold(envelope, |e, (k, v)| e.header(k, v))
+        .request()
 }
 
 async fn lines(app: &Router, req: Request<Body>, sink: &MemorySink) -> Vec<Value> {
-    let status = app.clone().oneshot(req).await.expect("infallible").status();
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(send(app, req).await, StatusCode::NO_CONTENT);
     parsed(sink)
 }
 
 #[tokio::test]
 async fn create_gives_one_info_entry_with_the_recipe_fields() {
-    for name in [
-        "cloudevent_binary.json",
-        "cloudevent_structured.json",
-        "push_plain.json",
-        "push_emulator.json",
-    ] {
+    for name in fixture::WRAPPED {
         let (app, sink) = make_app(&[]);
-        let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        let req = CapturedRequest::from_json(&std::fs::read_to_string(path).expect("fixture"))
-            .expect("fixture")
-            .to_request()
-            .expect("request");
-        let out = lines(&app, req, &sink).await;
+        let out = lines(&app, fixture(name).request(), &sink).await;
         assert_eq!(out.len(), 1, "{name}");
         let e = &out[0];
         assert_eq!(e["severity"], "INFO");
@@ -88,8 +72,11 @@ async fn create_gives_one_info_entry_with_the_recipe_fields() {
 #[tokio::test]
 async fn delete_adds_a_notice_compliance_entry() {
     let (app, sink) = make_app(&[]);
-    let data = br#"{"entity_id":"e9","operation":"delete","timestamp":"2025-07-23T10:00:00","source":"crm","correlation_id":"c9"}"#;
-    let out = lines(&app, push(data, "m1", &[]), &sink).await;
+    let data = event("e9", "delete", "2025-07-23T10:00:00")
+        .source("crm")
+        .correlation_id("c9")
+        .to_bytes();
+    let out = lines(&app, push(&data, "m1", &[]), &sink).await;
     assert_eq!(out.len(), 2);
     assert_eq!(out[0]["severity"], "INFO");
     assert_eq!(out[0]["processing_metadata"]["delivery_attempt"], 2);
@@ -115,12 +102,7 @@ async fn delete_adds_a_notice_compliance_entry() {
 async fn malformed_messages_are_audited_as_warnings_and_acked() {
     let cases: Vec<(Request<Body>, &str, &str)> = vec![
         (
-            Request::post("/")
-                .header("content-type", "application/json")
-                .body(Body::from(
-                    r#"{"message":{"data":"%%%","messageId":"m-b64"}}"#,
-                ))
-                .expect("request"),
+            sync_testkit::push(b"", "m-b64").raw_data("%%%").request(),
             "invalid_base64",
             "%%%",
         ),
@@ -168,8 +150,10 @@ async fn raw_payload_is_capped() {
 #[tokio::test]
 async fn configured_fields_are_redacted_at_any_depth() {
     let (app, sink) = make_app(&[("AUDIT_REDACT_FIELDS", "email,phone")]);
-    let data = br#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T10:00:00","data":{"email":"a@b.c","name":"n","contact":{"phone":"123"}}}"#;
-    let out = lines(&app, push(data, "m", &[]), &sink).await;
+    let data = event("e", "update", "2025-07-23T10:00:00")
+        .data(json!({"email": "a@b.c", "name": "n", "contact": {"phone": "123"}}))
+        .to_bytes();
+    let out = lines(&app, push(&data, "m", &[]), &sink).await;
     let snap = &out[0]["data_snapshot"];
     assert_eq!(snap["email"], "[REDACTED]");
     assert_eq!(snap["contact"]["phone"], "[REDACTED]");
@@ -184,20 +168,21 @@ async fn configured_fields_are_redacted_at_any_depth() {
 #[tokio::test]
 async fn trace_header_correlates_when_the_project_is_known() {
     let (app, sink) = make_app(&[("GOOGLE_CLOUD_PROJECT", "proj")]);
-    let data =
-        br#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T10:00:00","data":{}}"#;
+    let data = event("e", "update", "2025-07-23T10:00:00")
+        .data(json!({}))
+        .to_bytes();
     let header = [(
         "traceparent",
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     )];
-    let out = lines(&app, push(data, "m", &header), &sink).await;
+    let out = lines(&app, push(&data, "m", &header), &sink).await;
     assert_eq!(
         out[0]["logging.googleapis.com/trace"],
         "projects/proj/traces/4bf92f3577b34da6a3ce929d0e0e4736"
     );
     assert_eq!(out[0]["logging.googleapis.com/spanId"], "00f067aa0ba902b7");
     let (app, sink) = make_app(&[]);
-    let out = lines(&app, push(data, "m", &header), &sink).await;
+    let out = lines(&app, push(&data, "m", &header), &sink).await;
     assert!(
         out[0].get("logging.googleapis.com/trace").is_none(),
         "no project, no trace resource name"
@@ -207,8 +192,10 @@ async fn trace_header_correlates_when_the_project_is_known() {
 #[tokio::test]
 async fn events_the_sync_function_refuses_are_audited_with_the_reason() {
     let (app, sink) = make_app(&[]);
-    let data = br#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T10:00:00","data":{"version":3}}"#;
-    let out = lines(&app, push(data, "m", &[]), &sink).await;
+    let data = event("e", "update", "2025-07-23T10:00:00")
+        .data(json!({"version": 3}))
+        .to_bytes();
+    let out = lines(&app, push(&data, "m", &[]), &sink).await;
     assert_eq!(out[0]["severity"], "INFO");
     assert_eq!(out[0]["validation_error"]["error_code"], "reserved_field");
 }
@@ -220,7 +207,7 @@ async fn requests_that_are_not_deliveries_are_refused_and_write_nothing() {
         .header("content-type", "application/json")
         .body(Body::from("{}"))
         .expect("request");
-    let status = app.clone().oneshot(req).await.expect("infallible").status();
+    let status = send(&app, req).await;
     assert!(status.is_client_error());
     assert!(sink.lines().is_empty());
 }

@@ -3,46 +3,25 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use axum::Router;
 use serde_json::{json, Value};
-use sync_http::fixture::CapturedRequest;
-use sync_http::unwrapped::{derived_event_id, MESSAGE_ID_HEADER, SUBSCRIPTION_HEADER};
-use tower::ServiceExt;
+use sync_http::unwrapped::{derived_event_id, SUBSCRIPTION_HEADER};
+use sync_testkit::request::unwrapped;
+use sync_testkit::{event, fixture};
 
 mod common;
 use common::*;
 
 const SUBSCRIPTION: &str = "projects/p/subscriptions/audit-logger";
 
-async fn send(app: &Router, req: Request<Body>) -> StatusCode {
-    app.clone().oneshot(req).await.expect("infallible").status()
-}
-
 fn with_metadata(body: &[u8], id: &str) -> Request<Body> {
-    Request::post("/")
-        .header("content-type", "application/json")
-        .header(MESSAGE_ID_HEADER, id)
-        .header(SUBSCRIPTION_HEADER, SUBSCRIPTION)
-        .header("x-goog-pubsub-publish-time", "2025-07-23T10:15:30.412Z")
+    unwrapped(body)
+        .metadata(id, SUBSCRIPTION, "2025-07-23T10:15:30.412Z")
         .header("origin", "crm")
-        .body(Body::from(body.to_vec()))
-        .expect("request")
+        .request()
 }
 
 fn bare(body: &[u8]) -> Request<Body> {
-    Request::post("/")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Body::from(body.to_vec()))
-        .expect("request")
-}
-
-fn fixture(name: &str) -> Request<Body> {
-    let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    CapturedRequest::from_json(&text)
-        .expect("fixture")
-        .to_request()
-        .expect("request")
+    unwrapped(body).request()
 }
 
 #[tokio::test]
@@ -71,7 +50,7 @@ async fn unwrapped_fixtures_give_the_recipe_entry_with_their_metadata() {
         ),
     ] {
         let (app, sink) = make_app(&[]);
-        assert_eq!(send(&app, fixture(name)).await, StatusCode::NO_CONTENT, "{name}");
+        assert_eq!(send(&app, fixture(name).request()).await, StatusCode::NO_CONTENT, "{name}");
         let entries = parsed(&sink);
         assert_eq!(entries.len(), 1, "{name}");
         let e = &entries[0];
@@ -93,7 +72,9 @@ async fn unwrapped_fixtures_give_the_recipe_entry_with_their_metadata() {
 #[tokio::test]
 async fn unwrapped_delete_adds_the_compliance_entry() {
     let (app, sink) = make_app(&[]);
-    let body = json!({"entity_id": "e9", "operation": "delete", "timestamp": "2025-07-23T10:15:00", "data": {}})
+    let body = event("e9", "delete", "2025-07-23T10:15:00")
+        .data(json!({}))
+        .to_value()
         .to_string();
     assert_eq!(
         send(&app, bare(body.as_bytes())).await,
@@ -146,7 +127,9 @@ async fn malformed_unwrapped_data_is_a_warning_with_raw_payload_and_attributes()
 #[tokio::test]
 async fn a_refused_unwrapped_event_is_audited_with_the_reason() {
     let (app, sink) = make_app(&[]);
-    let body = json!({"entity_id": "e1", "operation": "update", "timestamp": "2025-07-23T10:15:00", "data": {"version": 3}})
+    let body = event("e1", "update", "2025-07-23T10:15:00")
+        .data(json!({"version": 3}))
+        .to_value()
         .to_string();
     assert_eq!(
         send(&app, with_metadata(body.as_bytes(), "8")).await,

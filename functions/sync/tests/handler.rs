@@ -9,20 +9,13 @@ use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use sync_core::MergePolicy;
+use sync_testkit::fixture;
 
 #[tokio::test]
 async fn every_delivery_form_applies_the_recipe_create() {
-    for name in [
-        "cloudevent_binary.json",
-        "cloudevent_structured.json",
-        "push_plain.json",
-        "push_emulator.json",
-        "push_unwrapped_emulator.json",
-        "push_unwrapped_emulator_no_metadata.json",
-        "push_unwrapped_docs.json",
-    ] {
+    for name in fixture::all() {
         let h = harness(&[]);
-        let req = fixture(name).to_request().expect("request");
+        let req = fixture(name).request();
         assert_eq!(send(&h.app, req).await, StatusCode::NO_CONTENT, "{name}");
         let state = h
             .store

@@ -10,12 +10,13 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 use sync_core::limits::{BOOKKEEPING_INDEX_ENTRIES, MAX_INDEX_ENTRIES, MAX_NESTING_DEPTH};
 use sync_core::MergePolicy;
+use sync_testkit::event as change_event;
 
 fn update(entity_id: &str, ts: &str, data: Value) -> Vec<u8> {
-    json!({"entity_id": entity_id, "operation": "update", "timestamp": ts,
-        "source": "test", "data": data})
-    .to_string()
-    .into_bytes()
+    change_event(entity_id, "update", ts)
+        .source("test")
+        .data(data)
+        .to_bytes()
 }
 
 fn nested(depth: usize) -> Value {

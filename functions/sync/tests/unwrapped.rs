@@ -7,30 +7,23 @@ use common::*;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::json;
-use sync_http::unwrapped::{
-    derived_event_id, MESSAGE_ID_HEADER, PUBLISH_TIME_HEADER, SUBSCRIPTION_HEADER,
-};
+use sync_http::unwrapped::{derived_event_id, SUBSCRIPTION_HEADER};
+use sync_testkit::request::unwrapped;
 
 /// An unwrapped push with write-metadata, as Pub/Sub sends it.
 fn with_metadata(body: &[u8], message_id: &str, attributes: &[(&str, &str)]) -> Request<Body> {
-    let mut b = Request::post("/")
-        .header("content-type", "application/json")
-        .header("user-agent", "CloudPubSub-Google")
-        .header(MESSAGE_ID_HEADER, message_id)
-        .header(SUBSCRIPTION_HEADER, SUBSCRIPTION)
-        .header(PUBLISH_TIME_HEADER, "2025-07-23T10:15:59.5Z");
-    for (k, v) in attributes {
-        b = b.header(*k, *v);
-    }
-    b.body(Body::from(body.to_vec())).expect("request")
+    let request = unwrapped(body)
+        .metadata(message_id, SUBSCRIPTION, "2025-07-23T10:15:59.5Z")
+        .header("user-agent", "CloudPubSub-Google");
+    attributes
+        .iter()
+        .fold(request, |r, (k, v)| r.header(k, v))
+        .request()
 }
 
 /// An unwrapped push without metadata, as the emulator sends it.
 fn bare(body: &[u8]) -> Request<Body> {
-    Request::post("/")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Body::from(body.to_vec()))
-        .expect("request")
+    unwrapped(body).request()
 }
 
 #[tokio::test]
@@ -172,7 +165,8 @@ async fn ambiguous_requests_are_refused_or_dead_lettered_never_applied() {
     // Metadata headers and an envelope-shaped body: the body is the data, which
     // is no event, so it is dead-lettered with its code, not unwrapped twice.
     let inner = event("e1", "create", "2025-07-23T10:15:00", json!({"a": 1}));
-    let wrapped_as_data = json!({"message": {"messageId": "inner", "data": base64_of(&inner)}})
+    let wrapped_as_data = sync_testkit::push(&inner, "inner")
+        .body()
         .to_string()
         .into_bytes();
     assert_eq!(

@@ -6,6 +6,21 @@ use crate::Operation;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// The attributes an announcement carries beside its JSON, for subscription
+/// filters and consumers that route before parsing.
+pub mod attribute {
+    /// The entity id (also the announcement's ordering key).
+    pub const ENTITY_ID: &str = "entity_id";
+    /// `create`, `update` or `delete`.
+    pub const OPERATION: &str = "operation";
+    /// The version announced.
+    pub const VERSION: &str = "version";
+    /// The entity's kind.
+    pub const KIND: &str = "kind";
+    /// The correlation id of the event behind the change, when it had one.
+    pub const CORRELATION_ID: &str = "correlation_id";
+}
+
 /// The recipe's external-sync message, plus `version`, `last_modified` and
 /// the correlation id of the event behind the change.
 ///

@@ -1,20 +1,18 @@
 //! What the sync function's handler tests share: the router on in-memory
-//! ports with a fixed clock, requests in the wrapped push form, fixtures and
-//! events. Each test file uses a part of it.
+//! ports with a fixed clock, and the testkit's requests and events with this
+//! suite's subscription and attributes. Each test file uses a part of it.
 #![allow(dead_code)] // each test binary uses only some of these helpers
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use sync_core::memory::{MemoryPublisher, MemoryStore};
 use sync_core::{parse_timestamp, MergePolicy};
 use sync_function::{router, AnnouncedLog, AppState, Config};
-use sync_http::fixture::CapturedRequest;
 use tower::ServiceExt;
 
 pub const DLQ: &str = "sync-dead-letters";
@@ -100,35 +98,28 @@ pub async fn send(app: &Router, request: Request<Body>) -> StatusCode {
         .status()
 }
 
-pub fn fixture(name: &str) -> CapturedRequest {
-    let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    CapturedRequest::from_json(&text).expect("fixture parses")
-}
-
-pub fn base64_of(data: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(data)
-}
-
-/// A wrapped push of `data` (base64-encoded here).
+/// A wrapped push of `data` (base64-encoded) with `message_id`, this
+/// suite's subscription and an `origin` attribute.
 pub fn push(data: &[u8], message_id: &str) -> Request<Body> {
-    push_raw(&base64_of(data), message_id)
+    envelope(data, message_id).request()
 }
 
 /// A wrapped push whose `data` field is `data_field` as given.
 pub fn push_raw(data_field: &str, message_id: &str) -> Request<Body> {
-    let body = json!({
-        "message": {"data": data_field, "messageId": message_id, "attributes": {"origin": "test"}},
-        "subscription": SUBSCRIPTION,
-    });
-    Request::post("/")
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .expect("request")
+    envelope(b"", message_id).raw_data(data_field).request()
 }
 
+fn envelope(data: &[u8], message_id: &str) -> sync_testkit::PushEnvelope {
+    sync_testkit::push(data, message_id)
+        .attribute("origin", "test")
+        .subscription(SUBSCRIPTION)
+}
+
+/// A change event with this suite's source and correlation id.
 pub fn event(entity: &str, op: &str, ts: &str, data: Value) -> Vec<u8> {
-    json!({"entity_id": entity, "operation": op, "timestamp": ts, "source": "test", "correlation_id": "corr-1", "data": data})
-        .to_string()
-        .into_bytes()
+    sync_testkit::event(entity, op, ts)
+        .source("test")
+        .correlation_id("corr-1")
+        .data(data)
+        .to_bytes()
 }

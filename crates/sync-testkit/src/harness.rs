@@ -1,23 +1,29 @@
-//! Harness for the end-to-end tests: the recipe's topology with per-test
-//! names on the shared Pub/Sub emulator, the function binaries as real
-//! processes on free ports, and the expected state computed with the core's
-//! merge from what was actually published.
+//! The end-to-end harness: the recipe's topology with per-test names on the
+//! shared Pub/Sub emulator, the functions in-process on port 0 ([`InProcess`])
+//! or, where a test needs a process (to kill it, or to read what it logged),
+//! the binaries on free ports ([`FunctionProcess`]); the expected state
+//! computed with the core's merge from what was actually published; `syncctl`
+//! and its load runs ([`LoadRun`]).
 //!
 //! The binaries are the ones `cargo build --bins` left in `target/debug`
 //! (the test script builds them first).
 
+use crate::wait::poll_until;
+use crate::{free_port, unique_name, Emulators, TEST_PROJECT};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use sync_core::{merge, parse_event, EntityState, Limits, MergePolicy};
-use sync_pubsub::{
-    DeadLetter, PubSubAdmin, PubSubConfig, PubSubPuller, PushEndpoint, ReceivedMessage,
-    SubscriptionConfig,
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use sync_core::{
+    merge, parse_event, EntityState, EventPublisher, Limits, MergePolicy, OutgoingMessage,
 };
-use sync_store::{DatastoreAdmin, StoreConfig};
-use sync_testkit::{free_port, unique_name, TEST_PROJECT};
+use sync_pubsub::{
+    DeadLetter, PubSubAdmin, PubSubPublisher, PubSubPuller, PushEndpoint, SubscriptionConfig,
+};
+use sync_store::DatastoreAdmin;
 
 /// Path of a binary built by `cargo build --bins`.
 ///
@@ -25,7 +31,7 @@ use sync_testkit::{free_port, unique_name, TEST_PROJECT};
 /// When it has not been built.
 pub fn bin_path(name: &str) -> Result<PathBuf> {
     let dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
         PathBuf::from,
     );
     let path = dir.join("debug").join(name);
@@ -36,18 +42,6 @@ pub fn bin_path(name: &str) -> Result<PathBuf> {
         );
     }
     Ok(path)
-}
-
-/// Emulator hosts of this test run (started on first use).
-pub async fn hosts() -> Result<(String, String)> {
-    tokio::task::spawn_blocking(|| {
-        (
-            sync_testkit::pubsub().host().to_string(),
-            sync_testkit::datastore().host().to_string(),
-        )
-    })
-    .await
-    .context("starting the emulators")
 }
 
 /// Names of one test's topology: the recipe's, prefixed to be unique.
@@ -121,6 +115,19 @@ impl Topology {
         Ok(())
     }
 
+    /// The settings of a sync function's push subscription: dead-lettering
+    /// to this topology's topic after `attempts`.
+    pub fn sync_subscription_config(&self, attempts: i32) -> SubscriptionConfig {
+        SubscriptionConfig {
+            ack_deadline: Duration::from_secs(60),
+            dead_letter: Some(DeadLetter {
+                topic: self.dead_letter_topic.clone(),
+                max_delivery_attempts: attempts,
+            }),
+            ..SubscriptionConfig::default()
+        }
+    }
+
     /// The sync function's push subscription, dead-lettering after `attempts`.
     ///
     /// # Errors
@@ -148,20 +155,12 @@ impl Topology {
         endpoint: &str,
         attempts: i32,
     ) -> Result<()> {
-        let config = SubscriptionConfig {
-            ack_deadline: Duration::from_secs(60),
-            dead_letter: Some(DeadLetter {
-                topic: self.dead_letter_topic.clone(),
-                max_delivery_attempts: attempts,
-            }),
-            ..SubscriptionConfig::default()
-        };
         admin
             .create_push_subscription(
                 subscription,
                 &self.topic,
                 &PushEndpoint::new(endpoint),
-                &config,
+                &self.sync_subscription_config(attempts),
             )
             .await?;
         Ok(())
@@ -188,24 +187,181 @@ impl Topology {
     }
 }
 
-/// Pub/Sub clients on the shared emulator.
-pub async fn pubsub_config() -> Result<PubSubConfig> {
-    let (ps, _) = hosts().await?;
-    Ok(PubSubConfig::new(TEST_PROJECT).with_emulator(ps))
+/// The three Pub/Sub clients of a test, on [`Emulators::pubsub`].
+pub struct Clients {
+    /// Topics and subscriptions.
+    pub admin: PubSubAdmin,
+    /// Publishing.
+    pub publisher: PubSubPublisher,
+    /// Pulling.
+    pub puller: PubSubPuller,
 }
 
-/// A Datastore store on `datastore_host`, in `namespace`.
+impl Clients {
+    /// Connects all three.
+    ///
+    /// # Errors
+    /// When one cannot connect.
+    pub async fn connect(emulators: &Emulators) -> Result<Self> {
+        let config = emulators.pubsub_config();
+        Ok(Self {
+            admin: PubSubAdmin::connect(&config).await?,
+            publisher: PubSubPublisher::connect(&config).await?,
+            puller: PubSubPuller::connect(&config).await?,
+        })
+    }
+
+    /// Publishes `data` (no attributes, no ordering key) to `topic`; returns
+    /// the message id.
+    ///
+    /// # Errors
+    /// When publishing fails.
+    pub async fn publish(&self, topic: &str, data: Vec<u8>) -> Result<String> {
+        let message = OutgoingMessage {
+            data,
+            ..OutgoingMessage::default()
+        };
+        Ok(self.publisher.publish(topic, message).await?)
+    }
+}
+
+/// The environment of a sync function for `topology` on `emulators`, logging
+/// plain text without terminal colours.
+pub fn sync_env(topology: &Topology, emulators: &Emulators) -> Vec<(String, String)> {
+    [
+        ("GOOGLE_CLOUD_PROJECT", TEST_PROJECT),
+        ("PUBSUB_EMULATOR_HOST", &emulators.pubsub),
+        ("DATASTORE_EMULATOR_HOST", &emulators.datastore),
+        ("DATASTORE_NAMESPACE", &topology.namespace),
+        ("DEAD_LETTER_TOPIC", &topology.dead_letter_topic),
+        ("EXTERNAL_TOPIC_PREFIX", &topology.external_prefix),
+        ("LOG_FORMAT", "text"),
+        // Unstyled text (tracing-subscriber honours NO_COLOR): tests read it back.
+        ("NO_COLOR", "1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// A function served in this process on `127.0.0.1:0`; stopped on drop.
+#[derive(Debug)]
+pub struct InProcess {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl InProcess {
+    /// Serves `router` on a free loopback port.
+    ///
+    /// # Errors
+    /// When no port can be bound.
+    pub async fn serve(router: axum::Router) -> Result<Self> {
+        let server = sync_http::Server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = server.local_addr();
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.run(router, std::future::pending()).await {
+                eprintln!("in-process function on {addr} stopped: {e}");
+            }
+        });
+        Ok(Self { addr, task })
+    }
+
+    /// `http://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The sync function configured from `env` (as its binary would be from the
+/// environment, e.g. [`sync_env`]), on Datastore and Pub/Sub, in-process.
 ///
 /// # Errors
-/// When it cannot connect.
-pub async fn store(datastore_host: &str, namespace: &str) -> Result<DatastoreAdmin> {
-    let mut config = StoreConfig::new(TEST_PROJECT);
-    config.emulator_host = Some(datastore_host.to_string());
-    config.namespace = Some(namespace.to_string());
-    Ok(DatastoreAdmin::connect(config).await?)
+/// When the settings are invalid or a client cannot connect.
+pub async fn sync_in_process(env: &[(String, String)]) -> Result<InProcess> {
+    let vars: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let lookup = |k: &str| vars.get(k).map(|v| v.to_string());
+    let config = sync_function::Config::from_lookup(lookup, |p: &str| std::fs::read_to_string(p))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let app = sync_function::App::connect(config).await?;
+    InProcess::serve(app.router()).await
 }
 
-/// A function binary running as a child process; killed on drop.
+/// Keeps the audit function's lines in memory, for tests to read back.
+#[derive(Debug, Default, Clone)]
+pub struct MemorySink {
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl MemorySink {
+    /// The lines written so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Every line, each parsed as one JSON object.
+    ///
+    /// # Panics
+    /// When a line is not JSON: the function wrote a broken entry.
+    pub fn entries(&self) -> Vec<serde_json::Value> {
+        self.lines()
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
+            .collect()
+    }
+}
+
+impl audit_function::AuditSink for MemorySink {
+    fn write(&self, entries: &[serde_json::Value]) -> std::io::Result<()> {
+        let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        for e in entries {
+            lines.push(serde_json::to_string(e)?);
+        }
+        Ok(())
+    }
+}
+
+/// The audit function's state from `vars` alone, writing to a fresh
+/// [`MemorySink`], stamped by `clock`.
+///
+/// # Panics
+/// When the settings are invalid: the test gave them.
+pub fn audit_state(
+    vars: &[(&str, &str)],
+    clock: fn() -> chrono::DateTime<chrono::Utc>,
+) -> (audit_function::AppState, MemorySink) {
+    let map: HashMap<&str, &str> = vars.iter().copied().collect();
+    let config = audit_function::AuditConfig::from_lookup(|k| map.get(k).map(|v| v.to_string()))
+        .expect("audit config");
+    let sink = MemorySink::default();
+    let state = audit_function::AppState {
+        config: Arc::new(config),
+        sink: Arc::new(sink.clone()),
+        clock: Arc::new(clock),
+    };
+    (state, sink)
+}
+
+/// The audit function with default settings, in-process, and what it wrote.
+///
+/// # Errors
+/// When no port can be bound.
+pub async fn audit_in_process() -> Result<(InProcess, MemorySink)> {
+    let (state, sink) = audit_state(&[], chrono::Utc::now);
+    Ok((InProcess::serve(audit_function::router(state)).await?, sink))
+}
+
+/// A function binary running as a child process; killed on drop. For tests
+/// that kill it or read its log; the others use [`InProcess`].
 #[derive(Debug)]
 pub struct FunctionProcess {
     name: String,
@@ -258,36 +414,26 @@ impl FunctionProcess {
         self.child = Some(child);
         let url = format!("http://127.0.0.1:{}/healthz", self.port);
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if client
-                .get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return Ok(());
-            }
-            if let Some(status) = self
+        let healthy = poll_until(Duration::from_secs(30), &format!("{url} to answer"), || {
+            let (client, url) = (&client, &url);
+            let exited = self
                 .child
                 .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                bail!(
-                    "{} exited with {status}; log:\n{}",
-                    self.name,
-                    self.log_text()
-                );
+                .and_then(|c| c.try_wait().ok().flatten());
+            async move {
+                if let Some(status) = exited {
+                    bail!("exited with {status}");
+                }
+                let ok = client
+                    .get(url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                Ok(ok.then_some(()))
             }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} not healthy after 30 s; log:\n{}",
-                    self.name,
-                    self.log_text()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
+        healthy.with_context(|| format!("{}; log:\n{}", self.name, self.log_text()))
     }
 
     /// Everything it printed so far.
@@ -326,29 +472,6 @@ impl Drop for FunctionProcess {
     }
 }
 
-/// The environment of a sync function process for `topology`, logging plain
-/// text without terminal colours.
-pub fn sync_env(
-    topology: &Topology,
-    pubsub_host: &str,
-    datastore_host: &str,
-) -> Vec<(String, String)> {
-    [
-        ("GOOGLE_CLOUD_PROJECT", TEST_PROJECT),
-        ("PUBSUB_EMULATOR_HOST", pubsub_host),
-        ("DATASTORE_EMULATOR_HOST", datastore_host),
-        ("DATASTORE_NAMESPACE", &topology.namespace),
-        ("DEAD_LETTER_TOPIC", &topology.dead_letter_topic),
-        ("EXTERNAL_TOPIC_PREFIX", &topology.external_prefix),
-        ("LOG_FORMAT", "text"),
-        // Unstyled text (tracing-subscriber honours NO_COLOR): tests read it back.
-        ("NO_COLOR", "1"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
 /// The state every entity must reach: the core's merge of the published
 /// messages (message id, data), folded per entity in publish order.
 ///
@@ -375,15 +498,15 @@ pub fn expected_states(
 /// (fields and existence), or fails at the deadline naming what differs.
 ///
 /// # Errors
-/// At the deadline, with the first difference.
+/// At the deadline, with the last difference seen.
 pub async fn wait_for_states(
     store: &DatastoreAdmin,
     expected: &BTreeMap<String, EntityState>,
     policy: &MergePolicy,
     timeout: Duration,
 ) -> Result<HashMap<String, EntityState>> {
-    let deadline = Instant::now() + timeout;
-    loop {
+    let last_difference = Mutex::new(String::new());
+    poll_until(timeout, "Datastore to converge", || async {
         let mut actual = HashMap::new();
         let mut difference = None;
         for (id, want) in expected {
@@ -408,73 +531,56 @@ pub async fn wait_for_states(
                 actual.insert(id.clone(), s);
             }
         }
-        match difference {
-            None => return Ok(actual),
-            Some(d) if Instant::now() > deadline => {
-                bail!("Datastore did not converge within {timeout:?}: {d}")
+        Ok(match difference {
+            None => Some(actual),
+            Some(d) => {
+                *last_difference
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = d;
+                None
             }
-            Some(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
+        })
+    })
+    .await
+    .with_context(|| {
+        last_difference
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    })
 }
 
-/// Pulls (and acks) until `count` messages arrived or `timeout` passed.
+/// Polls Datastore until entity `id` has reached `version`; returns its state.
 ///
 /// # Errors
-/// When pulling fails.
-pub async fn pull_at_least(
-    puller: &PubSubPuller,
-    subscription: &str,
-    count: usize,
-    timeout: Duration,
-) -> Result<Vec<ReceivedMessage>> {
-    let deadline = Instant::now() + timeout;
-    let mut out: Vec<ReceivedMessage> = Vec::new();
-    while out.len() < count && Instant::now() < deadline {
-        let batch = puller
-            .pull(subscription, 100, Duration::from_secs(1))
-            .await?;
-        let ids: Vec<String> = batch.iter().map(|m| m.ack_id.clone()).collect();
-        if !ids.is_empty() {
-            puller.ack(subscription, &ids).await?;
-        }
-        out.extend(batch);
-    }
-    Ok(out)
+/// When reading fails, or at the deadline.
+pub async fn wait_for_version(
+    store: &DatastoreAdmin,
+    id: &str,
+    version: i64,
+    deadline: Duration,
+) -> Result<EntityState> {
+    poll_until(deadline, &format!("{id} at version {version}"), || async {
+        Ok(store
+            .get(None, id)
+            .await?
+            .map(|(_, s)| s)
+            .filter(|s| s.version() == version))
+    })
+    .await
 }
 
-/// Pulls for `quiet` and returns whatever arrived (for "nothing else arrived" checks).
-///
-/// # Errors
-/// When pulling fails.
-pub async fn drain(
-    puller: &PubSubPuller,
-    subscription: &str,
-    quiet: Duration,
-) -> Result<Vec<ReceivedMessage>> {
-    let batch = puller.pull(subscription, 1000, quiet).await?;
-    let ids: Vec<String> = batch.iter().map(|m| m.ack_id.clone()).collect();
-    if !ids.is_empty() {
-        puller.ack(subscription, &ids).await?;
-    }
-    Ok(batch)
-}
-
-/// Runs `syncctl` with `args` against the emulators; returns stdout.
+/// Runs `syncctl` with `args` against `emulators`, in `namespace`; returns
+/// stdout.
 ///
 /// # Errors
 /// When it fails (its stderr is in the error).
-pub fn syncctl(
-    args: &[&str],
-    pubsub_host: &str,
-    datastore_host: &str,
-    namespace: &str,
-) -> Result<String> {
+pub fn syncctl(args: &[&str], emulators: &Emulators, namespace: &str) -> Result<String> {
     let out = Command::new(bin_path("syncctl")?)
         .args(args)
         .env("GOOGLE_CLOUD_PROJECT", TEST_PROJECT)
-        .env("PUBSUB_EMULATOR_HOST", pubsub_host)
-        .env("DATASTORE_EMULATOR_HOST", datastore_host)
+        .env("PUBSUB_EMULATOR_HOST", &emulators.pubsub)
+        .env("DATASTORE_EMULATOR_HOST", &emulators.datastore)
         .env("DATASTORE_NAMESPACE", namespace)
         .output()
         .context("running syncctl")?;
@@ -485,6 +591,24 @@ pub fn syncctl(
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// [`syncctl`] off the async runtime.
+///
+/// # Errors
+/// As [`syncctl`].
+pub async fn syncctl_async(
+    args: Vec<String>,
+    emulators: &Emulators,
+    namespace: &str,
+) -> Result<String> {
+    let (emulators, namespace) = (emulators.clone(), namespace.to_string());
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        syncctl(&refs, &emulators, &namespace)
+    })
+    .await
+    .context("syncctl task")?
 }
 
 /// Reads a `syncctl load --record` file: (message id, data) per line.
@@ -512,12 +636,7 @@ pub struct LoadRun {
 impl LoadRun {
     /// Starts `syncctl load --topic <topic> --quiet --entity-prefix <prefix>
     /// --record <tmp> ARGS...`.
-    pub fn start(
-        topology: &Topology,
-        pubsub_host: &str,
-        datastore_host: &str,
-        args: &[&str],
-    ) -> Self {
+    pub fn start(topology: &Topology, emulators: &Emulators, args: &[&str]) -> Self {
         let record = std::env::temp_dir().join(format!("{}.jsonl", topology.prefix));
         let mut all: Vec<String> = [
             "load",
@@ -533,15 +652,8 @@ impl LoadRun {
         .collect();
         all.push(record.to_string_lossy().into_owned());
         all.extend(args.iter().map(|s| s.to_string()));
-        let (ps, ds, ns) = (
-            pubsub_host.to_string(),
-            datastore_host.to_string(),
-            topology.namespace.clone(),
-        );
-        let handle = tokio::task::spawn_blocking(move || {
-            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-            syncctl(&refs, &ps, &ds, &ns)
-        });
+        let (emulators, namespace) = (emulators.clone(), topology.namespace.clone());
+        let handle = tokio::spawn(async move { syncctl_async(all, &emulators, &namespace).await });
         Self { record, handle }
     }
 
@@ -552,28 +664,5 @@ impl LoadRun {
     pub async fn finish(self) -> Result<Vec<(String, Vec<u8>)>> {
         self.handle.await.context("load task")??;
         read_record(&self.record)
-    }
-}
-
-/// Awaits `check` every 100 ms until it returns `Some`, failing once `timeout`
-/// has passed (the async twin of `sync_testkit::poll_until`, for checks that
-/// talk to the emulators).
-///
-/// # Errors
-/// What `check` returns, or the deadline passing first.
-pub async fn poll<T, F, Fut>(timeout: Duration, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            bail!("condition not met within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
