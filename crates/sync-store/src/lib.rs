@@ -17,8 +17,7 @@
 //! - the error classification of gRPC codes into [`sync_core::StoreError`];
 //! - reads and writes for the CLI and tests ([`DatastoreAdmin`]: `get`,
 //!   `query_kind`, `conflicts`, `delete_all`, `put_raw`, ...), on their own
-//!   client or on the store's ([`DatastoreStore::admin`]).
-//!
+//!   client or on the store's ([`DatastoreStore::admin`]);
 //! - [`StoreConfig::from_vars`]: the store's part of a binary's settings
 //!   (`DATASTORE_EMULATOR_HOST`, `DATASTORE_NAMESPACE`, `SYNC_KIND`,
 //!   `TOMBSTONE_RETENTION_DAYS`, `RETRY_BUDGET_SECS`; names in [`config`]),

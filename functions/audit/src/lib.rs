@@ -4,8 +4,9 @@
 //! which are acknowledged like the rest: the audit trail never loses a message
 //! and never waits on the sync function.
 //!
-//! Entries are written with serde, not through `tracing`: their field names are
-//! a contract (snake_case, as the recipe's), while `tracing-stackdriver`
+//! Entries are written with serde, not through `tracing`, as the types of
+//! `sync_core::wire::audit` (which tests and consumers read back): their field
+//! names are a contract (snake_case, as the recipe's), while `tracing-stackdriver`
 //! renames event fields to camelCase and flattens nested values to text. The
 //! function's own operational logs still go through `tracing`.
 //!
