@@ -1,9 +1,17 @@
 //! [`PubSubPublisher`]: the `EventPublisher` port on the official client.
 //!
 //! One `BasePublisher` (one connection pool) for the process, one batching
-//! `Publisher` per topic, created on first use and cached. Ordering keys need no
-//! switch in this client: a message with a key goes to that key's sequential
-//! batch actor (one batch in flight per key). When a publish with a key fails,
+//! `Publisher` per topic, created on first use and cached. Messages without an
+//! ordering key go to the topic's one concurrent batch: a batch is sent
+//! [`PubSubConfig::batch_delay`] after its first message (or at 100 messages
+//! or 1 MB), without waiting for batches in flight, so concurrent callers'
+//! messages share publish RPCs. Each `publish` still returns only once
+//! Pub/Sub has answered the RPC that carried its message, with that
+//! message's own id (or error).
+//!
+//! Ordering keys need no switch in this client: a message with a key goes to
+//! that key's sequential batch actor (one batch in flight per key), so
+//! messages on different keys never share an RPC. When a publish with a key fails,
 //! the client pauses the key and fails every later publish on it with
 //! `OrderingKeyPaused` until `resume_publish(key)`; we resume on every failure,
 //! because the failed delivery is nacked and its redelivery re-publishes what

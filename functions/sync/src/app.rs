@@ -298,7 +298,7 @@ async fn announce(app: &AppState, event: &ChangeEvent, a: &Announcement) -> Resu
         return Ok(());
     }
     let topic = app.config.external_topic(a.operation);
-    let message = messages::announcement(kind, entity_id, a);
+    let message = messages::announcement(kind, entity_id, a, app.config.announce_ordering_keys);
     if let Err(error) = app.publisher.publish(&topic, message).await {
         return Err(Failure::Announcement {
             topic,

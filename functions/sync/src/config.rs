@@ -6,8 +6,9 @@
 //! same lookup (the HTTP runtime, `sync-http`; the store, `sync-store`;
 //! Pub/Sub, `sync-pubsub`) and the function's own settings: which events are
 //! accepted and how they merge (`MAX_CLOCK_SKEW_SECS`, `MERGE_POLICY_FILE`,
-//! both handed to the store, which merges and sizes with them) and where
-//! announcements and dead letters go.
+//! both handed to the store, which merges and sizes with them), where
+//! announcements and dead letters go, and whether announcements carry the
+//! entity id as ordering key (`ANNOUNCE_ORDERING_KEYS`, off by default).
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,6 +26,9 @@ pub const DEAD_LETTER_TOPIC: &str = "DEAD_LETTER_TOPIC";
 pub const MAX_CLOCK_SKEW_SECS: &str = "MAX_CLOCK_SKEW_SECS";
 /// Path of a merge policy file (.json or .toml).
 pub const MERGE_POLICY_FILE: &str = "MERGE_POLICY_FILE";
+/// `true`: each announcement carries its entity id as ordering key (default
+/// `false`; see `sync_pubsub::messages::announcement` for the trade).
+pub const ANNOUNCE_ORDERING_KEYS: &str = "ANNOUNCE_ORDERING_KEYS";
 
 /// Validated settings.
 #[derive(Debug, Clone)]
@@ -42,6 +46,9 @@ pub struct Config {
     pub external_topic_prefix: String,
     /// `DEAD_LETTER_TOPIC`.
     pub dead_letter_topic: Option<String>,
+    /// `ANNOUNCE_ORDERING_KEYS`, default `false`: announcements without an
+    /// ordering key share publish requests; consumers order by `version`.
+    pub announce_ordering_keys: bool,
 }
 
 /// Everything wrong with the environment, one problem a line.
@@ -105,6 +112,11 @@ impl Config {
             }
         }
 
+        let announce_ordering_keys = problems.or(
+            vars.parse_or(ANNOUNCE_ORDERING_KEYS, false, "`true` or `false`"),
+            false,
+        );
+
         problems
             .finish(Self {
                 runtime,
@@ -112,6 +124,7 @@ impl Config {
                 pubsub,
                 external_topic_prefix,
                 dead_letter_topic,
+                announce_ordering_keys,
             })
             .map_err(ConfigErrors)
     }
@@ -223,6 +236,7 @@ mod tests {
         assert_eq!(c.limits().max_clock_skew_secs, 300);
         assert_eq!(c.store.tombstone_retention, Duration::from_secs(7 * 86_400));
         assert_eq!(*c.store.policy, MergePolicy::default());
+        assert!(!c.announce_ordering_keys, "ordering keys are opt-in");
     }
 
     #[test]
@@ -240,6 +254,7 @@ mod tests {
             (DATASTORE_EMULATOR_HOST, "127.0.0.1:1"),
             (PUBSUB_EMULATOR_HOST, "127.0.0.1:2"),
             (PUBSUB_MAX_ORDERING_KEYS, "50"),
+            (ANNOUNCE_ORDERING_KEYS, "true"),
         ])
         .expect("valid");
         assert_eq!(
@@ -269,6 +284,7 @@ mod tests {
         assert_eq!(c.store.emulator_host.as_deref(), Some("127.0.0.1:1"));
         assert_eq!(c.pubsub.emulator_host.as_deref(), Some("127.0.0.1:2"));
         assert_eq!(c.pubsub.max_ordering_keys, 50);
+        assert!(c.announce_ordering_keys);
     }
 
     #[test]
@@ -279,10 +295,12 @@ mod tests {
             (MAX_CLOCK_SKEW_SECS, "soon"),
             (MERGE_POLICY_FILE, "bad.json"),
             ("PORT", "http"),
+            (ANNOUNCE_ORDERING_KEYS, "yes"),
         ])
         .expect_err("invalid");
         let text = err.to_string();
         for needle in [
+            ANNOUNCE_ORDERING_KEYS,
             GOOGLE_CLOUD_PROJECT,
             SYNC_KIND,
             DEAD_LETTER_TOPIC,
