@@ -7,10 +7,12 @@
 //! Pub/Sub, `sync-pubsub`) and the function's own settings: which events are
 //! accepted and how they merge (`MAX_CLOCK_SKEW_SECS`, `MERGE_POLICY_FILE`,
 //! both handed to the store, which merges and sizes with them) and where
-//! announcements and dead letters go.
+//! announcements and dead letters go, and how long the start-up warm-up may
+//! take before it is reported late (`READY_TIMEOUT_SECS`).
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 use sync_core::env::{Problems, Vars, GOOGLE_CLOUD_PROJECT};
 use sync_core::MergePolicy;
 use sync_http::RuntimeConfig;
@@ -25,6 +27,11 @@ pub const DEAD_LETTER_TOPIC: &str = "DEAD_LETTER_TOPIC";
 pub const MAX_CLOCK_SKEW_SECS: &str = "MAX_CLOCK_SKEW_SECS";
 /// Path of a merge policy file (.json or .toml).
 pub const MERGE_POLICY_FILE: &str = "MERGE_POLICY_FILE";
+/// Seconds the first calls to Datastore and Pub/Sub may take before the
+/// start-up is logged as late (it keeps retrying; `/healthz` stays 503).
+pub const READY_TIMEOUT_SECS: &str = "READY_TIMEOUT_SECS";
+/// Default of [`READY_TIMEOUT_SECS`].
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Validated settings.
 #[derive(Debug, Clone)]
@@ -42,6 +49,8 @@ pub struct Config {
     pub external_topic_prefix: String,
     /// `DEAD_LETTER_TOPIC`.
     pub dead_letter_topic: Option<String>,
+    /// `READY_TIMEOUT_SECS`, default [`DEFAULT_READY_TIMEOUT`].
+    pub ready_within: Duration,
 }
 
 /// Everything wrong with the environment, one problem a line.
@@ -105,6 +114,17 @@ impl Config {
             }
         }
 
+        let ready_within = problems
+            .or(
+                vars.parse_where(
+                    READY_TIMEOUT_SECS,
+                    "a whole number of seconds from 1 to 600",
+                    |s: &u64| (1..=600).contains(s),
+                ),
+                None,
+            )
+            .map_or(DEFAULT_READY_TIMEOUT, Duration::from_secs);
+
         problems
             .finish(Self {
                 runtime,
@@ -112,6 +132,7 @@ impl Config {
                 pubsub,
                 external_topic_prefix,
                 dead_letter_topic,
+                ready_within,
             })
             .map_err(ConfigErrors)
     }
@@ -223,6 +244,7 @@ mod tests {
         assert_eq!(c.limits().max_clock_skew_secs, 300);
         assert_eq!(c.store.tombstone_retention, Duration::from_secs(7 * 86_400));
         assert_eq!(*c.store.policy, MergePolicy::default());
+        assert_eq!(c.ready_within, DEFAULT_READY_TIMEOUT);
     }
 
     #[test]
@@ -240,8 +262,10 @@ mod tests {
             (DATASTORE_EMULATOR_HOST, "127.0.0.1:1"),
             (PUBSUB_EMULATOR_HOST, "127.0.0.1:2"),
             (PUBSUB_MAX_ORDERING_KEYS, "50"),
+            (READY_TIMEOUT_SECS, "30"),
         ])
         .expect("valid");
+        assert_eq!(c.ready_within, Duration::from_secs(30));
         assert_eq!(
             (c.kind(), c.store.namespace.as_deref()),
             ("Product", Some("ns"))
@@ -279,6 +303,7 @@ mod tests {
             (MAX_CLOCK_SKEW_SECS, "soon"),
             (MERGE_POLICY_FILE, "bad.json"),
             ("PORT", "http"),
+            (READY_TIMEOUT_SECS, "0"),
         ])
         .expect_err("invalid");
         let text = err.to_string();
@@ -290,6 +315,7 @@ mod tests {
             MERGE_POLICY_FILE,
             "biggest",
             "PORT",
+            READY_TIMEOUT_SECS,
         ] {
             assert!(text.contains(needle), "missing {needle} in:\n{text}");
         }
