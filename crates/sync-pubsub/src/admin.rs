@@ -1,6 +1,7 @@
 //! Idempotent topic and subscription management on the official admin clients
 //! (`TopicAdmin`, `SubscriptionAdmin`; HTTP/JSON transport, which the emulator
-//! serves on the same port as gRPC).
+//! serves on the same port as gRPC), and [`PubSubAdmin::reach_topic`], the
+//! cheap first call a function makes before it reports ready.
 
 use crate::config::PubSubConfig;
 use crate::error::{is_transient_code, PubSubError};
@@ -226,6 +227,24 @@ impl PubSubAdmin {
         match self.topics.get_topic().set_topic(path.clone()).send().await {
             Ok(_) => Ok(true),
             Err(e) if has_code(&e, Code::NotFound) => Ok(false),
+            Err(e) => Err(rpc_error("get topic", &path, e)),
+        }
+    }
+
+    /// One cheap call that proves the endpoint and the credentials: `GetTopic`
+    /// of `topic`. `Ok(true)`: the topic exists. `Ok(false)`: the caller may
+    /// not read it (`PERMISSION_DENIED`, as for an account that may only
+    /// publish): the service authenticated the call, and the topic's
+    /// existence is unknown.
+    ///
+    /// # Errors
+    /// [`PubSubError::NotFound`] when the topic does not exist; any other
+    /// failure (unauthenticated, unreachable…).
+    pub async fn reach_topic(&self, topic: &str) -> Result<bool, PubSubError> {
+        let path = topic_path(&self.project, topic)?;
+        match self.topics.get_topic().set_topic(path.clone()).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if has_code(&e, Code::PermissionDenied) => Ok(false),
             Err(e) => Err(rpc_error("get topic", &path, e)),
         }
     }
@@ -456,6 +475,7 @@ fn has_code(e: &google_cloud_gax::error::Error, code: Code) -> bool {
             // The HTTP transport may surface a bare HTTP status without a parsed body.
             Code::AlreadyExists => e.http_status_code() == Some(409),
             Code::NotFound => e.http_status_code() == Some(404),
+            Code::PermissionDenied => e.http_status_code() == Some(403),
             _ => false,
         }
 }

@@ -12,7 +12,14 @@
 //! 2. [`App::warm_up`]: a Datastore lookup of a key that does not exist, in
 //!    the configured namespace, on the store's own channel; and a Pub/Sub
 //!    `GetTopic` of each topic the function publishes to (the announcement
-//!    topics, the dead-letter topic), which also proves they exist.
+//!    topics, the dead-letter topic). A missing topic keeps the function not
+//!    ready. With only `roles/pubsub.publisher` on the topics (as
+//!    `deploy/pubsub.sh` grants) production answers `PERMISSION_DENIED`,
+//!    which counts as an answer: the call was authenticated, only the
+//!    topic's existence stays unknown. The emulator checks no IAM. The
+//!    admin client is HTTP/JSON: it warms name resolution and proves the
+//!    credentials, while the publisher's own gRPC channel still connects on
+//!    the first publish (its client offers no call but `Publish`).
 //!
 //! Then the gate opens with [`App::router`]. An attempt is bounded by
 //! `READY_TIMEOUT_SECS` (default 10 s), and once that much time has passed
