@@ -43,25 +43,56 @@ async fn post_create(server: &InProcess, entity_id: &str) -> Result<u16> {
     .await
 }
 
-/// Until the topics exist, GetTopic fails and the function is not ready;
-/// once they do, `/healthz` turns 200 and the first event is applied.
+/// Forwards every connection to `port` on loopback to `target`, until dropped:
+/// a Datastore that becomes reachable.
+struct Forward(tokio::task::JoinHandle<()>);
+
+impl Forward {
+    async fn start(port: u16, target: String) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        Ok(Self(tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        })))
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Until Datastore is reachable the function is not ready; once it is,
+/// `/healthz` turns 200 and the first event is applied.
 #[tokio::test]
 async fn healthz_is_503_until_the_backends_answer_then_200_and_the_first_event_is_applied(
 ) -> Result<()> {
     let e = Emulators::shared().await?;
     let Clients { admin, .. } = Clients::connect(&e).await?;
     let t = Topology::new("ready");
-    let startup = Startup::begin(config(&sync_env(&t, &e), &[])?);
+    t.create_base(&admin).await?;
+    let port = free_port()?;
+    let startup = Startup::begin(config(
+        &sync_env(&t, &e),
+        &[("DATASTORE_EMULATOR_HOST", format!("127.0.0.1:{port}"))],
+    )?);
     let sync = InProcess::serve(startup.router()).await?;
 
-    // The topics do not exist yet: attempts fail and are retried.
+    // Nothing listens on the port yet: attempts fail and are retried.
     poll_until(Duration::from_secs(30), "two warm-up attempts", || async {
         Ok((startup.attempts() >= 2).then_some(()))
     })
     .await?;
     ensure!(
         get(&sync, "/healthz").await? == 503,
-        "not ready without its topics"
+        "not ready without Datastore"
     );
     ensure!(get(&sync, "/livez").await? == 200, "live all the same");
     ensure!(
@@ -70,7 +101,7 @@ async fn healthz_is_503_until_the_backends_answer_then_200_and_the_first_event_i
     );
     ensure!(!startup.is_ready() && startup.app().is_none());
 
-    t.create_base(&admin).await?;
+    let _datastore = Forward::start(port, e.datastore.clone()).await?;
     poll_until(
         Duration::from_secs(30),
         "/healthz to answer 200",
@@ -91,6 +122,24 @@ async fn healthz_is_503_until_the_backends_answer_then_200_and_the_first_event_i
         .await?
         .context("the first event's entity")?;
     ensure!(state.exists() && state.version() == 1);
+    Ok(())
+}
+
+/// Topics that do not exist yet (`deploy/up.sh` creates them after the
+/// services) are an answer: the function becomes ready without them.
+#[tokio::test]
+async fn missing_topics_do_not_keep_the_function_unready() -> Result<()> {
+    let e = Emulators::shared().await?;
+    let t = Topology::new("notopics");
+    let startup = Startup::begin(config(&sync_env(&t, &e), &[])?);
+    let sync = InProcess::serve(startup.router()).await?;
+    poll_until(
+        Duration::from_secs(30),
+        "/healthz to answer 200",
+        || async { Ok((get(&sync, "/healthz").await? == 200).then_some(())) },
+    )
+    .await?;
+    ensure!(startup.attempts() == 1, "ready on the first attempt");
     Ok(())
 }
 

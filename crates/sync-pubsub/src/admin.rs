@@ -33,6 +33,18 @@ impl AdminOutcome {
     }
 }
 
+/// What [`PubSubAdmin::reach_topic`] learnt; each is an authenticated answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicReach {
+    /// The topic exists.
+    Exists,
+    /// The topic does not exist.
+    Missing,
+    /// The caller may not read the topic (`PERMISSION_DENIED`, as for an
+    /// account that may only publish); whether it exists is unknown.
+    NotReadable,
+}
+
 /// Dead-letter policy of a subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
@@ -232,19 +244,18 @@ impl PubSubAdmin {
     }
 
     /// One cheap call that proves the endpoint and the credentials: `GetTopic`
-    /// of `topic`. `Ok(true)`: the topic exists. `Ok(false)`: the caller may
-    /// not read it (`PERMISSION_DENIED`, as for an account that may only
-    /// publish): the service authenticated the call, and the topic's
-    /// existence is unknown.
+    /// of `topic`, which answers whether or not the topic exists, and whether
+    /// or not the caller may read it.
     ///
     /// # Errors
-    /// [`PubSubError::NotFound`] when the topic does not exist; any other
-    /// failure (unauthenticated, unreachable…).
-    pub async fn reach_topic(&self, topic: &str) -> Result<bool, PubSubError> {
+    /// When the name is invalid or the call fails otherwise (unauthenticated,
+    /// unreachable, unavailable…).
+    pub async fn reach_topic(&self, topic: &str) -> Result<TopicReach, PubSubError> {
         let path = topic_path(&self.project, topic)?;
         match self.topics.get_topic().set_topic(path.clone()).send().await {
-            Ok(_) => Ok(true),
-            Err(e) if has_code(&e, Code::PermissionDenied) => Ok(false),
+            Ok(_) => Ok(TopicReach::Exists),
+            Err(e) if has_code(&e, Code::NotFound) => Ok(TopicReach::Missing),
+            Err(e) if has_code(&e, Code::PermissionDenied) => Ok(TopicReach::NotReadable),
             Err(e) => Err(rpc_error("get topic", &path, e)),
         }
     }

@@ -35,6 +35,7 @@ use sync_core::{
 };
 use sync_http::telemetry::{SPAN_ID_FIELD, TRACE_FIELD, TRACE_SAMPLED_FIELD};
 use sync_http::{Delivery, InvalidBase64};
+use sync_pubsub::admin::TopicReach;
 use sync_pubsub::{messages, PubSubAdmin, PubSubPublisher};
 use sync_store::{DatastoreAdmin, DatastoreStore};
 use tracing::{field, info, info_span, warn, Instrument};
@@ -131,7 +132,8 @@ impl App {
     /// the function publishes to, concurrently.
     ///
     /// # Errors
-    /// The first failure, a topic that does not exist among them.
+    /// The first call that got no answer: a missing topic or one the
+    /// account may not read is an answer (logged when missing).
     pub async fn warm_up(&self) -> anyhow::Result<()> {
         let config = &self.state.config;
         let mut topics: Vec<String> = sync_core::Operation::ALL
@@ -142,12 +144,14 @@ impl App {
         let datastore = async { self.datastore.ping().await.context("Datastore lookup") };
         let pubsub = async {
             for topic in &topics {
-                // `false`: a publish-only account may not read the topic; the
-                // call was authenticated all the same.
-                self.topics
-                    .reach_topic(topic)
-                    .await
-                    .with_context(|| format!("Pub/Sub GetTopic {topic}"))?;
+                let reach = self.topics.reach_topic(topic).await;
+                match reach.with_context(|| format!("Pub/Sub GetTopic {topic}"))? {
+                    TopicReach::Missing => tracing::warn!(
+                        topic,
+                        "topic does not exist: publishing to it fails until it is created"
+                    ),
+                    TopicReach::Exists | TopicReach::NotReadable => {}
+                }
             }
             Ok(())
         };

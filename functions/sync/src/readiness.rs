@@ -12,11 +12,12 @@
 //! 2. [`App::warm_up`]: a Datastore lookup of a key that does not exist, in
 //!    the configured namespace, on the store's own channel; and a Pub/Sub
 //!    `GetTopic` of each topic the function publishes to (the announcement
-//!    topics, the dead-letter topic). A missing topic keeps the function not
-//!    ready. With only `roles/pubsub.publisher` on the topics (as
-//!    `deploy/pubsub.sh` grants) production answers `PERMISSION_DENIED`,
-//!    which counts as an answer: the call was authenticated, only the
-//!    topic's existence stays unknown. The emulator checks no IAM. The
+//!    topics, the dead-letter topic). `NOT_FOUND` is an answer too (logged):
+//!    `deploy/up.sh` creates the topics after the services, as the demo does
+//!    after starting the function, so readiness cannot wait for them. With
+//!    only `roles/pubsub.publisher` on the topics (as `deploy/pubsub.sh`
+//!    grants) production answers `PERMISSION_DENIED`, also an answer: the
+//!    call was authenticated. The emulator checks no IAM. The
 //!    admin client is HTTP/JSON: it warms name resolution and proves the
 //!    credentials, while the publisher's own gRPC channel still connects on
 //!    the first publish (its client offers no call but `Publish`).
