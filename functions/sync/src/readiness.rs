@@ -228,63 +228,44 @@ mod tests {
         })
     }
 
-    #[tokio::test]
-    async fn a_first_success_is_ready_at_once() {
+    /// Runs the warm-up on a [`Fake`]; returns how it went and the calls made.
+    async fn run(failures: u32, takes: Duration, ready_within: Duration) -> (Warmed, u32) {
         let mut fake = Fake {
-            failures: 0,
-            takes: Duration::ZERO,
+            failures,
+            takes,
             calls: 0,
         };
-        let warmed = until_ready(&policy(Duration::from_secs(10)), &mut fake, attempt).await;
-        assert_eq!(
-            warmed,
-            Warmed {
-                attempts: 1,
-                late: false
-            }
-        );
+        let warmed = until_ready(&policy(ready_within), &mut fake, attempt).await;
+        (warmed, fake.calls)
+    }
+
+    const fn warmed(attempts: u32, late: bool) -> Warmed {
+        Warmed { attempts, late }
+    }
+
+    #[tokio::test]
+    async fn a_first_success_is_ready_at_once() {
+        let got = run(0, Duration::ZERO, Duration::from_secs(10)).await;
+        assert_eq!(got, (warmed(1, false), 1));
     }
 
     #[tokio::test]
     async fn failures_are_retried_until_one_succeeds() {
-        let mut fake = Fake {
-            failures: 3,
-            takes: Duration::ZERO,
-            calls: 0,
-        };
-        let warmed = until_ready(&policy(Duration::from_secs(10)), &mut fake, attempt).await;
-        assert_eq!(
-            warmed,
-            Warmed {
-                attempts: 4,
-                late: false
-            }
-        );
-        assert_eq!(fake.calls, 4);
+        let got = run(3, Duration::ZERO, Duration::from_secs(10)).await;
+        assert_eq!(got, (warmed(4, false), 4));
     }
 
     #[tokio::test]
     async fn past_the_bounded_wait_it_is_late_and_keeps_retrying() {
         // Each failed attempt takes longer than the wait: late after the first.
-        let mut fake = Fake {
-            failures: 2,
-            takes: Duration::from_millis(5),
-            calls: 0,
-        };
-        let warmed = until_ready(&policy(Duration::from_millis(4)), &mut fake, attempt).await;
-        assert_eq!(
-            warmed,
-            Warmed {
-                attempts: 3,
-                late: true
-            }
-        );
+        let got = run(2, Duration::from_millis(5), Duration::from_millis(4)).await;
+        assert_eq!(got, (warmed(3, true), 3));
     }
 
     #[tokio::test]
     async fn an_attempt_that_hangs_is_cut_at_the_bounded_wait() {
         let mut calls = 0u32;
-        let warmed = until_ready(
+        let got = until_ready(
             &policy(Duration::from_millis(5)),
             &mut calls,
             |n: &mut u32| -> Step<'_> {
@@ -298,12 +279,6 @@ mod tests {
             },
         )
         .await;
-        assert_eq!(
-            warmed,
-            Warmed {
-                attempts: 2,
-                late: true
-            }
-        );
+        assert_eq!((got, calls), (warmed(2, true), 2));
     }
 }
