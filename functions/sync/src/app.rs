@@ -35,8 +35,9 @@ use sync_core::{
 };
 use sync_http::telemetry::{SPAN_ID_FIELD, TRACE_FIELD, TRACE_SAMPLED_FIELD};
 use sync_http::{Delivery, InvalidBase64};
-use sync_pubsub::{messages, PubSubPublisher};
-use sync_store::DatastoreStore;
+use sync_pubsub::admin::TopicReach;
+use sync_pubsub::{messages, PubSubAdmin, PubSubPublisher};
+use sync_store::{DatastoreAdmin, DatastoreStore};
 use tracing::{field, info, info_span, warn, Instrument};
 
 /// The receiving clock, injectable for tests.
@@ -86,6 +87,10 @@ pub fn router(state: AppState) -> Router {
 pub struct App {
     state: AppState,
     publisher: Arc<PubSubPublisher>,
+    /// The first calls of [`App::warm_up`]: on the store's channel, and on
+    /// Pub/Sub's admin client.
+    datastore: DatastoreAdmin,
+    topics: PubSubAdmin,
 }
 
 impl App {
@@ -97,6 +102,10 @@ impl App {
         let store = DatastoreStore::connect(config.store.clone())
             .await
             .context("connecting to Datastore")?;
+        let datastore = store.admin();
+        let topics = PubSubAdmin::connect(&config.pubsub)
+            .await
+            .context("connecting to Pub/Sub's admin API")?;
         let publisher = Arc::new(
             PubSubPublisher::connect(&config.pubsub)
                 .await
@@ -110,7 +119,43 @@ impl App {
             "sync function starting"
         );
         let state = AppState::new(Arc::new(config), Arc::new(store), publisher.clone());
-        Ok(Self { state, publisher })
+        Ok(Self {
+            state,
+            publisher,
+            datastore,
+            topics,
+        })
+    }
+
+    /// One cheap call per backend (see [`crate::readiness`]): a Datastore
+    /// lookup of a key that does not exist, and a `GetTopic` of every topic
+    /// the function publishes to, concurrently.
+    ///
+    /// # Errors
+    /// The first call that got no answer: a missing topic or one the
+    /// account may not read is an answer (logged when missing).
+    pub async fn warm_up(&self) -> anyhow::Result<()> {
+        let config = &self.state.config;
+        let mut topics: Vec<String> = sync_core::Operation::ALL
+            .into_iter()
+            .map(|op| config.external_topic(op))
+            .collect();
+        topics.extend(config.dead_letter_topic.clone());
+        let datastore = async { self.datastore.ping().await.context("Datastore lookup") };
+        let pubsub = async {
+            for topic in &topics {
+                let reach = self.topics.reach_topic(topic).await;
+                match reach.with_context(|| format!("Pub/Sub GetTopic {topic}"))? {
+                    TopicReach::Missing => tracing::warn!(
+                        topic,
+                        "topic does not exist: publishing to it fails until it is created"
+                    ),
+                    TopicReach::Exists | TopicReach::NotReadable => {}
+                }
+            }
+            Ok(())
+        };
+        tokio::try_join!(datastore, pubsub).map(drop)
     }
 
     /// The routes, on this app's clients.

@@ -7,11 +7,14 @@
 //! Pub/Sub, `sync-pubsub`) and the function's own settings: which events are
 //! accepted and how they merge (`MAX_CLOCK_SKEW_SECS`, `MERGE_POLICY_FILE`,
 //! both handed to the store, which merges and sizes with them), where
-//! announcements and dead letters go, and whether announcements carry the
-//! entity id as ordering key (`ANNOUNCE_ORDERING_KEYS`, off by default).
+//! announcements and dead letters go, whether announcements carry the
+//! entity id as ordering key (`ANNOUNCE_ORDERING_KEYS`, off by default), and
+//! how long the start-up warm-up may take before it is reported late
+//! (`READY_TIMEOUT_SECS`).
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 use sync_core::env::{Problems, Vars, GOOGLE_CLOUD_PROJECT};
 use sync_core::MergePolicy;
 use sync_http::RuntimeConfig;
@@ -29,6 +32,11 @@ pub const MERGE_POLICY_FILE: &str = "MERGE_POLICY_FILE";
 /// `true`: each announcement carries its entity id as ordering key (default
 /// `false`; see `sync_pubsub::messages::announcement` for the trade).
 pub const ANNOUNCE_ORDERING_KEYS: &str = "ANNOUNCE_ORDERING_KEYS";
+/// Seconds the first calls to Datastore and Pub/Sub may take before the
+/// start-up is logged as late (it keeps retrying; `/healthz` stays 503).
+pub const READY_TIMEOUT_SECS: &str = "READY_TIMEOUT_SECS";
+/// Default of [`READY_TIMEOUT_SECS`].
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Validated settings.
 #[derive(Debug, Clone)]
@@ -49,6 +57,8 @@ pub struct Config {
     /// `ANNOUNCE_ORDERING_KEYS`, default `false`: announcements without an
     /// ordering key share publish requests; consumers order by `version`.
     pub announce_ordering_keys: bool,
+    /// `READY_TIMEOUT_SECS`, default [`DEFAULT_READY_TIMEOUT`].
+    pub ready_within: Duration,
 }
 
 /// Everything wrong with the environment, one problem a line.
@@ -116,6 +126,16 @@ impl Config {
             vars.parse_or(ANNOUNCE_ORDERING_KEYS, false, "`true` or `false`"),
             false,
         );
+        let ready_within = problems
+            .or(
+                vars.parse_where(
+                    READY_TIMEOUT_SECS,
+                    "a whole number of seconds from 1 to 600",
+                    |s: &u64| (1..=600).contains(s),
+                ),
+                None,
+            )
+            .map_or(DEFAULT_READY_TIMEOUT, Duration::from_secs);
 
         problems
             .finish(Self {
@@ -125,6 +145,7 @@ impl Config {
                 external_topic_prefix,
                 dead_letter_topic,
                 announce_ordering_keys,
+                ready_within,
             })
             .map_err(ConfigErrors)
     }
@@ -237,6 +258,7 @@ mod tests {
         assert_eq!(c.store.tombstone_retention, Duration::from_secs(7 * 86_400));
         assert_eq!(*c.store.policy, MergePolicy::default());
         assert!(!c.announce_ordering_keys, "ordering keys are opt-in");
+        assert_eq!(c.ready_within, DEFAULT_READY_TIMEOUT);
     }
 
     #[test]
@@ -255,8 +277,10 @@ mod tests {
             (PUBSUB_EMULATOR_HOST, "127.0.0.1:2"),
             (PUBSUB_MAX_ORDERING_KEYS, "50"),
             (ANNOUNCE_ORDERING_KEYS, "true"),
+            (READY_TIMEOUT_SECS, "30"),
         ])
         .expect("valid");
+        assert_eq!(c.ready_within, Duration::from_secs(30));
         assert_eq!(
             (c.kind(), c.store.namespace.as_deref()),
             ("Product", Some("ns"))
@@ -296,6 +320,7 @@ mod tests {
             (MERGE_POLICY_FILE, "bad.json"),
             ("PORT", "http"),
             (ANNOUNCE_ORDERING_KEYS, "yes"),
+            (READY_TIMEOUT_SECS, "0"),
         ])
         .expect_err("invalid");
         let text = err.to_string();
@@ -308,6 +333,7 @@ mod tests {
             MERGE_POLICY_FILE,
             "biggest",
             "PORT",
+            READY_TIMEOUT_SECS,
         ] {
             assert!(text.contains(needle), "missing {needle} in:\n{text}");
         }
