@@ -2,6 +2,7 @@
 //! and the tests (an entity and its merge state, a kind's entities, conflict
 //! records, cleanup, raw writes).
 
+use crate::client::ReadIn;
 use crate::config::{ConnectError, StoreConfig};
 use crate::conflict::{record_of, ConflictRecord, ENTITY_KIND};
 use crate::database::{delete, upsert, Database, Read};
@@ -56,7 +57,7 @@ impl DatastoreAdmin {
     ) -> Result<Read, StoreError> {
         let kind = self.db.kind(kind);
         self.db
-            .retrying_call(what, || self.db.read(kind, entity_id, None))
+            .retrying_call(what, || self.db.read(kind, entity_id, ReadIn::Strong))
             .await
     }
 
