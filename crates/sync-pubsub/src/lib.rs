@@ -4,7 +4,8 @@
 //! - [`PubSubPublisher`], the [`sync_core::EventPublisher`] port on the
 //!   official `google-cloud-pubsub` client: one cached batching publisher per
 //!   topic, ordering keys (resumed after a failure), a timeout on every
-//!   publish, no batching delay by default, `flush`/`shutdown` for SIGTERM.
+//!   publish, no batching delay by default, `flush`/`shutdown` for SIGTERM,
+//!   the messages it published counted ([`PublishCounts`]).
 //!   Retrying is the client's own (its retryable codes, exponential backoff,
 //!   bounded by the publish timeout): nothing retries on top of it;
 //! - [`messages`]: the announcement and dead-letter messages, attributes and
@@ -30,6 +31,7 @@
 
 pub mod admin;
 pub mod config;
+mod counters;
 pub mod error;
 pub mod messages;
 pub mod names;
@@ -41,6 +43,7 @@ pub use admin::{
     SubscriptionInfo,
 };
 pub use config::PubSubConfig;
+pub use counters::PublishCounts;
 pub use error::PubSubError;
 pub use names::{subscription_path, topic_path};
 pub use publisher::PubSubPublisher;

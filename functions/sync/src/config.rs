@@ -25,6 +25,8 @@ pub const DEAD_LETTER_TOPIC: &str = "DEAD_LETTER_TOPIC";
 pub const MAX_CLOCK_SKEW_SECS: &str = "MAX_CLOCK_SKEW_SECS";
 /// Path of a merge policy file (.json or .toml).
 pub const MERGE_POLICY_FILE: &str = "MERGE_POLICY_FILE";
+/// `true` serves `GET /debug/counters` (RPCs and events counted so far).
+pub const SYNC_DEBUG_ENDPOINTS: &str = "SYNC_DEBUG_ENDPOINTS";
 
 /// Validated settings.
 #[derive(Debug, Clone)]
@@ -42,6 +44,8 @@ pub struct Config {
     pub external_topic_prefix: String,
     /// `DEAD_LETTER_TOPIC`.
     pub dead_letter_topic: Option<String>,
+    /// `SYNC_DEBUG_ENDPOINTS`, default `false`.
+    pub debug_endpoints: bool,
 }
 
 /// Everything wrong with the environment, one problem a line.
@@ -105,6 +109,9 @@ impl Config {
             }
         }
 
+        let debug_endpoints =
+            problems.or_default(vars.parse_or(SYNC_DEBUG_ENDPOINTS, false, "true or false"));
+
         problems
             .finish(Self {
                 runtime,
@@ -112,6 +119,7 @@ impl Config {
                 pubsub,
                 external_topic_prefix,
                 dead_letter_topic,
+                debug_endpoints,
             })
             .map_err(ConfigErrors)
     }
@@ -223,6 +231,7 @@ mod tests {
         assert_eq!(c.limits().max_clock_skew_secs, 300);
         assert_eq!(c.store.tombstone_retention, Duration::from_secs(7 * 86_400));
         assert_eq!(*c.store.policy, MergePolicy::default());
+        assert!(!c.debug_endpoints);
     }
 
     #[test]
@@ -240,8 +249,10 @@ mod tests {
             (DATASTORE_EMULATOR_HOST, "127.0.0.1:1"),
             (PUBSUB_EMULATOR_HOST, "127.0.0.1:2"),
             (PUBSUB_MAX_ORDERING_KEYS, "50"),
+            (SYNC_DEBUG_ENDPOINTS, "true"),
         ])
         .expect("valid");
+        assert!(c.debug_endpoints);
         assert_eq!(
             (c.kind(), c.store.namespace.as_deref()),
             ("Product", Some("ns"))
@@ -279,6 +290,7 @@ mod tests {
             (MAX_CLOCK_SKEW_SECS, "soon"),
             (MERGE_POLICY_FILE, "bad.json"),
             ("PORT", "http"),
+            (SYNC_DEBUG_ENDPOINTS, "yes"),
         ])
         .expect_err("invalid");
         let text = err.to_string();
@@ -290,6 +302,7 @@ mod tests {
             MERGE_POLICY_FILE,
             "biggest",
             "PORT",
+            SYNC_DEBUG_ENDPOINTS,
         ] {
             assert!(text.contains(needle), "missing {needle} in:\n{text}");
         }
