@@ -133,7 +133,8 @@ impl DatastoreStore {
             if !read.began.is_empty() {
                 return Ok((std::mem::take(&mut read.began), read));
             }
-            // It began one for the probe; this answer is read anew below.
+            // The probe's lookup began one and this one did not: this
+            // attempt begins separately and reads anew.
         }
         let transaction = db.rpc.begin(previous.as_deref()).await.map_err(failed)?;
         match db.read(kind, id, ReadIn::Transaction(&transaction)).await {
