@@ -634,3 +634,65 @@ async fn outage_longer_than_the_budget_is_a_transient_error() -> Result<()> {
     }
     Ok(())
 }
+
+/// The RPCs the store counts are the ones an apply makes: before the first
+/// apply, the probe (a lookup beginning a transaction and its commit, plus a
+/// rollback when that fails); then, without contention, one lookup and one
+/// commit per written event (the lookup beginning the transaction where the
+/// emulator allows, else one `BeginTransaction` more), and a rollback in
+/// place of the commit when there is nothing to write.
+#[tokio::test]
+async fn rpc_counts_are_what_each_apply_sent() -> Result<()> {
+    let store = store().await?;
+    assert_eq!(store.rpc_counts(), sync_store::RpcCounts::default());
+    ensure!(store.begins_in_lookup().is_none());
+    let n = 5u64;
+    for i in 0..n {
+        let e = event(
+            &format!("rpc-{i}"),
+            "create",
+            "2025-01-01T00:00:00Z",
+            &format!("rpc-m{i}"),
+            json!({"i": i}),
+        )?;
+        store.apply(&e).await?;
+    }
+    let in_lookup = store
+        .begins_in_lookup()
+        .context("the probe decided how transactions begin")?;
+    let counts = store.rpc_counts();
+    eprintln!("begins in lookup: {in_lookup}; after {n} applies: {counts:?}");
+    // The probe: one lookup beginning a transaction, at most one commit.
+    assert_eq!(counts.lookup, n + 1, "{counts:?}");
+    if in_lookup {
+        assert_eq!(counts.lookup_began_transaction, n + 1, "{counts:?}");
+        assert_eq!(counts.begin_transaction, 0, "{counts:?}");
+        assert_eq!(counts.commit, n + 1, "{counts:?}");
+        assert_eq!(counts.rollback, 0, "{counts:?}");
+    } else {
+        assert_eq!(counts.lookup_began_transaction, 1, "{counts:?}");
+        assert_eq!(counts.begin_transaction, n, "{counts:?}");
+        // A failed probe commit is rolled back.
+        assert_eq!(counts.commit - counts.rollback, n, "{counts:?}");
+    }
+
+    // A redelivery writes nothing: rolled back, not committed.
+    let again = event(
+        "rpc-0",
+        "create",
+        "2025-01-01T00:00:00Z",
+        "rpc-m0",
+        json!({"i": 0}),
+    )?;
+    store.apply(&again).await?;
+    let after = store.rpc_counts();
+    assert_eq!(after.lookup, counts.lookup + 1, "{after:?}");
+    assert_eq!(
+        after.begin_transaction,
+        counts.begin_transaction + u64::from(!in_lookup),
+        "{after:?}"
+    );
+    assert_eq!(after.commit, counts.commit, "{after:?}");
+    assert_eq!(after.rollback, counts.rollback + 1, "{after:?}");
+    Ok(())
+}

@@ -6,7 +6,8 @@
 //!   topic (a 2 ms batching delay by default, so concurrent publishes without
 //!   an ordering key share RPCs, each caller still answered with its own
 //!   message's result), ordering keys (resumed after a failure), a timeout on
-//!   every publish, `flush`/`shutdown` for SIGTERM.
+//!   every publish, `flush`/`shutdown` for SIGTERM, the messages it published
+//!   counted ([`PublishCounts`]).
 //!   Retrying is the client's own (its retryable codes, exponential backoff,
 //!   bounded by the publish timeout): nothing retries on top of it;
 //! - [`messages`]: the announcement (the entity id as ordering key only when
@@ -33,6 +34,7 @@
 
 pub mod admin;
 pub mod config;
+mod counters;
 pub mod error;
 pub mod messages;
 pub mod names;
@@ -44,6 +46,7 @@ pub use admin::{
     SubscriptionInfo,
 };
 pub use config::PubSubConfig;
+pub use counters::PublishCounts;
 pub use error::PubSubError;
 pub use names::{subscription_path, topic_path};
 pub use publisher::PubSubPublisher;

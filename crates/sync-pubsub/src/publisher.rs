@@ -35,6 +35,7 @@
 //! failed publish with a nack, and Pub/Sub's redelivery is the next attempt.
 
 use crate::config::PubSubConfig;
+use crate::counters::{Counters, PublishCounts};
 use crate::error::PubSubError;
 use crate::names::topic_path;
 use async_trait::async_trait;
@@ -57,6 +58,7 @@ pub struct PubSubPublisher {
     timeout: Duration,
     batch_delay: Duration,
     max_keys: usize,
+    counters: Counters,
 }
 
 /// A topic's current publisher and the ordering keys it has served.
@@ -96,6 +98,7 @@ impl PubSubPublisher {
             timeout: config.publish_timeout,
             batch_delay: config.batch_delay,
             max_keys: config.max_ordering_keys.max(1),
+            counters: Counters::default(),
         })
     }
 
@@ -152,6 +155,12 @@ impl PubSubPublisher {
         topics
     }
 
+    /// What this publisher has published so far (messages, not batches: the
+    /// client does not report its RPCs).
+    pub fn counts(&self) -> PublishCounts {
+        self.counters.snapshot()
+    }
+
     /// Sends every buffered message now and waits until each has succeeded or
     /// failed for good.
     pub async fn flush(&self) {
@@ -176,6 +185,7 @@ impl PubSubPublisher {
         msg: Message,
         key: Option<&str>,
     ) -> Result<String, ClientPublishError> {
+        self.counters.handed();
         match publisher.publish(msg.clone()).await {
             Err(ClientPublishError::OrderingKeyPaused) => {
                 // An earlier publish on this key failed (its caller got the
@@ -184,6 +194,7 @@ impl PubSubPublisher {
                 if let Some(key) = key {
                     publisher.resume_publish(key);
                 }
+                self.counters.handed();
                 publisher.publish(msg).await
             }
             other => other,
@@ -212,6 +223,7 @@ impl EventPublisher for PubSubPublisher {
             self.publish_once(&publisher, msg, key.as_deref()),
         )
         .await;
+        self.counters.answered(matches!(outcome, Ok(Ok(_))));
         match outcome {
             Ok(Ok(message_id)) => Ok(message_id),
             Ok(Err(e)) => {

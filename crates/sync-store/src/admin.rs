@@ -3,6 +3,7 @@
 //! records, cleanup, raw writes), and [`DatastoreAdmin::ping`], the cheap
 //! first call a function makes before it reports ready.
 
+use crate::client::ReadIn;
 use crate::config::{ConnectError, StoreConfig};
 use crate::conflict::{record_of, ConflictRecord, ENTITY_KIND};
 use crate::database::{delete, upsert, Database, Read};
@@ -59,7 +60,7 @@ impl DatastoreAdmin {
     /// [`StoreError`] of the lookup.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let key = self.db.entity_key(&self.db.config.default_kind, PING_NAME);
-        self.db.rpc.lookup(vec![key], None).await.map(drop)
+        self.db.rpc.lookup(vec![key], ReadIn::Strong).await.map(drop)
     }
 
     /// Reads the entity and its tombstone outside any transaction, retried.
@@ -71,7 +72,7 @@ impl DatastoreAdmin {
     ) -> Result<Read, StoreError> {
         let kind = self.db.kind(kind);
         self.db
-            .retrying_call(what, || self.db.read(kind, entity_id, None))
+            .retrying_call(what, || self.db.read(kind, entity_id, ReadIn::Strong))
             .await
     }
 

@@ -1,17 +1,35 @@
 //! [`DatastoreStore`]: the [`EntityStore`] on Datastore, one event per
 //! read-write transaction. Reads and writes outside that path are
 //! [`DatastoreAdmin`]'s.
+//!
+//! An event costs two RPCs when nothing contends: a lookup of the entity and
+//! its tombstone that begins the transaction itself
+//! (`ReadOptions.new_transaction`, documented for Datastore and Firestore in
+//! Datastore mode: production takes this path), then the commit (or a
+//! rollback when there is nothing to write). Whether the server really
+//! supports it is probed once per store, before its first apply, on a key of
+//! its own that nothing else reads or writes ([`PROBE_KIND`]): a lookup that
+//! begins a transaction, then a commit of a delete of that (absent) key. If
+//! the lookup is refused or returns no transaction, or that commit fails (the
+//! Firestore emulator accepts the option but then times the commit out on the
+//! lookup's own locks, "Transaction lock timeout", and those locks outlive a
+//! rollback), the store logs it once and begins every transaction with
+//! `BeginTransaction` for its lifetime (three RPCs per event). A transient
+//! failure of the probe's lookup decides nothing: that apply begins
+//! separately and the next one probes again. Either way a retry after
+//! `ABORTED` names the aborted transaction as the previous one.
 
 use crate::admin::DatastoreAdmin;
+use crate::client::ReadIn;
 use crate::config::{ConnectError, StoreConfig};
 use crate::conflict::record_entity;
-use crate::database::{delete, upsert, Database};
+use crate::counters::RpcCounts;
+use crate::database::{delete, upsert, Database, Read};
 use crate::mapping::{estimated_size, main_entity, tombstone_entity};
 use crate::retry::Failed;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gcloud_sdk::google::datastore::v1 as ds;
-use std::future::Future;
 use std::sync::Arc;
 use sync_core::limits::{check_index_entries, KeyLayout};
 use sync_core::{merge, ChangeEvent, EntityStore, MergeOutcome, StoreError, ValidationError};
@@ -33,7 +51,12 @@ struct Inner {
     /// Striped per-key locks serializing this process's transactions on one
     /// key (empty when disabled).
     key_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Whether lookups begin the transactions, once probed.
+    in_lookup: tokio::sync::OnceCell<bool>,
 }
+
+/// Kind of the key the probe reads and deletes (never written).
+const PROBE_KIND: &str = "SyncProbe";
 
 impl DatastoreStore {
     /// Validates `config` and builds the client (see [`StoreConfig`] for the
@@ -56,6 +79,7 @@ impl DatastoreStore {
                 db: Arc::new(Database::connect(config).await?),
                 layout,
                 key_locks,
+                in_lookup: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -74,6 +98,103 @@ impl DatastoreStore {
         &self.inner.db
     }
 
+    /// Datastore RPCs this store's client (and admins on it) sent so far.
+    pub fn rpc_counts(&self) -> RpcCounts {
+        self.db().rpc.counters.snapshot()
+    }
+
+    /// Whether lookups begin the transactions: `None` until the probe before
+    /// the first apply has found out (see the module doc).
+    pub fn begins_in_lookup(&self) -> Option<bool> {
+        self.inner.in_lookup.get().copied()
+    }
+
+    /// Begins a transaction (retrying `previous`, if named) and reads the
+    /// entity and its tombstone in it: in one lookup where the server allows,
+    /// else `BeginTransaction` then the lookup (see the module doc).
+    async fn begin_and_read(
+        &self,
+        previous: Option<Vec<u8>>,
+        kind: &str,
+        id: &str,
+    ) -> Result<(Vec<u8>, Read), Failed> {
+        let db = self.db();
+        // A failure before a transaction exists keeps naming the previous one.
+        let failed = |error| Failed {
+            error,
+            transaction: previous.clone(),
+        };
+        let in_lookup = self.inner.in_lookup.get_or_try_init(|| self.probe()).await;
+        if matches!(in_lookup, Ok(true)) {
+            let mut read = db
+                .read(kind, id, ReadIn::NewTransaction(previous.as_deref()))
+                .await
+                .map_err(failed)?;
+            if !read.began.is_empty() {
+                return Ok((std::mem::take(&mut read.began), read));
+            }
+            // The probe's lookup began one and this one did not: this
+            // attempt begins separately and reads anew.
+        }
+        let transaction = db.rpc.begin(previous.as_deref()).await.map_err(failed)?;
+        match db.read(kind, id, ReadIn::Transaction(&transaction)).await {
+            Ok(read) => Ok((transaction, read)),
+            Err(error) => {
+                db.rpc.rollback(transaction.clone()).await;
+                Err(Failed {
+                    error,
+                    transaction: Some(transaction),
+                })
+            }
+        }
+    }
+
+    /// Whether a transaction begun in a lookup commits a write, on a key of
+    /// this store's own (see the module doc). `Err` (a transient failure of
+    /// the lookup) decides nothing.
+    async fn probe(&self) -> Result<bool, StoreError> {
+        let db = self.db();
+        let name = format!(
+            "probe-{}-{}",
+            std::process::id(),
+            Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        );
+        let key = db.entity_key(PROBE_KIND, &name);
+        let refused = |reason: &str| {
+            tracing::warn!(
+                reason,
+                "Datastore does not begin transactions in lookups here; \
+                 each apply begins one with BeginTransaction (one more RPC per event)"
+            );
+            Ok(false)
+        };
+        let found = match db
+            .rpc
+            .lookup(vec![key.clone()], ReadIn::NewTransaction(None))
+            .await
+        {
+            Ok(found) => found,
+            Err(error) => match refused_option(&error) {
+                Some(reason) => return refused(&reason),
+                None => return Err(error),
+            },
+        };
+        if found.began.is_empty() {
+            return refused("the lookup returned no transaction");
+        }
+        match db
+            .rpc
+            .commit(Some(found.began.clone()), vec![delete(key)])
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(error) => {
+                db.rpc.rollback(found.began).await;
+                refused(&format!("its commit failed: {error}"))
+            }
+        }
+    }
+
     /// Waits for this process's turn on `(kind, id)`, when serialization is on.
     async fn lock_key(&self, kind: &str, id: &str) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         let locks = &self.inner.key_locks;
@@ -90,18 +211,13 @@ impl DatastoreStore {
         }
     }
 
-    /// Reads and merges in `transaction`; returns what to commit.
-    async fn plan_apply(
-        &self,
-        event: &ChangeEvent,
-        transaction: &[u8],
-    ) -> Result<Plan, StoreError> {
+    /// Merges `event` into what `read` found; returns what to commit.
+    fn plan_apply(&self, event: &ChangeEvent, read: Read) -> Result<Plan, StoreError> {
         let db = self.db();
         let config = &db.config;
         let policy = &config.policy;
         let kind = db.kind(event.kind.as_deref());
         let id = event.entity_id.as_str();
-        let read = db.read(kind, id, Some(transaction)).await?;
         let (before, state) = read.state()?;
         let merged = merge(&state, event, policy);
 
@@ -121,21 +237,21 @@ impl DatastoreStore {
                 }
                 // With a main entity, `before` is its stored form.
                 mutations.push(upsert(main_entity(
-                    db.entity_key(kind, id),
+                    read.main_key,
                     &stored,
                     read.main.as_ref().zip(before.as_ref()),
                 )));
                 if read.tombstone.is_some() {
                     // The delete's key lives on in the entity's bookkeeping.
-                    mutations.push(delete(db.tombstone_key(kind, id)));
+                    mutations.push(delete(read.tombstone_key));
                 }
             } else {
                 if read.main.is_some() {
-                    mutations.push(delete(db.entity_key(kind, id)));
+                    mutations.push(delete(read.main_key));
                 }
                 let deleted_at = merged.state.deleted_by().map(|k| k.timestamp);
                 mutations.push(upsert(tombstone_entity(
-                    db.tombstone_key(kind, id),
+                    read.tombstone_key,
                     &stored,
                     deleted_at,
                     self.expire_at(),
@@ -167,16 +283,20 @@ impl DatastoreStore {
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
-    /// Runs one transaction: begin, plan (read and decide), then commit the
-    /// plan or roll back.
-    async fn transact<T, P, PFut>(&self, previous: Option<Vec<u8>>, plan: P) -> Result<T, Failed>
-    where
-        P: FnOnce(Vec<u8>) -> PFut,
-        PFut: Future<Output = Result<Plan<T>, StoreError>>,
-    {
-        let rpc = &self.db().rpc;
-        let transaction = rpc.begin(previous).await?;
-        match plan(transaction.clone()).await {
+    /// Runs one transaction for `event`: begin and read, plan, then commit
+    /// the plan or roll back.
+    async fn transact(
+        &self,
+        previous: Option<Vec<u8>>,
+        event: &ChangeEvent,
+    ) -> Result<MergeOutcome, Failed> {
+        let db = self.db();
+        let rpc = &db.rpc;
+        let kind = db.kind(event.kind.as_deref());
+        let (transaction, read) = self
+            .begin_and_read(previous, kind, event.entity_id.as_str())
+            .await?;
+        match self.plan_apply(event, read) {
             Ok(Plan::Commit(value, mutations)) => {
                 match rpc.commit(Some(transaction.clone()), mutations).await {
                     Ok(()) => Ok(value),
@@ -202,11 +322,30 @@ impl DatastoreStore {
 }
 
 /// What a transaction decided.
-enum Plan<T = MergeOutcome> {
-    /// Commit these mutations, then return the value.
-    Commit(T, Vec<ds::Mutation>),
-    /// Nothing to write: roll back and return the value.
-    Nothing(T),
+enum Plan {
+    /// Commit these mutations, then return the outcome.
+    Commit(MergeOutcome, Vec<ds::Mutation>),
+    /// Nothing to write: roll back and return the outcome.
+    Nothing(MergeOutcome),
+}
+
+/// Why the server refused to begin a transaction in a lookup, when that is
+/// what `error` says: a refusal of the option itself, not of the request.
+fn refused_option(error: &StoreError) -> Option<String> {
+    use gcloud_sdk::tonic::{Code, Status};
+    let StoreError::Refused {
+        source: Some(source),
+        ..
+    } = error
+    else {
+        return None;
+    };
+    let status = source.downcast_ref::<Status>()?;
+    matches!(
+        status.code(),
+        Code::InvalidArgument | Code::Unimplemented | Code::FailedPrecondition
+    )
+    .then(|| error.to_string())
 }
 
 #[async_trait]
@@ -231,11 +370,7 @@ impl EntityStore for DatastoreStore {
             .await;
         let (mut merged, attempts) = self
             .db()
-            .retrying("apply", |previous| {
-                self.transact(previous, move |tx| async move {
-                    self.plan_apply(event, &tx).await
-                })
-            })
+            .retrying("apply", |previous| self.transact(previous, event))
             .await?;
         merged.attempts = attempts;
         Ok(merged)

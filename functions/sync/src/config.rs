@@ -37,6 +37,8 @@ pub const ANNOUNCE_ORDERING_KEYS: &str = "ANNOUNCE_ORDERING_KEYS";
 pub const READY_TIMEOUT_SECS: &str = "READY_TIMEOUT_SECS";
 /// Default of [`READY_TIMEOUT_SECS`].
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// `true` serves `GET /debug/counters` (RPCs and events counted so far).
+pub const SYNC_DEBUG_ENDPOINTS: &str = "SYNC_DEBUG_ENDPOINTS";
 
 /// Validated settings.
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ pub struct Config {
     pub announce_ordering_keys: bool,
     /// `READY_TIMEOUT_SECS`, default [`DEFAULT_READY_TIMEOUT`].
     pub ready_within: Duration,
+    /// `SYNC_DEBUG_ENDPOINTS`, default `false`.
+    pub debug_endpoints: bool,
 }
 
 /// Everything wrong with the environment, one problem a line.
@@ -136,6 +140,8 @@ impl Config {
                 None,
             )
             .map_or(DEFAULT_READY_TIMEOUT, Duration::from_secs);
+        let debug_endpoints =
+            problems.or_default(vars.parse_or(SYNC_DEBUG_ENDPOINTS, false, "true or false"));
 
         problems
             .finish(Self {
@@ -146,6 +152,7 @@ impl Config {
                 dead_letter_topic,
                 announce_ordering_keys,
                 ready_within,
+                debug_endpoints,
             })
             .map_err(ConfigErrors)
     }
@@ -259,6 +266,7 @@ mod tests {
         assert_eq!(*c.store.policy, MergePolicy::default());
         assert!(!c.announce_ordering_keys, "ordering keys are opt-in");
         assert_eq!(c.ready_within, DEFAULT_READY_TIMEOUT);
+        assert!(!c.debug_endpoints);
     }
 
     #[test]
@@ -278,9 +286,11 @@ mod tests {
             (PUBSUB_MAX_ORDERING_KEYS, "50"),
             (ANNOUNCE_ORDERING_KEYS, "true"),
             (READY_TIMEOUT_SECS, "30"),
+            (SYNC_DEBUG_ENDPOINTS, "true"),
         ])
         .expect("valid");
         assert_eq!(c.ready_within, Duration::from_secs(30));
+        assert!(c.debug_endpoints);
         assert_eq!(
             (c.kind(), c.store.namespace.as_deref()),
             ("Product", Some("ns"))
@@ -321,6 +331,7 @@ mod tests {
             ("PORT", "http"),
             (ANNOUNCE_ORDERING_KEYS, "yes"),
             (READY_TIMEOUT_SECS, "0"),
+            (SYNC_DEBUG_ENDPOINTS, "yes"),
         ])
         .expect_err("invalid");
         let text = err.to_string();
@@ -334,6 +345,7 @@ mod tests {
             "biggest",
             "PORT",
             READY_TIMEOUT_SECS,
+            SYNC_DEBUG_ENDPOINTS,
         ] {
             assert!(text.contains(needle), "missing {needle} in:\n{text}");
         }
