@@ -60,7 +60,11 @@ impl DatastoreAdmin {
     /// [`StoreError`] of the lookup.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let key = self.db.entity_key(&self.db.config.default_kind, PING_NAME);
-        self.db.rpc.lookup(vec![key], ReadIn::Strong).await.map(drop)
+        self.db
+            .rpc
+            .lookup(vec![key], ReadIn::Strong)
+            .await
+            .map(drop)
     }
 
     /// Reads the entity and its tombstone outside any transaction, retried.

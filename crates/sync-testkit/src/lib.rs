@@ -5,9 +5,9 @@
 //!   test's own, and [`Emulators`], their hosts by name;
 //! - [`wait`]: async [`poll_until`] and [`pull_until`] with deadlines, whose
 //!   timeouts name what was awaited, and [`drain`];
-//! - [`event`]: the change event's JSON ([`event()`]);
+//! - [`event`](mod@event): the change event's JSON ([`event()`]);
 //! - [`request`]: deliveries as the functions receive them (wrapped push,
-//!   unwrapped push) and [`fixture`]: the captured ones in `tests/fixtures`;
+//!   unwrapped push) and [`fixture`](mod@fixture): the captured ones in `tests/fixtures`;
 //! - [`harness`]: the end-to-end harness: the recipe's topology with per-test
 //!   names, the functions in-process or as processes, the expected states
 //!   from the core's merge, `syncctl` and its load runs;
