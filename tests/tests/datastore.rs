@@ -696,3 +696,136 @@ async fn rpc_counts_are_what_each_apply_sent() -> Result<()> {
     assert_eq!(after.rollback, counts.rollback + 1, "{after:?}");
     Ok(())
 }
+
+/// Group commit: concurrent applies on one hot key through one store share
+/// transactions (fewer lookups and commits than events), and each request
+/// still gets what applying the events one by one in arrival order gives:
+/// its outcome, conflicts, version and announcement, with redeliveries, a
+/// delete, stale events and one event refused for the entity's size among
+/// them; the entity and the conflict records end as the one-by-one fold
+/// says.
+#[tokio::test]
+async fn concurrent_applies_on_one_key_commit_as_groups_with_one_by_one_outcomes() -> Result<()> {
+    const N: usize = 64;
+    let store = store().await?;
+    let policy = MergePolicy::default();
+    let id = "group-hot";
+    let chunk = "x".repeat(400_000);
+    let mut events: Vec<Arc<ChangeEvent>> = Vec::with_capacity(N);
+    for i in 0..N {
+        let e = if i >= N - 3 {
+            // Three large parts, newer than everything: the third that
+            // arrives would make the entity too large.
+            let part = i - (N - 3);
+            Arc::new(event(
+                id,
+                "update",
+                &format!("2025-07-23T10:01:0{part}"),
+                &format!("m-big-{part}"),
+                json!({ format!("part{part}"): chunk }),
+            )?)
+        } else if i % 9 == 8 {
+            // A redelivery of an event a few places back.
+            Arc::clone(events.get(i - 4).context("earlier event")?)
+        } else if i == 30 {
+            Arc::new(event(
+                id,
+                "delete",
+                "2025-07-23T10:00:30.5",
+                "m-del",
+                json!(null),
+            )?)
+        } else {
+            // Timestamps in an order unrelated to arrival: some lose fields,
+            // some are older than the delete.
+            let slot = (i * 37) % 60;
+            let op = if i == 0 { "create" } else { "update" };
+            Arc::new(event(
+                id,
+                op,
+                &format!("2025-07-23T10:00:{slot:02}.{i:06}"),
+                &format!("m-{i}"),
+                json!({"a": i, format!("f{}", i % 5): i}),
+            )?)
+        };
+        events.push(e);
+    }
+
+    // A current-thread runtime polls the tasks in spawn order, and an apply
+    // joins its entity's queue on its first poll: arrival order is `events`.
+    let mut tasks = Vec::with_capacity(N);
+    for e in &events {
+        let store = store.clone();
+        let e = Arc::clone(e);
+        tasks.push(tokio::spawn(async move { store.apply(&e).await }));
+    }
+    let mut answers = Vec::with_capacity(N);
+    for task in tasks {
+        answers.push(task.await.context("apply task panicked")?);
+    }
+    let counts = store.rpc_counts();
+
+    let too_large = |out: &sync_core::MergeOutcome| {
+        let fields = out.state.visible_fields(&policy);
+        if (0..3).all(|p| fields.contains_key(&format!("part{p}"))) {
+            Err(())
+        } else {
+            Ok(())
+        }
+    };
+    let (last, expected) = sync_core::merge_group_checked(
+        &EntityState::default(),
+        events.iter().map(|e| &**e),
+        &policy,
+        |_, out| too_large(out),
+    );
+    ensure!(
+        expected.iter().filter(|e| e.is_err()).count() == 1,
+        "the test's events refuse exactly one"
+    );
+    for (i, (answer, expected)) in answers.iter().zip(&expected).enumerate() {
+        match (answer, expected) {
+            (Ok(got), Ok(want)) => {
+                let mut got = got.clone();
+                got.attempts = 1;
+                assert_eq!(&got, want, "event {i} ({})", events[i].event_id);
+            }
+            (Err(e), Err(())) => assert_eq!(e.code(), "entity_too_large", "event {i}"),
+            (got, want) => bail!("event {i}: got {got:?}, one by one gives {want:?}"),
+        }
+    }
+
+    let (_, state) = store.admin().get(None, id).await?.context("entity")?;
+    assert_eq!(state, last);
+    let mut recorded: Vec<String> = store
+        .admin()
+        .conflicts(None, Some(id))
+        .await?
+        .into_iter()
+        .map(|r| r.event_id)
+        .collect();
+    recorded.sort();
+    let mut with_conflicts: Vec<String> = events
+        .iter()
+        .zip(&expected)
+        .filter(|(_, out)| out.as_ref().is_ok_and(|o| !o.conflicts.is_empty()))
+        .map(|(e, _)| e.event_id.clone())
+        .collect();
+    with_conflicts.sort();
+    with_conflicts.dedup();
+    assert!(!with_conflicts.is_empty(), "the test's events conflict");
+    assert_eq!(recorded, with_conflicts);
+
+    // Less the probe's lookup and commit.
+    let lookups = counts.lookup - 1;
+    let transactions = counts.commit + counts.rollback - 1;
+    eprintln!(
+        "{N} concurrent applies on one key: {lookups} lookups, {transactions} commits or rollbacks \
+         ({:.3} lookups and {:.3} commits per event): {counts:?}",
+        lookups as f64 / N as f64,
+        transactions as f64 / N as f64,
+    );
+    assert!(transactions < N as u64 / 4, "{counts:?}");
+    assert!(lookups < N as u64 / 4, "{counts:?}");
+    Ok(())
+}

@@ -39,6 +39,7 @@ mod conflict;
 mod counters;
 mod database;
 mod error;
+mod group;
 mod mapping;
 mod retry;
 mod store;

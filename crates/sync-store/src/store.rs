@@ -1,8 +1,29 @@
-//! [`DatastoreStore`]: the [`EntityStore`] on Datastore, one event per
-//! read-write transaction. Reads and writes outside that path are
-//! [`DatastoreAdmin`]'s.
+//! [`DatastoreStore`]: the [`EntityStore`] on Datastore, one read-write
+//! transaction per event, or per group of events for one entity. Reads and
+//! writes outside that path are [`DatastoreAdmin`]'s.
 //!
-//! An event costs two RPCs when nothing contends: a lookup of the entity and
+//! **Group commit.** With `serialize_keys_locally` (the default) this
+//! process's applies on one entity take turns on a striped lock, and while
+//! one holds the turn the others wait in the entity's queue (the crate's
+//! private `group` module). The apply that gets the turn takes every waiting
+//! event of that entity, oldest first and at most 32, and merges them in one
+//! transaction: one lookup, one merge pass ([`merge_group_checked`]) and one
+//! commit holding the final entity (or tombstone) and every event's conflict
+//! record. Each waiter gets the outcome, conflicts and announcement applying
+//! the events one by one in that order would give. The limits apply to the
+//! state after each event, as they do alone: an event that would make the
+//! entity too large (or exceed the index entries) gets its own
+//! `entity_too_large` and the next event merges into the state before it. A
+//! transient failure or contention retries the whole group; if the retries
+//! run out, every waiter gets that error. A permanent failure of the group's
+//! transaction (the commit refused, say) may be one event's doing, so the
+//! group's events are then applied one by one, each with its own answer.
+//! Different entities never share a commit. A cancelled apply holding the
+//! turn leaves the waiters of its group a transient error (their events may
+//! or may not be written; a redelivery is a duplicate). Without local
+//! serialization every apply runs alone.
+//!
+//! An event (or group) costs two RPCs when nothing contends: a lookup of the entity and
 //! its tombstone that begins the transaction itself
 //! (`ReadOptions.new_transaction`, documented for Datastore and Firestore in
 //! Datastore mode: production takes this path), then the commit (or a
@@ -25,6 +46,7 @@ use crate::config::{ConnectError, StoreConfig};
 use crate::conflict::record_entity;
 use crate::counters::RpcCounts;
 use crate::database::{delete, upsert, Database, Read};
+use crate::group::{share, Answer, Waiter, Waiting};
 use crate::mapping::{estimated_size, main_entity, tombstone_entity};
 use crate::retry::Failed;
 use async_trait::async_trait;
@@ -32,7 +54,10 @@ use chrono::{DateTime, Utc};
 use gcloud_sdk::google::datastore::v1 as ds;
 use std::sync::Arc;
 use sync_core::limits::{check_index_entries, KeyLayout};
-use sync_core::{merge, ChangeEvent, EntityStore, MergeOutcome, StoreError, ValidationError};
+use sync_core::{
+    merge_group_checked, ChangeEvent, Disposition, EntityStore, MergeOutcome, StoreError,
+    ValidationError,
+};
 
 /// Number of per-key lock stripes (collisions only serialize unrelated keys).
 const KEY_LOCK_STRIPES: usize = 1024;
@@ -53,6 +78,8 @@ struct Inner {
     key_locks: Vec<tokio::sync::Mutex<()>>,
     /// Whether lookups begin the transactions, once probed.
     in_lookup: tokio::sync::OnceCell<bool>,
+    /// Applies waiting for their entity's turn (group commit).
+    waiting: Waiting,
 }
 
 /// Kind of the key the probe reads and deletes (never written).
@@ -80,6 +107,7 @@ impl DatastoreStore {
                 layout,
                 key_locks,
                 in_lookup: tokio::sync::OnceCell::new(),
+                waiting: Waiting::default(),
             }),
         })
     }
@@ -195,8 +223,9 @@ impl DatastoreStore {
         }
     }
 
-    /// Waits for this process's turn on `(kind, id)`, when serialization is on.
-    async fn lock_key(&self, kind: &str, id: &str) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    /// The lock giving this process's turn on `(kind, id)`, when serialization
+    /// is on.
+    fn key_lock(&self, kind: &str, id: &str) -> Option<&tokio::sync::Mutex<()>> {
         let locks = &self.inner.key_locks;
         if locks.is_empty() {
             return None;
@@ -205,36 +234,47 @@ impl DatastoreStore {
         std::hash::Hash::hash(&(kind, id), &mut hasher);
         let hash = std::hash::Hasher::finish(&hasher);
         let index = usize::try_from(hash % locks.len() as u64).unwrap_or(0);
-        match locks.get(index) {
-            Some(lock) => Some(lock.lock().await),
-            None => None,
-        }
+        locks.get(index)
     }
 
-    /// Merges `event` into what `read` found; returns what to commit.
-    fn plan_apply(&self, event: &ChangeEvent, read: Read) -> Result<Plan, StoreError> {
+    /// Merges `events` (all for one entity, in order) into what `read` found;
+    /// returns each event's result and what to commit. An event whose merged
+    /// entity breaks a limit gets its own error and leaves the state as it
+    /// was (see [`merge_group_checked`]); an error of the read fails them all.
+    fn plan(&self, events: &[&ChangeEvent], read: Read) -> Result<Plan, StoreError> {
         let db = self.db();
         let config = &db.config;
         let policy = &config.policy;
-        let kind = db.kind(event.kind.as_deref());
-        let id = event.entity_id.as_str();
+        let Some(first) = events.first() else {
+            return Ok(Plan::default());
+        };
+        let kind = db.kind(first.kind.as_deref());
+        let id = first.entity_id.as_str();
         let (before, state) = read.state()?;
-        let merged = merge(&state, event, policy);
+        let mut last_stored = None;
+        let (last, results) =
+            merge_group_checked(&state, events.iter().copied(), policy, |_, merged| {
+                let stored = merged.state.to_stored(policy)?;
+                if stored.exists {
+                    // The merged entity: fields of several events add up.
+                    check_index_entries(&stored.fields, config.limits.max_index_entries)?;
+                    let bytes = estimated_size(kind, id, &stored);
+                    let limit = config.limits.max_entity_bytes;
+                    if bytes > limit {
+                        return Err(StoreError::Rejected(ValidationError::EntityTooLarge {
+                            bytes,
+                            limit,
+                        }));
+                    }
+                }
+                last_stored = Some(stored);
+                Ok(())
+            });
 
         let mut mutations = Vec::new();
-        if merged.outcome.needs_write() {
-            let stored = merged.state.to_stored(policy)?;
+        if let Some(stored) = last_stored {
+            // The state after the last event that changed it.
             if stored.exists {
-                // The merged entity: fields of several events add up.
-                check_index_entries(&stored.fields, config.limits.max_index_entries)?;
-                let bytes = estimated_size(kind, id, &stored);
-                let limit = config.limits.max_entity_bytes;
-                if bytes > limit {
-                    return Err(StoreError::Rejected(ValidationError::EntityTooLarge {
-                        bytes,
-                        limit,
-                    }));
-                }
                 // With a main entity, `before` is its stored form.
                 mutations.push(upsert(main_entity(
                     read.main_key,
@@ -249,7 +289,7 @@ impl DatastoreStore {
                 if read.main.is_some() {
                     mutations.push(delete(read.main_key));
                 }
-                let deleted_at = merged.state.deleted_by().map(|k| k.timestamp);
+                let deleted_at = last.deleted_by().map(|k| k.timestamp);
                 mutations.push(upsert(tombstone_entity(
                     read.tombstone_key,
                     &stored,
@@ -258,21 +298,23 @@ impl DatastoreStore {
                 )));
             }
         }
-        if !merged.conflicts.is_empty() {
-            // Written with the merge, stale or not: a stale event must leave
-            // its record, and a redelivery upserts the same one.
-            mutations.push(upsert(record_entity(
-                db.conflict_key(kind, id, &event.event_id),
-                kind,
-                event,
-                &merged.conflicts,
-            )));
+        // Written with the merge, stale or not: a stale event must leave its
+        // record, and a redelivery upserts the same one. A commit names each
+        // key once, so of one event delivered twice in the group the last
+        // record is kept, as one-by-one upserts would leave.
+        let mut recorded = std::collections::HashSet::new();
+        for (event, result) in events.iter().zip(&results).rev() {
+            let Ok(merged) = result else { continue };
+            if !merged.conflicts.is_empty() && recorded.insert(event.event_id.as_str()) {
+                mutations.push(upsert(record_entity(
+                    db.conflict_key(kind, id, &event.event_id),
+                    kind,
+                    event,
+                    &merged.conflicts,
+                )));
+            }
         }
-        Ok(if mutations.is_empty() {
-            Plan::Nothing(merged)
-        } else {
-            Plan::Commit(merged, mutations)
-        })
+        Ok(Plan { results, mutations })
     }
 
     fn expire_at(&self) -> DateTime<Utc> {
@@ -283,32 +325,35 @@ impl DatastoreStore {
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
-    /// Runs one transaction for `event`: begin and read, plan, then commit
-    /// the plan or roll back.
+    /// Runs one transaction for `events` (all for one entity): begin and
+    /// read, plan, then commit the plan or roll back.
     async fn transact(
         &self,
         previous: Option<Vec<u8>>,
-        event: &ChangeEvent,
-    ) -> Result<MergeOutcome, Failed> {
+        events: &[&ChangeEvent],
+    ) -> Result<Vec<Answer>, Failed> {
         let db = self.db();
         let rpc = &db.rpc;
-        let kind = db.kind(event.kind.as_deref());
+        let Some(first) = events.first() else {
+            return Ok(Vec::new());
+        };
+        let kind = db.kind(first.kind.as_deref());
         let (transaction, read) = self
-            .begin_and_read(previous, kind, event.entity_id.as_str())
+            .begin_and_read(previous, kind, first.entity_id.as_str())
             .await?;
-        match self.plan_apply(event, read) {
-            Ok(Plan::Commit(value, mutations)) => {
+        match self.plan(events, read) {
+            Ok(Plan { results, mutations }) if mutations.is_empty() => {
+                rpc.rollback(transaction).await;
+                Ok(results)
+            }
+            Ok(Plan { results, mutations }) => {
                 match rpc.commit(Some(transaction.clone()), mutations).await {
-                    Ok(()) => Ok(value),
+                    Ok(()) => Ok(results),
                     Err(error) => Err(Failed {
                         error,
                         transaction: Some(transaction),
                     }),
                 }
-            }
-            Ok(Plan::Nothing(value)) => {
-                rpc.rollback(transaction).await;
-                Ok(value)
             }
             Err(error) => {
                 rpc.rollback(transaction.clone()).await;
@@ -319,14 +364,75 @@ impl DatastoreStore {
             }
         }
     }
+
+    /// Applies `events` (one entity's) in one transaction with the configured
+    /// retries; returns each event's answer.
+    async fn apply_group(&self, events: &[&ChangeEvent]) -> Result<Vec<Answer>, StoreError> {
+        let (results, attempts) = self
+            .db()
+            .retrying("apply", |previous| self.transact(previous, events))
+            .await?;
+        Ok(results
+            .into_iter()
+            .map(|result| {
+                result.map(|mut merged| {
+                    merged.attempts = attempts;
+                    merged
+                })
+            })
+            .collect())
+    }
+
+    /// Applies `event` alone in its own transaction.
+    async fn apply_alone(&self, event: &ChangeEvent) -> Answer {
+        self.apply_group(&[event])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Corrupt("an apply returned no outcome".into())))
+    }
+
+    /// Commits `group` (one entity's waiters, oldest first) and answers each
+    /// waiter. A permanent failure of the whole group (the commit refused, say
+    /// for its size) may belong to one event only, so each event is then
+    /// applied alone and gets its own answer; a transient one that outlasted
+    /// the retries is every waiter's answer.
+    async fn commit_group(&self, group: Vec<Waiter>) {
+        let events: Vec<&ChangeEvent> = group.iter().map(|w| &w.event).collect();
+        let answers = match self.apply_group(&events).await {
+            Ok(answers) => answers,
+            Err(error) if events.len() > 1 && error.disposition() == Disposition::Permanent => {
+                tracing::warn!(
+                    %error,
+                    events = events.len(),
+                    "a group commit failed for good; applying its events one by one"
+                );
+                let mut answers = Vec::with_capacity(events.len());
+                for event in &events {
+                    answers.push(self.apply_alone(event).await);
+                }
+                answers
+            }
+            Err(error) => {
+                let mut answers: Vec<Answer> =
+                    events.iter().skip(1).map(|_| Err(share(&error))).collect();
+                answers.insert(0, Err(error));
+                answers
+            }
+        };
+        drop(events);
+        for (waiter, answer) in group.into_iter().zip(answers) {
+            // A waiter that went away (its request cancelled) needs no answer.
+            let _ = waiter.reply.send(answer);
+        }
+    }
 }
 
-/// What a transaction decided.
-enum Plan {
-    /// Commit these mutations, then return the outcome.
-    Commit(MergeOutcome, Vec<ds::Mutation>),
-    /// Nothing to write: roll back and return the outcome.
-    Nothing(MergeOutcome),
+/// What a transaction decided: each event's result, and the mutations to
+/// commit (none: roll back).
+#[derive(Default)]
+struct Plan {
+    results: Vec<Answer>,
+    mutations: Vec<ds::Mutation>,
 }
 
 /// Why the server refused to begin a transaction in a lookup, when that is
@@ -362,18 +468,37 @@ impl EntityStore for DatastoreStore {
         if bytes > limit {
             return Err(ValidationError::KeyTooLarge { key, bytes, limit }.into());
         }
-        let _turn = self
-            .lock_key(
-                self.db().kind(event.kind.as_deref()),
-                event.entity_id.as_str(),
-            )
-            .await;
-        let (mut merged, attempts) = self
-            .db()
-            .retrying("apply", |previous| self.transact(previous, event))
-            .await?;
-        merged.attempts = attempts;
-        Ok(merged)
+        let kind = self.db().kind(event.kind.as_deref());
+        let id = event.entity_id.as_str();
+        let Some(lock) = self.key_lock(kind, id) else {
+            return self.apply_alone(event).await;
+        };
+        // Group commit (see the module doc): wait in the entity's queue; the
+        // holder of its turn merges every waiting event in one transaction.
+        let key = (kind.to_string(), id.to_string());
+        let (seq, answer) = self.inner.waiting.push(key.clone(), event.clone());
+        {
+            let _turn = lock.lock().await;
+            loop {
+                let group = self.inner.waiting.take(&key);
+                // Oldest first: a group past this apply's place holds its
+                // event, or a group before it already answered it.
+                let last = group.last().is_none_or(|w| w.seq >= seq);
+                if !group.is_empty() {
+                    self.commit_group(group).await;
+                }
+                if last {
+                    break;
+                }
+            }
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable {
+                message: "the apply holding this entity's turn was cancelled before answering"
+                    .into(),
+                source: None,
+            })
+        })
     }
 }
 
