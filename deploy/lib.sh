@@ -105,6 +105,10 @@ init_config() {
   AUDIT_CONCURRENCY=${AUDIT_CONCURRENCY:-80}
   [[ ${SYNC_CONCURRENCY} =~ ^[1-9][0-9]{0,3}$ && ${SYNC_CONCURRENCY} -le 1000 ]] || die "SYNC_CONCURRENCY '${SYNC_CONCURRENCY}' must be 1-1000 (requests per instance)"
   [[ ${AUDIT_CONCURRENCY} =~ ^[1-9][0-9]{0,3}$ && ${AUDIT_CONCURRENCY} -le 1000 ]] || die "AUDIT_CONCURRENCY '${AUDIT_CONCURRENCY}' must be 1-1000 (requests per instance)"
+  # The sync function's bounded start-up wait; its startup probe allows 3 times
+  # that (Cloud Run caps periodSeconds x failureThreshold at 240 s).
+  READY_TIMEOUT_SECS=${READY_TIMEOUT_SECS:-10}
+  [[ ${READY_TIMEOUT_SECS} =~ ^[1-9][0-9]?$ && ${READY_TIMEOUT_SECS} -le 80 ]] || die "READY_TIMEOUT_SECS '${READY_TIMEOUT_SECS}' must be 1-80 (seconds)"
   SYNC_SERVICE=$(with_suffix data-sync-processor)
   AUDIT_SERVICE=$(with_suffix audit-logger)
 

@@ -5,6 +5,10 @@
 #   audit-logger[-SUFFIX]         audit-function  128Mi, 30 s, at most 5 instances, 80 requests each
 # (SYNC_CONCURRENCY and AUDIT_CONCURRENCY change the requests per instance;
 # see deploy/README.md for why 80.)
+# Both get an HTTP startup probe on /healthz (the sync function answers 200
+# once Datastore and Pub/Sub have answered its first calls; it allows 3 times
+# READY_TIMEOUT_SECS) and an HTTP liveness probe on /livez, which depends on
+# no backend.
 # A service whose deployed configuration (image, account, resources, env)
 # already matches is left alone: each deploy labels the service with a digest
 # of its configuration.
@@ -43,8 +47,17 @@ deploy_service() {
 # Both binaries log Cloud Logging JSON by default, so no LOG_FORMAT here.
 sync_env="GOOGLE_CLOUD_PROJECT=${PROJECT_ID},SYNC_KIND=${ENTITY_KIND}"
 sync_env+=",EXTERNAL_TOPIC_PREFIX=${EXTERNAL_TOPIC_PREFIX},DEAD_LETTER_TOPIC=${DLQ_TOPIC}"
-sync_env+=",MAX_CLOCK_SKEW_SECS=300"
+sync_env+=",MAX_CLOCK_SKEW_SECS=300,READY_TIMEOUT_SECS=${READY_TIMEOUT_SECS}"
 audit_env="GOOGLE_CLOUD_PROJECT=${PROJECT_ID}"
+
+# probe PATH PERIOD_SECS FAILURE_THRESHOLD: an HTTP probe on the container port.
+probe() {
+  printf 'httpGet.path=%s,httpGet.port=8080,timeoutSeconds=1,periodSeconds=%s,failureThreshold=%s' "$1" "$2" "$3"
+}
+startup_period=2
+sync_startup=$(probe /healthz "${startup_period}" $(((3 * READY_TIMEOUT_SECS + startup_period - 1) / startup_period)))
+audit_startup=$(probe /healthz 1 10)
+liveness=$(probe /livez 10 3)
 
 sync_image=$(image_uri sync)
 audit_image=$(image_uri audit)
@@ -53,9 +66,11 @@ log "Cloud Run services in ${PROJECT_ID}/${REGION}:"
 deploy_service "${SYNC_SERVICE}" \
   "--image=${sync_image}" "--region=${REGION}" "--service-account=${SYNC_SA}" \
   --no-allow-unauthenticated --port=8080 --cpu=1 --memory=256Mi --timeout=60s \
-  --max-instances=10 "--concurrency=${SYNC_CONCURRENCY}" "--set-env-vars=${sync_env}"
+  --max-instances=10 "--concurrency=${SYNC_CONCURRENCY}" "--set-env-vars=${sync_env}" \
+  "--startup-probe=${sync_startup}" "--liveness-probe=${liveness}"
 deploy_service "${AUDIT_SERVICE}" \
   "--image=${audit_image}" "--region=${REGION}" "--service-account=${AUDIT_SA}" \
   --no-allow-unauthenticated --port=8080 --cpu=1 --memory=128Mi --timeout=30s \
-  --max-instances=5 "--concurrency=${AUDIT_CONCURRENCY}" "--set-env-vars=${audit_env}"
+  --max-instances=5 "--concurrency=${AUDIT_CONCURRENCY}" "--set-env-vars=${audit_env}" \
+  "--startup-probe=${audit_startup}" "--liveness-probe=${liveness}"
 finish

@@ -185,7 +185,15 @@ logged "sync service: image, account, 256Mi, 60 s, 10 instances, 80 requests eac
   "--service-account=datasync-sync@${SA_DOMAIN} " ' --memory=256Mi ' ' --timeout=60s ' ' --max-instances=10 ' ' --concurrency=80 ' \
   ' --region=us-central1 '
 logged "sync service: environment" '^run deploy data-sync-processor ' \
-  "--set-env-vars=GOOGLE_CLOUD_PROJECT=${PROJECT},SYNC_KIND=SyncEntity,EXTERNAL_TOPIC_PREFIX=external-sync-,DEAD_LETTER_TOPIC=sync-dead-letters,MAX_CLOCK_SKEW_SECS=300 "
+  "--set-env-vars=GOOGLE_CLOUD_PROJECT=${PROJECT},SYNC_KIND=SyncEntity,EXTERNAL_TOPIC_PREFIX=external-sync-,DEAD_LETTER_TOPIC=sync-dead-letters,MAX_CLOCK_SKEW_SECS=300,READY_TIMEOUT_SECS=10 "
+logged "sync service: startup probe on /healthz for 3 x READY_TIMEOUT_SECS (2 s x 15)" '^run deploy data-sync-processor ' \
+  ' --startup-probe=httpGet\.path=/healthz,httpGet\.port=8080,timeoutSeconds=1,periodSeconds=2,failureThreshold=15 '
+logged "audit service: startup probe on /healthz" '^run deploy audit-logger ' \
+  ' --startup-probe=httpGet\.path=/healthz,httpGet\.port=8080,timeoutSeconds=1,periodSeconds=1,failureThreshold=10 '
+count_logged "both services: liveness probe on /livez" 2 \
+  '^run deploy .* --liveness-probe=httpGet\.path=/livez,httpGet\.port=8080,timeoutSeconds=1,periodSeconds=10,failureThreshold=3 '
+not_logged "no liveness probe on /healthz (it depends on the backends)" '--liveness-probe=httpGet\.path=/healthz'
+
 logged "audit service: image, account, 128Mi, 30 s, 5 instances, 80 requests each, environment" '^run deploy audit-logger ' \
   "--image=us-central1-docker\.pkg\.dev/${PROJECT}/datastore-sync/audit-function:test-tag " \
   "--service-account=datasync-audit@${SA_DOMAIN} " ' --memory=128Mi ' ' --timeout=30s ' ' --max-instances=5 ' ' --concurrency=80 ' \
@@ -431,6 +439,7 @@ not_logged "... with no unwrapped flag" '^pubsub subscriptions update .*--push-n
 
 echo "== configuration errors"
 for bad in "PROJECT_ID=" "SUFFIX=Bad_Suffix" "REGION=nowhere" "SYNC_CONCURRENCY=0" "AUDIT_CONCURRENCY=5000" \
+  "READY_TIMEOUT_SECS=0" "READY_TIMEOUT_SECS=81" \
   "PUSH_NO_WRAPPER=yes" "PUSH_WRITE_METADATA=true" "PUSH_WRITE_METADATA=1"; do
   LOG="${WORK}/bad.log"
   : >"${LOG}"

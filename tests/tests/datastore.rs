@@ -634,3 +634,200 @@ async fn outage_longer_than_the_budget_is_a_transient_error() -> Result<()> {
     }
     Ok(())
 }
+
+/// The RPCs the store counts are the ones an apply makes: before the first
+/// apply, the probe (a lookup beginning a transaction and its commit, plus a
+/// rollback when that fails); then, without contention, one lookup and one
+/// commit per written event (the lookup beginning the transaction where the
+/// emulator allows, else one `BeginTransaction` more), and a rollback in
+/// place of the commit when there is nothing to write.
+#[tokio::test]
+async fn rpc_counts_are_what_each_apply_sent() -> Result<()> {
+    let store = store().await?;
+    assert_eq!(store.rpc_counts(), sync_store::RpcCounts::default());
+    ensure!(store.begins_in_lookup().is_none());
+    let n = 5u64;
+    for i in 0..n {
+        let e = event(
+            &format!("rpc-{i}"),
+            "create",
+            "2025-01-01T00:00:00Z",
+            &format!("rpc-m{i}"),
+            json!({"i": i}),
+        )?;
+        store.apply(&e).await?;
+    }
+    let in_lookup = store
+        .begins_in_lookup()
+        .context("the probe decided how transactions begin")?;
+    let counts = store.rpc_counts();
+    eprintln!("begins in lookup: {in_lookup}; after {n} applies: {counts:?}");
+    // The probe: one lookup beginning a transaction, at most one commit.
+    assert_eq!(counts.lookup, n + 1, "{counts:?}");
+    if in_lookup {
+        assert_eq!(counts.lookup_began_transaction, n + 1, "{counts:?}");
+        assert_eq!(counts.begin_transaction, 0, "{counts:?}");
+        assert_eq!(counts.commit, n + 1, "{counts:?}");
+        assert_eq!(counts.rollback, 0, "{counts:?}");
+    } else {
+        assert_eq!(counts.lookup_began_transaction, 1, "{counts:?}");
+        assert_eq!(counts.begin_transaction, n, "{counts:?}");
+        // A failed probe commit is rolled back.
+        assert_eq!(counts.commit - counts.rollback, n, "{counts:?}");
+    }
+
+    // A redelivery writes nothing: rolled back, not committed.
+    let again = event(
+        "rpc-0",
+        "create",
+        "2025-01-01T00:00:00Z",
+        "rpc-m0",
+        json!({"i": 0}),
+    )?;
+    store.apply(&again).await?;
+    let after = store.rpc_counts();
+    assert_eq!(after.lookup, counts.lookup + 1, "{after:?}");
+    assert_eq!(
+        after.begin_transaction,
+        counts.begin_transaction + u64::from(!in_lookup),
+        "{after:?}"
+    );
+    assert_eq!(after.commit, counts.commit, "{after:?}");
+    assert_eq!(after.rollback, counts.rollback + 1, "{after:?}");
+    Ok(())
+}
+
+/// Group commit: concurrent applies on one hot key through one store share
+/// transactions (fewer lookups and commits than events), and each request
+/// still gets what applying the events one by one in arrival order gives:
+/// its outcome, conflicts, version and announcement, with redeliveries, a
+/// delete, stale events and one event refused for the entity's size among
+/// them; the entity and the conflict records end as the one-by-one fold
+/// says.
+#[tokio::test]
+async fn concurrent_applies_on_one_key_commit_as_groups_with_one_by_one_outcomes() -> Result<()> {
+    const N: usize = 64;
+    let store = store().await?;
+    let policy = MergePolicy::default();
+    let id = "group-hot";
+    let chunk = "x".repeat(400_000);
+    let mut events: Vec<Arc<ChangeEvent>> = Vec::with_capacity(N);
+    for i in 0..N {
+        let e = if i >= N - 3 {
+            // Three large parts, newer than everything: the third that
+            // arrives would make the entity too large.
+            let part = i - (N - 3);
+            Arc::new(event(
+                id,
+                "update",
+                &format!("2025-07-23T10:01:0{part}"),
+                &format!("m-big-{part}"),
+                json!({ format!("part{part}"): chunk }),
+            )?)
+        } else if i % 9 == 8 {
+            // A redelivery of an event a few places back.
+            Arc::clone(events.get(i - 4).context("earlier event")?)
+        } else if i == 30 {
+            Arc::new(event(
+                id,
+                "delete",
+                "2025-07-23T10:00:30.5",
+                "m-del",
+                json!(null),
+            )?)
+        } else {
+            // Timestamps in an order unrelated to arrival: some lose fields,
+            // some are older than the delete.
+            let slot = (i * 37) % 60;
+            let op = if i == 0 { "create" } else { "update" };
+            Arc::new(event(
+                id,
+                op,
+                &format!("2025-07-23T10:00:{slot:02}.{i:06}"),
+                &format!("m-{i}"),
+                json!({"a": i, format!("f{}", i % 5): i}),
+            )?)
+        };
+        events.push(e);
+    }
+
+    // A current-thread runtime polls the tasks in spawn order, and an apply
+    // joins its entity's queue on its first poll: arrival order is `events`.
+    let mut tasks = Vec::with_capacity(N);
+    for e in &events {
+        let store = store.clone();
+        let e = Arc::clone(e);
+        tasks.push(tokio::spawn(async move { store.apply(&e).await }));
+    }
+    let mut answers = Vec::with_capacity(N);
+    for task in tasks {
+        answers.push(task.await.context("apply task panicked")?);
+    }
+    let counts = store.rpc_counts();
+
+    let too_large = |out: &sync_core::MergeOutcome| {
+        let fields = out.state.visible_fields(&policy);
+        if (0..3).all(|p| fields.contains_key(&format!("part{p}"))) {
+            Err(())
+        } else {
+            Ok(())
+        }
+    };
+    let (last, expected) = sync_core::merge_group_checked(
+        &EntityState::default(),
+        events.iter().map(|e| &**e),
+        &policy,
+        |_, out| too_large(out),
+    );
+    ensure!(
+        expected.iter().filter(|e| e.is_err()).count() == 1,
+        "the test's events refuse exactly one"
+    );
+    for (i, (answer, expected)) in answers.iter().zip(&expected).enumerate() {
+        match (answer, expected) {
+            (Ok(got), Ok(want)) => {
+                let mut got = got.clone();
+                got.attempts = 1;
+                assert_eq!(&got, want, "event {i} ({})", events[i].event_id);
+            }
+            (Err(e), Err(())) => assert_eq!(e.code(), "entity_too_large", "event {i}"),
+            (got, want) => bail!("event {i}: got {got:?}, one by one gives {want:?}"),
+        }
+    }
+
+    let (_, state) = store.admin().get(None, id).await?.context("entity")?;
+    assert_eq!(state, last);
+    let mut recorded: Vec<String> = store
+        .admin()
+        .conflicts(None, Some(id))
+        .await?
+        .into_iter()
+        .map(|r| r.event_id)
+        .collect();
+    recorded.sort();
+    let mut with_conflicts: Vec<String> = events
+        .iter()
+        .zip(&expected)
+        .filter(|(_, out)| out.as_ref().is_ok_and(|o| !o.conflicts.is_empty()))
+        .map(|(e, _)| e.event_id.clone())
+        .collect();
+    with_conflicts.sort();
+    with_conflicts.dedup();
+    assert!(!with_conflicts.is_empty(), "the test's events conflict");
+    assert_eq!(recorded, with_conflicts);
+
+    // Less the probe's lookup and commit (and rollback, where the commit of
+    // a transaction begun in a lookup failed).
+    let in_lookup = store.begins_in_lookup().context("probed")?;
+    let lookups = counts.lookup - 1;
+    let transactions = counts.commit + counts.rollback - 1 - u64::from(!in_lookup);
+    eprintln!(
+        "{N} concurrent applies on one key: {lookups} lookups, {transactions} commits or rollbacks \
+         ({:.3} lookups and {:.3} commits per event): {counts:?}",
+        lookups as f64 / N as f64,
+        transactions as f64 / N as f64,
+    );
+    assert!(transactions < N as u64 / 4, "{counts:?}");
+    assert!(lookups < N as u64 / 4, "{counts:?}");
+    Ok(())
+}

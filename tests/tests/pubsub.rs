@@ -6,10 +6,11 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
-use sync_core::{EventPublisher, OutgoingMessage, PublishError};
+use sync_core::{Announcement, EventPublisher, Operation, OutgoingMessage, PublishError};
 use sync_pubsub::{
-    AdminOutcome, DeadLetter, PubSubAdmin, PubSubConfig, PubSubError, PubSubPublisher,
+    messages, AdminOutcome, DeadLetter, PubSubAdmin, PubSubConfig, PubSubError, PubSubPublisher,
     PubSubPuller, PushEndpoint, ReceivedMessage, SubscriptionConfig,
 };
 use sync_testkit::harness::Clients;
@@ -368,5 +369,111 @@ async fn missing_subscription_and_bad_names_are_reported() -> Result<()> {
         .await
         .expect_err("invalid topic id");
     ensure!(err.to_string().contains("bad/name"), "{err}");
+    Ok(())
+}
+
+/// An announcement of `entity` at `version`, as the sync function builds it.
+fn announcement_of(entity: &str, version: i64, ordered: bool) -> OutgoingMessage {
+    let a = Announcement {
+        operation: Operation::Update,
+        version,
+        data: serde_json::Map::from_iter([("v".to_string(), version.into())]),
+        last_modified: None,
+        correlation_id: Some(format!("{entity}@{version}")),
+    };
+    messages::announcement("SyncEntity", entity, &a, ordered)
+}
+
+/// A publisher on the shared emulator that holds each batch open for `delay`.
+async fn batching_publisher(delay: Duration) -> Result<Arc<PubSubPublisher>> {
+    let config = config().await?.with_batch_delay(delay);
+    Ok(Arc::new(PubSubPublisher::connect(&config).await?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_unordered_announcements_are_each_delivered_once_and_confirmed() -> Result<()> {
+    let c = clients().await?;
+    let (topic, subscription) = topic_with_subscription(&c.admin, false).await?;
+    // A long delay, so that the concurrent publishes share batches.
+    let publisher = batching_publisher(Duration::from_millis(50)).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let (publisher, topic) = (publisher.clone(), topic.clone());
+        tasks.spawn(async move {
+            let m = announcement_of(&format!("e-{}", i % 10), i / 10 + 1, false);
+            let id = publisher.publish(&topic, m.clone()).await;
+            (id, m)
+        });
+    }
+    let mut sent = BTreeMap::new();
+    while let Some(done) = tasks.join_next().await {
+        let (id, m) = done?;
+        ensure!(m.ordering_key.is_none(), "no key by default: {m:?}");
+        // The id is Pub/Sub's answer to this very message's publish.
+        ensure!(sent.insert(id?, m).is_none(), "ids are distinct");
+    }
+    let received = pull_n(&c.puller, &subscription, sent.len()).await?;
+    ensure!(received.len() == sent.len(), "{} of 40", received.len());
+    for r in &received {
+        let m = sent
+            .get(&r.message_id)
+            .with_context(|| format!("{} was answered to a publish", r.message_id))?;
+        ensure!(r.data == m.data, "data of {}", r.message_id);
+        ensure!(r.attributes == m.attributes, "{:?}", r.attributes);
+        ensure!(r.ordering_key.is_none());
+    }
+    let mut ids: Vec<&String> = received.iter().map(|r| &r.message_id).collect();
+    ids.sort();
+    ids.dedup();
+    ensure!(ids.len() == sent.len(), "each delivered once");
+    let again = c
+        .puller
+        .pull(&subscription, 10, Duration::from_millis(500))
+        .await?;
+    ensure!(again.is_empty(), "nothing more: {again:?}");
+    ensure!(publisher.shutdown(Duration::from_secs(5)).await);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_announcements_keep_each_entitys_version_order_while_batched() -> Result<()> {
+    let c = clients().await?;
+    let (topic, subscription) = topic_with_subscription(&c.admin, true).await?;
+    let publisher = batching_publisher(Duration::from_millis(5)).await?;
+    const VERSIONS: i64 = 6;
+    let entities: Vec<String> = (0..5).map(|i| format!("e-{i}")).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for entity in &entities {
+        let (publisher, topic, entity) = (publisher.clone(), topic.clone(), entity.clone());
+        // One entity's announcements one after the other, as the handler's
+        // per-key turn sends them; the entities side by side.
+        tasks.spawn(async move {
+            for version in 1..=VERSIONS {
+                publisher
+                    .publish(&topic, announcement_of(&entity, version, true))
+                    .await?;
+            }
+            Ok::<_, PublishError>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let expected = entities.len() * VERSIONS as usize;
+    let received = pull_n(&c.puller, &subscription, expected).await?;
+    ensure!(
+        received.len() == expected,
+        "{} of {expected}",
+        received.len()
+    );
+    for entity in &entities {
+        let versions: Vec<&str> = received
+            .iter()
+            .filter(|r| r.ordering_key.as_deref() == Some(entity.as_str()))
+            .filter_map(|r| r.attributes.get("version").map(String::as_str))
+            .collect();
+        let wanted: Vec<String> = (1..=VERSIONS).map(|v| v.to_string()).collect();
+        ensure!(versions == wanted, "{entity}: {versions:?}");
+    }
     Ok(())
 }

@@ -43,7 +43,9 @@ pub mod wire;
 
 pub use error::{Disposition, ValidationError};
 pub use event::{parse_event, parse_timestamp, ChangeEvent, EntityId, Limits, Operation};
-pub use merge::{merge, FieldConflict, LossReason, MergeOutcome, Outcome};
+pub use merge::{
+    merge, merge_group, merge_group_checked, FieldConflict, LossReason, MergeOutcome, Outcome,
+};
 pub use order::OrderKey;
 pub use policy::{FieldRule, MergePolicy, PolicyError};
 pub use ports::{EntityStore, EventPublisher, OutgoingMessage, PublishError, StoreError};

@@ -15,6 +15,8 @@
 //! Which candidate wins, and which ones another makes obsolete, is decided by
 //! the crate's private `rank` module; this module decides what an event
 //! changes and reports it as one [`MergeOutcome`], which the stores return.
+//! [`merge_group`] merges several events for one entity in one pass, with the
+//! outcomes one-by-one [`merge`] gives: what a store's group commit writes.
 
 use crate::event::{ChangeEvent, Operation};
 use crate::order::OrderKey;
@@ -174,6 +176,75 @@ impl MergeOutcome {
 /// ```
 pub fn merge(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -> MergeOutcome {
     merge_state(state, event, policy).announcing(event, policy)
+}
+
+/// Merges `events`, in order, into `state` in one pass: what applying them one
+/// by one with [`merge`] gives, each event's [`MergeOutcome`] (its outcome,
+/// conflicts, announcement and the state after it), and the final state to
+/// write. A store's group commit writes that final state and every event's
+/// conflicts in one transaction.
+///
+/// ```
+/// use sync_core::{merge, merge_group, parse_event, parse_timestamp, EntityState, Limits, MergePolicy};
+/// let now = parse_timestamp("2025-07-23T11:00:00")?;
+/// let event = |body: &str, id| parse_event(body.as_bytes(), id, &Limits::default(), now);
+/// let a = event(r#"{"entity_id":"e","operation":"create","timestamp":"2025-07-23T10:00:00","data":{"n":1}}"#, "m1")?;
+/// let b = event(r#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T10:00:01","data":{"n":2}}"#, "m2")?;
+/// let policy = MergePolicy::default();
+/// let (last, outcomes) = merge_group(&EntityState::default(), [&a, &b, &a], &policy);
+/// let first = merge(&EntityState::default(), &a, &policy);
+/// assert_eq!(outcomes[0], first);
+/// assert_eq!(outcomes[1], merge(&first.state, &b, &policy));
+/// assert_eq!(last.version(), 2);
+/// # Ok::<(), sync_core::ValidationError>(())
+/// ```
+pub fn merge_group<'a>(
+    state: &EntityState,
+    events: impl IntoIterator<Item = &'a ChangeEvent>,
+    policy: &MergePolicy,
+) -> (EntityState, Vec<MergeOutcome>) {
+    let (last, results) = merge_group_checked(state, events, policy, |_, _| {
+        Ok::<(), std::convert::Infallible>(())
+    });
+    (last, results.into_iter().flatten().collect())
+}
+
+/// [`merge_group`] where `accept` may refuse the state an event leads to (a
+/// store's size and index limits): a refused event gets `accept`'s error and
+/// leaves the state as it was, as if it had been applied alone and rolled
+/// back, and the next event merges into the state before it. `accept` sees
+/// only outcomes that need a write (see [`Outcome::needs_write`]); the others
+/// change nothing to refuse.
+pub fn merge_group_checked<'a, E>(
+    state: &EntityState,
+    events: impl IntoIterator<Item = &'a ChangeEvent>,
+    policy: &MergePolicy,
+    mut accept: impl FnMut(&ChangeEvent, &MergeOutcome) -> Result<(), E>,
+) -> (EntityState, Vec<Result<MergeOutcome, E>>) {
+    let mut results: Vec<Result<MergeOutcome, E>> = Vec::new();
+    // The outcome whose state is the current one (`None`: the initial state).
+    let mut current: Option<usize> = None;
+    for event in events {
+        let base = match current.and_then(|i| results.get(i)) {
+            Some(Ok(outcome)) => &outcome.state,
+            _ => state,
+        };
+        let merged = merge(base, event, policy);
+        let result = if merged.outcome.needs_write() {
+            accept(event, &merged).map(|()| merged)
+        } else {
+            Ok(merged)
+        };
+        if result.as_ref().is_ok_and(|m| m.outcome.needs_write()) {
+            current = Some(results.len());
+        }
+        results.push(result);
+    }
+    let last = match current.and_then(|i| results.get(i)) {
+        Some(Ok(outcome)) => outcome.state.clone(),
+        _ => state.clone(),
+    };
+    (last, results)
 }
 
 fn merge_state(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -> MergeOutcome {

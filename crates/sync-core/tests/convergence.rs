@@ -1,13 +1,14 @@
 //! Property tests: the merge converges whatever the delivery order and however
-//! often each event is delivered.
+//! often each event is delivered, and merging a group of events in one pass
+//! gives what merging them one by one does.
 
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use sync_core::{
-    merge, parse_event, parse_timestamp, ChangeEvent, EntityState, EventMessage, FieldState,
-    Limits, MergePolicy, Operation, OrderKey, Outcome,
+    merge, merge_group, merge_group_checked, parse_event, parse_timestamp, ChangeEvent,
+    EntityState, EventMessage, FieldState, Limits, MergePolicy, Operation, OrderKey, Outcome,
 };
 
 const FIELDS: [&str; 4] = ["a", "b", "c", "d"];
@@ -197,5 +198,79 @@ proptest! {
             prop_assert!(!state.exists());
             prop_assert!(state.visible_fields(policy).is_empty());
         }
+    }
+
+    /// One pass over a group of events for one entity (redeliveries, stale
+    /// events, deletes) gives every outcome and the final state that merging
+    /// them one by one gives, from any stored state.
+    #[test]
+    fn a_group_in_one_pass_equals_one_by_one(
+        before in prop::collection::vec(spec(), 0..6),
+        group in prop::collection::vec(spec(), 1..10),
+        redelivered in prop::collection::vec(any::<prop::sample::Index>(), 0..5),
+        policy_index in 0usize..4,
+    ) {
+        let policy = &policies()[policy_index];
+        let mut specs = before.clone();
+        specs.extend(group);
+        let events = build(&specs);
+        let (earlier, later) = events.split_at(before.len());
+        let initial = fold(earlier, policy, true);
+        let mut delivered: Vec<&ChangeEvent> = later.iter().collect();
+        for (n, pick) in redelivered.iter().enumerate() {
+            // Redeliveries of stored and of grouped events, anywhere in the group.
+            let at = pick.index(delivered.len() + 1);
+            delivered.insert(at, pick.get(&events));
+            if n % 2 == 1 {
+                if let Some(e) = delivered.get(at / 2).copied() {
+                    delivered.push(e);
+                }
+            }
+        }
+
+        let mut state = initial.clone();
+        let mut one_by_one = Vec::new();
+        for e in &delivered {
+            let out = merge(&state, e, policy);
+            state = out.state.clone();
+            one_by_one.push(out);
+        }
+        let (last, grouped) = merge_group(&initial, delivered.iter().copied(), policy);
+        prop_assert_eq!(&grouped, &one_by_one);
+        prop_assert_eq!(&last, &state);
+    }
+
+    /// With a limit refusing some states, a refused event leaves the state as
+    /// it was and the group goes on from there: what one-by-one application
+    /// with a rolled-back transaction for that event gives.
+    #[test]
+    fn a_refused_event_in_a_group_leaves_the_others_as_one_by_one(
+        specs in prop::collection::vec(spec(), 1..12),
+        max_fields in 0usize..4,
+        policy_index in 0usize..4,
+    ) {
+        let policy = &policies()[policy_index];
+        let events = build(&specs);
+        let fits = |out: &sync_core::MergeOutcome| {
+            if out.state.visible_fields(policy).len() <= max_fields {
+                Ok(())
+            } else {
+                Err(out.version())
+            }
+        };
+        let mut state = EntityState::default();
+        let mut one_by_one = Vec::new();
+        for e in &events {
+            let out = merge(&state, e, policy);
+            let result = if out.outcome.needs_write() { fits(&out).map(|()| out) } else { Ok(out) };
+            if let Ok(out) = &result {
+                state = out.state.clone();
+            }
+            one_by_one.push(result);
+        }
+        let (last, grouped) =
+            merge_group_checked(&EntityState::default(), &events, policy, |_, out| fits(out));
+        prop_assert_eq!(&grouped, &one_by_one);
+        prop_assert_eq!(&last, &state);
     }
 }

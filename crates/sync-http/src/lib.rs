@@ -14,7 +14,9 @@
 //!   dead-lettered);
 //! - trace context from `traceparent` / `X-Cloud-Trace-Context` ([`TraceContext`]);
 //! - [`telemetry`]: Cloud Logging JSON or text logs, with trace correlation;
-//! - [`server`]: `serve` on `0.0.0.0:PORT`, graceful shutdown on SIGTERM, `healthz`;
+//! - [`server`]: `serve` on `0.0.0.0:PORT`, graceful shutdown on SIGTERM, the health paths
+//!   (`livez`, `healthz`) and [`Gate`], which answers 503 until the function's
+//!   backends have answered;
 //! - [`config`]: [`RuntimeConfig`], the HTTP part of each function's settings
 //!   (`PORT`, `MAX_BODY_BYTES`, `LOG_FORMAT`), read through `sync_core::env`
 //!   with the rest of the function's settings.
@@ -38,6 +40,6 @@ pub use config::RuntimeConfig;
 pub use delivery::{CloudEventMeta, Delivery, DeliveryForm, DEFAULT_MAX_BODY_BYTES};
 pub use error::{DeliveryError, InvalidBase64};
 pub use extract::BodyLimit;
-pub use server::{healthz, push_router, serve, shutdown_signal, ServeError, Server};
+pub use server::{healthz, livez, push_router, serve, shutdown_signal, Gate, ServeError, Server};
 pub use telemetry::LogFormat;
 pub use trace::{trace_resource_name, TraceContext};

@@ -1,13 +1,22 @@
-//! Serving a router on `0.0.0.0:PORT` with graceful shutdown.
+//! Serving a router on `0.0.0.0:PORT` with graceful shutdown, and the two
+//! health paths: `GET /livez` (the process serves; depends on nothing) and
+//! `GET /healthz` (ready for traffic). A function with backends serves a
+//! [`Gate`] at once and opens it with its real router once the backends have
+//! answered: until then `/healthz` and every other path answer 503.
 
 use crate::BodyLimit;
+use axum::extract::{Request, State};
 use axum::handler::Handler;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, OnceLock};
 use thiserror::Error;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 /// The server could not start or stopped with an error.
 #[derive(Debug, Error)]
@@ -114,14 +123,83 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Liveness handler: `200 ok`.
+/// Readiness of a router that needs nothing to serve: `200 ok`.
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Liveness: `200 ok` while the process serves requests, whatever its
+/// backends do (Cloud Run's liveness probe restarts the instance otherwise).
+pub async fn livez() -> &'static str {
+    "ok"
+}
+
+/// The answer of a [`Gate`] not yet open.
+fn starting() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+}
+
+/// A router served before it exists: [`router`](Self::router) answers at
+/// once, [`open`](Self::open) installs the real one when its backends have
+/// answered. Until then `GET /healthz` and every path but `GET /livez`
+/// answer 503 (a push delivered early is redelivered by Pub/Sub). Cheap to
+/// clone; every clone is the same gate.
+#[derive(Debug, Clone, Default)]
+pub struct Gate {
+    inner: Arc<OnceLock<Router>>,
+}
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Installs `router`: from now on `/healthz` answers 200 and requests go
+    /// to it. Opening an open gate changes nothing.
+    pub fn open(&self, router: Router) {
+        let _ = self.inner.set(router);
+    }
+
+    /// Whether [`open`](Self::open) was called.
+    pub fn is_open(&self) -> bool {
+        self.inner.get().is_some()
+    }
+
+    /// The router to serve: `GET /livez` and `GET /healthz` here, every other
+    /// request forwarded to the installed router.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/livez", get(livez))
+            .route("/healthz", get(gate_healthz))
+            .fallback(gate_forward)
+            .with_state(self.clone())
+    }
+}
+
+async fn gate_healthz(State(gate): State<Gate>) -> Response {
+    if gate.is_open() {
+        "ok".into_response()
+    } else {
+        starting()
+    }
+}
+
+async fn gate_forward(State(gate): State<Gate>, request: Request) -> Response {
+    match gate.inner.get() {
+        // Cloning a router clones an `Arc`; a router is always ready.
+        Some(router) => match router.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        None => starting(),
+    }
+}
+
 /// The shape both functions serve: `handler` on `POST /` (any query string),
-/// [`healthz`] on `GET /healthz`, and request bodies capped at `max_body_bytes`
-/// for the [`Delivery`](crate::Delivery) extractor.
+/// [`healthz`] on `GET /healthz`, [`livez`] on `GET /livez`, and request
+/// bodies capped at `max_body_bytes` for the [`Delivery`](crate::Delivery)
+/// extractor.
 pub fn push_router<H, T, S>(handler: H, max_body_bytes: usize, state: S) -> Router
 where
     H: Handler<T, S>,
@@ -131,6 +209,7 @@ where
     Router::new()
         .route("/", post(handler))
         .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
         .layer(Extension(BodyLimit(max_body_bytes)))
         .with_state(state)
 }
@@ -164,6 +243,54 @@ mod tests {
         let _ = stop.send(());
         task.await??;
         Ok(())
+    }
+
+    async fn status(router: &Router, method: &str, path: &str) -> StatusCode {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(axum::body::Body::empty())
+            .expect("a valid request");
+        router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible")
+            .status()
+    }
+
+    #[tokio::test]
+    async fn a_closed_gate_is_live_but_not_ready_then_forwards_once_open() {
+        let gate = Gate::new();
+        let served = gate.router();
+        assert_eq!(
+            status(&served, "GET", "/healthz").await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(status(&served, "GET", "/livez").await, StatusCode::OK);
+        assert_eq!(
+            status(&served, "POST", "/").await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert!(!gate.is_open());
+
+        gate.clone()
+            .open(Router::new().route("/", post(|| async { StatusCode::NO_CONTENT })));
+        assert!(gate.is_open());
+        assert_eq!(status(&served, "GET", "/healthz").await, StatusCode::OK);
+        assert_eq!(status(&served, "GET", "/livez").await, StatusCode::OK);
+        assert_eq!(status(&served, "POST", "/").await, StatusCode::NO_CONTENT);
+        assert_eq!(
+            status(&served, "GET", "/nowhere").await,
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[tokio::test]
+    async fn push_router_is_ready_and_live_at_once() {
+        let router = push_router(|| async { StatusCode::NO_CONTENT }, 1024, ());
+        assert_eq!(status(&router, "GET", "/healthz").await, StatusCode::OK);
+        assert_eq!(status(&router, "GET", "/livez").await, StatusCode::OK);
     }
 
     #[tokio::test]

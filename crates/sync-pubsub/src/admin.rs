@@ -1,6 +1,7 @@
 //! Idempotent topic and subscription management on the official admin clients
 //! (`TopicAdmin`, `SubscriptionAdmin`; HTTP/JSON transport, which the emulator
-//! serves on the same port as gRPC).
+//! serves on the same port as gRPC), and [`PubSubAdmin::reach_topic`], the
+//! cheap first call a function makes before it reports ready.
 
 use crate::config::PubSubConfig;
 use crate::error::{is_transient_code, PubSubError};
@@ -30,6 +31,18 @@ impl AdminOutcome {
     pub fn changed(self) -> bool {
         matches!(self, Self::Created | Self::Updated | Self::Deleted)
     }
+}
+
+/// What [`PubSubAdmin::reach_topic`] learnt; each is an authenticated answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicReach {
+    /// The topic exists.
+    Exists,
+    /// The topic does not exist.
+    Missing,
+    /// The caller may not read the topic (`PERMISSION_DENIED`, as for an
+    /// account that may only publish); whether it exists is unknown.
+    NotReadable,
 }
 
 /// Dead-letter policy of a subscription.
@@ -226,6 +239,23 @@ impl PubSubAdmin {
         match self.topics.get_topic().set_topic(path.clone()).send().await {
             Ok(_) => Ok(true),
             Err(e) if has_code(&e, Code::NotFound) => Ok(false),
+            Err(e) => Err(rpc_error("get topic", &path, e)),
+        }
+    }
+
+    /// One cheap call that proves the endpoint and the credentials: `GetTopic`
+    /// of `topic`, which answers whether or not the topic exists, and whether
+    /// or not the caller may read it.
+    ///
+    /// # Errors
+    /// When the name is invalid or the call fails otherwise (unauthenticated,
+    /// unreachable, unavailable…).
+    pub async fn reach_topic(&self, topic: &str) -> Result<TopicReach, PubSubError> {
+        let path = topic_path(&self.project, topic)?;
+        match self.topics.get_topic().set_topic(path.clone()).send().await {
+            Ok(_) => Ok(TopicReach::Exists),
+            Err(e) if has_code(&e, Code::NotFound) => Ok(TopicReach::Missing),
+            Err(e) if has_code(&e, Code::PermissionDenied) => Ok(TopicReach::NotReadable),
             Err(e) => Err(rpc_error("get topic", &path, e)),
         }
     }
@@ -456,6 +486,7 @@ fn has_code(e: &google_cloud_gax::error::Error, code: Code) -> bool {
             // The HTTP transport may surface a bare HTTP status without a parsed body.
             Code::AlreadyExists => e.http_status_code() == Some(409),
             Code::NotFound => e.http_status_code() == Some(404),
+            Code::PermissionDenied => e.http_status_code() == Some(403),
             _ => false,
         }
 }

@@ -3,12 +3,16 @@
 //! This crate owns:
 //! - [`PubSubPublisher`], the [`sync_core::EventPublisher`] port on the
 //!   official `google-cloud-pubsub` client: one cached batching publisher per
-//!   topic, ordering keys (resumed after a failure), a timeout on every
-//!   publish, no batching delay by default, `flush`/`shutdown` for SIGTERM.
+//!   topic (a 2 ms batching delay by default, so concurrent publishes without
+//!   an ordering key share RPCs, each caller still answered with its own
+//!   message's result), ordering keys (resumed after a failure), a timeout on
+//!   every publish, `flush`/`shutdown` for SIGTERM, the messages it published
+//!   counted ([`PublishCounts`]).
 //!   Retrying is the client's own (its retryable codes, exponential backoff,
 //!   bounded by the publish timeout): nothing retries on top of it;
-//! - [`messages`]: the announcement and dead-letter messages, attributes and
-//!   ordering key within Pub/Sub's limits;
+//! - [`messages`]: the announcement (the entity id as ordering key only when
+//!   asked) and dead-letter messages, attributes and ordering key within
+//!   Pub/Sub's limits;
 //! - [`PubSubAdmin`], idempotent topic and subscription management (pull and
 //!   push subscriptions, dead-letter and retry policies) on the official admin
 //!   clients;
@@ -30,6 +34,7 @@
 
 pub mod admin;
 pub mod config;
+mod counters;
 pub mod error;
 pub mod messages;
 pub mod names;
@@ -41,6 +46,7 @@ pub use admin::{
     SubscriptionInfo,
 };
 pub use config::PubSubConfig;
+pub use counters::PublishCounts;
 pub use error::PubSubError;
 pub use names::{subscription_path, topic_path};
 pub use publisher::PubSubPublisher;

@@ -1,5 +1,6 @@
 //! The messages the sync function publishes, built within Pub/Sub's limits:
-//! an entity's announcement and a refused message's dead letter.
+//! an entity's announcement (with or without the entity id as ordering key)
+//! and a refused message's dead letter (never with one).
 //!
 //! Attribute values are cut to Pub/Sub's size limit and a dead letter keeps
 //! only as many original attributes as fit beside its reason (both rules and
@@ -15,8 +16,15 @@ use sync_core::wire::{attribute_safe, dead_letter};
 use sync_core::{Announcement, OutgoingMessage};
 
 /// The announcement of `a` for the entity `(kind, entity_id)`: the payload as
-/// data, the attributes of `sync_core::wire::announcement::attribute`, and the entity id as ordering key so that one
-/// entity's announcements reach a subscriber in order.
+/// data and the attributes of `sync_core::wire::announcement::attribute`.
+///
+/// With `ordered`, the entity id is the ordering key, so that one entity's
+/// announcements reach an ordering-enabled subscription in order. Without
+/// it (the sync function's default) there is no key: the publisher then puts
+/// concurrent announcements of different entities in one publish request,
+/// and a consumer orders them itself by the `version` attribute (keep the
+/// highest version seen per entity). A key costs batching (the client keeps
+/// one sequential batch per key) and client memory per key.
 ///
 /// ```
 /// use sync_core::{Announcement, Operation};
@@ -27,15 +35,23 @@ use sync_core::{Announcement, OutgoingMessage};
 ///     last_modified: None,
 ///     correlation_id: Some("c-1".into()),
 /// };
-/// let m = sync_pubsub::messages::announcement("SyncEntity", "e-1", &a);
-/// assert_eq!(m.ordering_key.as_deref(), Some("e-1"));
+/// let m = sync_pubsub::messages::announcement("SyncEntity", "e-1", &a, false);
+/// assert_eq!(m.ordering_key, None);
 /// assert_eq!(m.attributes["version"], "1");
 /// assert_eq!(m.attributes["correlation_id"], "c-1");
+/// let ordered = sync_pubsub::messages::announcement("SyncEntity", "e-1", &a, true);
+/// assert_eq!(ordered.ordering_key.as_deref(), Some("e-1"));
 /// ```
-pub fn announcement(kind: &str, entity_id: &str, a: &Announcement) -> OutgoingMessage {
+pub fn announcement(
+    kind: &str,
+    entity_id: &str,
+    a: &Announcement,
+    ordered: bool,
+) -> OutgoingMessage {
     let key = attribute_safe(entity_id);
+    let ordering_key = ordered.then(|| key.clone());
     let mut attributes = BTreeMap::from([
-        (ENTITY_ID.to_string(), key.clone()),
+        (ENTITY_ID.to_string(), key),
         (OPERATION.to_string(), a.operation.as_str().to_string()),
         (VERSION.to_string(), a.version.to_string()),
         (KIND.to_string(), kind.to_string()),
@@ -46,7 +62,7 @@ pub fn announcement(kind: &str, entity_id: &str, a: &Announcement) -> OutgoingMe
     OutgoingMessage {
         data: a.payload(entity_id).to_string().into_bytes(),
         attributes,
-        ordering_key: Some(key),
+        ordering_key,
     }
 }
 
@@ -90,7 +106,7 @@ mod tests {
             last_modified: None,
             correlation_id: None,
         };
-        let m = announcement("K", &id, &a);
+        let m = announcement("K", &id, &a, true);
         assert!(m.attributes[ENTITY_ID].len() <= MAX_ATTRIBUTE_VALUE_BYTES);
         assert_eq!(
             m.ordering_key.as_deref(),
@@ -101,5 +117,10 @@ mod tests {
         assert!(!m.attributes.contains_key(CORRELATION_ID));
         // The payload keeps the whole id.
         assert!(String::from_utf8_lossy(&m.data).contains(&id));
+        // Unordered, the same message without the key.
+        let unordered = announcement("K", &id, &a, false);
+        assert_eq!(unordered.ordering_key, None);
+        assert_eq!(unordered.attributes, m.attributes);
+        assert_eq!(unordered.data, m.data);
     }
 }

@@ -1,9 +1,17 @@
 //! [`PubSubPublisher`]: the `EventPublisher` port on the official client.
 //!
 //! One `BasePublisher` (one connection pool) for the process, one batching
-//! `Publisher` per topic, created on first use and cached. Ordering keys need no
-//! switch in this client: a message with a key goes to that key's sequential
-//! batch actor (one batch in flight per key). When a publish with a key fails,
+//! `Publisher` per topic, created on first use and cached. Messages without an
+//! ordering key go to the topic's one concurrent batch: a batch is sent
+//! [`PubSubConfig::batch_delay`] after its first message (or at 100 messages
+//! or 1 MB), without waiting for batches in flight, so concurrent callers'
+//! messages share publish RPCs. Each `publish` still returns only once
+//! Pub/Sub has answered the RPC that carried its message, with that
+//! message's own id (or error).
+//!
+//! Ordering keys need no switch in this client: a message with a key goes to
+//! that key's sequential batch actor (one batch in flight per key), so
+//! messages on different keys never share an RPC. When a publish with a key fails,
 //! the client pauses the key and fails every later publish on it with
 //! `OrderingKeyPaused` until `resume_publish(key)`; we resume on every failure,
 //! because the failed delivery is nacked and its redelivery re-publishes what
@@ -27,6 +35,7 @@
 //! failed publish with a nack, and Pub/Sub's redelivery is the next attempt.
 
 use crate::config::PubSubConfig;
+use crate::counters::{Counters, PublishCounts};
 use crate::error::PubSubError;
 use crate::names::topic_path;
 use async_trait::async_trait;
@@ -49,6 +58,7 @@ pub struct PubSubPublisher {
     timeout: Duration,
     batch_delay: Duration,
     max_keys: usize,
+    counters: Counters,
 }
 
 /// A topic's current publisher and the ordering keys it has served.
@@ -88,6 +98,7 @@ impl PubSubPublisher {
             timeout: config.publish_timeout,
             batch_delay: config.batch_delay,
             max_keys: config.max_ordering_keys.max(1),
+            counters: Counters::default(),
         })
     }
 
@@ -144,6 +155,12 @@ impl PubSubPublisher {
         topics
     }
 
+    /// What this publisher has published so far (messages, not batches: the
+    /// client does not report its RPCs).
+    pub fn counts(&self) -> PublishCounts {
+        self.counters.snapshot()
+    }
+
     /// Sends every buffered message now and waits until each has succeeded or
     /// failed for good.
     pub async fn flush(&self) {
@@ -168,6 +185,7 @@ impl PubSubPublisher {
         msg: Message,
         key: Option<&str>,
     ) -> Result<String, ClientPublishError> {
+        self.counters.handed();
         match publisher.publish(msg.clone()).await {
             Err(ClientPublishError::OrderingKeyPaused) => {
                 // An earlier publish on this key failed (its caller got the
@@ -176,6 +194,7 @@ impl PubSubPublisher {
                 if let Some(key) = key {
                     publisher.resume_publish(key);
                 }
+                self.counters.handed();
                 publisher.publish(msg).await
             }
             other => other,
@@ -204,6 +223,7 @@ impl EventPublisher for PubSubPublisher {
             self.publish_once(&publisher, msg, key.as_deref()),
         )
         .await;
+        self.counters.answered(matches!(outcome, Ok(Ok(_))));
         match outcome {
             Ok(Ok(message_id)) => Ok(message_id),
             Ok(Err(e)) => {

@@ -1,7 +1,9 @@
 //! [`DatastoreAdmin`]: reads and writes outside the apply path, for the CLI
 //! and the tests (an entity and its merge state, a kind's entities, conflict
-//! records, cleanup, raw writes).
+//! records, cleanup, raw writes), and [`DatastoreAdmin::ping`], the cheap
+//! first call a function makes before it reports ready.
 
+use crate::client::ReadIn;
 use crate::config::{ConnectError, StoreConfig};
 use crate::conflict::{record_of, ConflictRecord, ENTITY_KIND};
 use crate::database::{delete, upsert, Database, Read};
@@ -18,6 +20,8 @@ use sync_core::{EntityState, StoreError, StoredEntity, BOOKKEEPING_PROPERTY};
 const QUERY_PAGE: i32 = 300;
 /// Mutations per non-transactional commit (Datastore allows 500).
 const COMMIT_BATCH: usize = 500;
+/// The key name [`DatastoreAdmin::ping`] looks up (not reserved: `__*__` is).
+const PING_NAME: &str = "sync-readiness-ping";
 
 /// Datastore reads and writes besides [`sync_core::EntityStore::apply`].
 /// Cheap to clone; built by [`DatastoreAdmin::connect`] or, sharing the
@@ -47,6 +51,22 @@ impl DatastoreAdmin {
         &self.db.config
     }
 
+    /// One cheap call that proves the channel, the credentials and the
+    /// database: a lookup of a key that does not exist (one entity read),
+    /// in the configured namespace and default kind. Tried once: the caller
+    /// decides whether to retry.
+    ///
+    /// # Errors
+    /// [`StoreError`] of the lookup.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let key = self.db.entity_key(&self.db.config.default_kind, PING_NAME);
+        self.db
+            .rpc
+            .lookup(vec![key], ReadIn::Strong)
+            .await
+            .map(drop)
+    }
+
     /// Reads the entity and its tombstone outside any transaction, retried.
     async fn read(
         &self,
@@ -56,7 +76,7 @@ impl DatastoreAdmin {
     ) -> Result<Read, StoreError> {
         let kind = self.db.kind(kind);
         self.db
-            .retrying_call(what, || self.db.read(kind, entity_id, None))
+            .retrying_call(what, || self.db.read(kind, entity_id, ReadIn::Strong))
             .await
     }
 

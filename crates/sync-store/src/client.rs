@@ -1,14 +1,17 @@
 //! The gRPC client and thin wrappers of the Datastore calls this crate uses.
 //!
 //! Every call sets `project_id` (and `database_id`), carries the configured
-//! timeout, and turns a failed status into a classified [`StoreError`].
+//! timeout, is counted in [`Counters`], and turns a failed status into a
+//! classified [`StoreError`].
 
 use crate::config::{ConnectError, StoreConfig};
+use crate::counters::{Call, Counters};
 use crate::error::from_status;
 use gcloud_sdk::google::datastore::v1 as ds;
 use gcloud_sdk::google::datastore::v1::datastore_client::DatastoreClient;
 use gcloud_sdk::google_cloud_auth::credentials::anonymous;
 use gcloud_sdk::{GoogleApi, GoogleAuthMiddleware, RequestTimeouts};
+use std::sync::Arc;
 use std::time::Duration;
 use sync_core::StoreError;
 
@@ -67,24 +70,49 @@ pub(crate) struct Rpc {
     pub api: Api,
     pub project_id: String,
     pub database_id: String,
+    pub counters: Arc<Counters>,
+}
+
+/// How a lookup reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ReadIn<'a> {
+    /// Strongly consistent, outside any transaction.
+    Strong,
+    /// In this transaction.
+    Transaction(&'a [u8]),
+    /// In a read-write transaction the lookup begins
+    /// (`ReadOptions.new_transaction`), retrying the previous one if named.
+    NewTransaction(Option<&'a [u8]>),
+}
+
+/// Read-write transaction options; `previous` tells Datastore this retries an
+/// aborted transaction, so it can favour it over newcomers.
+fn read_write(previous: Option<&[u8]>) -> ds::TransactionOptions {
+    ds::TransactionOptions {
+        mode: Some(ds::transaction_options::Mode::ReadWrite(
+            ds::transaction_options::ReadWrite {
+                previous_transaction: previous.map(<[u8]>::to_vec).unwrap_or_default(),
+            },
+        )),
+    }
+}
+
+/// What a lookup found, and the transaction it began (empty unless asked to
+/// begin one and the server did).
+pub(crate) struct Found {
+    pub entities: Vec<ds::Entity>,
+    pub began: Vec<u8>,
 }
 
 impl Rpc {
-    pub async fn begin(&self, previous: Option<Vec<u8>>) -> Result<Vec<u8>, StoreError> {
+    pub async fn begin(&self, previous: Option<&[u8]>) -> Result<Vec<u8>, StoreError> {
         let request = ds::BeginTransactionRequest {
             project_id: self.project_id.clone(),
             database_id: self.database_id.clone(),
-            transaction_options: Some(ds::TransactionOptions {
-                mode: Some(ds::transaction_options::Mode::ReadWrite(
-                    ds::transaction_options::ReadWrite {
-                        // Tells Datastore this retries an aborted transaction,
-                        // so it can favour it over newcomers.
-                        previous_transaction: previous.unwrap_or_default(),
-                    },
-                )),
-            }),
+            transaction_options: Some(read_write(previous)),
             request_options: None,
         };
+        self.counters.count(Call::Begin);
         let response = self
             .api
             .get()
@@ -94,14 +122,17 @@ impl Rpc {
         Ok(response.into_inner().transaction)
     }
 
-    /// Looks `keys` up (in `transaction`, or strongly consistent outside one),
-    /// following deferred keys; returns the entities found.
+    /// Looks `keys` up as `read_in` says, following deferred keys (in the
+    /// transaction the first round began, if it began one).
     pub async fn lookup(
         &self,
         keys: Vec<ds::Key>,
-        transaction: Option<&[u8]>,
-    ) -> Result<Vec<ds::Entity>, StoreError> {
-        let mut found = Vec::new();
+        read_in: ReadIn<'_>,
+    ) -> Result<Found, StoreError> {
+        let mut found = Found {
+            entities: Vec::new(),
+            began: Vec::new(),
+        };
         let mut pending = keys;
         // Datastore defers keys only under load; a few rounds always suffice,
         // and the bound keeps a misbehaving server from looping us forever.
@@ -112,15 +143,17 @@ impl Rpc {
             let request = ds::LookupRequest {
                 project_id: self.project_id.clone(),
                 database_id: self.database_id.clone(),
-                read_options: transaction.map(|t| ds::ReadOptions {
-                    consistency_type: Some(ds::read_options::ConsistencyType::Transaction(
-                        t.to_vec(),
-                    )),
-                }),
+                read_options: Self::read_options(read_in, &found.began),
                 keys: pending,
                 property_mask: None,
                 request_options: None,
             };
+            let begins = matches!(read_in, ReadIn::NewTransaction(_)) && found.began.is_empty();
+            self.counters.count(if begins {
+                Call::LookupBegin
+            } else {
+                Call::Lookup
+            });
             let response = self
                 .api
                 .get()
@@ -128,12 +161,36 @@ impl Rpc {
                 .await
                 .map_err(|s| from_status(s, "lookup"))?
                 .into_inner();
-            found.extend(response.found.into_iter().filter_map(|r| r.entity));
+            if begins {
+                found.began = response.transaction;
+            }
+            found
+                .entities
+                .extend(response.found.into_iter().filter_map(|r| r.entity));
             pending = response.deferred;
         }
         Err(StoreError::Unavailable {
             message: "Datastore lookup kept deferring keys".into(),
             source: None,
+        })
+    }
+
+    /// The read options of one lookup round: a later round of a lookup that
+    /// began a transaction reads in it.
+    fn read_options(read_in: ReadIn<'_>, began: &[u8]) -> Option<ds::ReadOptions> {
+        use ds::read_options::ConsistencyType;
+        let consistency = match read_in {
+            ReadIn::Strong => return None,
+            ReadIn::NewTransaction(_) if !began.is_empty() => {
+                ConsistencyType::Transaction(began.to_vec())
+            }
+            ReadIn::Transaction(t) => ConsistencyType::Transaction(t.to_vec()),
+            ReadIn::NewTransaction(previous) => {
+                ConsistencyType::NewTransaction(read_write(previous))
+            }
+        };
+        Some(ds::ReadOptions {
+            consistency_type: Some(consistency),
         })
     }
 
@@ -158,6 +215,7 @@ impl Rpc {
             request_options: None,
             transaction_selector: selector,
         };
+        self.counters.count(Call::Commit);
         self.api
             .get()
             .commit(request)
@@ -175,6 +233,7 @@ impl Rpc {
             transaction,
             request_options: None,
         };
+        self.counters.count(Call::Rollback);
         if let Err(status) = self.api.get().rollback(request).await {
             tracing::debug!(error = %from_status(status, "rollback"), "rollback failed");
         }

@@ -2,12 +2,13 @@
 //! namespace, the keys of the entity layout, the entity/tombstone read and the
 //! retries.
 
-use crate::client::{connect, Rpc};
+use crate::client::{connect, ReadIn, Rpc};
 use crate::config::{ConnectError, StoreConfig};
 use crate::mapping::stored_of;
 use crate::retry::{self, Backoff, Failed, RetryPolicy};
 use gcloud_sdk::google::datastore::v1 as ds;
 use std::future::Future;
+use std::sync::Arc;
 use sync_core::limits::{conflict_name, TOMBSTONE_NAME};
 use sync_core::{EntityState, StoreError, StoredEntity};
 
@@ -29,10 +30,16 @@ impl std::fmt::Debug for Database {
     }
 }
 
-/// What one read found: the main entity and the tombstone, if present.
+/// What one read found: the main entity and the tombstone, if present, and
+/// the transaction the read began (empty unless it was asked to begin one and
+/// the server did). The keys read are kept for the writes that follow, so an
+/// apply builds each key once.
 pub(crate) struct Read {
     pub main: Option<ds::Entity>,
     pub tombstone: Option<ds::Entity>,
+    pub began: Vec<u8>,
+    pub main_key: ds::Key,
+    pub tombstone_key: ds::Key,
 }
 
 impl Read {
@@ -68,6 +75,7 @@ impl Database {
                 api,
                 project_id: config.project_id.clone(),
                 database_id: config.database_id.clone(),
+                counters: Arc::default(),
             },
             partition: ds::PartitionId {
                 project_id: config.project_id.clone(),
@@ -123,29 +131,32 @@ impl Database {
         ])
     }
 
-    /// Reads the main entity and the tombstone in one lookup, in
-    /// `transaction` or (when `None`) strongly consistent outside one.
+    /// Reads the main entity and the tombstone in one lookup, as `read_in`
+    /// says.
     pub async fn read(
         &self,
         kind: &str,
         id: &str,
-        transaction: Option<&[u8]>,
+        read_in: ReadIn<'_>,
     ) -> Result<Read, StoreError> {
         let main_key = self.entity_key(kind, id);
         let tomb_key = self.tombstone_key(kind, id);
         let found = self
             .rpc
-            .lookup(vec![main_key.clone(), tomb_key.clone()], transaction)
+            .lookup(vec![main_key.clone(), tomb_key.clone()], read_in)
             .await?;
         let mut read = Read {
             main: None,
             tombstone: None,
+            began: found.began,
+            main_key,
+            tombstone_key: tomb_key,
         };
-        for entity in found {
+        for entity in found.entities {
             let path = entity.key.as_ref().map(|k| &k.path);
-            if path == Some(&main_key.path) {
+            if path == Some(&read.main_key.path) {
                 read.main = Some(entity);
-            } else if path == Some(&tomb_key.path) {
+            } else if path == Some(&read.tombstone_key.path) {
                 read.tombstone = Some(entity);
             }
         }

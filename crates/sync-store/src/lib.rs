@@ -11,9 +11,11 @@
 //!   for deletes, `SyncConflict` child per losing event) and the JSON ↔
 //!   Datastore value mapping, with long strings and the bookkeeping unindexed;
 //! - [`sync_core::EntityStore`] ([`DatastoreStore`]): one event = one
-//!   read-write transaction (lookup entity and tombstone, merge, commit
+//!   read-write transaction (lookup entity and tombstone, beginning the
+//!   transaction where the server allows, merge, commit
 //!   entity/tombstone/conflict record), retried on contention and on transient
 //!   failures within a budget;
+//! - the RPCs each client sent ([`DatastoreStore::rpc_counts`], [`RpcCounts`]);
 //! - the error classification of gRPC codes into [`sync_core::StoreError`];
 //! - reads and writes for the CLI and tests ([`DatastoreAdmin`]: `get`,
 //!   `query_kind`, `conflicts`, `delete_all`, `put_raw`, ...), on their own
@@ -34,8 +36,10 @@ mod admin;
 mod client;
 pub mod config;
 mod conflict;
+mod counters;
 mod database;
 mod error;
+mod group;
 mod mapping;
 mod retry;
 mod store;
@@ -43,5 +47,6 @@ mod store;
 pub use admin::DatastoreAdmin;
 pub use config::{ConnectError, StoreConfig, PRODUCTION_ENDPOINT};
 pub use conflict::{ConflictField, ConflictRecord};
+pub use counters::RpcCounts;
 pub use mapping::RawValue;
 pub use store::DatastoreStore;

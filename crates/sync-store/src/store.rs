@@ -1,20 +1,63 @@
-//! [`DatastoreStore`]: the [`EntityStore`] on Datastore, one event per
-//! read-write transaction. Reads and writes outside that path are
-//! [`DatastoreAdmin`]'s.
+//! [`DatastoreStore`]: the [`EntityStore`] on Datastore, one read-write
+//! transaction per event, or per group of events for one entity. Reads and
+//! writes outside that path are [`DatastoreAdmin`]'s.
+//!
+//! **Group commit.** With `serialize_keys_locally` (the default) this
+//! process's applies on one entity take turns on a striped lock, and while
+//! one holds the turn the others wait in the entity's queue (the crate's
+//! private `group` module). The apply that gets the turn takes every waiting
+//! event of that entity, oldest first and at most 32, and merges them in one
+//! transaction: one lookup, one merge pass ([`merge_group_checked`]) and one
+//! commit holding the final entity (or tombstone) and every event's conflict
+//! record. Each waiter gets the outcome, conflicts and announcement applying
+//! the events one by one in that order would give. The limits apply to the
+//! state after each event, as they do alone: an event that would make the
+//! entity too large (or exceed the index entries) gets its own
+//! `entity_too_large` and the next event merges into the state before it. A
+//! transient failure or contention retries the whole group; if the retries
+//! run out, every waiter gets that error. A permanent failure of the group's
+//! transaction (the commit refused, say) may be one event's doing, so the
+//! group's events are then applied one by one, each with its own answer.
+//! Different entities never share a commit. A cancelled apply holding the
+//! turn leaves the waiters of its group a transient error (their events may
+//! or may not be written; a redelivery is a duplicate). Without local
+//! serialization every apply runs alone.
+//!
+//! An event (or group) costs two RPCs when nothing contends: a lookup of the entity and
+//! its tombstone that begins the transaction itself
+//! (`ReadOptions.new_transaction`, documented for Datastore and Firestore in
+//! Datastore mode: production takes this path), then the commit (or a
+//! rollback when there is nothing to write). Whether the server really
+//! supports it is probed once per store, before its first apply, on a key of
+//! its own that nothing else reads or writes ([`PROBE_KIND`]): a lookup that
+//! begins a transaction, then a commit of a delete of that (absent) key. If
+//! the lookup is refused or returns no transaction, or that commit fails (the
+//! Firestore emulator accepts the option but then times the commit out on the
+//! lookup's own locks, "Transaction lock timeout", and those locks outlive a
+//! rollback), the store logs it once and begins every transaction with
+//! `BeginTransaction` for its lifetime (three RPCs per event). A transient
+//! failure of the probe's lookup decides nothing: that apply begins
+//! separately and the next one probes again. Either way a retry after
+//! `ABORTED` names the aborted transaction as the previous one.
 
 use crate::admin::DatastoreAdmin;
+use crate::client::ReadIn;
 use crate::config::{ConnectError, StoreConfig};
 use crate::conflict::record_entity;
-use crate::database::{delete, upsert, Database};
+use crate::counters::RpcCounts;
+use crate::database::{delete, upsert, Database, Read};
+use crate::group::{share, Answer, Waiter, Waiting};
 use crate::mapping::{estimated_size, main_entity, tombstone_entity};
 use crate::retry::Failed;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gcloud_sdk::google::datastore::v1 as ds;
-use std::future::Future;
 use std::sync::Arc;
 use sync_core::limits::{check_index_entries, KeyLayout};
-use sync_core::{merge, ChangeEvent, EntityStore, MergeOutcome, StoreError, ValidationError};
+use sync_core::{
+    merge_group_checked, ChangeEvent, Disposition, EntityStore, MergeOutcome, StoreError,
+    ValidationError,
+};
 
 /// Number of per-key lock stripes (collisions only serialize unrelated keys).
 const KEY_LOCK_STRIPES: usize = 1024;
@@ -33,7 +76,14 @@ struct Inner {
     /// Striped per-key locks serializing this process's transactions on one
     /// key (empty when disabled).
     key_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Whether lookups begin the transactions, once probed.
+    in_lookup: tokio::sync::OnceCell<bool>,
+    /// Applies waiting for their entity's turn (group commit).
+    waiting: Waiting,
 }
+
+/// Kind of the key the probe reads and deletes (never written).
+const PROBE_KIND: &str = "SyncProbe";
 
 impl DatastoreStore {
     /// Validates `config` and builds the client (see [`StoreConfig`] for the
@@ -56,6 +106,8 @@ impl DatastoreStore {
                 db: Arc::new(Database::connect(config).await?),
                 layout,
                 key_locks,
+                in_lookup: tokio::sync::OnceCell::new(),
+                waiting: Waiting::default(),
             }),
         })
     }
@@ -74,8 +126,106 @@ impl DatastoreStore {
         &self.inner.db
     }
 
-    /// Waits for this process's turn on `(kind, id)`, when serialization is on.
-    async fn lock_key(&self, kind: &str, id: &str) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    /// Datastore RPCs this store's client (and admins on it) sent so far.
+    pub fn rpc_counts(&self) -> RpcCounts {
+        self.db().rpc.counters.snapshot()
+    }
+
+    /// Whether lookups begin the transactions: `None` until the probe before
+    /// the first apply has found out (see the module doc).
+    pub fn begins_in_lookup(&self) -> Option<bool> {
+        self.inner.in_lookup.get().copied()
+    }
+
+    /// Begins a transaction (retrying `previous`, if named) and reads the
+    /// entity and its tombstone in it: in one lookup where the server allows,
+    /// else `BeginTransaction` then the lookup (see the module doc).
+    async fn begin_and_read(
+        &self,
+        previous: Option<Vec<u8>>,
+        kind: &str,
+        id: &str,
+    ) -> Result<(Vec<u8>, Read), Failed> {
+        let db = self.db();
+        // A failure before a transaction exists keeps naming the previous one.
+        let failed = |error| Failed {
+            error,
+            transaction: previous.clone(),
+        };
+        let in_lookup = self.inner.in_lookup.get_or_try_init(|| self.probe()).await;
+        if matches!(in_lookup, Ok(true)) {
+            let mut read = db
+                .read(kind, id, ReadIn::NewTransaction(previous.as_deref()))
+                .await
+                .map_err(failed)?;
+            if !read.began.is_empty() {
+                return Ok((std::mem::take(&mut read.began), read));
+            }
+            // The probe's lookup began one and this one did not: this
+            // attempt begins separately and reads anew.
+        }
+        let transaction = db.rpc.begin(previous.as_deref()).await.map_err(failed)?;
+        match db.read(kind, id, ReadIn::Transaction(&transaction)).await {
+            Ok(read) => Ok((transaction, read)),
+            Err(error) => {
+                db.rpc.rollback(transaction.clone()).await;
+                Err(Failed {
+                    error,
+                    transaction: Some(transaction),
+                })
+            }
+        }
+    }
+
+    /// Whether a transaction begun in a lookup commits a write, on a key of
+    /// this store's own (see the module doc). `Err` (a transient failure of
+    /// the lookup) decides nothing.
+    async fn probe(&self) -> Result<bool, StoreError> {
+        let db = self.db();
+        let name = format!(
+            "probe-{}-{}",
+            std::process::id(),
+            Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        );
+        let key = db.entity_key(PROBE_KIND, &name);
+        let refused = |reason: &str| {
+            tracing::warn!(
+                reason,
+                "Datastore does not begin transactions in lookups here; \
+                 each apply begins one with BeginTransaction (one more RPC per event)"
+            );
+            Ok(false)
+        };
+        let found = match db
+            .rpc
+            .lookup(vec![key.clone()], ReadIn::NewTransaction(None))
+            .await
+        {
+            Ok(found) => found,
+            Err(error) => match refused_option(&error) {
+                Some(reason) => return refused(&reason),
+                None => return Err(error),
+            },
+        };
+        if found.began.is_empty() {
+            return refused("the lookup returned no transaction");
+        }
+        match db
+            .rpc
+            .commit(Some(found.began.clone()), vec![delete(key)])
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(error) => {
+                db.rpc.rollback(found.began).await;
+                refused(&format!("its commit failed: {error}"))
+            }
+        }
+    }
+
+    /// The lock giving this process's turn on `(kind, id)`, when serialization
+    /// is on.
+    fn key_lock(&self, kind: &str, id: &str) -> Option<&tokio::sync::Mutex<()>> {
         let locks = &self.inner.key_locks;
         if locks.is_empty() {
             return None;
@@ -84,79 +234,87 @@ impl DatastoreStore {
         std::hash::Hash::hash(&(kind, id), &mut hasher);
         let hash = std::hash::Hasher::finish(&hasher);
         let index = usize::try_from(hash % locks.len() as u64).unwrap_or(0);
-        match locks.get(index) {
-            Some(lock) => Some(lock.lock().await),
-            None => None,
-        }
+        locks.get(index)
     }
 
-    /// Reads and merges in `transaction`; returns what to commit.
-    async fn plan_apply(
-        &self,
-        event: &ChangeEvent,
-        transaction: &[u8],
-    ) -> Result<Plan, StoreError> {
+    /// Merges `events` (all for one entity, in order) into what `read` found;
+    /// returns each event's result and what to commit. An event whose merged
+    /// entity breaks a limit gets its own error and leaves the state as it
+    /// was (see [`merge_group_checked`]); an error of the read fails them all.
+    fn plan(&self, events: &[&ChangeEvent], read: Read) -> Result<Plan, StoreError> {
         let db = self.db();
         let config = &db.config;
         let policy = &config.policy;
-        let kind = db.kind(event.kind.as_deref());
-        let id = event.entity_id.as_str();
-        let read = db.read(kind, id, Some(transaction)).await?;
+        let Some(first) = events.first() else {
+            return Ok(Plan::default());
+        };
+        let kind = db.kind(first.kind.as_deref());
+        let id = first.entity_id.as_str();
         let (before, state) = read.state()?;
-        let merged = merge(&state, event, policy);
+        let mut last_stored = None;
+        let (last, results) =
+            merge_group_checked(&state, events.iter().copied(), policy, |_, merged| {
+                let stored = merged.state.to_stored(policy)?;
+                if stored.exists {
+                    // The merged entity: fields of several events add up.
+                    check_index_entries(&stored.fields, config.limits.max_index_entries)?;
+                    let bytes = estimated_size(kind, id, &stored);
+                    let limit = config.limits.max_entity_bytes;
+                    if bytes > limit {
+                        return Err(StoreError::Rejected(ValidationError::EntityTooLarge {
+                            bytes,
+                            limit,
+                        }));
+                    }
+                }
+                last_stored = Some(stored);
+                Ok(())
+            });
 
         let mut mutations = Vec::new();
-        if merged.outcome.needs_write() {
-            let stored = merged.state.to_stored(policy)?;
+        if let Some(stored) = last_stored {
+            // The state after the last event that changed it.
             if stored.exists {
-                // The merged entity: fields of several events add up.
-                check_index_entries(&stored.fields, config.limits.max_index_entries)?;
-                let bytes = estimated_size(kind, id, &stored);
-                let limit = config.limits.max_entity_bytes;
-                if bytes > limit {
-                    return Err(StoreError::Rejected(ValidationError::EntityTooLarge {
-                        bytes,
-                        limit,
-                    }));
-                }
                 // With a main entity, `before` is its stored form.
                 mutations.push(upsert(main_entity(
-                    db.entity_key(kind, id),
+                    read.main_key,
                     &stored,
                     read.main.as_ref().zip(before.as_ref()),
                 )));
                 if read.tombstone.is_some() {
                     // The delete's key lives on in the entity's bookkeeping.
-                    mutations.push(delete(db.tombstone_key(kind, id)));
+                    mutations.push(delete(read.tombstone_key));
                 }
             } else {
                 if read.main.is_some() {
-                    mutations.push(delete(db.entity_key(kind, id)));
+                    mutations.push(delete(read.main_key));
                 }
-                let deleted_at = merged.state.deleted_by().map(|k| k.timestamp);
+                let deleted_at = last.deleted_by().map(|k| k.timestamp);
                 mutations.push(upsert(tombstone_entity(
-                    db.tombstone_key(kind, id),
+                    read.tombstone_key,
                     &stored,
                     deleted_at,
                     self.expire_at(),
                 )));
             }
         }
-        if !merged.conflicts.is_empty() {
-            // Written with the merge, stale or not: a stale event must leave
-            // its record, and a redelivery upserts the same one.
-            mutations.push(upsert(record_entity(
-                db.conflict_key(kind, id, &event.event_id),
-                kind,
-                event,
-                &merged.conflicts,
-            )));
+        // Written with the merge, stale or not: a stale event must leave its
+        // record, and a redelivery upserts the same one. A commit names each
+        // key once, so of one event delivered twice in the group the last
+        // record is kept, as one-by-one upserts would leave.
+        let mut recorded = std::collections::HashSet::new();
+        for (event, result) in events.iter().zip(&results).rev() {
+            let Ok(merged) = result else { continue };
+            if !merged.conflicts.is_empty() && recorded.insert(event.event_id.as_str()) {
+                mutations.push(upsert(record_entity(
+                    db.conflict_key(kind, id, &event.event_id),
+                    kind,
+                    event,
+                    &merged.conflicts,
+                )));
+            }
         }
-        Ok(if mutations.is_empty() {
-            Plan::Nothing(merged)
-        } else {
-            Plan::Commit(merged, mutations)
-        })
+        Ok(Plan { results, mutations })
     }
 
     fn expire_at(&self) -> DateTime<Utc> {
@@ -167,28 +325,35 @@ impl DatastoreStore {
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
-    /// Runs one transaction: begin, plan (read and decide), then commit the
-    /// plan or roll back.
-    async fn transact<T, P, PFut>(&self, previous: Option<Vec<u8>>, plan: P) -> Result<T, Failed>
-    where
-        P: FnOnce(Vec<u8>) -> PFut,
-        PFut: Future<Output = Result<Plan<T>, StoreError>>,
-    {
-        let rpc = &self.db().rpc;
-        let transaction = rpc.begin(previous).await?;
-        match plan(transaction.clone()).await {
-            Ok(Plan::Commit(value, mutations)) => {
+    /// Runs one transaction for `events` (all for one entity): begin and
+    /// read, plan, then commit the plan or roll back.
+    async fn transact(
+        &self,
+        previous: Option<Vec<u8>>,
+        events: &[&ChangeEvent],
+    ) -> Result<Vec<Answer>, Failed> {
+        let db = self.db();
+        let rpc = &db.rpc;
+        let Some(first) = events.first() else {
+            return Ok(Vec::new());
+        };
+        let kind = db.kind(first.kind.as_deref());
+        let (transaction, read) = self
+            .begin_and_read(previous, kind, first.entity_id.as_str())
+            .await?;
+        match self.plan(events, read) {
+            Ok(Plan { results, mutations }) if mutations.is_empty() => {
+                rpc.rollback(transaction).await;
+                Ok(results)
+            }
+            Ok(Plan { results, mutations }) => {
                 match rpc.commit(Some(transaction.clone()), mutations).await {
-                    Ok(()) => Ok(value),
+                    Ok(()) => Ok(results),
                     Err(error) => Err(Failed {
                         error,
                         transaction: Some(transaction),
                     }),
                 }
-            }
-            Ok(Plan::Nothing(value)) => {
-                rpc.rollback(transaction).await;
-                Ok(value)
             }
             Err(error) => {
                 rpc.rollback(transaction.clone()).await;
@@ -199,14 +364,94 @@ impl DatastoreStore {
             }
         }
     }
+
+    /// Applies `events` (one entity's) in one transaction with the configured
+    /// retries; returns each event's answer.
+    async fn apply_group(&self, events: &[&ChangeEvent]) -> Result<Vec<Answer>, StoreError> {
+        let (results, attempts) = self
+            .db()
+            .retrying("apply", |previous| self.transact(previous, events))
+            .await?;
+        Ok(results
+            .into_iter()
+            .map(|result| {
+                result.map(|mut merged| {
+                    merged.attempts = attempts;
+                    merged
+                })
+            })
+            .collect())
+    }
+
+    /// Applies `event` alone in its own transaction.
+    async fn apply_alone(&self, event: &ChangeEvent) -> Answer {
+        self.apply_group(&[event])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Corrupt("an apply returned no outcome".into())))
+    }
+
+    /// Commits `group` (one entity's waiters, oldest first) and answers each
+    /// waiter. A permanent failure of the whole group (the commit refused, say
+    /// for its size) may belong to one event only, so each event is then
+    /// applied alone and gets its own answer; a transient one that outlasted
+    /// the retries is every waiter's answer.
+    async fn commit_group(&self, group: Vec<Waiter>) {
+        let events: Vec<&ChangeEvent> = group.iter().map(|w| &w.event).collect();
+        let answers = match self.apply_group(&events).await {
+            Ok(answers) => answers,
+            Err(error) if events.len() > 1 && error.disposition() == Disposition::Permanent => {
+                tracing::warn!(
+                    %error,
+                    events = events.len(),
+                    "a group commit failed for good; applying its events one by one"
+                );
+                let mut answers = Vec::with_capacity(events.len());
+                for event in &events {
+                    answers.push(self.apply_alone(event).await);
+                }
+                answers
+            }
+            Err(error) => {
+                let mut answers: Vec<Answer> =
+                    events.iter().skip(1).map(|_| Err(share(&error))).collect();
+                answers.insert(0, Err(error));
+                answers
+            }
+        };
+        drop(events);
+        for (waiter, answer) in group.into_iter().zip(answers) {
+            // A waiter that went away (its request cancelled) needs no answer.
+            let _ = waiter.reply.send(answer);
+        }
+    }
 }
 
-/// What a transaction decided.
-enum Plan<T = MergeOutcome> {
-    /// Commit these mutations, then return the value.
-    Commit(T, Vec<ds::Mutation>),
-    /// Nothing to write: roll back and return the value.
-    Nothing(T),
+/// What a transaction decided: each event's result, and the mutations to
+/// commit (none: roll back).
+#[derive(Default)]
+struct Plan {
+    results: Vec<Answer>,
+    mutations: Vec<ds::Mutation>,
+}
+
+/// Why the server refused to begin a transaction in a lookup, when that is
+/// what `error` says: a refusal of the option itself, not of the request.
+fn refused_option(error: &StoreError) -> Option<String> {
+    use gcloud_sdk::tonic::{Code, Status};
+    let StoreError::Refused {
+        source: Some(source),
+        ..
+    } = error
+    else {
+        return None;
+    };
+    let status = source.downcast_ref::<Status>()?;
+    matches!(
+        status.code(),
+        Code::InvalidArgument | Code::Unimplemented | Code::FailedPrecondition
+    )
+    .then(|| error.to_string())
 }
 
 #[async_trait]
@@ -223,22 +468,37 @@ impl EntityStore for DatastoreStore {
         if bytes > limit {
             return Err(ValidationError::KeyTooLarge { key, bytes, limit }.into());
         }
-        let _turn = self
-            .lock_key(
-                self.db().kind(event.kind.as_deref()),
-                event.entity_id.as_str(),
-            )
-            .await;
-        let (mut merged, attempts) = self
-            .db()
-            .retrying("apply", |previous| {
-                self.transact(previous, move |tx| async move {
-                    self.plan_apply(event, &tx).await
-                })
+        let kind = self.db().kind(event.kind.as_deref());
+        let id = event.entity_id.as_str();
+        let Some(lock) = self.key_lock(kind, id) else {
+            return self.apply_alone(event).await;
+        };
+        // Group commit (see the module doc): wait in the entity's queue; the
+        // holder of its turn merges every waiting event in one transaction.
+        let key = (kind.to_string(), id.to_string());
+        let (seq, answer) = self.inner.waiting.push(key.clone(), event.clone());
+        {
+            let _turn = lock.lock().await;
+            loop {
+                let group = self.inner.waiting.take(&key);
+                // Oldest first: a group past this apply's place holds its
+                // event, or a group before it already answered it.
+                let last = group.last().is_none_or(|w| w.seq >= seq);
+                if !group.is_empty() {
+                    self.commit_group(group).await;
+                }
+                if last {
+                    break;
+                }
+            }
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable {
+                message: "the apply holding this entity's turn was cancelled before answering"
+                    .into(),
+                source: None,
             })
-            .await?;
-        merged.attempts = attempts;
-        Ok(merged)
+        })
     }
 }
 

@@ -17,6 +17,10 @@
 //!
 //! Publishing is not retried here: the Pub/Sub client retries within its
 //! publish timeout, and a nack makes Pub/Sub redeliver (see `sync-pubsub`).
+//!
+//! [`App`] counts the deliveries it answered, beside the RPCs its Datastore
+//! store and messages its publisher count; it logs them at shutdown and, with
+//! `SYNC_DEBUG_ENDPOINTS=true`, serves them as JSON on `GET /debug/counters`.
 
 use crate::announced::AnnouncedLog;
 use crate::config::Config;
@@ -26,6 +30,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chrono::{DateTime, Utc};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use sync_core::wire::dead_letter::Reason;
@@ -35,8 +40,9 @@ use sync_core::{
 };
 use sync_http::telemetry::{SPAN_ID_FIELD, TRACE_FIELD, TRACE_SAMPLED_FIELD};
 use sync_http::{Delivery, InvalidBase64};
-use sync_pubsub::{messages, PubSubPublisher};
-use sync_store::DatastoreStore;
+use sync_pubsub::admin::TopicReach;
+use sync_pubsub::{messages, PubSubAdmin, PubSubPublisher};
+use sync_store::{DatastoreAdmin, DatastoreStore};
 use tracing::{field, info, info_span, warn, Instrument};
 
 /// The receiving clock, injectable for tests.
@@ -85,7 +91,14 @@ pub fn router(state: AppState) -> Router {
 /// once and shared by every request.
 pub struct App {
     state: AppState,
+    store: DatastoreStore,
     publisher: Arc<PubSubPublisher>,
+    /// The first calls of [`App::warm_up`]: on the store's channel, and on
+    /// Pub/Sub's admin client.
+    datastore: DatastoreAdmin,
+    topics: PubSubAdmin,
+    /// Deliveries answered on `POST /`.
+    deliveries: Arc<AtomicU64>,
 }
 
 impl App {
@@ -97,6 +110,10 @@ impl App {
         let store = DatastoreStore::connect(config.store.clone())
             .await
             .context("connecting to Datastore")?;
+        let datastore = store.admin();
+        let topics = PubSubAdmin::connect(&config.pubsub)
+            .await
+            .context("connecting to Pub/Sub's admin API")?;
         let publisher = Arc::new(
             PubSubPublisher::connect(&config.pubsub)
                 .await
@@ -109,19 +126,150 @@ impl App {
             external_topic_prefix = %config.external_topic_prefix,
             "sync function starting"
         );
-        let state = AppState::new(Arc::new(config), Arc::new(store), publisher.clone());
-        Ok(Self { state, publisher })
+        let state = AppState::new(Arc::new(config), Arc::new(store.clone()), publisher.clone());
+        Ok(Self {
+            state,
+            store,
+            publisher,
+            datastore,
+            topics,
+            deliveries: Arc::default(),
+        })
     }
 
-    /// The routes, on this app's clients.
+    /// One cheap call per backend (see [`crate::readiness`]): a Datastore
+    /// lookup of a key that does not exist, and a `GetTopic` of every topic
+    /// the function publishes to, concurrently.
+    ///
+    /// # Errors
+    /// The first call that got no answer: a missing topic or one the
+    /// account may not read is an answer (logged when missing).
+    pub async fn warm_up(&self) -> anyhow::Result<()> {
+        let config = &self.state.config;
+        let mut topics: Vec<String> = sync_core::Operation::ALL
+            .into_iter()
+            .map(|op| config.external_topic(op))
+            .collect();
+        topics.extend(config.dead_letter_topic.clone());
+        let datastore = async { self.datastore.ping().await.context("Datastore lookup") };
+        let pubsub = async {
+            for topic in &topics {
+                let reach = self.topics.reach_topic(topic).await;
+                match reach.with_context(|| format!("Pub/Sub GetTopic {topic}"))? {
+                    TopicReach::Missing => tracing::warn!(
+                        topic,
+                        "topic does not exist: publishing to it fails until it is created"
+                    ),
+                    TopicReach::Exists | TopicReach::NotReadable => {}
+                }
+            }
+            Ok(())
+        };
+        tokio::try_join!(datastore, pubsub).map(drop)
+    }
+
+    /// The routes, on this app's clients, counting the deliveries answered;
+    /// with `GET /debug/counters` when `SYNC_DEBUG_ENDPOINTS` is on.
     pub fn router(&self) -> Router {
-        router(self.state.clone())
+        let deliveries = Arc::clone(&self.deliveries);
+        let counted = router(self.state.clone()).layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let count = request.method() == axum::http::Method::POST;
+                let deliveries = Arc::clone(&deliveries);
+                async move {
+                    let response = next.run(request).await;
+                    if count {
+                        deliveries.fetch_add(1, Ordering::Relaxed);
+                    }
+                    response
+                }
+            },
+        ));
+        if !self.state.config.debug_endpoints {
+            return counted;
+        }
+        let counters = self.counting();
+        counted.route(
+            "/debug/counters",
+            axum::routing::get(move || {
+                let json = counters.json();
+                async move { axum::Json(json) }
+            }),
+        )
+    }
+
+    /// The counters so far, as `GET /debug/counters` serves them.
+    pub fn counters(&self) -> serde_json::Value {
+        self.counting().json()
+    }
+
+    fn counting(&self) -> Counters {
+        Counters {
+            store: self.store.clone(),
+            publisher: Arc::clone(&self.publisher),
+            deliveries: Arc::clone(&self.deliveries),
+        }
     }
 
     /// For shutdown, once in-flight requests have finished: sends what the
-    /// publisher still holds within `timeout`. Returns whether all of it went.
+    /// publisher still holds within `timeout`, then logs the counters. Returns
+    /// whether everything went.
     pub async fn drain(&self, timeout: Duration) -> bool {
-        self.publisher.shutdown(timeout).await
+        let drained = self.publisher.shutdown(timeout).await;
+        info!(counters = %self.counters(), "RPCs and deliveries counted");
+        drained
+    }
+}
+
+/// What the app counts, read together.
+#[derive(Clone)]
+struct Counters {
+    store: DatastoreStore,
+    publisher: Arc<PubSubPublisher>,
+    deliveries: Arc<AtomicU64>,
+}
+
+impl Counters {
+    /// `deliveries`, the Datastore RPCs and the Pub/Sub messages, and each
+    /// per delivery.
+    fn json(&self) -> serde_json::Value {
+        let deliveries = self.deliveries.load(Ordering::Relaxed);
+        let ds = self.store.rpc_counts();
+        let ps = self.publisher.counts();
+        #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+        let per = |n: u64| {
+            if deliveries == 0 {
+                serde_json::Value::Null
+            } else {
+                serde_json::json!(n as f64 / deliveries as f64)
+            }
+        };
+        serde_json::json!({
+            "deliveries": deliveries,
+            "datastore": {
+                "begin_transaction": ds.begin_transaction,
+                "lookup": ds.lookup,
+                "lookup_began_transaction": ds.lookup_began_transaction,
+                "commit": ds.commit,
+                "rollback": ds.rollback,
+                "total": ds.total(),
+                "begins_in_lookup": self.store.begins_in_lookup(),
+            },
+            "pubsub": {
+                "messages_handed": ps.messages_handed,
+                "confirmed": ps.confirmed,
+                "failed": ps.failed,
+                "batches": "not reported by the client",
+            },
+            "per_delivery": {
+                "datastore_rpcs": per(ds.total()),
+                "begin_transaction": per(ds.begin_transaction),
+                "lookup": per(ds.lookup),
+                "commit": per(ds.commit),
+                "rollback": per(ds.rollback),
+                "pubsub_messages": per(ps.messages_handed),
+            },
+        })
     }
 }
 
@@ -298,7 +446,7 @@ async fn announce(app: &AppState, event: &ChangeEvent, a: &Announcement) -> Resu
         return Ok(());
     }
     let topic = app.config.external_topic(a.operation);
-    let message = messages::announcement(kind, entity_id, a);
+    let message = messages::announcement(kind, entity_id, a, app.config.announce_ordering_keys);
     if let Err(error) = app.publisher.publish(&topic, message).await {
         return Err(Failure::Announcement {
             topic,

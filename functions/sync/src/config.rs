@@ -6,11 +6,15 @@
 //! same lookup (the HTTP runtime, `sync-http`; the store, `sync-store`;
 //! Pub/Sub, `sync-pubsub`) and the function's own settings: which events are
 //! accepted and how they merge (`MAX_CLOCK_SKEW_SECS`, `MERGE_POLICY_FILE`,
-//! both handed to the store, which merges and sizes with them) and where
-//! announcements and dead letters go.
+//! both handed to the store, which merges and sizes with them), where
+//! announcements and dead letters go, whether announcements carry the
+//! entity id as ordering key (`ANNOUNCE_ORDERING_KEYS`, off by default), and
+//! how long the start-up warm-up may take before it is reported late
+//! (`READY_TIMEOUT_SECS`).
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 use sync_core::env::{Problems, Vars, GOOGLE_CLOUD_PROJECT};
 use sync_core::MergePolicy;
 use sync_http::RuntimeConfig;
@@ -25,6 +29,16 @@ pub const DEAD_LETTER_TOPIC: &str = "DEAD_LETTER_TOPIC";
 pub const MAX_CLOCK_SKEW_SECS: &str = "MAX_CLOCK_SKEW_SECS";
 /// Path of a merge policy file (.json or .toml).
 pub const MERGE_POLICY_FILE: &str = "MERGE_POLICY_FILE";
+/// `true`: each announcement carries its entity id as ordering key (default
+/// `false`; see `sync_pubsub::messages::announcement` for the trade).
+pub const ANNOUNCE_ORDERING_KEYS: &str = "ANNOUNCE_ORDERING_KEYS";
+/// Seconds the first calls to Datastore and Pub/Sub may take before the
+/// start-up is logged as late (it keeps retrying; `/healthz` stays 503).
+pub const READY_TIMEOUT_SECS: &str = "READY_TIMEOUT_SECS";
+/// Default of [`READY_TIMEOUT_SECS`].
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// `true` serves `GET /debug/counters` (RPCs and events counted so far).
+pub const SYNC_DEBUG_ENDPOINTS: &str = "SYNC_DEBUG_ENDPOINTS";
 
 /// Validated settings.
 #[derive(Debug, Clone)]
@@ -42,6 +56,13 @@ pub struct Config {
     pub external_topic_prefix: String,
     /// `DEAD_LETTER_TOPIC`.
     pub dead_letter_topic: Option<String>,
+    /// `ANNOUNCE_ORDERING_KEYS`, default `false`: announcements without an
+    /// ordering key share publish requests; consumers order by `version`.
+    pub announce_ordering_keys: bool,
+    /// `READY_TIMEOUT_SECS`, default [`DEFAULT_READY_TIMEOUT`].
+    pub ready_within: Duration,
+    /// `SYNC_DEBUG_ENDPOINTS`, default `false`.
+    pub debug_endpoints: bool,
 }
 
 /// Everything wrong with the environment, one problem a line.
@@ -105,6 +126,23 @@ impl Config {
             }
         }
 
+        let announce_ordering_keys = problems.or(
+            vars.parse_or(ANNOUNCE_ORDERING_KEYS, false, "`true` or `false`"),
+            false,
+        );
+        let ready_within = problems
+            .or(
+                vars.parse_where(
+                    READY_TIMEOUT_SECS,
+                    "a whole number of seconds from 1 to 600",
+                    |s: &u64| (1..=600).contains(s),
+                ),
+                None,
+            )
+            .map_or(DEFAULT_READY_TIMEOUT, Duration::from_secs);
+        let debug_endpoints =
+            problems.or_default(vars.parse_or(SYNC_DEBUG_ENDPOINTS, false, "true or false"));
+
         problems
             .finish(Self {
                 runtime,
@@ -112,6 +150,9 @@ impl Config {
                 pubsub,
                 external_topic_prefix,
                 dead_letter_topic,
+                announce_ordering_keys,
+                ready_within,
+                debug_endpoints,
             })
             .map_err(ConfigErrors)
     }
@@ -223,6 +264,9 @@ mod tests {
         assert_eq!(c.limits().max_clock_skew_secs, 300);
         assert_eq!(c.store.tombstone_retention, Duration::from_secs(7 * 86_400));
         assert_eq!(*c.store.policy, MergePolicy::default());
+        assert!(!c.announce_ordering_keys, "ordering keys are opt-in");
+        assert_eq!(c.ready_within, DEFAULT_READY_TIMEOUT);
+        assert!(!c.debug_endpoints);
     }
 
     #[test]
@@ -240,8 +284,13 @@ mod tests {
             (DATASTORE_EMULATOR_HOST, "127.0.0.1:1"),
             (PUBSUB_EMULATOR_HOST, "127.0.0.1:2"),
             (PUBSUB_MAX_ORDERING_KEYS, "50"),
+            (ANNOUNCE_ORDERING_KEYS, "true"),
+            (READY_TIMEOUT_SECS, "30"),
+            (SYNC_DEBUG_ENDPOINTS, "true"),
         ])
         .expect("valid");
+        assert_eq!(c.ready_within, Duration::from_secs(30));
+        assert!(c.debug_endpoints);
         assert_eq!(
             (c.kind(), c.store.namespace.as_deref()),
             ("Product", Some("ns"))
@@ -269,6 +318,7 @@ mod tests {
         assert_eq!(c.store.emulator_host.as_deref(), Some("127.0.0.1:1"));
         assert_eq!(c.pubsub.emulator_host.as_deref(), Some("127.0.0.1:2"));
         assert_eq!(c.pubsub.max_ordering_keys, 50);
+        assert!(c.announce_ordering_keys);
     }
 
     #[test]
@@ -279,10 +329,14 @@ mod tests {
             (MAX_CLOCK_SKEW_SECS, "soon"),
             (MERGE_POLICY_FILE, "bad.json"),
             ("PORT", "http"),
+            (ANNOUNCE_ORDERING_KEYS, "yes"),
+            (READY_TIMEOUT_SECS, "0"),
+            (SYNC_DEBUG_ENDPOINTS, "yes"),
         ])
         .expect_err("invalid");
         let text = err.to_string();
         for needle in [
+            ANNOUNCE_ORDERING_KEYS,
             GOOGLE_CLOUD_PROJECT,
             SYNC_KIND,
             DEAD_LETTER_TOPIC,
@@ -290,6 +344,8 @@ mod tests {
             MERGE_POLICY_FILE,
             "biggest",
             "PORT",
+            READY_TIMEOUT_SECS,
+            SYNC_DEBUG_ENDPOINTS,
         ] {
             assert!(text.contains(needle), "missing {needle} in:\n{text}");
         }

@@ -7,9 +7,11 @@
 //! `sync-core`'s) and [`App`], the function connected to Datastore and Pub/Sub
 //! (`App::connect`, `router`, `drain`); `config` the validated settings, one
 //! [`Config`] composed of the adapters' parts; `announced` the hint that skips
-//! repeated announcements. `main.rs` only reads the environment, starts
-//! logging and serves an [`App`]; a test or a bench builds [`router`] on any
-//! ports through [`AppState::new`].
+//! repeated announcements; `readiness` the start-up ([`Startup`]): the
+//! server answers at once, `/healthz` turns 200 once the clients have made
+//! their first calls. `main.rs` only reads the environment, starts logging
+//! and serves a [`Startup`], then drains its [`App`]; a test or a bench
+//! builds [`router`] on any ports through [`AppState::new`].
 //!
 //! What it leaves out: merge rules (`sync-core`), wire types of Datastore and
 //! Pub/Sub and the messages published (`sync-store`, `sync-pubsub`), delivery
@@ -19,7 +21,9 @@
 pub mod announced;
 pub mod app;
 pub mod config;
+pub mod readiness;
 
 pub use announced::AnnouncedLog;
 pub use app::{router, App, AppState, Clock, Reply};
 pub use config::{Config, ConfigErrors};
+pub use readiness::Startup;

@@ -1,9 +1,10 @@
-//! `sync-function`: configuration, telemetry, then an [`App`] served until
-//! SIGTERM and drained.
+//! `sync-function`: configuration, telemetry, then a [`Startup`] served at
+//! once (`/healthz` 503 until the backends have answered, see
+//! `sync_function::readiness`) until SIGTERM, and its `App` drained.
 
 use anyhow::Context;
 use std::time::Duration;
-use sync_function::{App, Config};
+use sync_function::{Config, Startup};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -19,14 +20,16 @@ async fn main() -> anyhow::Result<()> {
     };
     sync_http::telemetry::init(config.runtime.log_format).context("initialising logging")?;
     let port = config.runtime.port;
-    let app = App::connect(config).await?;
-    sync_http::serve(app.router(), port, sync_http::shutdown_signal())
+    let startup = Startup::begin(config);
+    sync_http::serve(startup.router(), port, sync_http::shutdown_signal())
         .await
         .context("serving")?;
     // In-flight requests have finished; drain what the publisher still holds
     // (Cloud Run kills 10 s after SIGTERM).
-    if !app.drain(Duration::from_secs(5)).await {
-        tracing::warn!("some publishes were still pending at shutdown");
+    if let Some(app) = startup.app() {
+        if !app.drain(Duration::from_secs(5)).await {
+            tracing::warn!("some publishes were still pending at shutdown");
+        }
     }
     Ok(())
 }

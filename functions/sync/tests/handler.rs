@@ -28,7 +28,7 @@ async fn every_delivery_form_applies_the_recipe_create() {
         let sent = h.publisher.sent_to("external-sync-create");
         assert_eq!(sent.len(), 1, "{name}: one announcement");
         let m = &sent[0];
-        assert_eq!(m.ordering_key.as_deref(), Some("test-entity-001"));
+        assert_eq!(m.ordering_key, None, "{name}: ordering keys are opt-in");
         assert_eq!(m.attributes["operation"], "create");
         assert_eq!(m.attributes["version"], "1");
         let payload: Value = serde_json::from_slice(&m.data).expect("announcement is JSON");
@@ -41,6 +41,16 @@ async fn every_delivery_form_applies_the_recipe_create() {
             "{name}: nothing dead-lettered"
         );
     }
+}
+
+#[tokio::test]
+async fn announcements_carry_the_entity_id_as_ordering_key_when_opted_in() {
+    let h = harness(&[("ANNOUNCE_ORDERING_KEYS", "true")]);
+    let req = fixture(fixture::all().next().expect("a fixture")).request();
+    assert_eq!(send(&h.app, req).await, StatusCode::NO_CONTENT);
+    let sent = h.publisher.sent_to("external-sync-create");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].ordering_key.as_deref(), Some("test-entity-001"));
 }
 
 #[tokio::test]
