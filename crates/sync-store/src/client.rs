@@ -148,6 +148,7 @@ impl Rpc {
                 property_mask: None,
                 request_options: None,
             };
+            let asked = request.keys.len();
             let begins = matches!(read_in, ReadIn::NewTransaction(_)) && found.began.is_empty();
             self.counters.count(if begins {
                 Call::LookupBegin
@@ -161,6 +162,7 @@ impl Rpc {
                 .await
                 .map_err(|s| from_status(s, "lookup"))?
                 .into_inner();
+            self.counters.count_lookup(asked, response.found.len());
             if begins {
                 found.began = response.transaction;
             }
@@ -207,6 +209,12 @@ impl Rpc {
             ),
             None => (ds::commit_request::Mode::NonTransactional, None),
         };
+        let deletes = mutations
+            .iter()
+            .filter(|m| matches!(m.operation, Some(ds::mutation::Operation::Delete(_))))
+            .count();
+        self.counters
+            .count_mutations(mutations.len() - deletes, deletes);
         let request = ds::CommitRequest {
             project_id: self.project_id.clone(),
             database_id: self.database_id.clone(),

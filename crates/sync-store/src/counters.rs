@@ -12,6 +12,10 @@ pub(crate) struct Counters {
     lookup_began: AtomicU64,
     commit: AtomicU64,
     rollback: AtomicU64,
+    keys_looked_up: AtomicU64,
+    entities_found: AtomicU64,
+    entity_writes: AtomicU64,
+    entity_deletes: AtomicU64,
 }
 
 /// One RPC, as counted.
@@ -42,6 +46,22 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts the keys one lookup round asked for and the entities it found.
+    pub fn count_lookup(&self, keys: usize, found: usize) {
+        self.keys_looked_up
+            .fetch_add(keys as u64, Ordering::Relaxed);
+        self.entities_found
+            .fetch_add(found as u64, Ordering::Relaxed);
+    }
+
+    /// Counts the entity writes and deletes of a commit sent.
+    pub fn count_mutations(&self, writes: usize, deletes: usize) {
+        self.entity_writes
+            .fetch_add(writes as u64, Ordering::Relaxed);
+        self.entity_deletes
+            .fetch_add(deletes as u64, Ordering::Relaxed);
+    }
+
     /// The counts so far.
     pub fn snapshot(&self) -> RpcCounts {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -51,6 +71,10 @@ impl Counters {
             lookup_began_transaction: get(&self.lookup_began),
             commit: get(&self.commit),
             rollback: get(&self.rollback),
+            keys_looked_up: get(&self.keys_looked_up),
+            entities_found: get(&self.entities_found),
+            entity_writes: get(&self.entity_writes),
+            entity_deletes: get(&self.entity_deletes),
         }
     }
 }
@@ -68,6 +92,15 @@ pub struct RpcCounts {
     pub commit: u64,
     /// `Rollback` calls.
     pub rollback: u64,
+    /// Keys asked for by lookups (deferred keys counted again when asked
+    /// again): what Datastore bills as entity reads, found or not.
+    pub keys_looked_up: u64,
+    /// Of those, the entities found.
+    pub entities_found: u64,
+    /// Entities written (insert, update, upsert) by commits sent.
+    pub entity_writes: u64,
+    /// Entities deleted by commits sent.
+    pub entity_deletes: u64,
 }
 
 impl RpcCounts {
@@ -104,8 +137,29 @@ mod tests {
                 lookup_began_transaction: 2,
                 commit: 1,
                 rollback: 2,
+                ..RpcCounts::default()
             }
         );
         assert_eq!(counts.total(), 7);
+    }
+
+    #[test]
+    fn keys_entities_and_mutations_add_up_over_calls() {
+        let counters = Counters::default();
+        counters.count_lookup(3, 1);
+        counters.count_lookup(2, 2);
+        counters.count_mutations(4, 0);
+        counters.count_mutations(1, 2);
+        let counts = counters.snapshot();
+        assert_eq!(
+            (
+                counts.keys_looked_up,
+                counts.entities_found,
+                counts.entity_writes,
+                counts.entity_deletes
+            ),
+            (5, 3, 5, 2)
+        );
+        assert_eq!(counts.total(), 0, "no RPC was counted");
     }
 }

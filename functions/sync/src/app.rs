@@ -254,6 +254,10 @@ impl Counters {
                 "rollback": ds.rollback,
                 "total": ds.total(),
                 "begins_in_lookup": self.store.begins_in_lookup(),
+                "keys_looked_up": ds.keys_looked_up,
+                "entities_found": ds.entities_found,
+                "entity_writes": ds.entity_writes,
+                "entity_deletes": ds.entity_deletes,
             },
             "pubsub": {
                 "messages_handed": ps.messages_handed,
@@ -267,6 +271,9 @@ impl Counters {
                 "lookup": per(ds.lookup),
                 "commit": per(ds.commit),
                 "rollback": per(ds.rollback),
+                "keys_looked_up": per(ds.keys_looked_up),
+                "entity_writes": per(ds.entity_writes),
+                "entity_deletes": per(ds.entity_deletes),
                 "pubsub_messages": per(ps.messages_handed),
             },
         })
