@@ -676,6 +676,14 @@ async fn rpc_counts_are_what_each_apply_sent() -> Result<()> {
         assert_eq!(counts.commit - counts.rollback, n, "{counts:?}");
     }
 
+    // Each create reads the entity's key and its tombstone's, finds neither,
+    // and writes the entity; the probe read one key and (when it committed)
+    // deleted it.
+    assert_eq!(counts.keys_looked_up, 2 * n + 1, "{counts:?}");
+    assert_eq!(counts.entities_found, 0, "{counts:?}");
+    assert_eq!(counts.entity_writes, n, "{counts:?}");
+    assert_eq!(counts.entity_deletes, u64::from(in_lookup), "{counts:?}");
+
     // A redelivery writes nothing: rolled back, not committed.
     let again = event(
         "rpc-0",
@@ -694,6 +702,12 @@ async fn rpc_counts_are_what_each_apply_sent() -> Result<()> {
     );
     assert_eq!(after.commit, counts.commit, "{after:?}");
     assert_eq!(after.rollback, counts.rollback + 1, "{after:?}");
+    assert_eq!(after.keys_looked_up, counts.keys_looked_up + 2, "{after:?}");
+    assert_eq!(
+        after.entities_found, 1,
+        "the entity, not a tombstone: {after:?}"
+    );
+    assert_eq!(after.entity_writes, counts.entity_writes, "{after:?}");
     Ok(())
 }
 
@@ -829,5 +843,44 @@ async fn concurrent_applies_on_one_key_commit_as_groups_with_one_by_one_outcomes
     );
     assert!(transactions < N as u64 / 4, "{counts:?}");
     assert!(lookups < N as u64 / 4, "{counts:?}");
+    Ok(())
+}
+
+/// Cancel safety: an apply whose future is dropped at once (a push whose
+/// connection closed) still runs its transaction to the end, so the event
+/// is stored and the entity is not left locked by an abandoned transaction:
+/// the next apply on it succeeds.
+#[tokio::test]
+async fn a_dropped_apply_still_finishes_its_transaction() -> Result<()> {
+    let store = store().await?;
+    let id = unique_name("cancelled");
+    let first = event(
+        &id,
+        "create",
+        "2025-01-01T00:00:00Z",
+        "cancel-m1",
+        json!({"n": 1}),
+    )?;
+    // Polled once, then dropped.
+    let dropped = tokio::time::timeout(Duration::ZERO, store.apply(&first)).await;
+    ensure!(dropped.is_err(), "the apply answered before it was dropped");
+    let admin = store.admin();
+    let stored = sync_testkit::poll_until(Duration::from_secs(20), "the dropped create", || {
+        let (admin, id) = (admin.clone(), id.clone());
+        async move { Ok(admin.get(None, &id).await?) }
+    })
+    .await?;
+    assert_eq!(stored.0.fields.get("n"), Some(&json!(1)), "{:?}", stored.0);
+    let second = event(
+        &id,
+        "update",
+        "2025-01-01T00:00:01Z",
+        "cancel-m2",
+        json!({"n": 2}),
+    )?;
+    let outcome = tokio::time::timeout(Duration::from_secs(20), store.apply(&second))
+        .await
+        .context("the next apply on the entity waited on a lock")??;
+    assert_eq!(outcome.version(), 2, "{outcome:?}");
     Ok(())
 }

@@ -456,7 +456,26 @@ fn refused_option(error: &StoreError) -> Option<String> {
 
 #[async_trait]
 impl EntityStore for DatastoreStore {
+    /// Applies `event` in a task of its own, so that dropping this future
+    /// (a push whose connection closed, a timeout around it) cannot abandon
+    /// a transaction between its lookup and its commit: Datastore would keep
+    /// the entity locked until the transaction expired, and a group commit
+    /// would lose the answers of the applies it carries.
     async fn apply(&self, event: &ChangeEvent) -> Result<MergeOutcome, StoreError> {
+        let (store, event) = (self.clone(), event.clone());
+        tokio::spawn(async move { store.apply_owned(event).await })
+            .await
+            .unwrap_or_else(|join| {
+                Err(StoreError::Unavailable {
+                    message: format!("the apply's task ended without an answer: {join}"),
+                    source: None,
+                })
+            })
+    }
+}
+
+impl DatastoreStore {
+    async fn apply_owned(&self, event: ChangeEvent) -> Result<MergeOutcome, StoreError> {
         // The keys this store writes, whatever layout the event was validated
         // with: refused before any call rather than by Datastore.
         let limit = self.db().config.limits.max_key_bytes;
@@ -471,12 +490,12 @@ impl EntityStore for DatastoreStore {
         let kind = self.db().kind(event.kind.as_deref());
         let id = event.entity_id.as_str();
         let Some(lock) = self.key_lock(kind, id) else {
-            return self.apply_alone(event).await;
+            return self.apply_alone(&event).await;
         };
         // Group commit (see the module doc): wait in the entity's queue; the
         // holder of its turn merges every waiting event in one transaction.
         let key = (kind.to_string(), id.to_string());
-        let (seq, answer) = self.inner.waiting.push(key.clone(), event.clone());
+        let (seq, answer) = self.inner.waiting.push(key.clone(), event);
         {
             let _turn = lock.lock().await;
             loop {
