@@ -9,6 +9,11 @@
 #      push → sync function → Datastore emulator), as a share of 3,
 #   5. cold start, 6. memory and binary sizes,
 #   7. how cost grows with payload size and with concurrent requests per entity,
+#   8. the direct path against the previous commit's release binary, side by
+#      side in one run: CPU, throughput and latency per event at 16 requests
+#      over 200 entities and at 64 over 10 hot entities, RPCs and bytes per
+#      event counted on the wire, memory after 20,000 entities, the first
+#      event after ready; and the cost per million events they imply,
 # prints one table and the targets met or not, and writes
 # target/bench/results.json. Each figure is the median of several runs. Stops everything it started (emulators included).
 # See BENCHMARKS.md for what each figure means.
@@ -38,16 +43,24 @@ PER_ENTITY_TOTAL=8    # per-entity cases: 8 requests in flight over 8/k entities
 MANY_ENTITIES=20000   # distinct entities of the memory case (item 6)
 MANY_SECS=10          # wrk seconds of the memory case (it stops at fewer entities if slower)
 E2E_TIMEOUT=300       # seconds an end-to-end run may take before it counts as failed
-ITEMS="core,http,cold,push,limit,e2e,growth,size"
+DIRECT_SECS=5         # per wrk run, item 8
+COUNT_SECS=5          # per counting run through the RPC proxy, item 8
+DIRECT_CASES=("16 200" "64 10") # item 8: concurrency and entities
+DIRECT_ENTITIES=20000 # item 8: distinct entities before memory is read
+FIRST_RUNS=5          # item 8: starts measuring the first event after ready
+BASELINE=${BASELINE:-HEAD~1} # item 8: the revision to compare against
+ITEMS="core,http,cold,push,limit,e2e,growth,size,direct"
 
 usage() {
   cat <<EOF
-usage: scripts/bench.sh [--quick] [--only ITEMS] [--out FILE]
-  --quick       one run per case, shorter runs, 2,000 events end to end (a smoke run)
-  --only ITEMS  comma-separated subset of: $ITEMS
-  --out FILE    where to write the JSON results (default target/bench/results.json)
+usage: scripts/bench.sh [--quick] [--only ITEMS] [--out FILE] [--baseline REV]
+  --quick         one run per case, shorter runs, 2,000 events end to end (a smoke run)
+  --only ITEMS    comma-separated subset of: $ITEMS
+  --out FILE      where to write the JSON results (default target/bench/results.json)
+  --baseline REV  the git revision item 8 compares against (default HEAD~1)
 Environment: PROJECT (emulator project id), WRK_THREADS (wrk -t, default 1),
-  RUNS (runs per case, default 3), E2E_EVENTS (events per end-to-end run, default 10000).
+  RUNS (runs per case, default 3), E2E_EVENTS (events per end-to-end run, default 10000),
+  BASELINE (as --baseline).
 EOF
 }
 
@@ -56,6 +69,7 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1 ;;
     --only) ONLY=${2:?--only needs a list}; shift ;;
     --out) OUT=${2:?--out needs a file}; shift ;;
+    --baseline) BASELINE=${2:?--baseline needs a revision}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -63,7 +77,7 @@ while [ $# -gt 0 ]; do
 done
 if [ "$QUICK" = 1 ]; then
   RUNS=1 HTTP_SECS=2 GROWTH_SECS=1 LIMIT_SECS=1 E2E_EVENTS=2000 PACED_EVENTS=200 COLD_RUNS=5 CORE_SECS=1
-  MANY_SECS=3
+  MANY_SECS=3 DIRECT_SECS=3 COUNT_SECS=3 FIRST_RUNS=3
 fi
 for item in ${ONLY//,/ }; do
   case ",$ITEMS," in
@@ -134,11 +148,10 @@ ensure_wrk() {
   command -v wrk >/dev/null
 }
 
-# wrk_push ITEM CASE RUN PIECES CONNS SECS PORT FIELDS...: one wrk run with
-# push.lua; records requests/s and latency. Run 0 is a warm-up (not recorded).
-wrk_push() {
+# wrk_run ITEM CASE RUN PIECES CONNS SECS PORT: one wrk run with push.lua,
+# its output on stdout (and in wrk.log). Run 0 is a warm-up (output dropped).
+wrk_run() {
   local item=$1 case=$2 run=$3 pieces=$4 conns=$5 secs=$6 port=$7
-  shift 7
   local threads=$WRK_THREADS
   [ "$conns" -lt "$threads" ] && threads=$conns
   # Each run starts 5 minutes of event time after the previous one, so the
@@ -151,8 +164,19 @@ wrk_push() {
     env "${env_vars[@]}" wrk "${args[@]}" >"$logdir/wrk-warmup.log" 2>&1
     return
   fi
-  env "${env_vars[@]}" wrk "${args[@]}" 2>&1 | tee -a "$logdir/wrk.log" |
-    "$bin/sync-bench" wrk-record --item "$item" --case "$case" --run "$run" "$@"
+  env "${env_vars[@]}" wrk "${args[@]}" 2>&1 | tee -a "$logdir/wrk.log"
+}
+
+# wrk_push ITEM CASE RUN PIECES CONNS SECS PORT FIELDS...: one wrk run
+# (wrk_run); records requests/s and latency.
+wrk_push() {
+  local item=$1 case=$2 run=$3
+  if [ "$run" = 0 ]; then
+    wrk_run "$@"
+    return
+  fi
+  wrk_run "${@:1:7}" |
+    "$bin/sync-bench" wrk-record --item "$item" --case "$case" --run "$run" "${@:8}"
 }
 
 # check_push PORT: one push body with curl; the function must answer 204.
@@ -419,8 +443,211 @@ bench_size() {
   done
 }
 
+# build_baseline: the sync function of $BASELINE, built from that revision's
+# own tree into this target directory (so the dependencies both share are
+# built once) and copied out before this tree's build overwrites
+# target/release; sets BASE_BIN and BASE_REV.
+build_baseline() {
+  local rev src
+  rev=$(git -C "$root" rev-parse --verify --quiet "$BASELINE^{commit}") ||
+    { echo "--baseline $BASELINE is not a commit of this repository" >&2; return 1; }
+  BASE_REV=$(git -C "$root" rev-parse --short "$rev")
+  step "Building the baseline $BASE_REV ($BASELINE) in release mode"
+  src="$benchdir/baseline-src"
+  rm -rf "$src"
+  mkdir -p "$src" "$benchdir/baseline"
+  git -C "$root" archive "$rev" | tar -x -C "$src"
+  (cd "$src" && CARGO_TARGET_DIR="$root/target" cargo build --release --locked --bins)
+  cp "$root/target/release/sync-function" "$benchdir/baseline/sync-function"
+  BASE_BIN="$benchdir/baseline/sync-function"
+  rm -rf "$src"
+}
+
+# direct_bin WHICH: the binary of old or new.
+direct_bin() { if [ "$1" = old ]; then echo "$BASE_BIN"; else echo "$bin/sync-function"; fi; }
+
+DIRECT_ENV=(DEAD_LETTER_TOPIC=sync-dead-letters LOG_FORMAT=json DATASTORE_NAMESPACE=bench_direct
+  SYNC_DEBUG_ENDPOINTS=true)
+
+# direct_start WHICH LOG [ENV...]: starts old or new; sets DPORT_<WHICH> and DPID_<WHICH>.
+direct_start() {
+  local which=$1 log=$2
+  shift 2
+  start_sync "$log" "$(free_port)" "${DIRECT_ENV[@]}" "$@" "$(direct_bin "$which")"
+  printf -v "DPORT_$which" '%s' "$FN_PORT"
+  printf -v "DPID_$which" '%s' "$FN_PID"
+}
+
+# direct_wrk WHICH ITEM CASE RUN PIECES CONNS SECS [PROXY_PORT]: one wrk run
+# against old or new; records the sync process's CPU over it, its log bytes,
+# new's own counters and, with PROXY_PORT, the calls and bytes counted on
+# the wire, all per event.
+direct_wrk() {
+  local which=$1 item=$2 case=$3 run=$4 pieces=$5 conns=$6 secs=$7 proxy=${8:-}
+  local port_var="DPORT_$which" pid_var="DPID_$which"
+  local port=${!port_var} pid=${!pid_var} log="$logdir/direct-$which.log"
+  local out="$logdir/direct-wrk.out" t0 t1 l0 l1 extra=()
+  if [ "$run" = 0 ]; then
+    wrk_run "$item" "$case" 0 "$pieces" "$conns" 1 "$port"
+    return
+  fi
+  if [ "$which" = new ]; then
+    curl -fsS "http://127.0.0.1:$port/debug/counters" >"$logdir/fn-before.json"
+  fi
+  [ -n "$proxy" ] && curl -fsS "http://127.0.0.1:$proxy/" >"$logdir/wire-before.json"
+  t0=$("$bin/sync-bench" cpu-ticks --pid "$pid")
+  l0=$(stat -c %s "$log")
+  wrk_run "$item" "$case" "$run" "$pieces" "$conns" "$secs" "$port" >"$out"
+  t1=$("$bin/sync-bench" cpu-ticks --pid "$pid")
+  l1=$(stat -c %s "$log")
+  if [ "$which" = new ]; then
+    curl -fsS "http://127.0.0.1:$port/debug/counters" >"$logdir/fn-after.json"
+    extra+=(--delta "fn=$logdir/fn-before.json=$logdir/fn-after.json")
+  fi
+  if [ -n "$proxy" ]; then
+    curl -fsS "http://127.0.0.1:$proxy/" >"$logdir/wire-after.json"
+    extra+=(--delta "wire=$logdir/wire-before.json=$logdir/wire-after.json")
+  fi
+  "$bin/sync-bench" wrk-record --item "$item" --case "$case" --run "$run" \
+    --field "concurrency=$conns" --cpu-ticks $((t1 - t0)) --per-event "log_bytes=$((l1 - l0))" \
+    "${extra[@]}" <"$out"
+}
+
+# direct_median CASE METRIC: the median of METRIC over the direct runs so far.
+direct_median() {
+  python3 - "$raw" "$1" "$2" <<'PY'
+import json, statistics, sys
+raw, case, metric = sys.argv[1:]
+values = [r[metric] for r in map(json.loads, open(raw)) if r.get("item") == "direct"
+          and r.get("case") == case and metric in r]
+print(statistics.median(values) if values else 0)
+PY
+}
+
+bench_direct() {
+  local which c e run pieces order proxy_port routes=() spec secs rate requests
+  setup_topology # the announcement topics
+  build_baseline_done || return 1
+  step "8. Direct path, old ($BASE_REV) against new: wrk → sync function → Datastore emulator"
+  "$bin/sync-bench" pieces --out "$benchdir/pieces-size.lua" --entity-prefix d-size --entities 1 \
+    --project "$PROJECT" --print-sample >"$logdir/direct-sample.json"
+  measure "direct event size" "$bin/sync-bench" record --item direct_sizes --case event \
+    --field "bytes=$(python3 -c 'import base64, json, sys; print(len(base64.b64decode(json.load(sys.stdin)["message"]["data"])))' <"$logdir/direct-sample.json")"
+  for which in old new; do
+    direct_start "$which" "$logdir/direct-$which.log"
+  done
+  # Every run has entities of its own: wrk closes its connections with
+  # requests in flight when its time is up, and a binary whose apply is
+  # dropped with them can leave transactions open, whose locks would slow
+  # the next run on the same entities.
+  for spec in "${DIRECT_CASES[@]}"; do
+    read -r c e <<<"$spec"
+    for run in $(seq 0 "$RUNS"); do
+      for which in old new; do
+        "$bin/sync-bench" pieces --out "$benchdir/pieces-direct-$which-c$c-r$run.lua" \
+          --entity-prefix "d-$which-c$c-r$run" --entities "$e" --project "$PROJECT"
+      done
+    done
+    for which in old new; do
+      direct_wrk "$which" direct "$which: c=$c, $e entities" 0 \
+        "$benchdir/pieces-direct-$which-c$c-r0.lua" "$c" 1
+    done
+    for run in $(seq 1 "$RUNS"); do
+      # Alternate which goes first, so a drift of the host favours neither.
+      order="old new"
+      [ $((run % 2)) = 0 ] && order="new old"
+      for which in $order; do
+        measure "direct $which c=$c run $run" direct_wrk "$which" direct "$which: c=$c, $e entities" \
+          "$run" "$benchdir/pieces-direct-$which-c$c-r$run.lua" "$c" "$DIRECT_SECS"
+      done
+    done
+  done
+  # Memory after this many distinct entities, each created once: long
+  # enough a run at the rate measured above, plus a quarter.
+  for which in old new; do
+    read -r c e <<<"${DIRECT_CASES[0]}"
+    rate=$(direct_median "$which: c=$c, $e entities" events_per_s)
+    secs=$(python3 -c "import sys; r=float(sys.argv[1]); print(min(180, max(5, int($DIRECT_ENTITIES / r * 1.25) + 1)) if r > 0 else 60)" "$rate")
+    pieces="$benchdir/pieces-direct-$which-many.lua"
+    "$bin/sync-bench" pieces --out "$pieces" --entity-prefix "d-$which-many" \
+      --entities "$DIRECT_ENTITIES" --project "$PROJECT"
+    local pid_var="DPID_$which" port_var="DPORT_$which"
+    wrk_run direct_memory "$which" 1 "$pieces" 16 "$secs" "${!port_var}" >"$logdir/direct-many.out"
+    requests=$(grep '^{' "$logdir/direct-many.out" | tail -n 1 |
+      python3 -c 'import json, sys; print(int(json.load(sys.stdin)["requests"]))' 2>/dev/null || echo 0)
+    [ "$requests" -gt "$DIRECT_ENTITIES" ] && requests=$DIRECT_ENTITIES
+    measure "direct memory $which" "$bin/sync-bench" record --item direct_memory --case "$which" \
+      --field "rss_kib=$(rss_kib "${!pid_var}")" \
+      --field "hwm_kib=$(awk '/^VmHWM:/ {print $2}' "/proc/${!pid_var}/status")" \
+      --field "distinct_entities=$requests"
+  done
+  for which in old new; do
+    local pid_var="DPID_$which"
+    stop_pid "${!pid_var}"
+  done
+
+  step "8. Counting RPCs and bytes on the wire (a loopback proxy in front of each emulator)"
+  proxy_port=$(free_port)
+  for which in old new; do
+    printf -v "DSPORT_$which" '%s' "$(free_port)"
+    printf -v "PSPORT_$which" '%s' "$(free_port)"
+    local ds_var="DSPORT_$which" ps_var="PSPORT_$which"
+    routes+=(--route "${which}_datastore=${!ds_var}=$DATASTORE_EMULATOR_HOST"
+      --route "${which}_pubsub=${!ps_var}=$PUBSUB_EMULATOR_HOST")
+  done
+  "$bin/sync-bench" rpc-proxy "${routes[@]}" --control-port "$proxy_port" \
+    >"$logdir/rpc-proxy.log" 2>&1 &
+  PIDS+=("$!")
+  local deadline=$((SECONDS + 10))
+  until curl -fsS "http://127.0.0.1:$proxy_port/" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || { echo "the RPC proxy did not start" >&2; return 1; }
+    sleep 0.05
+  done
+  for which in old new; do
+    local ds_var="DSPORT_$which" ps_var="PSPORT_$which"
+    direct_start "$which" "$logdir/direct-$which.log" \
+      "DATASTORE_EMULATOR_HOST=127.0.0.1:${!ds_var}" "PUBSUB_EMULATOR_HOST=127.0.0.1:${!ps_var}"
+  done
+  for spec in "${DIRECT_CASES[@]}"; do
+    read -r c e <<<"$spec"
+    for which in old new; do
+      pieces="$benchdir/pieces-direct-$which-c$c-count.lua"
+      "$bin/sync-bench" pieces --out "$pieces" --entity-prefix "d-$which-c$c-count" \
+        --entities "$e" --project "$PROJECT"
+      direct_wrk "$which" direct_rpc "$which: c=$c, $e entities" 0 "$pieces" "$c" 1
+      measure "direct rpc $which c=$c" direct_wrk "$which" direct_rpc "$which: c=$c, $e entities" \
+        $((RUNS + 1)) "$pieces" "$c" "$COUNT_SECS" "$proxy_port"
+    done
+  done
+  for which in old new; do
+    local pid_var="DPID_$which"
+    stop_pid "${!pid_var}"
+  done
+
+  step "8. The first event after /healthz first answers 200, against the steady state"
+  for which in old new; do
+    measure "first event $which" "$bin/sync-bench" first-event --item first_event --case "$which" \
+      --bin "$(direct_bin "$which")" --runs "$FIRST_RUNS" --entity-prefix "first-$which" \
+      --project "$PROJECT" --env DEAD_LETTER_TOPIC=sync-dead-letters --env LOG_FORMAT=json \
+      --env DATASTORE_NAMESPACE=bench_direct
+  done
+}
+
 started=$SECONDS
-{ want http || want growth; } && ensure_wrk
+{ want http || want growth || want direct; } && ensure_wrk
+
+BASE_BIN=""
+BASE_REV=""
+BASELINE_BUILT=0
+if want direct; then
+  if build_baseline; then
+    BASELINE_BUILT=1
+  else
+    echo "FAILED: building the baseline $BASELINE (item 8 is skipped)" >&2
+    FAILED+=("baseline build")
+  fi
+fi
+build_baseline_done() { [ "$BASELINE_BUILT" = 1 ]; }
 
 step "Building (cargo build --release --locked --bins)"
 cargo build --release --locked --bins
@@ -430,7 +657,7 @@ build_s=$((SECONDS - started))
 # Without the emulators first (nothing else competes for the CPU), then with.
 want core && bench_core
 want http && bench_http
-if want cold || want push || want limit || want e2e || want growth; then
+if want cold || want push || want limit || want e2e || want growth || want direct; then
   step "Starting the emulators"
   # GC logs show the JVMs' pauses (a stall of every call to an emulator).
   JAVA_TOOL_OPTIONS="-Xlog:gc:file=$logdir/gc-%p.log" emulators_start "$PROJECT" "$logdir"
@@ -440,6 +667,10 @@ if want cold || want push || want limit || want e2e || want growth; then
   want limit && bench_limit
   want e2e && bench_e2e
   want growth && bench_growth
+  if want direct && ! bench_direct; then
+    echo "FAILED: item 8 (see $logdir)" >&2
+    FAILED+=("direct")
+  fi
   bench_gc
 fi
 want size && bench_size
@@ -449,7 +680,7 @@ total_s=$((SECONDS - started))
 step "Report"
 "$bin/sync-bench" report --raw "$raw" --out "$OUT" --push-concurrency "$PUSH_C" \
   --meta "quick=$QUICK" --meta "only=${ONLY:-all}" --meta "runs=$RUNS" \
-  --meta "total_s=$total_s" --meta "build_s=$build_s" \
+  --meta "total_s=$total_s" --meta "build_s=$build_s" --meta "baseline=${BASE_REV:-none}" \
   --meta "wrk=$(wrk -v 2>&1 | head -n 1)" --meta "wrk_threads=$WRK_THREADS" \
   --meta "gcloud=$(gcloud version 2>/dev/null | head -n 1)" | tee "$benchdir/table.md"
 echo "Took $total_s s in all ($build_s s building); logs in $logdir"

@@ -13,7 +13,10 @@
 //! Loopback only: it talks to the emulators and the processes the script
 //! started, and every loop is bounded in time.
 
+mod batch_delay;
 mod coldstart;
+mod compare;
+mod cost;
 mod gc;
 mod limit;
 mod logs;
@@ -21,6 +24,7 @@ mod pieces;
 mod probe;
 mod proc;
 mod report;
+mod rpcproxy;
 mod serve;
 mod stats;
 
@@ -52,8 +56,24 @@ enum Command {
     E2eFollow(FollowArgs),
     /// Serve push endpoints that answer slowly and count pushes in flight per path.
     PushProbe(ProbeArgs),
-    /// Turn the JSON line push.lua prints at the end of a wrk run (stdin) into a result.
-    WrkRecord(Label),
+    /// Turn the JSON line push.lua prints at the end of a wrk run (stdin) into
+    /// a result, with the CPU and the counters that changed over the run per event.
+    WrkRecord(WrkRecordArgs),
+    /// Print a process's CPU time so far (user + system), in clock ticks.
+    CpuTicks {
+        /// The process.
+        #[arg(long)]
+        pid: u32,
+    },
+    /// Measure the first event after `/healthz` first answers 200 against
+    /// the steady state of the same process.
+    FirstEvent(FirstEventArgs),
+    /// Relay gRPC to emulators on loopback ports, counting calls and request
+    /// bytes per route; serve the counts on a control port. Runs until killed.
+    RpcProxy(RpcProxyArgs),
+    /// Measure publish RPCs, latency and throughput per batching delay on
+    /// the Pub/Sub emulator (`PUBSUB_EMULATOR_HOST`); prints a Markdown table.
+    BatchDelay(BatchDelayArgs),
     /// Read criterion's estimate of one benchmark.
     Criterion(CriterionArgs),
     /// Summarise a JVM GC log (`-Xlog:gc`): pauses and heap.
@@ -180,6 +200,82 @@ struct ColdStartArgs {
 }
 
 #[derive(Args, Debug)]
+struct WrkRecordArgs {
+    #[command(flatten)]
+    label: Label,
+    /// CPU clock ticks the measured process used over the run (see
+    /// `cpu-ticks`): recorded as `cpu_ms_per_event`.
+    #[arg(long)]
+    cpu_ticks: Option<u64>,
+    /// Counters read before and after the run, `PREFIX=BEFORE.json=AFTER.json`,
+    /// repeatable: every number that is in both (nested objects flattened
+    /// with `_`) is recorded per request as `PREFIX_NAME_per_event`.
+    #[arg(long = "delta", value_name = "PREFIX=BEFORE=AFTER")]
+    deltas: Vec<String>,
+    /// A total over the run, `NAME=NUMBER`, repeatable: recorded per
+    /// request as `NAME_per_event`.
+    #[arg(long = "per-event", value_name = "NAME=NUMBER")]
+    per_event: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct FirstEventArgs {
+    #[command(flatten)]
+    label: Label,
+    /// The sync function's binary.
+    #[arg(long)]
+    bin: PathBuf,
+    /// Starts.
+    #[arg(long, default_value_t = 5)]
+    runs: u32,
+    /// Pushes after the first, one after another (the steady state).
+    #[arg(long, default_value_t = 20)]
+    steady: usize,
+    /// Prefix of entity ids (each start uses its own).
+    #[arg(long, default_value = "first")]
+    entity_prefix: String,
+    /// Project in the envelope's subscription path.
+    #[arg(long, default_value = "datastore-sync-bench")]
+    project: String,
+    /// Environment, `KEY=VALUE`, repeatable (PORT is set here).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct RpcProxyArgs {
+    /// `NAME=LISTEN_PORT=HOST:PORT`, repeatable.
+    #[arg(
+        long = "route",
+        value_name = "NAME=LISTEN_PORT=HOST:PORT",
+        required = true
+    )]
+    routes: Vec<rpcproxy::Route>,
+    /// Port (127.0.0.1) that answers any request with the counts as JSON.
+    #[arg(long)]
+    control_port: u16,
+}
+
+#[derive(Args, Debug)]
+struct BatchDelayArgs {
+    /// Announcements per run.
+    #[arg(long, default_value_t = 2000)]
+    events: usize,
+    /// Concurrent publishing tasks, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    concurrency: Vec<u64>,
+    /// Batching delays in ms, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2,5,10")]
+    delays_ms: Vec<u64>,
+    /// Mean pause before each publish (the request's Datastore work), ms.
+    #[arg(long, default_value_t = 10)]
+    work_ms: u64,
+    /// Ordering keys: `off`, `on` or both, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "off,on")]
+    keys: Vec<String>,
+}
+
+#[derive(Args, Debug)]
 struct FollowArgs {
     #[command(flatten)]
     label: Label,
@@ -262,18 +358,29 @@ struct ReportArgs {
 /// run's `BENCH_OFFSET_US` must stay below it, or events would be in the future.
 const BASE_MINUTES_AGO: i64 = 100;
 
-fn pieces(a: &PiecesArgs) -> Result<()> {
+/// The pieces for `entities` entities named `PREFIX-NNNNN`, based
+/// [`BASE_MINUTES_AGO`] minutes ago.
+fn build_pieces(
+    entities: usize,
+    prefix: &str,
+    payload_bytes: usize,
+    project: &str,
+) -> Result<pieces::Pieces> {
     let now = chrono::Utc::now() - chrono::Duration::minutes(BASE_MINUTES_AGO);
     let base = chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::minutes(1))
         .context("rounding the base time")?;
-    let p = pieces::build(&pieces::Spec {
-        entities: a.entities,
-        entity_prefix: a.entity_prefix.clone(),
-        payload_bytes: a.payload_bytes,
-        project: a.project.clone(),
+    pieces::build(&pieces::Spec {
+        entities,
+        entity_prefix: prefix.to_string(),
+        payload_bytes,
+        project: project.to_string(),
         subscription: "sync-processor".into(),
         base,
-    })?;
+    })
+}
+
+fn pieces(a: &PiecesArgs) -> Result<()> {
+    let p = build_pieces(a.entities, &a.entity_prefix, a.payload_bytes, &a.project)?;
     std::fs::write(&a.out, pieces::to_lua(&p)?)
         .with_context(|| format!("writing {}", a.out.display()))?;
     if a.print_sample {
@@ -312,16 +419,19 @@ async fn limit_cmd(a: &LimitArgs) -> Result<()> {
     }))
 }
 
-fn cold_start(a: &ColdStartArgs) -> Result<()> {
-    let env: Vec<(String, String)> = a
-        .env
-        .iter()
+/// `KEY=VALUE` arguments as pairs.
+fn env_pairs(env: &[String]) -> Result<Vec<(String, String)>> {
+    env.iter()
         .map(|e| {
             e.split_once('=')
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .with_context(|| format!("--env {e:?}: expected KEY=VALUE"))
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
+
+fn cold_start(a: &ColdStartArgs) -> Result<()> {
+    let env = env_pairs(&a.env)?;
     for run in 1..=a.runs {
         // Idle RSS is read once, a second after the last start.
         let settle = (run == a.runs).then(|| Duration::from_secs(1));
@@ -393,7 +503,70 @@ fn push_probe(a: &ProbeArgs) -> Result<()> {
     }))
 }
 
-fn wrk_record(label: &Label) -> Result<()> {
+fn first_event(a: &FirstEventArgs) -> Result<()> {
+    let env = env_pairs(&a.env)?;
+    for run in 1..=a.runs {
+        let p = build_pieces(
+            a.steady + 1,
+            &format!("{}-{}-r{run}", a.entity_prefix, std::process::id()),
+            0,
+            &a.project,
+        )?;
+        let bodies = (0..=a.steady as u64)
+            .map(|k| pieces::body(&p, k, 0, &format!("first-r{run}")))
+            .collect::<Option<Vec<_>>>()
+            .context("building the push bodies")?;
+        let f = coldstart::first_event(&a.bin, &env, &bodies, Duration::from_secs(30))?;
+        let label = Label {
+            run,
+            ..a.label.clone()
+        };
+        label.print(json!({
+            "ready_ms": f.ready_ms,
+            "first_ms": f.first_ms,
+            "steady_p50_ms": f.steady_p50_ms,
+            "first_over_p50": f.first_ms / f.steady_p50_ms,
+            "first_ok": f64::from(u8::from(f.first_ok)),
+        }))?;
+    }
+    Ok(())
+}
+
+/// Every number in `v`, nested objects flattened as `a_b`.
+fn numbers(prefix: &str, v: &Value, out: &mut Map<String, Value>) {
+    match v {
+        Value::Number(_) => {
+            out.insert(prefix.to_string(), v.clone());
+        }
+        Value::Object(m) => {
+            for (k, v) in m {
+                numbers(&format!("{prefix}_{k}"), v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `PREFIX_NAME_per_event` for every number in both `before` and `after`.
+fn deltas(prefix: &str, before: &Value, after: &Value, requests: f64) -> Map<String, Value> {
+    let (mut b, mut a) = (Map::new(), Map::new());
+    numbers(prefix, before, &mut b);
+    numbers(prefix, after, &mut a);
+    a.iter()
+        .filter_map(|(k, v)| {
+            let d = v.as_f64()? - b.get(k)?.as_f64()?;
+            Some((format!("{k}_per_event"), json!(d / requests.max(1.0))))
+        })
+        .collect()
+}
+
+fn read_json(path: &str) -> Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    serde_json::from_str(&text).with_context(|| format!("{path} is not JSON"))
+}
+
+fn wrk_record(a: &WrkRecordArgs) -> Result<()> {
+    let label = &a.label;
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input)?;
     let Some(line) = input
@@ -405,13 +578,46 @@ fn wrk_record(label: &Label) -> Result<()> {
     };
     let w: Value = serde_json::from_str(line).context("push.lua's JSON line")?;
     let n = |k: &str| w.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-    label.print(json!({
-        "requests": n("requests"),
-        "events_per_s": n("requests") / (n("duration_us") / 1e6).max(1e-9),
-        "p50_ms": n("latency_p50_us") / 1000.0,
-        "p99_ms": n("latency_p99_us") / 1000.0,
-        "status_errors": n("status_errors"),
-    }))
+    let requests = n("requests");
+    let mut fields = Map::new();
+    fields.insert("requests".into(), json!(requests));
+    fields.insert(
+        "events_per_s".into(),
+        json!(requests / (n("duration_us") / 1e6).max(1e-9)),
+    );
+    fields.insert("p50_ms".into(), json!(n("latency_p50_us") / 1000.0));
+    fields.insert("p99_ms".into(), json!(n("latency_p99_us") / 1000.0));
+    fields.insert("status_errors".into(), json!(n("status_errors")));
+    if let Some(ticks) = a.cpu_ticks {
+        let cpu_ms = ticks as f64 / proc::ticks_per_second() * 1000.0;
+        fields.insert("cpu_ms_per_event".into(), json!(cpu_ms / requests.max(1.0)));
+    }
+    for t in &a.per_event {
+        let parsed = t
+            .split_once('=')
+            .and_then(|(k, v)| Some((k, v.parse::<f64>().ok()?)));
+        let Some((name, total)) = parsed else {
+            bail!("--per-event {t:?}: expected NAME=NUMBER");
+        };
+        fields.insert(
+            format!("{name}_per_event"),
+            json!(total / requests.max(1.0)),
+        );
+    }
+    for d in &a.deltas {
+        let mut parts = d.splitn(3, '=');
+        let (Some(prefix), Some(before), Some(after)) = (parts.next(), parts.next(), parts.next())
+        else {
+            bail!("--delta {d:?}: expected PREFIX=BEFORE=AFTER");
+        };
+        fields.extend(deltas(
+            prefix,
+            &read_json(before)?,
+            &read_json(after)?,
+            requests,
+        ));
+    }
+    label.print(Value::Object(fields))
 }
 
 fn gc_cmd(a: &GcArgs) -> Result<()> {
@@ -463,6 +669,11 @@ fn report_cmd(a: &ReportArgs) -> Result<()> {
         machine["memory_gib"]
     );
     println!("{}", report::table(&cases, push_concurrency));
+    if compare::present(&cases) {
+        let baseline = doc["meta"]["baseline"].as_str().unwrap_or("baseline");
+        println!("{}", compare::table(&cases, baseline));
+        println!("{}", cost::table(&cases));
+    }
     println!(
         "{}",
         report::targets_table(&report::targets(&cases, push_concurrency))
@@ -472,6 +683,25 @@ fn report_cmd(a: &ReportArgs) -> Result<()> {
 }
 
 /// Runs `f` on a multi-threaded runtime (the limit's workers, the server).
+fn batch_delay_cmd(a: &BatchDelayArgs) -> Result<()> {
+    let keys = a
+        .keys
+        .iter()
+        .map(|k| match k.as_str() {
+            "on" => Ok(true),
+            "off" => Ok(false),
+            _ => Err(anyhow::anyhow!("--keys {k:?}: expected off or on")),
+        })
+        .collect::<Result<_>>()?;
+    block_on(batch_delay::run(&batch_delay::Plan {
+        events: a.events,
+        concurrency: a.concurrency.clone(),
+        delays_ms: a.delays_ms.clone(),
+        work_ms: a.work_ms,
+        keys,
+    }))
+}
+
 fn block_on<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -495,7 +725,14 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::PushProbe(a) => push_probe(a),
-        Command::WrkRecord(l) => wrk_record(l),
+        Command::WrkRecord(a) => wrk_record(a),
+        Command::CpuTicks { pid } => {
+            println!("{}", proc::cpu_ticks(proc::CpuOf::Pid(*pid)));
+            Ok(())
+        }
+        Command::FirstEvent(a) => first_event(a),
+        Command::RpcProxy(a) => block_on(rpcproxy::serve(&a.routes, a.control_port)),
+        Command::BatchDelay(a) => batch_delay_cmd(a),
         Command::Criterion(a) => criterion(a),
         Command::Gc(a) => gc_cmd(a),
         Command::Record(l) => l.print(json!({})),

@@ -419,6 +419,7 @@ pub fn targets(cases: &[Case], push_concurrency: f64) -> Vec<Target> {
             });
         }
     }
+    out.extend(crate::compare::targets(cases));
     out
 }
 
