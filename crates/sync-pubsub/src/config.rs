@@ -23,7 +23,7 @@ pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// so the delay is latency it pays (at most this much, once); in exchange,
 /// announcements without an ordering key that arrive within it share one
 /// publish RPC. Measured on the emulator with
-/// `examples/batch_delay.rs` (tasks pausing 0–20 ms for their Datastore work
+/// `sync-bench batch-delay` (tasks pausing 0–20 ms for their Datastore work
 /// between publishes, 200 entities, no keys): at 16 concurrent requests
 /// 1.8–2.2 messages per RPC with 0 ms, 2.9–4.3 with 1 ms, 3.1–3.4 with 2 ms,
 /// 5.2 with 5 ms; at 64, 4.3 / 9.5 / 13 / 17; p50 and p99 did not move
