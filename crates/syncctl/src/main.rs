@@ -4,7 +4,9 @@
 //! `datastore_init.py`, `cleanup_datastore.py`) as subcommands, plus what an
 //! operator of the sync function needs: conflict records, dead-letter
 //! inspection and replay, a load generator, and the local topology on the
-//! emulators (`setup` creates it, `topology` prints its names for scripts).
+//! emulators (`setup` creates it, `topology` prints its names for scripts),
+//! and the publish-to-apply lag percentiles of a local run's log (`lag`, in
+//! the library: `syncctl::lag`).
 //! Events are built as `sync_core::wire::EventMessage`; names come from
 //! `sync_core::wire::topology` and `dead_letter`. Honours `PUBSUB_EMULATOR_HOST`
 //! and `DATASTORE_EMULATOR_HOST`; without them it talks to Google Cloud with
@@ -71,6 +73,8 @@ enum Command {
     Setup(SetupArgs),
     /// Print the topology's names as `deploy/lib.sh`'s variables (`NAME=value`, bash syntax).
     Topology(TopologyArgs),
+    /// Publish-to-apply lag (count, p50, p90, p99, max) from a sync-function log (LOG_FORMAT=json).
+    Lag(LagArgs),
 }
 
 /// Arguments of `publish`.
@@ -321,6 +325,17 @@ pub struct TopologyArgs {
     pub suffix: Option<String>,
 }
 
+/// Arguments of `lag`.
+#[derive(Args, Debug)]
+pub struct LagArgs {
+    /// The sync function's output (JSON lines; other lines are skipped and counted).
+    #[arg(long)]
+    pub log: PathBuf,
+    /// Print the figures as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -352,6 +367,7 @@ fn main() -> ExitCode {
                 commands::topology(&a);
                 Ok(())
             }
+            Command::Lag(a) => syncctl::lag::run(&a.log, a.json),
         }
     });
     match result {
