@@ -55,7 +55,7 @@ async fn admin(g: &Global) -> Result<PubSubAdmin> {
         .context("connecting to Pub/Sub")
 }
 
-async fn store(g: &Global) -> Result<DatastoreAdmin> {
+pub async fn store(g: &Global) -> Result<DatastoreAdmin> {
     let mut config =
         StoreConfig::new(project(g)?).with_emulator_from(|_| g.datastore_emulator_host.clone());
     config.namespace = g.namespace.clone().filter(|n| !n.is_empty());
