@@ -41,6 +41,8 @@ const CONCURRENCY: usize = 64;
 pub const CURSOR_LINE: &str = "cursor: ";
 /// What the closing line starts with.
 pub const DONE_LINE: &str = "done: ";
+/// The progress line on stderr.
+const PROGRESS: &str = "{spinner} {pos} entities read, {msg}, {per_sec} ({elapsed})";
 /// Format of the resume token.
 const TOKEN_FORMAT: u64 = 1;
 
@@ -262,8 +264,7 @@ pub async fn run(g: &Global, a: ResyncArgs) -> Result<()> {
         ProgressBar::new_spinner()
     };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {pos} entities read, {msg}, {per_sec} ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template(PROGRESS).unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     let burst = u32::try_from(usize::from(a.page_size).min(CONCURRENCY)).unwrap_or(1);
     let run = Run {
@@ -284,12 +285,7 @@ pub async fn run(g: &Global, a: ResyncArgs) -> Result<()> {
         p.flush().await;
     }
     let secs = started.elapsed().as_secs_f64();
-    let verb = match (a.tombstones, a.dry_run) {
-        (true, false) => "tombstones listed",
-        (true, true) => "tombstones would be listed (dry run)",
-        (false, true) => "would be announced (dry run)",
-        (false, false) => "announced",
-    };
+    let verb = verb(&a);
     println!(
         "{DONE_LINE}{} read, {} {verb} in {secs:.1} s ({:.0}/s)",
         counts.read,
@@ -297,6 +293,17 @@ pub async fn run(g: &Global, a: ResyncArgs) -> Result<()> {
         counts.read as f64 / secs.max(1e-9)
     );
     Ok(())
+}
+
+/// What the run does with what it read, as the progress and the closing
+/// line say it.
+fn verb(a: &ResyncArgs) -> &'static str {
+    match (a.tombstones, a.dry_run) {
+        (true, false) => "tombstones listed",
+        (true, true) => "tombstones would be listed (dry run)",
+        (false, true) => "would be announced (dry run)",
+        (false, false) => "announced",
+    }
 }
 
 impl Run<'_> {
@@ -418,7 +425,7 @@ impl Run<'_> {
             }
         }
         self.bar
-            .set_message(format!("{} announced", counts.announced));
+            .set_message(format!("{} {}", counts.announced, verb(a)));
         match first_error {
             // The page's cursor is not printed: a resume repeats the page.
             Some(e) => {
@@ -551,6 +558,11 @@ mod tests {
             let e = cursor().check(&a).expect_err("another scan");
             assert!(e.to_string().contains("not this one"), "{e}");
         }
+    }
+
+    #[test]
+    fn the_progress_line_is_a_valid_template() {
+        assert!(ProgressStyle::with_template(PROGRESS).is_ok());
     }
 
     #[test]
