@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Remove what deploy/up.sh created, in dependency order: Cloud Run services,
-# subscriptions, topics, dashboard, alert policy, log-based metric, project
+# subscriptions, topics, dashboard, alert policies, log-based metrics, project
 # role grants, service accounts, Artifact Registry repository (with its images).
 # Whatever is already gone is skipped. Kept: the Datastore database, its data
 # and the TTL policy; an external-sync-* topic that has subscriptions or other
@@ -108,10 +108,14 @@ delete_by_display_name() {
   ((found)) || unchanged "${what} '${display_name}' already gone"
 }
 delete_by_display_name dashboard "${DASHBOARD_NAME}" monitoring dashboards
-delete_by_display_name "alert policy" "${ALERT_NAME}" alpha monitoring policies
+for policy in "${ALERT_NAME}" "${LAG_ALERT_NAME}"; do
+  delete_by_display_name "alert policy" "${policy}" alpha monitoring policies
+done
 
-delete_if_present "log-based metric ${CONFLICT_METRIC}" logging metrics describe "${CONFLICT_METRIC}" --format='value(name)' \
-  -- logging metrics delete "${CONFLICT_METRIC}"
+for metric in "${CONFLICT_METRIC}" "${LAG_METRIC}"; do
+  delete_if_present "log-based metric ${metric}" logging metrics describe "${metric}" --format='value(name)' \
+    -- logging metrics delete "${metric}"
+done
 
 # Project-level grants would otherwise outlive the accounts as deleted:... members.
 remove_binding projects "${PROJECT_ID}" roles/datastore.user "serviceAccount:${SYNC_SA}"

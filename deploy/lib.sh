@@ -130,13 +130,30 @@ init_config() {
   # Monitoring.
   if [[ -n ${SUFFIX} ]]; then
     CONFLICT_METRIC="datastore_sync_conflicts_${SUFFIX}"
+    LAG_METRIC="datastore_sync_publish_to_apply_${SUFFIX}"
     DASHBOARD_NAME="Datastore Sync Monitoring (${SUFFIX})"
     ALERT_NAME="Datastore Sync dead letters (${SUFFIX})"
+    LAG_ALERT_NAME="Datastore Sync publish-to-apply lag (${SUFFIX})"
   else
     CONFLICT_METRIC=datastore_sync_conflicts
+    LAG_METRIC=datastore_sync_publish_to_apply
     DASHBOARD_NAME="Datastore Sync Monitoring"
     ALERT_NAME="Datastore Sync dead letters"
+    LAG_ALERT_NAME="Datastore Sync publish-to-apply lag"
   fi
+  # The sync function's log line per processed delivery and its latency
+  # field (ms from Pub/Sub's publish time to the end of processing): the
+  # function's `publish_to_apply_ms`, camelCased by its JSON log writer.
+  # syncctl::lag reads the same names (PROCESSED_MESSAGE,
+  # PUBLISH_TO_APPLY_FIELD); a syncctl test checks that they agree.
+  LAG_LOG_MESSAGE="event processed"
+  LAG_LOG_FIELD=publishToApplyMs
+  # The lag alert fires when p99 stays above this for 10 minutes. The
+  # metric's buckets end near 1 h, so higher thresholds could not be told.
+  LAG_P99_THRESHOLD_SECS=${LAG_P99_THRESHOLD_SECS:-60}
+  [[ ${LAG_P99_THRESHOLD_SECS} =~ ^[1-9][0-9]{0,3}$ && ${LAG_P99_THRESHOLD_SECS} -le 3600 ]] ||
+    die "LAG_P99_THRESHOLD_SECS '${LAG_P99_THRESHOLD_SECS}' must be a whole number of seconds, 1-3600 (p99 publish-to-apply lag that alerts)"
+  LAG_P99_THRESHOLD_MS=$((LAG_P99_THRESHOLD_SECS * 1000))
 }
 
 # image_tag: IMAGE_TAG if set; else the commit, plus a hash of uncommitted

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Observability: the log-based metric datastore_sync_conflicts[_SUFFIX]
-# (entries of the sync service whose jsonPayload.conflicts > 0), the dashboard
-# deploy/monitoring/dashboard.json and the alert policy
+# Observability: two log-based metrics of the sync service's entries,
+# datastore_sync_conflicts[_SUFFIX] (a counter of entries whose
+# jsonPayload.conflicts > 0) and datastore_sync_publish_to_apply[_SUFFIX]
+# (deploy/monitoring/lag-metric.json: a distribution of the publish-to-apply
+# lag each processed delivery logs, ms, labelled with its delivery attempt);
+# the dashboard deploy/monitoring/dashboard.json; two alert policies,
 # deploy/monitoring/alert-dead-letters.json (dead-letter backlog above 0 for
-# 5 minutes). Each is created only if missing (looked up by name); to apply an
-# edited JSON file to an existing dashboard or policy, delete it first (or use
-# deploy/down.sh). NOTIFICATION_CHANNELS (comma-separated channel ids) is
-# attached to a new alert policy. The policy commands need the gcloud alpha
-# component.
+# 5 minutes) and deploy/monitoring/alert-lag.json (p99 lag above
+# LAG_P99_THRESHOLD_SECS, default 60, for 10 minutes). Each is created only if
+# missing (looked up by name); to apply an edited JSON file to an existing
+# metric, dashboard or policy, delete it first (or use deploy/down.sh).
+# NOTIFICATION_CHANNELS (comma-separated channel ids) is attached to a new
+# alert policy. The policy commands need the gcloud alpha component.
 #
-# Usage: PROJECT_ID=my-project [SUFFIX=abc123] deploy/monitoring.sh [--dry-run]
+# Usage: PROJECT_ID=my-project [SUFFIX=abc123] [LAG_P99_THRESHOLD_SECS=60] deploy/monitoring.sh [--dry-run]
 
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -22,6 +26,14 @@ init_config
 render() {
   local text out
   text=$(<"$1")
+  # A number: its placeholder is a JSON string in the template, so that the
+  # template is valid JSON too.
+  text=${text//'"__LAG_P99_THRESHOLD_MS__"'/"${LAG_P99_THRESHOLD_MS}"}
+  text=${text//__LAG_P99_THRESHOLD_SECS__/"${LAG_P99_THRESHOLD_SECS}"}
+  text=${text//__LAG_METRIC__/"${LAG_METRIC}"}
+  text=${text//__LAG_ALERT_NAME__/"${LAG_ALERT_NAME}"}
+  text=${text//__LAG_LOG_MESSAGE__/"${LAG_LOG_MESSAGE}"}
+  text=${text//__LAG_LOG_FIELD__/"${LAG_LOG_FIELD}"}
   text=${text//__DASHBOARD_NAME__/"${DASHBOARD_NAME}"}
   text=${text//__ALERT_NAME__/"${ALERT_NAME}"}
   text=${text//__TOPIC__/"${TOPIC}"}
@@ -65,12 +77,22 @@ else
   changed "created log-based metric ${CONFLICT_METRIC}"
 fi
 
+# The lag metric: a distribution, so its definition is a file.
+lag_metric_file=$(render "${DEPLOY_DIR}/monitoring/lag-metric.json")
 dashboard_file=$(render "${DEPLOY_DIR}/monitoring/dashboard.json")
 alert_file=$(render "${DEPLOY_DIR}/monitoring/alert-dead-letters.json")
+lag_alert_file=$(render "${DEPLOY_DIR}/monitoring/alert-lag.json")
 if ((DRY_RUN)); then
-  log "  rendered ${dashboard_file} and ${alert_file} (kept for inspection)"
+  log "  rendered ${lag_metric_file}, ${dashboard_file}, ${alert_file} and ${lag_alert_file} (kept for inspection)"
 else
-  trap 'rm -f "${dashboard_file}" "${alert_file}"' EXIT
+  trap 'rm -f "${lag_metric_file}" "${dashboard_file}" "${alert_file}" "${lag_alert_file}"' EXIT
+fi
+
+if exists logging metrics describe "${LAG_METRIC}" --format='value(name)'; then
+  unchanged "log-based metric ${LAG_METRIC}"
+else
+  gcloud_change logging metrics create "${LAG_METRIC}" "--config-from-file=${lag_metric_file}"
+  changed "created log-based metric ${LAG_METRIC} (publish-to-apply lag)"
 fi
 
 READ=''
@@ -84,12 +106,23 @@ fi
 
 READ=''
 gcloud_read alpha monitoring policies list '--format=value(name,displayName)' || true
-if has_display_name "${ALERT_NAME}"; then
-  unchanged "alert policy '${ALERT_NAME}'"
-else
-  channels=()
-  [[ -z ${NOTIFICATION_CHANNELS} ]] || channels=("--notification-channels=${NOTIFICATION_CHANNELS}")
-  gcloud_change alpha monitoring policies create "--policy-from-file=${alert_file}" "${channels[@]}"
-  changed "created alert policy '${ALERT_NAME}'"
-fi
+policies=${READ}
+channels=()
+[[ -z ${NOTIFICATION_CHANNELS} ]] || channels=("--notification-channels=${NOTIFICATION_CHANNELS}")
+# ensure_policy DISPLAY_NAME FILE [RUNNER]: creates the alert policy in FILE
+# unless one is called DISPLAY_NAME. RUNNER (default gcloud_change) runs the
+# create.
+ensure_policy() {
+  READ=${policies}
+  if has_display_name "$1"; then
+    unchanged "alert policy '$1'"
+  else
+    "${3:-gcloud_change}" alpha monitoring policies create "--policy-from-file=$2" "${channels[@]}"
+    changed "created alert policy '$1'"
+  fi
+}
+ensure_policy "${ALERT_NAME}" "${alert_file}"
+# A log-based metric just created may not be known to Monitoring yet, and a
+# policy on an unknown metric is refused: retried with backoff.
+ensure_policy "${LAG_ALERT_NAME}" "${lag_alert_file}" gcloud_change_retry
 finish

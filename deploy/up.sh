@@ -12,12 +12,12 @@
 #   images.sh      Artifact Registry repository, images built by Cloud Build
 #   services.sh    the two private Cloud Run services
 #   pubsub.sh      topics, push subscriptions, dead-letter topic
-#   monitoring.sh  conflict metric, dashboard, dead-letter alert
+#   monitoring.sh  conflict and lag metrics, dashboard, dead-letter and lag alerts
 # --dry-run prints every gcloud command instead of running it (reads too),
 # planning as if nothing existed yet.
 # Environment: PROJECT_ID (required), REGION, SUFFIX (appended to resource
 # names, e.g. $(openssl rand -hex 3)), IMAGE_TAG, DATASTORE_LOCATION,
-# NOTIFICATION_CHANNELS.
+# NOTIFICATION_CHANNELS, LAG_P99_THRESHOLD_SECS.
 
 set -euo pipefail
 # shellcheck source=lib.sh

@@ -6,7 +6,9 @@
 #     nothing created), with a suffix, with unwrapped push (and back), and as
 #     a dry run (gcloud never called);
 #   - deploy/down.sh: order, tolerance of what is gone, confirmation;
-#   - the dashboard and alert JSON: valid, and only known metric types;
+#   - the dashboard, alert and lag-metric JSON: valid, only known metric
+#     types; the lag metric, tile and alert as rendered (LAG_P99_THRESHOLD_SECS
+#     by default, set, and refused when not a number);
 #   - deploy/tests/check_binary_libs.sh on canned and real ldd output.
 # Ends with a line "N passed, M failed"; exits non-zero on any failure.
 #
@@ -131,6 +133,7 @@ deploy() {
     FAKE_GCLOUD_LOG="${LOG}" PROJECT_ID="${PROJECT}" IMAGE_TAG="${IMAGE_TAG-test-tag}" \
     SUFFIX="${SUFFIX:-}" REGION=us-central1 \
     PUSH_NO_WRAPPER="${PUSH_NO_WRAPPER:-}" PUSH_WRITE_METADATA="${PUSH_WRITE_METADATA:-}" \
+    LAG_P99_THRESHOLD_SECS="${LAG_P99_THRESHOLD_SECS:-}" \
     bash "${DEPLOY_DIR}/${script}" "$@" >"${WORK}/${name}.out" 2>&1 </dev/null || STATUS=$?
 }
 
@@ -149,6 +152,17 @@ output_has() {
     pass "$1"
   else
     fail "$1" "'$3' not in $(basename "$2")"
+  fi
+}
+
+# json_has NAME FILE EXPR: the Python expression EXPR holds of `doc`, FILE's JSON.
+json_has() {
+  local out
+  if out=$(python3 -c 'import json, sys; doc = json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' \
+    "$2" "$3" 2>&1); then
+    pass "$1"
+  else
+    fail "$1" "not true of $(basename "$2"): $3"$'\n'"${out}"
   fi
 }
 
@@ -263,8 +277,16 @@ logged "Pub/Sub service agent may mint tokens for the invoker account only" \
 # Monitoring.
 logged "creates the conflict log-based metric" '^logging metrics create datastore_sync_conflicts ' \
   '--log-filter=jsonPayload\.conflicts>0 AND resource\.type="cloud_run_revision"'
+logged "creates the lag distribution metric from its definition file" \
+  '^logging metrics create datastore_sync_publish_to_apply ' ' --config-from-file=[^ ]+\.json '
 logged "creates the dashboard" '^monitoring dashboards create --config-from-file='
 logged "creates the dead-letter alert policy" '^alpha monitoring policies create --policy-from-file='
+count_logged "creates two alert policies (dead letters, lag)" 2 '^alpha monitoring policies create '
+before "the lag metric exists before the dashboard shows it" \
+  '^logging metrics create datastore_sync_publish_to_apply ' '^monitoring dashboards create '
+before "the lag metric exists before an alert policy watches it" \
+  '^logging metrics create datastore_sync_publish_to_apply ' '^alpha monitoring policies create '
+output_has "monitoring.sh reports what it created" "${WORK}/up-fresh.out" "monitoring: 5 change(s):"
 output_has "up.sh reports what it created" "${WORK}/up-fresh.out" "pubsub: 14 change(s):"
 
 echo "== dashboard and alert JSON"
@@ -274,7 +296,9 @@ pubsub.googleapis.com/subscription/num_undelivered_messages
 pubsub.googleapis.com/subscription/oldest_unacked_message_age
 run.googleapis.com/request_count
 run.googleapis.com/request_latencies
-logging.googleapis.com/user/datastore_sync_conflicts"
+pubsub.googleapis.com/subscription/push_request_latencies
+logging.googleapis.com/user/datastore_sync_conflicts
+logging.googleapis.com/user/datastore_sync_publish_to_apply"
 
 # check_metrics FILE KIND [EXTRA_KNOWN...]: FILE is JSON (python3 -m json.tool),
 # every metric type it names is known, and every query names one.
@@ -315,8 +339,44 @@ sys.exit(1 if problems else 0)
 EOF
 }
 
-check_metrics "${DEPLOY_DIR}/monitoring/dashboard.json" template "logging.googleapis.com/user/__CONFLICT_METRIC__"
+check_metrics "${DEPLOY_DIR}/monitoring/dashboard.json" template "logging.googleapis.com/user/__CONFLICT_METRIC__" \
+  "logging.googleapis.com/user/__LAG_METRIC__"
 check_metrics "${DEPLOY_DIR}/monitoring/alert-dead-letters.json" template
+check_metrics "${DEPLOY_DIR}/monitoring/alert-lag.json" template "logging.googleapis.com/user/__LAG_METRIC__"
+check "lag-metric.json is valid JSON" python3 -m json.tool "${DEPLOY_DIR}/monitoring/lag-metric.json"
+
+# check_lag STATE LABEL THRESHOLD_MS [SERVICE] [METRIC]: the lag metric, tile
+# and alert as deploy/monitoring.sh rendered them (the metric's file as the
+# fake gcloud received it, the dashboard, and the policy found by display
+# name), the alert at THRESHOLD_MS.
+check_lag() {
+  local state=$1 label=$2 ms=$3 service=${4:-data-sync-processor} metric=${5:-datastore_sync_publish_to_apply}
+  local metric_file="${WORK}/${state}/captured-metric-${metric}.json" policy='' f
+  for f in "${WORK}/${state}"/captured-alertPolicies-*.json; do
+    if grep -qF '"displayName": "Datastore Sync publish-to-apply lag' "${f}"; then policy=${f}; fi
+  done
+  if [[ ! -f ${metric_file} || -z ${policy} ]]; then
+    fail "${label}: the lag metric and policy were created from files" "missing ${metric_file} or the lag policy"
+    return
+  fi
+  json_has "${label}: the lag metric is a DELTA distribution in ms" "${metric_file}" \
+    'doc["metricDescriptor"]["metricKind"] == "DELTA" and doc["metricDescriptor"]["valueType"] == "DISTRIBUTION" and doc["metricDescriptor"]["unit"] == "ms"'
+  json_has "${label}: the lag metric extracts jsonPayload.publishToApplyMs" "${metric_file}" \
+    'doc["valueExtractor"] == "EXTRACT(jsonPayload.publishToApplyMs)"'
+  json_has "${label}: the lag metric reads the processed entries of ${service}, duplicates left out" "${metric_file}" \
+    "all(t in doc['filter'] for t in ['resource.labels.service_name=\"${service}\"', 'jsonPayload.message=\"event processed\"', 'jsonPayload.publishToApplyMs:*', 'jsonPayload.outcome!=\"duplicate\"'])"
+  json_has "${label}: the lag buckets are exponential from 1 ms to at least 1 h" "${metric_file}" \
+    '(lambda e: e["scale"] <= 1 and e["scale"] * e["growthFactor"] ** e["numFiniteBuckets"] >= 3600000 and e["numFiniteBuckets"] <= 200)(doc["bucketOptions"]["exponentialBuckets"])'
+  json_has "${label}: the lag metric is labelled with the delivery attempt" "${metric_file}" \
+    'doc["labelExtractors"] == {"attempt": "EXTRACT(jsonPayload.span.attempt)"} and [l["key"] for l in doc["metricDescriptor"]["labels"]] == ["attempt"]'
+  json_has "${label}: the lag alert watches p99 of the metric" "${policy}" \
+    "(lambda c: c['filter'].startswith('metric.type=\"logging.googleapis.com/user/${metric}\"') and c['aggregations'] == [{'alignmentPeriod': '60s', 'perSeriesAligner': 'ALIGN_DELTA', 'crossSeriesReducer': 'REDUCE_PERCENTILE_99'}])(doc['conditions'][0]['conditionThreshold'])"
+  json_has "${label}: the lag alert fires above ${ms} ms for 10 minutes" "${policy}" \
+    "(lambda c: c['thresholdValue'] == ${ms} and c['comparison'] == 'COMPARISON_GT' and c['duration'] == '600s')(doc['conditions'][0]['conditionThreshold'])"
+  json_has "${label}: the dashboard has the lag p50 and p99, with the alert threshold" "${WORK}/${state}/captured-dashboards-1.json" \
+    "any(sorted(d['timeSeriesQuery']['timeSeriesFilter']['aggregation']['crossSeriesReducer'] for d in t['widget']['xyChart']['dataSets'] if '/user/${metric}\"' in d['timeSeriesQuery']['timeSeriesFilter']['filter']) == ['REDUCE_PERCENTILE_50', 'REDUCE_PERCENTILE_99'] and t['widget']['xyChart'].get('thresholds', [{}])[0].get('value') == ${ms} for t in doc['mosaicLayout']['tiles'])"
+}
+check_lag state-main "default threshold" 60000
 dashboard="${WORK}/state-main/captured-dashboards-1.json"
 alert="${WORK}/state-main/captured-alertPolicies-1.json"
 if [[ -f ${dashboard} && -f ${alert} ]]; then
@@ -380,11 +440,26 @@ for command in 'gcloud services enable ' 'gcloud iam service-accounts create dat
   'gcloud builds submit ' 'gcloud run deploy data-sync-processor ' 'gcloud run deploy audit-logger ' \
   'gcloud pubsub topics create data-sync-events ' 'gcloud pubsub subscriptions create sync-processor ' \
   'gcloud logging metrics create datastore_sync_conflicts ' 'gcloud monitoring dashboards create ' \
+  'gcloud logging metrics describe datastore_sync_publish_to_apply ' \
+  'gcloud logging metrics create datastore_sync_publish_to_apply --config-from-file=' \
   'gcloud alpha monitoring policies create ' 'gcloud pubsub subscriptions describe sync-processor '; do
   output_has "--dry-run prints: ${command}" "${WORK}/up-dry.out" "[dry-run] ${command}"
 done
 output_has "--dry-run prints placeholders for values it did not read" "${WORK}/up-dry.out" \
   "--push-endpoint=https://data-sync-processor-PLACEHOLDER.run.app"
+dry_policies=$(grep -c '^\[dry-run\] gcloud alpha monitoring policies create ' "${WORK}/up-dry.out" || true)
+if [[ ${dry_policies} == 2 ]]; then
+  pass "--dry-run prints both alert policies"
+else
+  fail "--dry-run prints both alert policies" "${dry_policies} printed"
+fi
+dry_policy=$(grep -oE -- '--policy-from-file=[^ ]+' "${WORK}/up-dry.out" | tail -n1 | cut -d= -f2)
+if [[ -f ${dry_policy} ]]; then
+  json_has "--dry-run keeps the rendered lag policy, with the default threshold" "${dry_policy}" \
+    "doc['displayName'] == 'Datastore Sync publish-to-apply lag' and doc['conditions'][0]['conditionThreshold']['thresholdValue'] == 60000"
+else
+  fail "--dry-run keeps the rendered lag policy, with the default threshold" "no file '${dry_policy}'"
+fi
 IMAGE_TAG='' deploy fresh state-dry images-dry images.sh --dry-run
 if grep -qE 'sync-function:[0-9a-f]{12}(-dirty-[0-9a-f]{8})? ' "${WORK}/images-dry.out"; then
   pass "the default image tag is the commit (plus a digest of uncommitted changes)"
@@ -406,9 +481,12 @@ logged "suffixed services, accounts and dead-letter setting" '^run deploy data-s
 logged "external topics are shared, not suffixed" '^pubsub topics create external-sync-create '
 logged "suffixed conflict metric" '^logging metrics create datastore_sync_conflicts_abc123 ' \
   'resource\.labels\.service_name="data-sync-processor-abc123"'
+logged "suffixed lag metric" '^logging metrics create datastore_sync_publish_to_apply_abc123 '
 if [[ -f ${WORK}/state-suffix/captured-dashboards-1.json ]]; then
   check_metrics "${WORK}/state-suffix/captured-dashboards-1.json" rendered \
-    "logging.googleapis.com/user/datastore_sync_conflicts_abc123"
+    "logging.googleapis.com/user/datastore_sync_conflicts_abc123" \
+    "logging.googleapis.com/user/datastore_sync_publish_to_apply_abc123"
+  check_lag state-suffix "suffix" 60000 data-sync-processor-abc123 datastore_sync_publish_to_apply_abc123
   output_has "suffixed dashboard watches the suffixed dead-letter subscription" \
     "${WORK}/state-suffix/captured-dashboards-1.json" 'subscription_id=\"dlq-processor-abc123\"'
 else
@@ -437,9 +515,22 @@ count_logged "PUSH_NO_WRAPPER=0 updates both back to the wrapped envelope" 2 \
   '^pubsub subscriptions update (sync-processor|audit-logger) .*--push-endpoint='
 not_logged "... with no unwrapped flag" '^pubsub subscriptions update .*--push-no-wrapper'
 
+echo "== LAG_P99_THRESHOLD_SECS"
+LAG_P99_THRESHOLD_SECS=90 deploy fresh state-lag90 monitoring-lag90 monitoring.sh
+status_is "monitoring.sh succeeds with LAG_P99_THRESHOLD_SECS=90" 0 monitoring-lag90
+check_lag state-lag90 "LAG_P99_THRESHOLD_SECS=90" 90000
+output_has "the lag alert's condition names the threshold" "${WORK}/state-lag90/captured-alertPolicies-2.json" \
+  '"displayName": "p99 publish-to-apply lag above 90 s for 10 minutes"'
+LAG_P99_THRESHOLD_SECS=soon deploy fresh state-bad lag-soon monitoring.sh
+status_is "a non-numeric LAG_P99_THRESHOLD_SECS is refused" 1 lag-soon
+output_has "... naming the variable and the expected form" "${WORK}/lag-soon.out" \
+  "error: LAG_P99_THRESHOLD_SECS 'soon' must be a whole number of seconds, 1-3600"
+if [[ -s ${LOG} ]]; then fail "... before any gcloud call" "$(head -n 3 "${LOG}")"; else pass "... before any gcloud call"; fi
+
 echo "== configuration errors"
 for bad in "PROJECT_ID=" "SUFFIX=Bad_Suffix" "REGION=nowhere" "SYNC_CONCURRENCY=0" "AUDIT_CONCURRENCY=5000" \
   "READY_TIMEOUT_SECS=0" "READY_TIMEOUT_SECS=81" \
+  "LAG_P99_THRESHOLD_SECS=0" "LAG_P99_THRESHOLD_SECS=3601" "LAG_P99_THRESHOLD_SECS=1.5" "LAG_P99_THRESHOLD_SECS=60s" \
   "PUSH_NO_WRAPPER=yes" "PUSH_WRITE_METADATA=true" "PUSH_WRITE_METADATA=1"; do
   LOG="${WORK}/bad.log"
   : >"${LOG}"
@@ -465,7 +556,8 @@ for pattern in '^run services delete data-sync-processor ' '^run services delete
   '^pubsub subscriptions delete sync-processor ' '^pubsub subscriptions delete audit-logger ' \
   '^pubsub subscriptions delete dlq-processor ' '^pubsub topics delete data-sync-events ' \
   '^pubsub topics delete sync-dead-letters ' '^monitoring dashboards delete ' '^alpha monitoring policies delete ' \
-  '^logging metrics delete datastore_sync_conflicts ' "^projects remove-iam-policy-binding fake-project .*datasync-sync@" \
+  '^logging metrics delete datastore_sync_conflicts ' '^logging metrics delete datastore_sync_publish_to_apply ' \
+  "^projects remove-iam-policy-binding fake-project .*datasync-sync@" \
   "^iam service-accounts delete datasync-invoker@" '^artifacts repositories delete datastore-sync '; do
   logged "down.sh deletes: ${pattern#^}" "${pattern}"
 done
@@ -474,6 +566,9 @@ before "down: subscriptions before topics" '^pubsub subscriptions delete ' '^pub
 before "down: topics before the dashboard" '^pubsub topics delete ' '^monitoring dashboards delete '
 before "down: dashboard before the alert policy" '^monitoring dashboards delete ' '^alpha monitoring policies delete '
 before "down: alert policy before the metric" '^alpha monitoring policies delete ' '^logging metrics delete '
+count_logged "down.sh deletes both alert policies" 2 '^alpha monitoring policies delete '
+before "down: the lag alert policy before the lag metric" \
+  '^alpha monitoring policies delete projects/123456789012/alertPolicies/fake2 ' '^logging metrics delete datastore_sync_publish_to_apply '
 before "down: metric before the service accounts" '^logging metrics delete ' '^iam service-accounts delete '
 before "down: project grants revoked before the accounts go" '^projects remove-iam-policy-binding ' '^iam service-accounts delete '
 before "down: service accounts before the repository" '^iam service-accounts delete ' '^artifacts repositories delete '
@@ -487,7 +582,8 @@ SUFFIX=abc123 deploy existing state-suffix down-suffix down.sh --yes
 status_is "down.sh with a suffix succeeds" 0 down-suffix
 for pattern in '^run services delete data-sync-processor-abc123 ' '^pubsub subscriptions delete sync-processor-abc123 ' \
   '^pubsub topics delete data-sync-events-abc123 ' '^pubsub topics delete external-sync-create ' \
-  '^logging metrics delete datastore_sync_conflicts_abc123 ' '^artifacts repositories delete datastore-sync-abc123 '; do
+  '^logging metrics delete datastore_sync_conflicts_abc123 ' '^logging metrics delete datastore_sync_publish_to_apply_abc123 ' \
+  '^artifacts repositories delete datastore-sync-abc123 '; do
   logged "down.sh with a suffix deletes: ${pattern#^}" "${pattern}"
 done
 
@@ -506,7 +602,8 @@ if [[ -s ${LOG} ]]; then fail "down.sh --dry-run never calls gcloud" "$(head -n 
 for command in 'gcloud run services delete data-sync-processor ' 'gcloud pubsub subscriptions delete sync-processor ' \
   'gcloud pubsub topics delete data-sync-events ' 'gcloud pubsub topics delete external-sync-create ' \
   'gcloud monitoring dashboards delete ' 'gcloud alpha monitoring policies delete ' \
-  'gcloud logging metrics delete datastore_sync_conflicts ' 'gcloud projects remove-iam-policy-binding fake-project ' \
+  'gcloud logging metrics delete datastore_sync_conflicts ' 'gcloud logging metrics delete datastore_sync_publish_to_apply ' \
+  'gcloud projects remove-iam-policy-binding fake-project ' \
   'gcloud iam service-accounts delete datasync-invoker@' 'gcloud artifacts repositories delete datastore-sync '; do
   output_has "down.sh --dry-run prints: ${command}" "${WORK}/down-dry.out" "[dry-run] ${command}"
 done

@@ -12,11 +12,11 @@
 use crate::proc::{cpu_ticks, machine_jiffies, rss_kib, ticks_per_second, CpuOf};
 use crate::stats::p50_p99;
 use anyhow::{Context, Result};
-use serde_json::Value;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use syncctl::lag::{parse_line, FirstLines, LogLine};
 
 /// What to follow.
 #[derive(Debug, Clone)]
@@ -106,35 +106,22 @@ impl Tail {
     }
 }
 
-/// Folds one log line into `summary`; `seen` holds the message ids so far.
-/// Returns the line's time when it is the first line of a new message.
-fn fold_line(line: &str, summary: &mut Summary, seen: &mut HashSet<String>) -> Option<i64> {
-    if !line.contains("\"outcome\"") {
-        return None;
+/// Folds one log line into `summary` (read as `syncctl lag` reads it);
+/// `first` tells a message's first line from its redeliveries'. Returns the
+/// line's time when it is the first line of a new message.
+fn fold_line(line: &str, summary: &mut Summary, first: &mut FirstLines) -> Option<i64> {
+    match parse_line(line) {
+        LogLine::Retry => {
+            summary.retries += 1;
+            None
+        }
+        LogLine::Processed(p) if first.is_first(&p) => {
+            summary.distinct += 1;
+            summary.latencies_ms.extend(p.publish_to_apply_ms);
+            p.time_ms
+        }
+        LogLine::Processed(_) | LogLine::NotJson | LogLine::Other => None,
     }
-    let v: Value = serde_json::from_str(line).ok()?;
-    if v.get("outcome").and_then(Value::as_str) == Some("retry") {
-        summary.retries += 1;
-    }
-    if v.get("message").and_then(Value::as_str) != Some("event processed") {
-        return None;
-    }
-    let id = v
-        .get("span")
-        .and_then(|s| s.get("message_id"))
-        .and_then(Value::as_str)
-        .map_or_else(|| format!("line-{}", seen.len()), str::to_string);
-    if !seen.insert(id) {
-        return None;
-    }
-    summary.distinct += 1;
-    if let Some(ms) = v.get("publishToApplyMs").and_then(Value::as_f64) {
-        summary.latencies_ms.push(ms);
-    }
-    v.get("time")
-        .and_then(Value::as_str)
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.timestamp_millis())
 }
 
 /// Follows the log until `expect` distinct messages were processed or the
@@ -149,13 +136,13 @@ pub fn follow(f: &Follow) -> Result<Summary> {
         partial: Vec::new(),
     };
     let mut summary = Summary::default();
-    let mut seen = HashSet::new();
+    let mut first = FirstLines::default();
     let deadline = Instant::now() + f.timeout;
     let cpu_before: Vec<u64> = f.cpu.iter().map(|(_, of)| cpu_ticks(*of)).collect();
     let machine_before = machine_jiffies();
     loop {
         for line in tail.new_lines()? {
-            if let Some(t) = fold_line(&line, &mut summary, &mut seen) {
+            if let Some(t) = fold_line(&line, &mut summary, &mut first) {
                 summary.first_ms.get_or_insert(t);
                 if summary.distinct == f.expect {
                     summary.last_ms = Some(t);
@@ -197,7 +184,7 @@ mod tests {
     #[test]
     fn counts_each_message_once_and_keeps_its_latency() {
         let mut s = Summary::default();
-        let mut seen = HashSet::new();
+        let mut seen = FirstLines::default();
         let t = fold_line(LINE, &mut s, &mut seen);
         assert_eq!(t, Some(1_795_679_745_386));
         assert_eq!(fold_line(LINE, &mut s, &mut seen), None);

@@ -1,4 +1,5 @@
-//! Medians and percentiles over samples.
+//! Medians and percentiles over samples (nearest-rank percentiles are
+//! `syncctl::lag`'s, which `syncctl lag` prints).
 
 /// The median of `values` (mean of the middle two for an even count), or
 /// `None` when there are none. NaNs are ignored.
@@ -16,16 +17,7 @@ pub fn median(values: &[f64]) -> Option<f64> {
     })
 }
 
-/// The `p`-th percentile (0–100) of `sorted` by nearest rank, or `None` when
-/// empty. `sorted` must be sorted ascending.
-pub fn percentile_sorted(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    let index = rank.clamp(1, sorted.len()) - 1;
-    sorted.get(index).copied()
-}
+pub use syncctl::lag::percentile_sorted;
 
 /// Sorts `values` and returns its (p50, p99), `None` when empty.
 pub fn p50_p99(values: &mut [f64]) -> (Option<f64>, Option<f64>) {

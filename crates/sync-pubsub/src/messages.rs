@@ -1,6 +1,7 @@
 //! The messages the sync function publishes, built within Pub/Sub's limits:
 //! an entity's announcement (with or without the entity id as ordering key)
-//! and a refused message's dead letter (never with one).
+//! and a refused message's dead letter (never with one); and the same
+//! announcement as `syncctl resync` republishes it, marked as a resync.
 //!
 //! Attribute values are cut to Pub/Sub's size limit and a dead letter keeps
 //! only as many original attributes as fit beside its reason (both rules and
@@ -10,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use sync_core::wire::announcement::attribute::{
-    CORRELATION_ID, ENTITY_ID, KIND, OPERATION, VERSION,
+    CORRELATION_ID, ENTITY_ID, KIND, OPERATION, RESYNC, VERSION,
 };
 use sync_core::wire::{attribute_safe, dead_letter};
 use sync_core::{Announcement, OutgoingMessage};
@@ -64,6 +65,32 @@ pub fn announcement(
         attributes,
         ordering_key,
     }
+}
+
+/// The announcement of `a` as `syncctl resync` republishes it: the data and
+/// attributes of [`announcement`] (unordered), plus `resync=true`.
+///
+/// ```
+/// use sync_core::{Announcement, Operation};
+/// let a = Announcement {
+///     operation: Operation::Update,
+///     version: 4,
+///     data: Default::default(),
+///     last_modified: None,
+///     correlation_id: None,
+/// };
+/// let live = sync_pubsub::messages::announcement("SyncEntity", "e-1", &a, false);
+/// let again = sync_pubsub::messages::resync_announcement("SyncEntity", "e-1", &a);
+/// assert_eq!(again.data, live.data);
+/// assert_eq!(again.attributes["resync"], "true");
+/// assert_eq!(again.attributes.len(), live.attributes.len() + 1);
+/// ```
+pub fn resync_announcement(kind: &str, entity_id: &str, a: &Announcement) -> OutgoingMessage {
+    let mut message = announcement(kind, entity_id, a, false);
+    message
+        .attributes
+        .insert(RESYNC.to_string(), "true".to_string());
+    message
 }
 
 /// The dead letter of a refused message: its data as received, its

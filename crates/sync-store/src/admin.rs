@@ -1,14 +1,15 @@
 //! [`DatastoreAdmin`]: reads and writes outside the apply path, for the CLI
-//! and the tests (an entity and its merge state, a kind's entities, conflict
-//! records, cleanup, raw writes), and [`DatastoreAdmin::ping`], the cheap
-//! first call a function makes before it reports ready.
+//! and the tests (an entity and its merge state, a kind's entities, a paged
+//! [`Scan`] of a kind's entities or tombstones with Datastore query cursors,
+//! conflict records, cleanup, raw writes), and [`DatastoreAdmin::ping`], the
+//! cheap first call a function makes before it reports ready.
 
 use crate::client::ReadIn;
 use crate::config::{ConnectError, StoreConfig};
 use crate::conflict::{record_of, ConflictRecord, ENTITY_KIND};
 use crate::database::{delete, upsert, Database, Read};
 use crate::mapping::{
-    json_of_properties, key_name, string_value, timestamp_value, to_value, RawValue,
+    json_of_properties, key_name, stored_of, string_value, timestamp_value, to_value, RawValue,
 };
 use gcloud_sdk::google::datastore::v1 as ds;
 use serde_json::{Map, Value as Json};
@@ -22,6 +23,42 @@ const QUERY_PAGE: i32 = 300;
 const COMMIT_BATCH: usize = 500;
 /// The key name [`DatastoreAdmin::ping`] looks up (not reserved: `__*__` is).
 const PING_NAME: &str = "sync-readiness-ping";
+
+/// What a [`Scan`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scanned {
+    /// The entities of the kind (a deleted entity has none, only a tombstone).
+    Entities,
+    /// The tombstones of the kind's deleted entities.
+    Tombstones,
+}
+
+/// A read of one kind's entities or tombstones, page by page in key order,
+/// each page starting where the previous one's cursor says
+/// ([`DatastoreAdmin::scan`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Scan<'a> {
+    /// The entities' kind; the configured one when `None`.
+    pub kind: Option<&'a str>,
+    /// Entities or tombstones.
+    pub of: Scanned,
+    /// Only entity ids (key names) starting with this (a key range).
+    pub prefix: Option<&'a str>,
+    /// Results per page (at most; a tombstone of another kind is read but
+    /// left out).
+    pub page_size: i32,
+}
+
+/// One page of a [`Scan`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanPage {
+    /// Entity id and stored form (`exists` false for a tombstone), in key
+    /// order.
+    pub entities: Vec<(String, StoredEntity)>,
+    /// Where the next page starts, an opaque Datastore query cursor to pass
+    /// back to [`DatastoreAdmin::scan`]; `None` after the last page.
+    pub next: Option<Vec<u8>>,
+}
 
 /// Datastore reads and writes besides [`sync_core::EntityStore::apply`].
 /// Cheap to clone; built by [`DatastoreAdmin::connect`] or, sharing the
@@ -122,6 +159,94 @@ impl DatastoreAdmin {
                 (key_name(e.key.as_ref()), fields)
             })
             .collect())
+    }
+
+    /// One page of `scan`, from `start` (a [`ScanPage::next`] of the same
+    /// scan) or from the first entity. Outside any transaction: an entity
+    /// changed while a scan goes on is read as it is when its page is read,
+    /// and one created behind the cursor is not read at all.
+    ///
+    /// # Errors
+    /// [`StoreError`]: `Corrupt` for an entity whose bookkeeping properties
+    /// have the wrong type; a cursor Datastore does not accept (another
+    /// query's, or garbage) as Datastore classifies it; transient failures
+    /// are retried within the budget first.
+    pub async fn scan(
+        &self,
+        scan: &Scan<'_>,
+        start: Option<&[u8]>,
+    ) -> Result<ScanPage, StoreError> {
+        let entity_kind = self.db.kind(scan.kind);
+        let kind = match scan.of {
+            Scanned::Entities => entity_kind,
+            Scanned::Tombstones => self.db.config.tombstone_kind.as_str(),
+        };
+        let query = ds::Query {
+            kind: vec![ds::KindExpression {
+                name: kind.to_string(),
+            }],
+            filter: scan
+                .prefix
+                .filter(|p| !p.is_empty())
+                .map(|p| self.key_range(entity_kind, p)),
+            start_cursor: start.map(<[u8]>::to_vec).unwrap_or_default(),
+            limit: Some(scan.page_size.max(1)),
+            ..Default::default()
+        };
+        let partition = &self.db.partition;
+        let page = self
+            .db
+            .retrying_call("scan", || self.db.rpc.query_page(partition, query.clone()))
+            .await?;
+        let mut entities = Vec::with_capacity(page.entities.len());
+        for e in &page.entities {
+            let path = e.key.as_ref().map_or(&[][..], |k| k.path.as_slice());
+            let id = match scan.of {
+                Scanned::Entities => key_name(e.key.as_ref()),
+                // A tombstone is the child of its entity's key.
+                Scanned::Tombstones => match path {
+                    [.., parent, _] if parent.kind == entity_kind => key_name(Some(&ds::Key {
+                        partition_id: None,
+                        path: vec![parent.clone()],
+                    })),
+                    _ => continue,
+                },
+            };
+            let stored = stored_of(e, scan.of == Scanned::Entities)
+                .map_err(|why| StoreError::Corrupt(format!("{entity_kind} {id}: {why}")))?;
+            entities.push((id, stored));
+        }
+        Ok(ScanPage {
+            entities,
+            next: page.next,
+        })
+    }
+
+    /// `__key__` from `(kind, prefix)` (inclusive) to the first name past
+    /// every name starting with `prefix` (exclusive): key names order by
+    /// their UTF-8 bytes, which is code point order, and a key's children
+    /// (tombstones) sort right after it, so the range holds both.
+    fn key_range(&self, kind: &str, prefix: &str) -> ds::Filter {
+        use ds::property_filter::Operator;
+        let key = |name: &str| ds::Value {
+            value_type: Some(ds::value::ValueType::KeyValue(
+                self.db.entity_key(kind, name),
+            )),
+            ..Default::default()
+        };
+        let from = property_filter("__key__", Operator::GreaterThanOrEqual, key(prefix));
+        let Some(past) = past_prefix(prefix) else {
+            return from;
+        };
+        let to = property_filter("__key__", Operator::LessThan, key(&past));
+        ds::Filter {
+            filter_type: Some(ds::filter::FilterType::CompositeFilter(
+                ds::CompositeFilter {
+                    op: ds::composite_filter::Operator::And as i32,
+                    filters: vec![from, to],
+                },
+            )),
+        }
     }
 
     async fn query(&self, query: ds::Query) -> Result<Vec<ds::Entity>, StoreError> {
@@ -257,6 +382,23 @@ impl DatastoreAdmin {
     }
 }
 
+/// The least string greater than every string starting with `prefix`: its
+/// last character that can grow, grown, and what followed it cut; `None`
+/// when none can (every character is `char::MAX`), and then no upper bound
+/// is needed.
+fn past_prefix(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        // The next scalar value, skipping the surrogates.
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 fn property_filter(
     property: &str,
     op: ds::property_filter::Operator,
@@ -270,5 +412,26 @@ fn property_filter(
             op: op as i32,
             value: Some(value),
         })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::past_prefix;
+
+    #[test]
+    fn past_prefix_bounds_exactly_the_names_with_the_prefix() {
+        assert_eq!(past_prefix("rs-a-").as_deref(), Some("rs-a."));
+        assert_eq!(past_prefix("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(past_prefix("ab\u{10FFFF}").as_deref(), Some("ac"));
+        assert_eq!(past_prefix("\u{10FFFF}"), None);
+        let past = past_prefix("é").unwrap_or_default();
+        for name in ["é", "é-1", "é\u{10FFFF}\u{10FFFF}"] {
+            assert!(
+                name < past.as_str() && name.as_bytes() < past.as_bytes(),
+                "{name}"
+            );
+        }
+        assert!("ê" >= past.as_str());
     }
 }

@@ -247,10 +247,8 @@ impl Rpc {
         }
     }
 
-    /// Runs `query` in `partition` and returns every result, page by page.
-    ///
-    /// Stops on an empty or short page, or when Datastore says no more: the
-    /// emulator always says `MORE_RESULTS_AFTER_LIMIT`, even on the last page.
+    /// Runs `query` in `partition` and returns every result, page by page
+    /// (`page` results each, as [`Rpc::query_page`] reads them).
     pub async fn query_all(
         &self,
         partition: &ds::PartitionId,
@@ -260,38 +258,74 @@ impl Rpc {
         let mut out = Vec::new();
         query.limit = Some(page);
         loop {
-            let request = ds::RunQueryRequest {
-                project_id: self.project_id.clone(),
-                database_id: self.database_id.clone(),
-                partition_id: Some(partition.clone()),
-                read_options: None,
-                property_mask: None,
-                explain_options: None,
-                request_options: None,
-                query_type: Some(ds::run_query_request::QueryType::Query(query.clone())),
-            };
-            let response = self
-                .api
-                .get()
-                .run_query(request)
-                .await
-                .map_err(|s| from_status(s, "run_query"))?
-                .into_inner();
-            let Some(batch) = response.batch else {
-                return Ok(out);
-            };
-            let count = batch.entity_results.len();
-            out.extend(batch.entity_results.into_iter().filter_map(|r| r.entity));
-            let no_more =
-                batch.more_results == ds::query_result_batch::MoreResultsType::NoMoreResults as i32;
-            if count == 0
-                || usize::try_from(page).is_ok_and(|p| count < p)
-                || no_more
-                || batch.end_cursor.is_empty()
-            {
-                return Ok(out);
+            let batch = self.query_page(partition, query.clone()).await?;
+            out.extend(batch.entities);
+            match batch.next {
+                Some(cursor) => query.start_cursor = cursor,
+                None => return Ok(out),
             }
-            query.start_cursor = batch.end_cursor;
         }
     }
+
+    /// Runs `query` (its `limit` and `start_cursor` as set) once: one page.
+    ///
+    /// The page is the last when Datastore says no more, or when a page
+    /// stopped by the limit came back short or empty: the emulator always
+    /// says `MORE_RESULTS_AFTER_LIMIT`, even on the last page. A page cut
+    /// short for another reason (`NOT_FINISHED`: production stops a batch
+    /// at a size or time limit) is followed by the next.
+    pub async fn query_page(
+        &self,
+        partition: &ds::PartitionId,
+        query: ds::Query,
+    ) -> Result<QueryPage, StoreError> {
+        use ds::query_result_batch::MoreResultsType;
+        let (limit, start) = (query.limit, query.start_cursor.clone());
+        let request = ds::RunQueryRequest {
+            project_id: self.project_id.clone(),
+            database_id: self.database_id.clone(),
+            partition_id: Some(partition.clone()),
+            read_options: None,
+            property_mask: None,
+            explain_options: None,
+            request_options: None,
+            query_type: Some(ds::run_query_request::QueryType::Query(query)),
+        };
+        let response = self
+            .api
+            .get()
+            .run_query(request)
+            .await
+            .map_err(|s| from_status(s, "run_query"))?
+            .into_inner();
+        let Some(batch) = response.batch else {
+            return Ok(QueryPage {
+                entities: Vec::new(),
+                next: None,
+            });
+        };
+        let count = batch.entity_results.len();
+        let full = limit.is_none_or(|l| usize::try_from(l).is_ok_and(|l| count >= l));
+        let more = match MoreResultsType::try_from(batch.more_results) {
+            Ok(MoreResultsType::NoMoreResults) => false,
+            // Unless it made no progress at all, which would loop forever.
+            Ok(MoreResultsType::NotFinished) => count > 0 || batch.end_cursor != start,
+            _ => count > 0 && full,
+        };
+        Ok(QueryPage {
+            entities: batch
+                .entity_results
+                .into_iter()
+                .filter_map(|r| r.entity)
+                .collect(),
+            next: (more && !batch.end_cursor.is_empty()).then_some(batch.end_cursor),
+        })
+    }
+}
+
+/// One page of a query: its entities, and the cursor the next page starts
+/// at (`None` after the last).
+pub(crate) struct QueryPage {
+    pub entities: Vec<ds::Entity>,
+    pub next: Option<Vec<u8>>,
 }

@@ -18,7 +18,8 @@
 //! - the RPCs each client sent ([`DatastoreStore::rpc_counts`], [`RpcCounts`]);
 //! - the error classification of gRPC codes into [`sync_core::StoreError`];
 //! - reads and writes for the CLI and tests ([`DatastoreAdmin`]: `get`,
-//!   `query_kind`, `conflicts`, `delete_all`, `put_raw`, ...), on their own
+//!   `query_kind`, a cursor-paged [`Scan`] of a kind's entities or
+//!   tombstones, `conflicts`, `delete_all`, `put_raw`, ...), on their own
 //!   client or on the store's ([`DatastoreStore::admin`]);
 //! - [`StoreConfig::from_vars`]: the store's part of a binary's settings
 //!   (`DATASTORE_EMULATOR_HOST`, `DATASTORE_NAMESPACE`, `SYNC_KIND`,
@@ -44,7 +45,7 @@ mod mapping;
 mod retry;
 mod store;
 
-pub use admin::DatastoreAdmin;
+pub use admin::{DatastoreAdmin, Scan, ScanPage, Scanned};
 pub use config::{ConnectError, StoreConfig, PRODUCTION_ENDPOINT};
 pub use conflict::{ConflictField, ConflictRecord};
 pub use counters::RpcCounts;

@@ -55,7 +55,7 @@ async fn admin(g: &Global) -> Result<PubSubAdmin> {
         .context("connecting to Pub/Sub")
 }
 
-async fn store(g: &Global) -> Result<DatastoreAdmin> {
+pub async fn store(g: &Global) -> Result<DatastoreAdmin> {
     let mut config =
         StoreConfig::new(project(g)?).with_emulator_from(|_| g.datastore_emulator_host.clone());
     config.namespace = g.namespace.clone().filter(|n| !n.is_empty());
@@ -709,16 +709,18 @@ mod tests {
         );
     }
 
-    /// The deploy scripts' names, as `deploy/lib.sh` computes them with
-    /// `SUFFIX`, one `NAME=value` line each.
-    fn deploy_names(suffix: &str) -> BTreeMap<String, String> {
+    /// Variables of `deploy/lib.sh` after `init_config` with `SUFFIX`: each
+    /// (name, bash word) of `vars` gives a `name` whose value is the word
+    /// expanded.
+    fn deploy_vars(suffix: &str, vars: &[(&str, &str)]) -> BTreeMap<String, String> {
         let lib = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/lib.sh");
+        let words: Vec<String> = vars
+            .iter()
+            .map(|(name, word)| format!("{name}=\"{word}\""))
+            .collect();
         let script = format!(
-            ". '{lib}'; PROJECT_ID=names-check SUFFIX='{suffix}' init_config; \
-             printf '%s\\n' TOPIC=\"$TOPIC\" DLQ_TOPIC=\"$DLQ_TOPIC\" \
-             SYNC_SUBSCRIPTION=\"$SYNC_SUBSCRIPTION\" AUDIT_SUBSCRIPTION=\"$AUDIT_SUBSCRIPTION\" \
-             DLQ_SUBSCRIPTION=\"$DLQ_SUBSCRIPTION\" EXTERNAL_TOPIC_PREFIX=\"$EXTERNAL_TOPIC_PREFIX\" \
-             EXTERNAL_TOPICS=\"(${{EXTERNAL_TOPICS[*]}})\""
+            ". '{lib}'; PROJECT_ID=names-check SUFFIX='{suffix}' init_config; printf '%s\\n' {}",
+            words.join(" ")
         );
         let out = std::process::Command::new("bash")
             .args(["-c", &script])
@@ -735,6 +737,44 @@ mod tests {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// The deploy scripts' names, as `deploy/lib.sh` computes them with
+    /// `SUFFIX`.
+    fn deploy_names(suffix: &str) -> BTreeMap<String, String> {
+        deploy_vars(
+            suffix,
+            &[
+                ("TOPIC", "$TOPIC"),
+                ("DLQ_TOPIC", "$DLQ_TOPIC"),
+                ("SYNC_SUBSCRIPTION", "$SYNC_SUBSCRIPTION"),
+                ("AUDIT_SUBSCRIPTION", "$AUDIT_SUBSCRIPTION"),
+                ("DLQ_SUBSCRIPTION", "$DLQ_SUBSCRIPTION"),
+                ("EXTERNAL_TOPIC_PREFIX", "$EXTERNAL_TOPIC_PREFIX"),
+                ("EXTERNAL_TOPICS", "(${EXTERNAL_TOPICS[*]})"),
+            ],
+        )
+    }
+
+    /// The log-based lag metric of `deploy/` reads the entry and the field
+    /// that `syncctl lag` reads.
+    #[test]
+    fn deploy_scripts_read_the_lag_entry_and_field_syncctl_reads() {
+        let vars = deploy_vars(
+            "",
+            &[
+                ("LAG_LOG_MESSAGE", "$LAG_LOG_MESSAGE"),
+                ("LAG_LOG_FIELD", "$LAG_LOG_FIELD"),
+            ],
+        );
+        assert_eq!(
+            vars.get("LAG_LOG_MESSAGE").map(String::as_str),
+            Some(syncctl::lag::PROCESSED_MESSAGE)
+        );
+        assert_eq!(
+            vars.get("LAG_LOG_FIELD").map(String::as_str),
+            Some(syncctl::lag::PUBLISH_TO_APPLY_FIELD)
+        );
     }
 
     /// `deploy/lib.sh`, `syncctl topology` and the wire topology agree.

@@ -4,7 +4,10 @@
 //! `datastore_init.py`, `cleanup_datastore.py`) as subcommands, plus what an
 //! operator of the sync function needs: conflict records, dead-letter
 //! inspection and replay, a load generator, and the local topology on the
-//! emulators (`setup` creates it, `topology` prints its names for scripts).
+//! emulators (`setup` creates it, `topology` prints its names for scripts),
+//! the publish-to-apply lag percentiles of a local run's log (`lag`, in
+//! the library: `syncctl::lag`), and the current state announced again for a
+//! new downstream consumer (`resync`, paged, resumable, rate-limited).
 //! Events are built as `sync_core::wire::EventMessage`; names come from
 //! `sync_core::wire::topology` and `dead_letter`. Honours `PUBSUB_EMULATOR_HOST`
 //! and `DATASTORE_EMULATOR_HOST`; without them it talks to Google Cloud with
@@ -12,6 +15,7 @@
 
 mod commands;
 mod load;
+mod resync;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -71,6 +75,10 @@ enum Command {
     Setup(SetupArgs),
     /// Print the topology's names as `deploy/lib.sh`'s variables (`NAME=value`, bash syntax).
     Topology(TopologyArgs),
+    /// Publish-to-apply lag (count, p50, p90, p99, max) from a sync-function log (LOG_FORMAT=json).
+    Lag(LagArgs),
+    /// Announce the current entities again (resync=true), for a new downstream consumer.
+    Resync(ResyncArgs),
 }
 
 /// Arguments of `publish`.
@@ -321,6 +329,58 @@ pub struct TopologyArgs {
     pub suffix: Option<String>,
 }
 
+/// Arguments of `lag`.
+#[derive(Args, Debug)]
+pub struct LagArgs {
+    /// The sync function's output (JSON lines; other lines are skipped and counted).
+    #[arg(long)]
+    pub log: PathBuf,
+    /// Print the figures as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `resync`.
+#[derive(Args, Debug)]
+pub struct ResyncArgs {
+    /// Kind of the entities.
+    #[arg(long, default_value = sync_core::limits::DEFAULT_KIND)]
+    pub kind: String,
+    /// Only this entity (one lookup, no paging).
+    #[arg(long, conflicts_with_all = ["prefix", "resume"])]
+    pub entity_id: Option<String>,
+    /// Only entities whose id starts with this.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Publish every announcement to this one topic (a single new consumer's)
+    /// instead of the per-operation topics.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Prefix of the per-operation topics, as the sync function's
+    /// EXTERNAL_TOPIC_PREFIX.
+    #[arg(long, default_value = sync_core::wire::topology::EXTERNAL_TOPIC_PREFIX)]
+    pub topic_prefix: String,
+    /// Entities read and announced per second (`N` or `N/s`).
+    #[arg(long, default_value = "200/s", value_parser = resync::parse_rate)]
+    pub rate: f64,
+    /// Read and count, publish nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Continue after the page of this cursor (a `cursor:` line's token).
+    #[arg(long, value_parser = resync::parse_cursor)]
+    pub resume: Option<resync::Cursor>,
+    /// Entities per Datastore query page (one cursor line each).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub page_size: u16,
+    /// List the tombstones of deleted entities (one delete announcement's JSON
+    /// per line on stdout) instead of announcing entities; publishes nothing.
+    #[arg(long, conflicts_with = "topic")]
+    pub tombstones: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -352,6 +412,8 @@ fn main() -> ExitCode {
                 commands::topology(&a);
                 Ok(())
             }
+            Command::Lag(a) => syncctl::lag::run(&a.log, a.json),
+            Command::Resync(a) => resync::run(g, a).await,
         }
     });
     match result {

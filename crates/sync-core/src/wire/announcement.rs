@@ -19,6 +19,8 @@ pub mod attribute {
     pub const KIND: &str = "kind";
     /// The correlation id of the event behind the change, when it had one.
     pub const CORRELATION_ID: &str = "correlation_id";
+    /// `true` on an announcement `syncctl resync` republished from the stored state.
+    pub const RESYNC: &str = "resync";
 }
 
 /// The recipe's external-sync message, plus `version`, `last_modified` and
