@@ -435,12 +435,13 @@ impl Step {
         let mut moves = Vec::new();
         for (op, map) in [("rename", &file.rename), ("move", &file.moves)] {
             for (source, target) in flatten_targets(map) {
-                let s = path_or_note(op, &source, false, &mut found);
+                let s = path_or_note(&format!("{op} `{source}`"), &source, false, &mut found);
                 let Some(target) = target else {
                     found.push(format!("{op} `{source}` must name the new path as text"));
                     continue;
                 };
-                let t = path_or_note(op, &target, true, &mut found);
+                let label = format!("{op} `{source}` to `{target}`");
+                let t = path_or_note(&label, &target, true, &mut found);
                 let (Some(s), Some(t)) = (s, t) else {
                     continue;
                 };
@@ -458,11 +459,11 @@ impl Step {
         let drop: Vec<Path> = file
             .drop
             .iter()
-            .filter_map(|p| path_or_note("drop", p, false, &mut found))
+            .filter_map(|p| path_or_note(&format!("drop `{p}`"), p, false, &mut found))
             .collect();
         let mut defaults = Vec::new();
         for (p, value) in &file.default {
-            let Some(at) = path_or_note("default", p, true, &mut found) else {
+            let Some(at) = path_or_note(&format!("default `{p}`"), p, true, &mut found) else {
                 continue;
             };
             let leaf = Map::from_iter([(at.0[at.0.len() - 1].clone(), value.clone())]);
@@ -574,10 +575,10 @@ fn parse_path(text: &str, target: bool) -> Result<Path, String> {
     Ok(Path(segments))
 }
 
-/// [`parse_path`], noting its error in `found`.
-fn path_or_note(op: &str, text: &str, target: bool, found: &mut Vec<String>) -> Option<Path> {
+/// [`parse_path`], noting its error in `found` after `label`.
+fn path_or_note(label: &str, text: &str, target: bool, found: &mut Vec<String>) -> Option<Path> {
     parse_path(text, target)
-        .map_err(|e| found.push(format!("{op} `{text}`: {e}")))
+        .map_err(|e| found.push(format!("{label}: {e}")))
         .ok()
 }
 
