@@ -29,6 +29,7 @@ pub mod backoff;
 pub mod env;
 pub mod error;
 pub mod event;
+mod file_format;
 pub mod limits;
 #[cfg(feature = "memory")]
 pub mod memory;

@@ -75,6 +75,7 @@
 //! ```
 
 use crate::env::{Problems, Vars, SCHEMA_HISTORY_FILE};
+use crate::file_format::Format;
 use crate::state::RESERVED_FIELDS;
 use crate::value::{check_fields, check_name};
 use crate::wire::event::field;
@@ -207,11 +208,7 @@ impl SchemaHistory {
     /// # Errors
     /// [`SchemaError`] for bad syntax, unknown operations or inconsistencies.
     pub fn from_json(text: &str) -> Result<Self, SchemaError> {
-        let file: HistoryFile = serde_json::from_str(text).map_err(|e| SchemaError::Parse {
-            format: "JSON",
-            message: e.to_string(),
-        })?;
-        Self::validated(file)
+        Self::parse(Format::Json, text)
     }
 
     /// Parses a TOML history.
@@ -219,11 +216,7 @@ impl SchemaHistory {
     /// # Errors
     /// [`SchemaError`] for bad syntax, unknown operations or inconsistencies.
     pub fn from_toml(text: &str) -> Result<Self, SchemaError> {
-        let file: HistoryFile = toml::from_str(text).map_err(|e| SchemaError::Parse {
-            format: "TOML",
-            message: e.to_string(),
-        })?;
-        Self::validated(file)
+        Self::parse(Format::Toml, text)
     }
 
     /// Parses a history file's contents, choosing the format by the file name.
@@ -231,13 +224,17 @@ impl SchemaHistory {
     /// # Errors
     /// [`SchemaError::UnknownFormat`] for other extensions, else as the parsers.
     pub fn from_file_contents(file_name: &str, text: &str) -> Result<Self, SchemaError> {
-        if file_name.ends_with(".json") {
-            Self::from_json(text)
-        } else if file_name.ends_with(".toml") {
-            Self::from_toml(text)
-        } else {
-            Err(SchemaError::UnknownFormat(file_name.to_string()))
-        }
+        let format =
+            Format::of(file_name).ok_or_else(|| SchemaError::UnknownFormat(file_name.into()))?;
+        Self::parse(format, text)
+    }
+
+    fn parse(format: Format, text: &str) -> Result<Self, SchemaError> {
+        let file: HistoryFile = format.parse(text).map_err(|message| SchemaError::Parse {
+            format: format.name(),
+            message,
+        })?;
+        Self::validated(file)
     }
 
     /// The history [`SCHEMA_HISTORY_FILE`] names, read through `read_file`,
