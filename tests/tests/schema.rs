@@ -1,6 +1,6 @@
 //! Schema evolution end to end on the emulators: version-1 and version-2
 //! publishers write the same entity through the real push path, with the
-//! README's example history (`tests/fixtures/schema_history.toml`) given to
+//! README's example history (`scripts/testdata/schema_history.toml`) given to
 //! the sync function and to the audit function (a process, reading
 //! `SCHEMA_HISTORY_FILE` as deployed). Every mix of versions leaves the
 //! Datastore entity the version-2 events alone give; a version the history
@@ -16,9 +16,12 @@ use sync_testkit::harness::*;
 use sync_testkit::{poll_until, pull_until, Emulators};
 
 /// The README's example.
-const HISTORY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/schema_history.toml");
+const HISTORY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../scripts/testdata/schema_history.toml"
+);
 /// One entity's changes in both versions, and the entity they give.
-const EVENTS: &str = include_str!("../fixtures/schema_events.json");
+const EVENTS: &str = include_str!("../../scripts/testdata/schema_events.json");
 
 struct Fixture {
     changes: Vec<Change>,

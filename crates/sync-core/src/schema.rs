@@ -658,7 +658,7 @@ mod tests {
     use serde_json::json;
 
     /// The README's example, as the e2e test's fixture holds it.
-    const EXAMPLE: &str = include_str!("../../../tests/fixtures/schema_history.toml");
+    const EXAMPLE: &str = include_str!("../../../scripts/testdata/schema_history.toml");
 
     fn history(toml: &str) -> SchemaHistory {
         SchemaHistory::from_toml(toml).expect("valid history")

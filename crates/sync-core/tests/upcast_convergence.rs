@@ -12,7 +12,7 @@ use sync_core::{
 };
 
 /// The README's example history.
-const HISTORY: &str = include_str!("../../../tests/fixtures/schema_history.toml");
+const HISTORY: &str = include_str!("../../../scripts/testdata/schema_history.toml");
 
 /// Paths a version-1 publisher writes (`title` too: the both-names case).
 const V1_PATHS: [&str; 8] = [

@@ -13,7 +13,7 @@ use common::*;
 /// The README's example history (versions 1 and 2).
 const HISTORY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../tests/fixtures/schema_history.toml"
+    "/../../scripts/testdata/schema_history.toml"
 );
 
 async fn audit(vars: &[(&str, &str)], event: &EventMessage) -> Value {
