@@ -51,9 +51,17 @@ pub enum ValidationError {
     /// `kind` cannot be a Datastore kind.
     #[error("kind is invalid: {0}")]
     InvalidKind(String),
-    /// `schema_version` is not one this build understands.
-    #[error("schema_version {0} is not supported (supported: 1)")]
-    UnsupportedSchemaVersion(i64),
+    /// `schema_version` is not one the schema history knows
+    /// ([`crate::schema`]).
+    #[error("schema_version {version} is not supported (supported: {})", supported(*.oldest, *.current))]
+    UnsupportedSchemaVersion {
+        /// The version received.
+        version: i64,
+        /// The oldest version the history upcasts.
+        oldest: i64,
+        /// The current version.
+        current: i64,
+    },
     /// User data tries to set a property the sync function owns.
     #[error("field `{0}` is reserved for the sync function's bookkeeping")]
     ReservedField(String),
@@ -121,6 +129,15 @@ pub enum ValidationError {
     },
 }
 
+/// `1`, or `1 to 3`.
+fn supported(oldest: i64, current: i64) -> String {
+    if oldest == current {
+        current.to_string()
+    } else {
+        format!("{oldest} to {current}")
+    }
+}
+
 impl ValidationError {
     /// Stable machine code of this error, for dead-letter attributes and logs.
     ///
@@ -137,7 +154,7 @@ impl ValidationError {
             Self::InvalidTimestamp { .. } => "invalid_timestamp",
             Self::InvalidEntityId(_) => "invalid_entity_id",
             Self::InvalidKind(_) => "invalid_kind",
-            Self::UnsupportedSchemaVersion(_) => "unsupported_schema_version",
+            Self::UnsupportedSchemaVersion { .. } => "unsupported_schema_version",
             Self::ReservedField(_) => "reserved_field",
             Self::InvalidFieldName { .. } => "invalid_field_name",
             Self::UnsupportedValue { .. } => "unsupported_value",

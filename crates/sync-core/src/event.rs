@@ -3,10 +3,13 @@
 //! [`parse_event`] reads the fields named in [`crate::wire::event::field`]
 //! by hand rather than through serde's [`crate::wire::EventMessage`], so that
 //! each refusal keeps its stable code and the order of the checks (see that
-//! module).
+//! module). [`parse_event_with`] first upcasts an event of an older
+//! `schema_version` through a [`SchemaHistory`], at the point where the
+//! version is checked, so its data is validated in the current form.
 
 use crate::limits::{self, KeyLayout};
 use crate::order::OrderKey;
+use crate::schema::{SchemaHistory, Upcast};
 use crate::state::RESERVED_FIELDS;
 use crate::value::{check_fields, check_name, fields_size};
 use crate::wire::event::field;
@@ -169,8 +172,9 @@ pub struct ChangeEvent {
     pub correlation_id: Option<String>,
     /// Datastore kind override; the configured kind when absent.
     pub kind: Option<String>,
-    /// Wire schema version (1).
-    pub schema_version: i64,
+    /// The `schema_version` received and the one after upcasting (the
+    /// current one); `data` is the upcast data.
+    pub schema: Upcast,
     /// The Pub/Sub message id: the last part of the order key.
     pub event_id: String,
 }
@@ -248,6 +252,36 @@ pub fn parse_event(
     limits: &Limits,
     now: DateTime<Utc>,
 ) -> Result<ChangeEvent, ValidationError> {
+    parse_event_with(data, event_id, limits, &SchemaHistory::default(), now)
+}
+
+/// [`parse_event`] for events of any version `schema` knows: the data is
+/// upcast to the current version before it is validated.
+///
+/// # Errors
+/// Any [`ValidationError`]; each is permanent. A version `schema` does not
+/// know is [`ValidationError::UnsupportedSchemaVersion`].
+///
+/// ```
+/// use sync_core::{parse_event_with, parse_timestamp, Limits, SchemaHistory};
+/// let schema = SchemaHistory::from_json(
+///     r#"{"current":2,"upcast":[{"from":1,"rename":{"name":"title"}}]}"#,
+/// )?;
+/// let data = br#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T10:00:00",
+///   "data":{"name":"Lamp"}}"#;
+/// let now = parse_timestamp("2025-07-23T10:16:00")?;
+/// let event = parse_event_with(data, "m1", &Limits::default(), &schema, now)?;
+/// assert_eq!(event.data["title"], "Lamp");
+/// assert_eq!((event.schema.received_version, event.schema.version), (1, 2));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn parse_event_with(
+    data: &[u8],
+    event_id: &str,
+    limits: &Limits,
+    schema: &SchemaHistory,
+    now: DateTime<Utc>,
+) -> Result<ChangeEvent, ValidationError> {
     let value: Value =
         serde_json::from_slice(data).map_err(|e| ValidationError::InvalidJson(e.to_string()))?;
     let Value::Object(mut obj) = value else {
@@ -283,22 +317,8 @@ pub fn parse_event(
         }
         None => None,
     };
-    let schema_version = match obj.get(field::SCHEMA_VERSION) {
-        None | Some(Value::Null) => 1,
-        Some(Value::Number(n)) => n.as_i64().ok_or(ValidationError::WrongType {
-            field: field::SCHEMA_VERSION,
-            expected: "an integer",
-        })?,
-        Some(_) => {
-            return Err(ValidationError::WrongType {
-                field: field::SCHEMA_VERSION,
-                expected: "an integer",
-            })
-        }
-    };
-    if schema_version != 1 {
-        return Err(ValidationError::UnsupportedSchemaVersion(schema_version));
-    }
+    // The data is checked below in its current form.
+    let schema = schema.upcast_event(&mut obj)?;
 
     let data = match obj.remove(field::DATA) {
         None | Some(Value::Null) => {
@@ -364,7 +384,7 @@ pub fn parse_event(
         source,
         correlation_id,
         kind,
-        schema_version,
+        schema,
         event_id: event_id.to_string(),
     })
 }
@@ -420,7 +440,8 @@ mod tests {
         assert_eq!(e.timestamp.timestamp_subsec_micros(), 1);
         assert_eq!(e.source, "s");
         assert_eq!(e.correlation_id.as_deref(), Some("c"));
-        assert_eq!(e.schema_version, 1);
+        assert_eq!((e.schema.received_version, e.schema.version), (1, 1));
+        assert!(!e.schema.changed);
         assert_eq!(e.event_id, "m1");
     }
 

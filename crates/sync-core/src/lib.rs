@@ -3,6 +3,7 @@
 //! This crate owns what the sync and audit functions decide, and nothing of how
 //! they do it: the recipe-compatible change event and its validation, the
 //! convergent per-field merge with delete tombstones, the merge policy, the
+//! schema history that upcasts events of older versions ([`schema`]), the
 //! stored entity model, the port traits that adapters implement, and the wire
 //! contracts every crate and script shares ([`wire`]: the event, announcement
 //! and audit entry as serde types, the dead-letter attributes, the topology's
@@ -28,6 +29,7 @@ pub mod backoff;
 pub mod env;
 pub mod error;
 pub mod event;
+mod file_format;
 pub mod limits;
 #[cfg(feature = "memory")]
 pub mod memory;
@@ -36,19 +38,23 @@ pub mod order;
 pub mod policy;
 pub mod ports;
 mod rank;
+pub mod schema;
 pub mod state;
 pub mod stored;
 pub mod value;
 pub mod wire;
 
 pub use error::{Disposition, ValidationError};
-pub use event::{parse_event, parse_timestamp, ChangeEvent, EntityId, Limits, Operation};
+pub use event::{
+    parse_event, parse_event_with, parse_timestamp, ChangeEvent, EntityId, Limits, Operation,
+};
 pub use merge::{
     merge, merge_group, merge_group_checked, FieldConflict, LossReason, MergeOutcome, Outcome,
 };
 pub use order::OrderKey;
 pub use policy::{FieldRule, MergePolicy, PolicyError};
 pub use ports::{EntityStore, EventPublisher, OutgoingMessage, PublishError, StoreError};
+pub use schema::{SchemaError, SchemaHistory, Upcast};
 pub use state::{Announcement, Candidate, EntityState, FieldState, RESERVED_FIELDS};
 pub use stored::{StateError, StoredEntity, BOOKKEEPING_PROPERTY};
 pub use wire::{AnnouncementMessage, EventMessage};

@@ -16,6 +16,7 @@
 //!   element remembers the newest write that added it. Union only grows, so order
 //!   cannot matter; deletes remove elements added before them.
 
+use crate::file_format::Format;
 use crate::state::RESERVED_FIELDS;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -107,11 +108,7 @@ impl MergePolicy {
     /// # Errors
     /// [`PolicyError`] for bad syntax, unknown rules or inconsistencies.
     pub fn from_json(text: &str) -> Result<Self, PolicyError> {
-        let policy: Self = serde_json::from_str(text).map_err(|e| PolicyError::Parse {
-            format: "JSON",
-            message: e.to_string(),
-        })?;
-        policy.validated()
+        Self::parse(Format::Json, text)
     }
 
     /// Parses a TOML policy.
@@ -119,11 +116,7 @@ impl MergePolicy {
     /// # Errors
     /// [`PolicyError`] for bad syntax, unknown rules or inconsistencies.
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
-        let policy: Self = toml::from_str(text).map_err(|e| PolicyError::Parse {
-            format: "TOML",
-            message: e.to_string(),
-        })?;
-        policy.validated()
+        Self::parse(Format::Toml, text)
     }
 
     /// Parses a policy file's contents, choosing the format by the file name.
@@ -131,13 +124,17 @@ impl MergePolicy {
     /// # Errors
     /// [`PolicyError::UnknownFormat`] for other extensions, else as the parsers.
     pub fn from_file_contents(file_name: &str, text: &str) -> Result<Self, PolicyError> {
-        if file_name.ends_with(".json") {
-            Self::from_json(text)
-        } else if file_name.ends_with(".toml") {
-            Self::from_toml(text)
-        } else {
-            Err(PolicyError::UnknownFormat(file_name.to_string()))
-        }
+        let format =
+            Format::of(file_name).ok_or_else(|| PolicyError::UnknownFormat(file_name.into()))?;
+        Self::parse(format, text)
+    }
+
+    fn parse(format: Format, text: &str) -> Result<Self, PolicyError> {
+        let policy: Self = format.parse(text).map_err(|message| PolicyError::Parse {
+            format: format.name(),
+            message,
+        })?;
+        policy.validated()
     }
 
     fn validated(self) -> Result<Self, PolicyError> {

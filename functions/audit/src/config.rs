@@ -1,9 +1,11 @@
 //! The audit function's settings: the HTTP runtime's part (`sync-http`) and
 //! its own, read through one lookup function and reported together.
 //! `GOOGLE_CLOUD_PROJECT` (`sync_core::env`) is optional here: it only
-//! correlates entries with traces.
+//! correlates entries with traces. `SCHEMA_HISTORY_FILE` (`sync_core::env`)
+//! is the sync function's: events are upcast as it upcasts them.
 
 use sync_core::env::{Problems, Vars, GOOGLE_CLOUD_PROJECT};
+use sync_core::SchemaHistory;
 use sync_http::RuntimeConfig;
 /// Comma-separated field names whose values are replaced in `data_snapshot`.
 pub const AUDIT_REDACT_FIELDS: &str = "AUDIT_REDACT_FIELDS";
@@ -25,18 +27,38 @@ pub struct AuditConfig {
     pub max_raw_bytes: usize,
     /// `AUDIT_FUNCTION_NAME`, default `audit_logger`.
     pub function_name: String,
+    /// `SCHEMA_HISTORY_FILE`, default version 1 only.
+    pub schema: SchemaHistory,
 }
 
 impl AuditConfig {
-    /// Reads every setting through `lookup`.
+    /// Reads every setting through `lookup`, and the schema history file
+    /// from the file system.
     ///
     /// # Errors
     /// Every unusable variable, naming it and the form expected.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Problems> {
-        sync_core::env::read(lookup, Self::from_vars)
+        Self::from_sources(lookup, |p: &str| std::fs::read_to_string(p))
     }
 
-    fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>, problems: &mut Problems) -> Self {
+    /// Reads every setting through `lookup`, and files through `read_file`.
+    ///
+    /// # Errors
+    /// As [`from_lookup`](Self::from_lookup).
+    pub fn from_sources(
+        lookup: impl Fn(&str) -> Option<String>,
+        read_file: impl Fn(&str) -> std::io::Result<String>,
+    ) -> Result<Self, Problems> {
+        sync_core::env::read(lookup, |vars, problems| {
+            Self::from_vars(vars, problems, read_file)
+        })
+    }
+
+    fn from_vars<F: Fn(&str) -> Option<String>>(
+        vars: &Vars<F>,
+        problems: &mut Problems,
+        read_file: impl Fn(&str) -> std::io::Result<String>,
+    ) -> Self {
         Self {
             runtime: RuntimeConfig::from_vars(vars, problems),
             project_id: vars.get(GOOGLE_CLOUD_PROJECT),
@@ -57,6 +79,7 @@ impl AuditConfig {
             function_name: vars
                 .get(AUDIT_FUNCTION_NAME)
                 .unwrap_or_else(|| "audit_logger".into()),
+            schema: SchemaHistory::configured(vars, problems, read_file),
         }
     }
 }
@@ -89,6 +112,42 @@ mod tests {
         let err =
             AuditConfig::from_lookup(|k| both.get(k).map(|v| v.to_string())).expect_err("invalid");
         assert_eq!(err.len(), 2, "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_schema_history_is_read_and_its_problems_listed_with_the_others() -> Result<(), Problems>
+    {
+        use sync_core::env::SCHEMA_HISTORY_FILE;
+        let files = |p: &str| match p {
+            "h.toml" => Ok("current = 2\n[[upcast]]\nfrom = 1\nrename = { a = \"b\" }\n".into()),
+            "bad.toml" => Ok("current = 3\n[[upcast]]\nfrom = 1\n".into()),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file",
+            )),
+        };
+        let good = HashMap::from([(SCHEMA_HISTORY_FILE, "h.toml")]);
+        let c = AuditConfig::from_sources(|k| good.get(k).map(|v| v.to_string()), files)?;
+        assert_eq!(c.schema.current(), 2);
+        assert_eq!(
+            AuditConfig::from_lookup(|_| None)?.schema,
+            SchemaHistory::default()
+        );
+        for (path, needle) in [
+            ("bad.toml", "no step from version 2"),
+            ("gone.toml", "cannot be read"),
+        ] {
+            let bad = HashMap::from([(SCHEMA_HISTORY_FILE, path), (AUDIT_MAX_RAW_BYTES, "lots")]);
+            let err = AuditConfig::from_sources(|k| bad.get(k).map(|v| v.to_string()), files)
+                .expect_err("invalid");
+            let text = err.to_string();
+            assert_eq!(err.len(), 2, "{text}");
+            assert!(
+                text.contains(SCHEMA_HISTORY_FILE) && text.contains(needle),
+                "{text}"
+            );
+        }
         Ok(())
     }
 }

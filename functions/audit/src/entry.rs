@@ -9,7 +9,11 @@
 //! field is kept too, as the recipe writes it.
 //!
 //! The entries' types are `sync_core::wire::audit`'s; this module fills them
-//! from a delivery.
+//! from a delivery. Events are validated, and upcast, with the schema history
+//! the sync function reads (`SCHEMA_HISTORY_FILE`): an entry keeps the data as
+//! received in `data_snapshot` and records the received version, the version
+//! after upcasting and, when upcasting changed the data, the upcast data
+//! (`schema`).
 
 use crate::config::AuditConfig;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -17,10 +21,11 @@ use serde_json::{Map, Value};
 use sync_core::event::UNKNOWN_SOURCE;
 use sync_core::wire::audit::{
     ComplianceEntry, ComplianceLabels, ComplianceRecord, EntityLabels, EventEntry, EventRecord,
-    EventType, LogEntry, MalformedEntry, MalformedRecord, ProcessingMetadata, Severity, Trace,
-    ValidationFailure, UNKNOWN_OPERATION,
+    EventType, LogEntry, MalformedEntry, MalformedRecord, ProcessingMetadata, SchemaRecord,
+    Severity, Trace, ValidationFailure, UNKNOWN_OPERATION,
 };
 use sync_core::wire::event::field;
+use sync_core::Upcast;
 use sync_http::Delivery;
 
 /// Replacement for redacted values.
@@ -34,6 +39,9 @@ pub enum Audited {
         event: Map<String, Value>,
         /// The sync function's validation code when it would refuse the event.
         validation_error: Option<(&'static str, String)>,
+        /// What upcasting did, and the upcast data when it changed; `None`
+        /// when the version is unknown or not an integer.
+        schema: Option<(Upcast, Option<Value>)>,
     },
     /// The data is not an event at all.
     Malformed {
@@ -44,8 +52,9 @@ pub enum Audited {
     },
 }
 
-/// Classifies a delivery's data.
-pub fn classify(delivery: &Delivery, now: DateTime<Utc>) -> Audited {
+/// Classifies a delivery's data, validating it as the sync function does
+/// with `config`'s schema history.
+pub fn classify(config: &AuditConfig, delivery: &Delivery, now: DateTime<Utc>) -> Audited {
     let data = match delivery.data() {
         Ok(d) => d,
         Err(e) => {
@@ -61,9 +70,11 @@ pub fn classify(delivery: &Delivery, now: DateTime<Utc>) -> Audited {
         max_clock_skew_secs: i64::MAX / 2,
         ..sync_core::Limits::default()
     };
-    let verdict = sync_core::parse_event(data, &delivery.message_id, &limits, now);
+    let verdict =
+        sync_core::parse_event_with(data, &delivery.message_id, &limits, &config.schema, now);
     match (serde_json::from_slice::<Value>(data), verdict) {
         (Ok(Value::Object(event)), Ok(_)) => Audited::Event {
+            schema: upcast(config, &event),
             event,
             validation_error: None,
         },
@@ -75,6 +86,7 @@ pub fn classify(delivery: &Delivery, now: DateTime<Utc>) -> Audited {
                 message: e.to_string(),
             },
             other => Audited::Event {
+                schema: upcast(config, &event),
                 event,
                 validation_error: Some((other.code(), other.to_string())),
             },
@@ -88,6 +100,16 @@ pub fn classify(delivery: &Delivery, now: DateTime<Utc>) -> Audited {
             message: "message data is not a JSON object".into(),
         },
     }
+}
+
+/// What upcasting makes of the event as received, and its upcast data when
+/// that differs (the parsed event's data is not it for a delete, and not
+/// there for a refused event).
+fn upcast(config: &AuditConfig, event: &Map<String, Value>) -> Option<(Upcast, Option<Value>)> {
+    let mut copy = event.clone();
+    let upcast = config.schema.upcast_event(&mut copy).ok()?;
+    let data = upcast.changed.then(|| copy.remove(field::DATA)).flatten();
+    Some((upcast, data))
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -176,11 +198,12 @@ pub fn entries(config: &AuditConfig, delivery: &Delivery, now: DateTime<Utc>) ->
         time: rfc3339(now),
         trace: trace(config, delivery),
     };
-    match classify(delivery, now) {
+    match classify(config, delivery, now) {
         Audited::Event {
             event,
             validation_error,
-        } => event_entries(config, delivery, &stamp, &event, validation_error),
+            schema,
+        } => event_entries(config, delivery, &stamp, &event, validation_error, schema),
         Audited::Malformed { code, message } => {
             vec![malformed_entry(config, delivery, &stamp, code, message).to_json()]
         }
@@ -193,6 +216,7 @@ fn event_entries(
     stamp: &Stamp,
     event: &Map<String, Value>,
     validation_error: Option<(&'static str, String)>,
+    schema: Option<(Upcast, Option<Value>)>,
 ) -> Vec<Value> {
     let operation = text(event, field::OPERATION).unwrap_or(UNKNOWN_OPERATION);
     // Always text here: an event without a textual entity_id is malformed.
@@ -224,6 +248,15 @@ fn event_entries(
             validation_error: validation_error.map(|(code, message)| ValidationFailure {
                 error_code: code.into(),
                 error_message: message,
+            }),
+            schema: schema.map(|(upcast, data)| SchemaRecord {
+                received_version: upcast.received_version,
+                version: upcast.version,
+                changed: upcast.changed,
+                upcast_data_snapshot: data.map(|mut d| {
+                    redact(&mut d, &config.redact_fields);
+                    d
+                }),
             }),
         },
     );

@@ -35,8 +35,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use sync_core::wire::dead_letter::Reason;
 use sync_core::{
-    parse_event, Announcement, ChangeEvent, Disposition, EntityStore, EventPublisher, Operation,
-    PublishError, StoreError, ValidationError,
+    parse_event_with, Announcement, ChangeEvent, Disposition, EntityStore, EventPublisher,
+    Operation, PublishError, StoreError, ValidationError,
 };
 use sync_http::telemetry::{SPAN_ID_FIELD, TRACE_FIELD, TRACE_SAMPLED_FIELD};
 use sync_http::{Delivery, InvalidBase64};
@@ -400,10 +400,11 @@ async fn process(
     span: &tracing::Span,
 ) -> Result<Processed, Failure> {
     let data = delivery.data()?;
-    let event = parse_event(
+    let event = parse_event_with(
         data,
         &delivery.message_id,
         app.config.limits(),
+        &app.config.schema,
         (app.clock)(),
     )?;
     span.record("entity_id", event.entity_id.as_str());

@@ -6,7 +6,9 @@
 //! same lookup (the HTTP runtime, `sync-http`; the store, `sync-store`;
 //! Pub/Sub, `sync-pubsub`) and the function's own settings: which events are
 //! accepted and how they merge (`MAX_CLOCK_SKEW_SECS`, `MERGE_POLICY_FILE`,
-//! both handed to the store, which merges and sizes with them), where
+//! both handed to the store, which merges and sizes with them; and
+//! `SCHEMA_HISTORY_FILE`, `sync_core::env`'s, which the audit function reads
+//! too: how events of older schema versions are upcast), where
 //! announcements and dead letters go, whether announcements carry the
 //! entity id as ordering key (`ANNOUNCE_ORDERING_KEYS`, off by default), and
 //! how long the start-up warm-up may take before it is reported late
@@ -16,7 +18,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use sync_core::env::{Problems, Vars, GOOGLE_CLOUD_PROJECT};
-use sync_core::MergePolicy;
+use sync_core::{MergePolicy, SchemaHistory};
 use sync_http::RuntimeConfig;
 use sync_pubsub::PubSubConfig;
 use sync_store::StoreConfig;
@@ -63,6 +65,9 @@ pub struct Config {
     pub ready_within: Duration,
     /// `SYNC_DEBUG_ENDPOINTS`, default `false`.
     pub debug_endpoints: bool,
+    /// `SCHEMA_HISTORY_FILE`: how events are upcast before validation;
+    /// default version 1 only.
+    pub schema: Arc<SchemaHistory>,
 }
 
 /// Everything wrong with the environment, one problem a line.
@@ -82,7 +87,8 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl Config {
-    /// Reads and validates every setting. `read_file` loads the policy file.
+    /// Reads and validates every setting. `read_file` loads the policy and
+    /// schema history files.
     ///
     /// # Errors
     /// [`ConfigErrors`] listing every problem found, in every part.
@@ -112,6 +118,7 @@ impl Config {
         if let Some(path) = vars.get(MERGE_POLICY_FILE) {
             store.policy = Arc::new(problems.or_default(read_policy(&path, &read_file)));
         }
+        let schema = Arc::new(SchemaHistory::configured(&vars, &mut problems, &read_file));
 
         let external_topic_prefix = vars
             .get(EXTERNAL_TOPIC_PREFIX)
@@ -153,6 +160,7 @@ impl Config {
                 announce_ordering_keys,
                 ready_within,
                 debug_endpoints,
+                schema,
             })
             .map_err(ConfigErrors)
     }
@@ -227,7 +235,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
     use std::time::Duration;
-    use sync_core::env::{DATASTORE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST};
+    use sync_core::env::{DATASTORE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST, SCHEMA_HISTORY_FILE};
     use sync_pubsub::config::{PUBSUB_MAX_ORDERING_KEYS, PUBSUB_PUBLISH_TIMEOUT_MS};
     use sync_store::config::{DATASTORE_NAMESPACE, SYNC_KIND, TOMBSTONE_RETENTION_DAYS};
 
@@ -241,6 +249,10 @@ mod tests {
             |path| match path {
                 "policy.toml" => Ok("[fields]\nscore = \"max\"\n".into()),
                 "bad.json" => Ok(r#"{"fields":{"score":"biggest"}}"#.into()),
+                "history.toml" => Ok("current = 2\n[[upcast]]\nfrom = 1\n".into()),
+                "cycle.json" => Ok(
+                    r#"{"current":2,"upcast":[{"from":1,"to":1,"rename":{"a":"version"}}]}"#.into(),
+                ),
                 _ => Err(std::io::Error::new(
                     std::io::ErrorKind::NotFound,
                     "no such file",
@@ -267,6 +279,7 @@ mod tests {
         assert!(!c.announce_ordering_keys, "ordering keys are opt-in");
         assert_eq!(c.ready_within, DEFAULT_READY_TIMEOUT);
         assert!(!c.debug_endpoints);
+        assert_eq!(*c.schema, SchemaHistory::default());
     }
 
     #[test]
@@ -287,8 +300,10 @@ mod tests {
             (ANNOUNCE_ORDERING_KEYS, "true"),
             (READY_TIMEOUT_SECS, "30"),
             (SYNC_DEBUG_ENDPOINTS, "true"),
+            (SCHEMA_HISTORY_FILE, "history.toml"),
         ])
         .expect("valid");
+        assert_eq!((c.schema.oldest(), c.schema.current()), (1, 2));
         assert_eq!(c.ready_within, Duration::from_secs(30));
         assert!(c.debug_endpoints);
         assert_eq!(
@@ -332,9 +347,18 @@ mod tests {
             (ANNOUNCE_ORDERING_KEYS, "yes"),
             (READY_TIMEOUT_SECS, "0"),
             (SYNC_DEBUG_ENDPOINTS, "yes"),
+            (SCHEMA_HISTORY_FILE, "cycle.json"),
         ])
         .expect_err("invalid");
         let text = err.to_string();
+        // The history's problems are listed each on its own line.
+        for needle in ["cycle", "reserved"] {
+            assert!(
+                text.lines()
+                    .any(|l| l.contains(SCHEMA_HISTORY_FILE) && l.contains(needle)),
+                "missing {needle} in:\n{text}"
+            );
+        }
         for needle in [
             ANNOUNCE_ORDERING_KEYS,
             GOOGLE_CLOUD_PROJECT,

@@ -5,7 +5,8 @@
 //! the record's own fields, which land in `jsonPayload`; and the trace
 //! fields when the request carried a trace. Fields copied from the event are
 //! kept as received (an event the sync function refuses is still audited, so
-//! they need not have the recipe's types).
+//! they need not have the recipe's types); an event of an older schema
+//! version also records what upcasting made of it ([`SchemaRecord`]).
 
 use super::{to_json, SYSTEM};
 use serde::{Deserialize, Serialize};
@@ -187,6 +188,26 @@ pub struct EventRecord {
     /// Why the sync function refuses it, if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_error: Option<ValidationFailure>,
+    /// Its schema version as received and after upcasting; absent when the
+    /// history does not know the version (then `validation_error` says
+    /// `unsupported_schema_version`) or it is not an integer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaRecord>,
+}
+
+/// What upcasting did to an audited event (see [`crate::schema`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchemaRecord {
+    /// The event's `schema_version` (1 when absent).
+    pub received_version: i64,
+    /// The version after upcasting: the configured history's current one.
+    pub version: i64,
+    /// Whether upcasting changed the data.
+    pub changed: bool,
+    /// The data after upcasting, redacted as `data_snapshot` is; only when
+    /// upcasting changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upcast_data_snapshot: Option<Value>,
 }
 
 /// The record of a delete's compliance entry.
