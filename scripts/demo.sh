@@ -60,7 +60,8 @@ export GOOGLE_CLOUD_PROJECT=$PROJECT
 step "Starting the sync and audit functions"
 SYNC_PORT=$(free_port)
 AUDIT_PORT=$(free_port)
-PORT=$SYNC_PORT DEAD_LETTER_TOPIC=$DLQ_TOPIC LOG_FORMAT=text \
+# JSON lines: what Cloud Logging receives, and what syncctl lag reads.
+PORT=$SYNC_PORT DEAD_LETTER_TOPIC=$DLQ_TOPIC LOG_FORMAT=json \
   "$bin/sync-function" >"$logdir/sync-function.log" 2>&1 &
 SYNC_PID=$!
 PIDS+=("$SYNC_PID")
@@ -131,6 +132,19 @@ step "External-sync announcements"
 for sub in "${EXTERNAL_SUBSCRIPTIONS[@]:0:2}"; do
   syncctl pull --subscription "$sub" --ack --wait-secs 3
 done
+
+step "Bootstrapping a new consumer: the current state announced again (syncctl resync, resync=true)"
+syncctl resync --dry-run --quiet
+syncctl resync --quiet
+for sub in "${EXTERNAL_SUBSCRIPTIONS[@]:0:2}"; do
+  syncctl pull --subscription "$sub" --ack --wait-secs 3
+done
+
+step "Deletes a consumer may have missed: the tombstones (syncctl resync --tombstones)"
+syncctl resync --tombstones --quiet
+
+step "Publish-to-apply lag of this run (syncctl lag over the sync function's JSON log)"
+syncctl lag --log "$logdir/sync-function.log"
 
 echo
 echo "Done in $((SECONDS - started)) s after the build."
