@@ -109,8 +109,13 @@ pub struct Delivery {
     /// The decoded message data (empty when absent), or why it could not be
     /// decoded: the message is still a message and can be dead-lettered.
     pub data: Result<Vec<u8>, InvalidBase64>,
-    /// Trace context of the request, when a trace header was present.
+    /// Trace context of the message (its `googclient_traceparent`
+    /// attribute) or else of the request (its trace headers), when present.
     pub trace: Option<TraceContext>,
+    /// The request's own trace context (from its headers) when the message's
+    /// took its place in [`trace`](Self::trace): the push's, or the request
+    /// trace Cloud Run started, under which Cloud Run logs the request.
+    pub request_trace: Option<TraceContext>,
     /// CloudEvent attributes, for the CloudEvent forms.
     pub cloud_event: Option<CloudEventMeta>,
 }
@@ -138,9 +143,25 @@ impl Delivery {
     /// The body limit is the caller's business (the extractor enforces it
     /// before reading).
     ///
+    /// The trace context is the message attribute's when it has a valid one,
+    /// else the request's (see [`TraceContext::of_delivery`]).
+    ///
     /// # Errors
     /// When the request is not a Pub/Sub delivery: see [`DeliveryError`].
     pub fn decode(
+        method: &Method,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Self, DeliveryError> {
+        let mut delivery = Self::decode_form(method, headers, body)?;
+        let from_request = delivery.trace.take();
+        delivery.trace = TraceContext::of_delivery(&delivery.attributes, from_request.clone());
+        delivery.request_trace = from_request.filter(|r| delivery.trace.as_ref() != Some(r));
+        Ok(delivery)
+    }
+
+    /// [`Delivery::decode`] with the request's trace context only.
+    fn decode_form(
         method: &Method,
         headers: &HeaderMap,
         body: &[u8],
@@ -189,6 +210,7 @@ impl fmt::Debug for Delivery {
             .field("form", &self.form)
             .field("data", &data)
             .field("trace", &self.trace)
+            .field("request_trace", &self.request_trace)
             .field("cloud_event", &self.cloud_event)
             .finish()
     }
@@ -514,6 +536,7 @@ impl Envelope {
             form,
             data: decode_data(message.data.unwrap_or_default()),
             trace: None,
+            request_trace: None,
             cloud_event: None,
         })
     }
@@ -635,6 +658,57 @@ mod tests {
         assert_eq!(trace.trace_id, "0af7651916cd43dd8448eb211c80319c");
         assert_eq!(trace.span_id.as_deref(), Some("0000000000003039"));
         assert!(!trace.sampled);
+        Ok(())
+    }
+
+    /// A publisher's context in the message attribute, in every form that
+    /// has attributes: it wins over the request's trace headers (which the
+    /// fixtures that have them keep); a malformed one leaves the headers'.
+    #[test]
+    fn the_message_attribute_trace_wins_in_every_form() -> TestResult {
+        let name = sync_core::wire::trace::TRACEPARENT;
+        let with = |file: &str, value: &str| -> Result<Delivery, Box<dyn std::error::Error>> {
+            let mut f = fixture(file)?;
+            if f.headers.contains_key(crate::unwrapped::MESSAGE_ID_HEADER) {
+                // Attributes are headers there.
+                f.headers.insert(name.into(), value.into());
+            } else {
+                let mut body: serde_json::Value = serde_json::from_slice(&f.body)?;
+                let message = if body.get("message").is_some() {
+                    &mut body["message"]
+                } else {
+                    &mut body["data"]["message"]
+                };
+                message["attributes"][name] = value.into();
+                f.body = serde_json::to_vec(&body)?;
+            }
+            Ok(Delivery::decode(
+                &f.http_method()?,
+                &f.header_map()?,
+                &f.body,
+            )?)
+        };
+        let files = sync_testkit::fixture::WRAPPED
+            .into_iter()
+            .chain(["push_unwrapped_emulator.json", "push_unwrapped_docs.json"]);
+        for file in files {
+            let d = with(
+                file,
+                "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-00f067aa0ba902b7-01",
+            )?;
+            let t = d.trace.as_ref().ok_or(format!("{file}: a trace"))?;
+            assert_eq!(t.trace_id, "a".repeat(32), "{file}");
+            assert_eq!(t.span_id.as_deref(), Some("00f067aa0ba902b7"), "{file}");
+            let plain = decode_fixture(file)?;
+            assert_eq!(
+                d.request_trace, plain.trace,
+                "{file}: the headers' context kept"
+            );
+            assert_eq!(plain.request_trace, None, "{file}");
+            let broken = with(file, "00-broken")?;
+            assert_eq!(broken.trace, plain.trace, "{file}");
+            assert_eq!(broken.request_trace, None, "{file}");
+        }
         Ok(())
     }
 

@@ -12,7 +12,9 @@
 //!   extractor and answered 4xx;
 //!   [`InvalidBase64`] kept inside the `Delivery` so the message can still be
 //!   dead-lettered);
-//! - trace context from `traceparent` / `X-Cloud-Trace-Context` ([`TraceContext`]);
+//! - trace context from the message attribute `googclient_traceparent`, else
+//!   `traceparent` / `X-Cloud-Trace-Context` ([`TraceContext`]), and the child
+//!   span a function passes on;
 //! - [`telemetry`]: Cloud Logging JSON or text logs, with trace correlation;
 //! - [`server`]: `serve` on `0.0.0.0:PORT`, graceful shutdown on SIGTERM, the health paths
 //!   (`livez`, `healthz`) and [`Gate`], which answers 503 until the function's

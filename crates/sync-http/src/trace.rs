@@ -1,7 +1,17 @@
-//! Trace context from W3C `traceparent` and Google's `X-Cloud-Trace-Context`,
-//! for correlating log entries with Cloud Trace.
+//! Trace context from the message attribute `googclient_traceparent`
+//! ([`sync_core::wire::trace::TRACEPARENT`]), W3C `traceparent` and Google's
+//! `X-Cloud-Trace-Context`, for correlating log entries with Cloud Trace, and
+//! the child context ([`TraceContext::child`]) the sync function passes on.
+//!
+//! Which wins ([`TraceContext::of_delivery`]): the message attribute, then the
+//! headers. The attribute is the publisher's context, set when the message
+//! was published and kept by Pub/Sub; the push request's headers are the
+//! context of Pub/Sub's push (or of Cloud Run's request), which a publisher
+//! never sees. One trace id from publisher to consumer needs the first.
 
 use http::HeaderMap;
+use std::collections::BTreeMap;
+use sync_core::wire::trace as wire;
 
 /// W3C trace context header.
 pub const TRACEPARENT: &str = "traceparent";
@@ -86,10 +96,54 @@ impl TraceContext {
             .or_else(|| header(X_CLOUD_TRACE_CONTEXT).and_then(Self::from_cloud_trace_context))
     }
 
+    /// The context a message's attributes carry in
+    /// [`TRACEPARENT`](wire::TRACEPARENT), when it is a valid `traceparent`.
+    pub fn from_attributes(attributes: &BTreeMap<String, String>) -> Option<Self> {
+        attributes
+            .get(wire::TRACEPARENT)
+            .and_then(|v| Self::from_traceparent(v))
+    }
+
+    /// The context of a delivery: its message's attribute when valid, else
+    /// `from_request`, the context its request's headers gave.
+    pub fn of_delivery(
+        attributes: &BTreeMap<String, String>,
+        from_request: Option<Self>,
+    ) -> Option<Self> {
+        Self::from_attributes(attributes).or(from_request)
+    }
+
+    /// A new span in this trace, a child of this one: same trace id and
+    /// sampling decision, a fresh random span id.
+    pub fn child(&self) -> Self {
+        Self {
+            trace_id: self.trace_id.clone(),
+            span_id: Some(random_span_id()),
+            sampled: self.sampled,
+        }
+    }
+
+    /// This context as a `traceparent` value, when it has a span id (the
+    /// parent id of whoever continues it).
+    pub fn traceparent(&self) -> Option<String> {
+        let span = self.span_id.as_deref()?;
+        Some(wire::traceparent(&self.trace_id, span, self.sampled))
+    }
+
     /// `projects/PROJECT/traces/TRACE_ID`, the value of Cloud Logging's
     /// `logging.googleapis.com/trace` field.
     pub fn resource_name(&self, project: &str) -> String {
         trace_resource_name(project, &self.trace_id)
+    }
+}
+
+/// 16 lowercase hex digits, random, not all zero.
+fn random_span_id() -> String {
+    loop {
+        let n: u64 = rand::random();
+        if n != 0 {
+            return format!("{n:016x}");
+        }
     }
 }
 
@@ -209,6 +263,80 @@ mod tests {
             Some("11111111111111111111111111111111".to_string())
         );
         Ok(())
+    }
+
+    fn attributes(value: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([(wire::TRACEPARENT.to_string(), value.to_string())])
+    }
+
+    #[test]
+    fn the_message_attribute_wins_over_the_request() {
+        let request =
+            TraceContext::from_cloud_trace_context("11111111111111111111111111111111/2;o=1");
+        let attrs = attributes(&format!("00-{TRACE}-00f067aa0ba902b7-00"));
+        let t = TraceContext::of_delivery(&attrs, request.clone()).expect("attribute");
+        assert_eq!(t.trace_id, TRACE);
+        assert_eq!(t.span_id.as_deref(), Some("00f067aa0ba902b7"));
+        assert!(!t.sampled);
+        // Without the attribute, the request's context.
+        assert_eq!(
+            TraceContext::of_delivery(&BTreeMap::new(), request.clone()),
+            request
+        );
+        assert_eq!(TraceContext::of_delivery(&BTreeMap::new(), None), None);
+    }
+
+    #[test]
+    fn a_malformed_attribute_is_ignored() {
+        let request = TraceContext::from_traceparent(&format!("00-{TRACE}-00f067aa0ba902b7-01"));
+        for bad in [
+            "",
+            "garbage",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "{\"traceparent\":\"x\"}",
+            "é",
+        ] {
+            assert_eq!(
+                TraceContext::from_attributes(&attributes(bad)),
+                None,
+                "{bad:?}"
+            );
+            assert_eq!(
+                TraceContext::of_delivery(&attributes(bad), request.clone()),
+                request,
+                "{bad:?}"
+            );
+        }
+        // Another attribute of the same family is not the context.
+        let other = BTreeMap::from([(
+            "googclient_tracestate".to_string(),
+            format!("00-{TRACE}-00f067aa0ba902b7-01"),
+        )]);
+        assert_eq!(TraceContext::from_attributes(&other), None);
+    }
+
+    #[test]
+    fn a_child_keeps_the_trace_and_the_sampling_with_a_new_span() {
+        for flags in ["00", "01"] {
+            let parent =
+                TraceContext::from_traceparent(&format!("00-{TRACE}-00f067aa0ba902b7-{flags}"))
+                    .expect("valid");
+            let child = parent.child();
+            assert_eq!(child.trace_id, parent.trace_id);
+            assert_eq!(child.sampled, parent.sampled);
+            let span = child.span_id.clone().expect("a span id");
+            assert_ne!(Some(&span), parent.span_id.as_ref());
+            assert_ne!(child.child().span_id, child.span_id, "fresh each time");
+            // What it writes reads back as itself.
+            let written = child.traceparent().expect("has a span");
+            assert_eq!(written, format!("00-{TRACE}-{span}-{flags}"));
+            assert_eq!(TraceContext::from_traceparent(&written), Some(child));
+        }
+        // A context without a span id (X-Cloud-Trace-Context) gets one.
+        let bare = TraceContext::from_cloud_trace_context(TRACE).expect("valid");
+        assert_eq!(bare.traceparent(), None);
+        assert!(bare.child().traceparent().is_some());
     }
 
     #[test]

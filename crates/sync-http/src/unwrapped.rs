@@ -145,6 +145,7 @@ pub(crate) fn decode_with_metadata(
         form: DeliveryForm::PubSubUnwrapped { metadata: true },
         data: Ok(body.to_vec()),
         trace: TraceContext::from_headers(headers),
+        request_trace: None,
         cloud_event: None,
     })
 }
@@ -161,6 +162,7 @@ pub(crate) fn decode_without_metadata(headers: &HeaderMap, body: &[u8]) -> Deliv
         form: DeliveryForm::PubSubUnwrapped { metadata: false },
         data: Ok(body.to_vec()),
         trace: TraceContext::from_headers(headers),
+        request_trace: None,
         cloud_event: None,
     }
 }

@@ -1,6 +1,7 @@
 //! The messages the sync function publishes, built within Pub/Sub's limits:
 //! an entity's announcement (with or without the entity id as ordering key)
-//! and a refused message's dead letter (never with one); and the same
+//! and a refused message's dead letter (never with one), each with the
+//! delivery's trace context when it has one ([`traced`]); and the same
 //! announcement as `syncctl resync` republishes it, marked as a resync.
 //!
 //! Attribute values are cut to Pub/Sub's size limit and a dead letter keeps
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 use sync_core::wire::announcement::attribute::{
     CORRELATION_ID, ENTITY_ID, KIND, OPERATION, RESYNC, VERSION,
 };
-use sync_core::wire::{attribute_safe, dead_letter};
+use sync_core::wire::{attribute_safe, dead_letter, trace, MAX_ATTRIBUTES};
 use sync_core::{Announcement, OutgoingMessage};
 
 /// The announcement of `a` for the entity `(kind, entity_id)`: the payload as
@@ -117,6 +118,31 @@ pub fn dead_letter(
     }
 }
 
+/// `message` with `traceparent` (a W3C `traceparent` value) as its
+/// [`trace::TRACEPARENT`] attribute, replacing one it had, so that its
+/// consumers continue the trace; unchanged without one, or when the
+/// attribute would be one more than Pub/Sub takes (a dead letter of a message
+/// with as many attributes as fit keeps the original's, if it had one).
+///
+/// ```
+/// use sync_core::OutgoingMessage;
+/// let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// let m = sync_pubsub::messages::traced(OutgoingMessage::default(), Some(tp));
+/// assert_eq!(m.attributes["googclient_traceparent"], tp);
+/// ```
+pub fn traced(mut message: OutgoingMessage, traceparent: Option<&str>) -> OutgoingMessage {
+    if let Some(value) = traceparent {
+        let fits = message.attributes.len() < MAX_ATTRIBUTES
+            || message.attributes.contains_key(trace::TRACEPARENT);
+        if fits {
+            message
+                .attributes
+                .insert(trace::TRACEPARENT.to_string(), attribute_safe(value));
+        }
+    }
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +175,43 @@ mod tests {
         assert_eq!(unordered.ordering_key, None);
         assert_eq!(unordered.attributes, m.attributes);
         assert_eq!(unordered.data, m.data);
+    }
+
+    #[test]
+    fn the_trace_attribute_is_set_replaced_or_left_out_when_full() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let a = Announcement {
+            operation: Operation::Create,
+            version: 1,
+            data: Default::default(),
+            last_modified: None,
+            correlation_id: None,
+        };
+        let m = traced(announcement("K", "e", &a, false), Some(tp));
+        assert_eq!(m.attributes[trace::TRACEPARENT], tp);
+        assert_eq!(
+            traced(announcement("K", "e", &a, false), None)
+                .attributes
+                .get(trace::TRACEPARENT),
+            None
+        );
+
+        let reason = dead_letter::Reason {
+            code: "invalid_json",
+            message: "m",
+            message_id: "1",
+            subscription: Some("s"),
+        };
+        // The original's context is replaced by the one passed on.
+        let original = BTreeMap::from([(trace::TRACEPARENT.to_string(), "old".to_string())]);
+        let m = traced(dead_letter(vec![], &original, reason), Some(tp));
+        assert_eq!(m.attributes[trace::TRACEPARENT], tp);
+        // A dead letter at Pub/Sub's limit takes no more attributes.
+        let full: BTreeMap<String, String> = (0..MAX_ATTRIBUTES)
+            .map(|i| (format!("a{i:03}"), "v".to_string()))
+            .collect();
+        let m = traced(dead_letter(vec![], &full, reason), Some(tp));
+        assert_eq!(m.attributes.len(), MAX_ATTRIBUTES);
+        assert_eq!(m.attributes.get(trace::TRACEPARENT), None);
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 use sync_core::wire::topology::{self, Topology};
-use sync_core::wire::{dead_letter, EventMessage};
+use sync_core::wire::{dead_letter, trace, EventMessage};
 use sync_core::{EventPublisher, Operation, OutgoingMessage};
 use sync_pubsub::{
     AdminOutcome, DeadLetter, PubSubAdmin, PubSubConfig, PubSubPublisher, PubSubPuller,
@@ -123,14 +123,35 @@ fn parse_attributes(pairs: &[String]) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
+/// The attributes of `syncctl publish`: `--attribute`s, and the trace
+/// context from `--traceparent`, else an `--attribute`, else a new trace.
+fn publish_attributes(a: &PublishArgs) -> Result<BTreeMap<String, String>> {
+    let mut attributes = parse_attributes(&a.attributes)?;
+    if let Some(tp) = &a.traceparent {
+        attributes.insert(trace::TRACEPARENT.into(), tp.clone());
+    }
+    attributes
+        .entry(trace::TRACEPARENT.into())
+        .or_insert_with(new_trace);
+    Ok(attributes)
+}
+
+/// A `traceparent` of a new, sampled trace: random trace and span ids.
+fn new_trace() -> String {
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let span_id = format!("{:016x}", rand::random::<u64>() | 1);
+    trace::traceparent(&trace_id, &span_id, true)
+}
+
 pub async fn publish(g: &Global, a: PublishArgs) -> Result<()> {
     let event = build_event(&a)?;
     let publisher = publisher(g).await?;
     let message = OutgoingMessage {
         data: event.to_bytes(),
-        attributes: parse_attributes(&a.attributes)?,
+        attributes: publish_attributes(&a)?,
         ordering_key: None,
     };
+    let traceparent = message.attributes[trace::TRACEPARENT].clone();
     let id = publisher
         .publish(&a.topic, message)
         .await
@@ -145,6 +166,11 @@ pub async fn publish(g: &Global, a: PublishArgs) -> Result<()> {
         "   Correlation ID: {}",
         event.correlation_id.as_deref().unwrap_or("")
     );
+    // The trace id is the second field; Cloud Logging finds it as
+    // `trace="projects/P/traces/ID"`.
+    let trace_id = traceparent.split('-').nth(1).unwrap_or_default();
+    println!("   Trace: projects/{}/traces/{trace_id}", project(g)?);
+    println!("   Traceparent: {traceparent}");
     Ok(())
 }
 
@@ -654,6 +680,7 @@ mod tests {
             timestamp: None,
             source: "data_publisher".into(),
             attributes: vec![],
+            traceparent: None,
         }
     }
 
@@ -692,6 +719,31 @@ mod tests {
         assert_eq!(e["timestamp"], "2025-07-23T10:00:00");
         let d = build_event(&args(OperationArg::Delete))?.to_json();
         assert!(d.get("data").is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn publish_sets_a_new_trace_unless_given_one() -> Result<()> {
+        let mut a = args(OperationArg::Create);
+        let first = publish_attributes(&a)?[trace::TRACEPARENT].clone();
+        let parts: Vec<&str> = first.split('-').collect();
+        assert_eq!(parts.len(), 4, "{first}");
+        assert_eq!((parts[0], parts[3]), ("00", "01"));
+        assert_eq!((parts[1].len(), parts[2].len()), (32, 16));
+        assert!(parts[1..3]
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit())));
+        let second = publish_attributes(&a)?[trace::TRACEPARENT].clone();
+        assert_ne!(first, second, "a new trace each time");
+        let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        a.attributes = vec![format!("{}={given}", trace::TRACEPARENT)];
+        assert_eq!(publish_attributes(&a)?[trace::TRACEPARENT], given);
+        a.traceparent = Some(first.clone());
+        assert_eq!(
+            publish_attributes(&a)?[trace::TRACEPARENT],
+            first,
+            "the option wins"
+        );
         Ok(())
     }
 

@@ -114,6 +114,11 @@ pub struct PublishArgs {
     /// Message attributes, `KEY=VALUE`, repeatable.
     #[arg(long = "attribute", value_name = "KEY=VALUE")]
     pub attributes: Vec<String>,
+    /// W3C trace context for the `googclient_traceparent` attribute
+    /// (`00-TRACEID-SPANID-FLAGS`); a new trace, sampled, when unset (and no
+    /// `--attribute` sets it). The trace id is printed.
+    #[arg(long)]
+    pub traceparent: Option<String>,
 }
 
 /// The three operations.

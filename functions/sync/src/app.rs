@@ -18,6 +18,12 @@
 //! Publishing is not retried here: the Pub/Sub client retries within its
 //! publish timeout, and a nack makes Pub/Sub redeliver (see `sync-pubsub`).
 //!
+//! The delivery's trace context (the event's `googclient_traceparent`, else
+//! the request's headers; see `sync_http::trace`) gets a child span for this
+//! delivery: its log lines carry it, and its announcement or dead letter
+//! carries it as `googclient_traceparent`, so their consumers continue the
+//! same trace.
+//!
 //! [`App`] counts the deliveries it answered, beside the RPCs its Datastore
 //! store and messages its publisher count; it logs them at shutdown and, with
 //! `SYNC_DEBUG_ENDPOINTS=true`, serves them as JSON on `GET /debug/counters`.
@@ -39,7 +45,7 @@ use sync_core::{
     Operation, PublishError, StoreError, ValidationError,
 };
 use sync_http::telemetry::{SPAN_ID_FIELD, TRACE_FIELD, TRACE_SAMPLED_FIELD};
-use sync_http::{Delivery, InvalidBase64};
+use sync_http::{Delivery, InvalidBase64, TraceContext};
 use sync_pubsub::admin::TopicReach;
 use sync_pubsub::{messages, PubSubAdmin, PubSubPublisher};
 use sync_store::{DatastoreAdmin, DatastoreStore};
@@ -362,19 +368,26 @@ async fn handle(State(app): State<AppState>, delivery: Delivery) -> Reply {
         cloud_trace = field::Empty,
         cloud_span_id = field::Empty,
         cloud_trace_sampled = field::Empty,
+        request_trace_id = field::Empty,
     );
     if let Some(a) = delivery.delivery_attempt {
         span.record("attempt", a);
     }
-    if let Some(t) = &delivery.trace {
+    // This delivery's span in the trace: its log lines and what it publishes.
+    let trace = delivery.trace.as_ref().map(TraceContext::child);
+    if let Some(t) = &trace {
         span.record(TRACE_FIELD, t.resource_name(app.config.project_id()));
         if let Some(s) = &t.span_id {
             span.record(SPAN_ID_FIELD, s.as_str());
         }
         span.record(TRACE_SAMPLED_FIELD, t.sampled);
     }
+    if let Some(r) = &delivery.request_trace {
+        span.record("request_trace_id", r.trace_id.as_str());
+    }
     async {
-        match process(&app, &delivery, &span).await {
+        let traceparent = trace.as_ref().and_then(TraceContext::traceparent);
+        match process(&app, &delivery, &span, traceparent.as_deref()).await {
             Ok(p) => {
                 info!(
                     outcome = p.outcome.as_str(),
@@ -387,7 +400,7 @@ async fn handle(State(app): State<AppState>, delivery: Delivery) -> Reply {
                 );
                 Reply::Ack
             }
-            Err(failure) => settle(&app, &delivery, failure).await,
+            Err(failure) => settle(&app, &delivery, failure, traceparent.as_deref()).await,
         }
     }
     .instrument(span.clone())
@@ -398,6 +411,7 @@ async fn process(
     app: &AppState,
     delivery: &Delivery,
     span: &tracing::Span,
+    traceparent: Option<&str>,
 ) -> Result<Processed, Failure> {
     let data = delivery.data()?;
     let event = parse_event_with(
@@ -426,7 +440,7 @@ async fn process(
         );
     }
     if let Some(announcement) = &result.announcement {
-        announce(app, &event, announcement).await?;
+        announce(app, &event, announcement, traceparent).await?;
     }
     Ok(Processed {
         outcome: result.outcome,
@@ -443,7 +457,12 @@ async fn process(
 /// Publishes the change downstream. Nothing records that it went out: a
 /// failure here nacks the delivery, and its redelivery announces it (see
 /// `MergeOutcome::announcement`).
-async fn announce(app: &AppState, event: &ChangeEvent, a: &Announcement) -> Result<(), Failure> {
+async fn announce(
+    app: &AppState,
+    event: &ChangeEvent,
+    a: &Announcement,
+    traceparent: Option<&str>,
+) -> Result<(), Failure> {
     let entity_id = event.entity_id.as_str();
     let kind = event.kind.as_deref().unwrap_or(app.config.kind());
     if app.announced.contains(kind, entity_id, a.version) {
@@ -455,6 +474,7 @@ async fn announce(app: &AppState, event: &ChangeEvent, a: &Announcement) -> Resu
     }
     let topic = app.config.external_topic(a.operation);
     let message = messages::announcement(kind, entity_id, a, app.config.announce_ordering_keys);
+    let message = messages::traced(message, traceparent);
     if let Err(error) = app.publisher.publish(&topic, message).await {
         return Err(Failure::Announcement {
             topic,
@@ -467,9 +487,16 @@ async fn announce(app: &AppState, event: &ChangeEvent, a: &Announcement) -> Resu
 }
 
 /// Dead-letters or answers a failure, and logs its outcome event.
-async fn settle(app: &AppState, delivery: &Delivery, failure: Failure) -> Reply {
+async fn settle(
+    app: &AppState,
+    delivery: &Delivery,
+    failure: Failure,
+    traceparent: Option<&str>,
+) -> Reply {
     match failure {
-        Failure::Permanent { code, error } => dead_letter(app, delivery, code, &error).await,
+        Failure::Permanent { code, error } => {
+            dead_letter(app, delivery, code, &error, traceparent).await
+        }
         Failure::Transient { code, error } => {
             warn!(outcome = "retry", error_code = code, error = %error, "store failed; Pub/Sub will redeliver");
             Reply::Retry
@@ -486,7 +513,13 @@ async fn settle(app: &AppState, delivery: &Delivery, failure: Failure) -> Reply 
 }
 
 /// Sends a permanently bad message to the dead-letter topic with the reason.
-async fn dead_letter(app: &AppState, delivery: &Delivery, code: &str, message: &str) -> Reply {
+async fn dead_letter(
+    app: &AppState,
+    delivery: &Delivery,
+    code: &str,
+    message: &str,
+    traceparent: Option<&str>,
+) -> Reply {
     let Some(topic) = &app.config.dead_letter_topic else {
         warn!(
             outcome = "rejected",
@@ -506,6 +539,7 @@ async fn dead_letter(app: &AppState, delivery: &Delivery, code: &str, message: &
             subscription: delivery.subscription.as_deref(),
         },
     );
+    let out = messages::traced(out, traceparent);
     match app.publisher.publish(topic, out).await {
         Ok(id) => {
             warn!(outcome = "rejected", error_code = code, error = message, dead_letter_message_id = %id, "message dead-lettered");
