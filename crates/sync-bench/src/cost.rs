@@ -146,7 +146,7 @@ pub fn sparse_floor() -> f64 {
 pub fn inputs(cases: &[Case], which: &str) -> Option<Inputs> {
     let case = case_name(16, 200);
     let f = |item: &str, metric: &str| figure(cases, item, which, &case, metric);
-    let own = |metric: &str| figure(cases, "direct_rpc", "new", &case, metric);
+    let own = |metric: &str| figure(cases, "direct", "new", &case, metric);
     Some(Inputs {
         sync_cpu_ms: f("direct", "cpu_ms_per_event")?,
         audit_cpu_ms: cases
