@@ -44,13 +44,21 @@ fn log_lines(sync: &FunctionProcess, message: &str) -> Vec<Value> {
 }
 
 /// The one log line `message` logged with `span` as its span id, checked to
-/// be in `trace_id`'s trace.
-fn logged_in(sync: &FunctionProcess, message: &str, trace_id: &str, span: &str) -> Result<()> {
-    let lines = log_lines(sync, message);
-    let line = lines
-        .iter()
-        .find(|l| l["logging.googleapis.com/spanId"] == span)
-        .with_context(|| format!("no {message:?} line in span {span}: {lines:#?}"))?;
+/// be in `trace_id`'s trace. Waited for: the function writes the line after
+/// its publish returns, so the message can be pulled before it is logged.
+async fn logged_in(
+    sync: &FunctionProcess,
+    message: &str,
+    trace_id: &str,
+    span: &str,
+) -> Result<()> {
+    let what = format!("a {message:?} line in span {span}");
+    let line = poll_until(Duration::from_secs(10), &what, || async {
+        Ok(log_lines(sync, message)
+            .into_iter()
+            .find(|l| l["logging.googleapis.com/spanId"] == span))
+    })
+    .await?;
     ensure!(
         line["logging.googleapis.com/trace"]
             == format!("projects/{TEST_PROJECT}/traces/{trace_id}").as_str(),
@@ -135,7 +143,7 @@ async fn one_trace_id_from_publisher_to_consumer_and_replay() -> Result<()> {
         announced_parent != publisher_span,
         "the function's own span, not the publisher's"
     );
-    logged_in(&sync, "event processed", &trace_id, &announced_parent)?;
+    logged_in(&sync, "event processed", &trace_id, &announced_parent).await?;
 
     // The dead letter: same trace, the function's span of that delivery.
     // Not acknowledged: replay takes it below.
@@ -155,7 +163,7 @@ async fn one_trace_id_from_publisher_to_consumer_and_replay() -> Result<()> {
     let (dead_trace, dead_parent) = carried(&dead)?;
     ensure!(dead_trace == trace_id, "dead letter: {dead_trace}");
     ensure!(dead_parent != poison_span && dead_parent != announced_parent);
-    logged_in(&sync, "message dead-lettered", &trace_id, &dead_parent)?;
+    logged_in(&sync, "message dead-lettered", &trace_id, &dead_parent).await?;
     c.puller
         .nack(&t.dlq_subscription, std::slice::from_ref(&dead.ack_id))
         .await?;
@@ -192,6 +200,6 @@ async fn one_trace_id_from_publisher_to_consumer_and_replay() -> Result<()> {
     );
     let (replay_trace, replay_parent) = carried(&again[0])?;
     ensure!(replay_trace == trace_id, "after replay: {replay_trace}");
-    logged_in(&sync, "event processed", &trace_id, &replay_parent)?;
+    logged_in(&sync, "event processed", &trace_id, &replay_parent).await?;
     Ok(())
 }
