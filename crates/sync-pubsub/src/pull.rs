@@ -5,6 +5,14 @@
 //! few messages, showing them and acking some by id later (`syncctl dlq list |
 //! replay`) needs the plain `Pull` / `Acknowledge` / `ModifyAckDeadline` RPCs,
 //! which `gcloud-sdk`'s generated gRPC client exposes.
+//!
+//! Every call retries what is transient (`CANCELLED` after a reset HTTP/2
+//! stream, `UNAVAILABLE`…) within its own time: a pull within the wait it
+//! was given, an ack or a nack within the RPC timeout. All three are safe to
+//! repeat: a pull that broke after the service leased messages only delays
+//! them until their ack deadline, and acks and nacks are idempotent. Under
+//! load the emulator drops a stream now and then; one dropped stream must
+//! not fail a test or an operator's `syncctl dlq`.
 
 use crate::config::PubSubConfig;
 use crate::error::{is_transient_code, PubSubError};
@@ -22,6 +30,8 @@ const PRODUCTION_ENDPOINT: &str = "https://pubsub.googleapis.com";
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// `Acknowledge` and `ModifyAckDeadline` take at most this many ack ids per call.
 const ACK_BATCH: usize = 1000;
+/// The pause before a call that failed transiently is sent again.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// One pulled message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +149,12 @@ impl PubSubPuller {
                     }
                 }
                 Err(status) if status.code() == Code::DeadlineExceeded => return Ok(Vec::new()),
-                Err(status) => return Err(status_error("pull", &path, &status)),
+                Err(status) => {
+                    let error = status_error("pull", &path, &status);
+                    if !retry_after(&error, deadline).await {
+                        return Err(error);
+                    }
+                }
             }
         }
     }
@@ -151,17 +166,18 @@ impl PubSubPuller {
     pub async fn ack(&self, subscription: &str, ack_ids: &[String]) -> Result<(), PubSubError> {
         let path = subscription_path(&self.project, subscription)?;
         for chunk in ack_ids.chunks(ACK_BATCH) {
-            let mut request = Request::new(AcknowledgeRequest {
-                subscription: path.clone(),
-                ack_ids: chunk.to_vec(),
-            });
-            request
-                .extensions_mut()
-                .insert(RequestTimeouts::new().with_total(self.rpc_timeout));
-            self.client()
-                .acknowledge(request)
-                .await
-                .map_err(|s| status_error("acknowledge", &path, &s))?;
+            self.retrying("acknowledge", &path, |timeout| {
+                let mut request = Request::new(AcknowledgeRequest {
+                    subscription: path.clone(),
+                    ack_ids: chunk.to_vec(),
+                });
+                request
+                    .extensions_mut()
+                    .insert(RequestTimeouts::new().with_total(timeout));
+                let mut client = self.client();
+                async move { client.acknowledge(request).await.map(drop) }
+            })
+            .await?;
         }
         Ok(())
     }
@@ -173,21 +189,63 @@ impl PubSubPuller {
     pub async fn nack(&self, subscription: &str, ack_ids: &[String]) -> Result<(), PubSubError> {
         let path = subscription_path(&self.project, subscription)?;
         for chunk in ack_ids.chunks(ACK_BATCH) {
-            let mut request = Request::new(ModifyAckDeadlineRequest {
-                subscription: path.clone(),
-                ack_ids: chunk.to_vec(),
-                ack_deadline_seconds: 0,
-            });
-            request
-                .extensions_mut()
-                .insert(RequestTimeouts::new().with_total(self.rpc_timeout));
-            self.client()
-                .modify_ack_deadline(request)
-                .await
-                .map_err(|s| status_error("modify ack deadline", &path, &s))?;
+            self.retrying("modify ack deadline", &path, |timeout| {
+                let mut request = Request::new(ModifyAckDeadlineRequest {
+                    subscription: path.clone(),
+                    ack_ids: chunk.to_vec(),
+                    ack_deadline_seconds: 0,
+                });
+                request
+                    .extensions_mut()
+                    .insert(RequestTimeouts::new().with_total(timeout));
+                let mut client = self.client();
+                async move { client.modify_ack_deadline(request).await.map(drop) }
+            })
+            .await?;
         }
         Ok(())
     }
+
+    /// Sends `call` (given the time it may take) until it succeeds, fails
+    /// permanently, or the RPC timeout has passed since the first try.
+    async fn retrying<F, Fut>(
+        &self,
+        operation: &'static str,
+        path: &str,
+        mut call: F,
+    ) -> Result<(), PubSubError>
+    where
+        F: FnMut(Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<(), Status>>,
+    {
+        let deadline = Instant::now() + self.rpc_timeout;
+        loop {
+            let remaining = deadline
+                .saturating_duration_since(Instant::now())
+                .max(RETRY_PAUSE);
+            match call(remaining).await {
+                Ok(()) => return Ok(()),
+                Err(status) => {
+                    let error = status_error(operation, path, &status);
+                    if !retry_after(&error, deadline).await {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether `error` is worth another try before `deadline`; if so, waits the
+/// retry pause first.
+async fn retry_after(error: &PubSubError, deadline: Instant) -> bool {
+    if error.disposition() != sync_core::Disposition::Transient
+        || Instant::now() + RETRY_PAUSE >= deadline
+    {
+        return false;
+    }
+    tokio::time::sleep(RETRY_PAUSE).await;
+    true
 }
 
 fn convert(received: gcloud_sdk::google::pubsub::v1::ReceivedMessage) -> ReceivedMessage {
@@ -227,4 +285,38 @@ fn status_error(operation: &'static str, resource: &str, status: &Status) -> Pub
 /// names it in `admin`.
 fn grpc_code_name(code: Code) -> &'static str {
     google_cloud_gax::error::rpc::Code::from(code as i32).name()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: Code) -> PubSubError {
+        status_error(
+            "pull",
+            "projects/p/subscriptions/s",
+            &Status::new(code, "m"),
+        )
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_while_time_remains() {
+        let later = Instant::now() + Duration::from_secs(10);
+        for code in [Code::Cancelled, Code::Unavailable, Code::Internal] {
+            assert!(retry_after(&status(code), later).await, "{code:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn permanent_failures_and_spent_deadlines_are_not_retried() {
+        let later = Instant::now() + Duration::from_secs(10);
+        for code in [
+            Code::NotFound,
+            Code::PermissionDenied,
+            Code::InvalidArgument,
+        ] {
+            assert!(!retry_after(&status(code), later).await, "{code:?}");
+        }
+        assert!(!retry_after(&status(Code::Cancelled), Instant::now()).await);
+    }
 }
