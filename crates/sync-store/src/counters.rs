@@ -1,6 +1,7 @@
-//! Datastore RPCs sent by one client, counted with relaxed atomics (one
-//! increment per call, no lock), for the sync function's debug endpoint and
-//! its shutdown log.
+//! Datastore RPCs sent by one client, and how one store's applies shared
+//! their transactions (group commit) and where their time went, counted with
+//! relaxed atomics (one increment per call, no lock), for the sync
+//! function's debug endpoint and its shutdown log.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -108,6 +109,92 @@ impl RpcCounts {
     pub fn total(&self) -> u64 {
         self.begin_transaction + self.lookup + self.commit + self.rollback
     }
+}
+
+/// One store's serialized applies (group commit), live.
+#[derive(Debug, Default)]
+pub(crate) struct ApplyCounters {
+    applies: AtomicU64,
+    transactions: AtomicU64,
+    grouped_events: AtomicU64,
+    late_turns: AtomicU64,
+    conflict_records: AtomicU64,
+    until_answered_us: AtomicU64,
+    answered_to_return_us: AtomicU64,
+    transaction_us: AtomicU64,
+}
+
+impl ApplyCounters {
+    /// One group's transaction (with its retries): its events and time.
+    pub fn transaction(&self, events: usize, took: std::time::Duration) {
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        self.grouped_events
+            .fetch_add(events as u64, Ordering::Relaxed);
+        self.transaction_us
+            .fetch_add(micros(took), Ordering::Relaxed);
+    }
+
+    /// Conflict records put in a commit.
+    pub fn conflict_records(&self, n: usize) {
+        self.conflict_records.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// A turn on an entity taken by an apply whose event a group had already
+    /// answered.
+    pub fn late_turn(&self) {
+        self.late_turns.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One apply done: from its arrival to its answer, and from its answer
+    /// to its return.
+    pub fn apply(&self, until_answered: std::time::Duration, to_return: std::time::Duration) {
+        self.applies.fetch_add(1, Ordering::Relaxed);
+        self.until_answered_us
+            .fetch_add(micros(until_answered), Ordering::Relaxed);
+        self.answered_to_return_us
+            .fetch_add(micros(to_return), Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> ApplyCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ApplyCounts {
+            applies: get(&self.applies),
+            transactions: get(&self.transactions),
+            grouped_events: get(&self.grouped_events),
+            late_turns: get(&self.late_turns),
+            conflict_records: get(&self.conflict_records),
+            until_answered_us: get(&self.until_answered_us),
+            answered_to_return_us: get(&self.answered_to_return_us),
+            transaction_us: get(&self.transaction_us),
+        }
+    }
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// How one store's applies went through the entity turns (group commit),
+/// since it connected: what shared a transaction and where the time went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyCounts {
+    /// Applies that took their entity's turn or were answered in a group.
+    pub applies: u64,
+    /// Group transactions run (each with its retries).
+    pub transactions: u64,
+    /// Events in those transactions: over `transactions`, the average group.
+    pub grouped_events: u64,
+    /// Turns taken by an apply that a group had already answered (it
+    /// committed whatever had queued since, before returning).
+    pub late_turns: u64,
+    /// Conflict records written (each one more entity write).
+    pub conflict_records: u64,
+    /// Summed over applies: arrival to answer, µs.
+    pub until_answered_us: u64,
+    /// Summed over applies: answer to return, µs.
+    pub answered_to_return_us: u64,
+    /// Summed over transactions: read, merge and commit with retries, µs.
+    pub transaction_us: u64,
 }
 
 #[cfg(test)]

@@ -22,12 +22,15 @@ pub(crate) const MAX_GROUP: usize = 32;
 /// The answer to one waiting apply.
 pub(crate) type Answer = Result<MergeOutcome, StoreError>;
 
+/// An answer and when it was sent.
+pub(crate) type Replied = (Answer, std::time::Instant);
+
 /// One waiting apply.
 pub(crate) struct Waiter {
     /// Arrival order, across all entities.
     pub seq: u64,
     pub event: ChangeEvent,
-    pub reply: oneshot::Sender<Answer>,
+    pub reply: oneshot::Sender<Replied>,
 }
 
 /// `(kind, entity id)`.
@@ -52,7 +55,7 @@ impl std::fmt::Debug for Waiter {
 impl Waiting {
     /// Enqueues `event` for `key`; returns its place and where its answer
     /// will arrive.
-    pub fn push(&self, key: EntityKey, event: ChangeEvent) -> (u64, oneshot::Receiver<Answer>) {
+    pub fn push(&self, key: EntityKey, event: ChangeEvent) -> (u64, oneshot::Receiver<Replied>) {
         let (reply, answer) = oneshot::channel();
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let waiter = Waiter { seq, event, reply };

@@ -15,7 +15,8 @@
 //!   transaction where the server allows, merge, commit
 //!   entity/tombstone/conflict record), retried on contention and on transient
 //!   failures within a budget;
-//! - the RPCs each client sent ([`DatastoreStore::rpc_counts`], [`RpcCounts`]);
+//! - the RPCs each client sent ([`DatastoreStore::rpc_counts`], [`RpcCounts`])
+//!   and how a store's applies shared transactions ([`DatastoreStore::apply_counts`]);
 //! - the error classification of gRPC codes into [`sync_core::StoreError`];
 //! - reads and writes for the CLI and tests ([`DatastoreAdmin`]: `get`,
 //!   `query_kind`, a cursor-paged [`Scan`] of a kind's entities or
@@ -48,6 +49,6 @@ mod store;
 pub use admin::{DatastoreAdmin, Scan, ScanPage, Scanned};
 pub use config::{ConnectError, StoreConfig, PRODUCTION_ENDPOINT};
 pub use conflict::{ConflictField, ConflictRecord};
-pub use counters::RpcCounts;
+pub use counters::{ApplyCounts, RpcCounts};
 pub use mapping::RawValue;
 pub use store::DatastoreStore;

@@ -44,7 +44,7 @@ use crate::admin::DatastoreAdmin;
 use crate::client::ReadIn;
 use crate::config::{ConnectError, StoreConfig};
 use crate::conflict::record_entity;
-use crate::counters::RpcCounts;
+use crate::counters::{ApplyCounters, ApplyCounts, RpcCounts};
 use crate::database::{delete, upsert, Database, Read};
 use crate::group::{share, Answer, Waiter, Waiting};
 use crate::mapping::{estimated_size, main_entity, tombstone_entity};
@@ -80,6 +80,8 @@ struct Inner {
     in_lookup: tokio::sync::OnceCell<bool>,
     /// Applies waiting for their entity's turn (group commit).
     waiting: Waiting,
+    /// How the applies shared transactions, and their time.
+    applies: ApplyCounters,
 }
 
 /// Kind of the key the probe reads and deletes (never written).
@@ -108,6 +110,7 @@ impl DatastoreStore {
                 key_locks,
                 in_lookup: tokio::sync::OnceCell::new(),
                 waiting: Waiting::default(),
+                applies: ApplyCounters::default(),
             }),
         })
     }
@@ -129,6 +132,12 @@ impl DatastoreStore {
     /// Datastore RPCs this store's client (and admins on it) sent so far.
     pub fn rpc_counts(&self) -> RpcCounts {
         self.db().rpc.counters.snapshot()
+    }
+
+    /// How this store's applies shared transactions (group commit) and
+    /// where their time went, so far.
+    pub fn apply_counts(&self) -> ApplyCounts {
+        self.inner.applies.snapshot()
     }
 
     /// Whether lookups begin the transactions: `None` until the probe before
@@ -314,7 +323,11 @@ impl DatastoreStore {
                 )));
             }
         }
-        Ok(Plan { results, mutations })
+        Ok(Plan {
+            results,
+            mutations,
+            records: recorded.len(),
+        })
     }
 
     fn expire_at(&self) -> DateTime<Utc> {
@@ -342,19 +355,26 @@ impl DatastoreStore {
             .begin_and_read(previous, kind, first.entity_id.as_str())
             .await?;
         match self.plan(events, read) {
-            Ok(Plan { results, mutations }) if mutations.is_empty() => {
+            Ok(Plan {
+                results, mutations, ..
+            }) if mutations.is_empty() => {
                 rpc.rollback(transaction).await;
                 Ok(results)
             }
-            Ok(Plan { results, mutations }) => {
-                match rpc.commit(Some(transaction.clone()), mutations).await {
-                    Ok(()) => Ok(results),
-                    Err(error) => Err(Failed {
-                        error,
-                        transaction: Some(transaction),
-                    }),
+            Ok(Plan {
+                results,
+                mutations,
+                records,
+            }) => match rpc.commit(Some(transaction.clone()), mutations).await {
+                Ok(()) => {
+                    self.inner.applies.conflict_records(records);
+                    Ok(results)
                 }
-            }
+                Err(error) => Err(Failed {
+                    error,
+                    transaction: Some(transaction),
+                }),
+            },
             Err(error) => {
                 rpc.rollback(transaction.clone()).await;
                 Err(Failed {
@@ -398,6 +418,7 @@ impl DatastoreStore {
     /// the retries is every waiter's answer.
     async fn commit_group(&self, group: Vec<Waiter>) {
         let events: Vec<&ChangeEvent> = group.iter().map(|w| &w.event).collect();
+        let started = std::time::Instant::now();
         let answers = match self.apply_group(&events).await {
             Ok(answers) => answers,
             Err(error) if events.len() > 1 && error.disposition() == Disposition::Permanent => {
@@ -419,10 +440,14 @@ impl DatastoreStore {
                 answers
             }
         };
+        self.inner
+            .applies
+            .transaction(events.len(), started.elapsed());
         drop(events);
+        let now = std::time::Instant::now();
         for (waiter, answer) in group.into_iter().zip(answers) {
             // A waiter that went away (its request cancelled) needs no answer.
-            let _ = waiter.reply.send(answer);
+            let _ = waiter.reply.send((answer, now));
         }
     }
 }
@@ -433,6 +458,8 @@ impl DatastoreStore {
 struct Plan {
     results: Vec<Answer>,
     mutations: Vec<ds::Mutation>,
+    /// Of the mutations, conflict records.
+    records: usize,
 }
 
 /// Why the server refused to begin a transaction in a lookup, when that is
@@ -495,9 +522,15 @@ impl DatastoreStore {
         // Group commit (see the module doc): wait in the entity's queue; the
         // holder of its turn merges every waiting event in one transaction.
         let key = (kind.to_string(), id.to_string());
-        let (seq, answer) = self.inner.waiting.push(key.clone(), event);
+        let arrived = std::time::Instant::now();
+        let (seq, mut answer) = self.inner.waiting.push(key.clone(), event);
+        let mut early = None;
         {
             let _turn = lock.lock().await;
+            if let Ok(replied) = answer.try_recv() {
+                self.inner.applies.late_turn();
+                early = Some(replied);
+            }
             loop {
                 let group = self.inner.waiting.take(&key);
                 // Oldest first: a group past this apply's place holds its
@@ -511,13 +544,19 @@ impl DatastoreStore {
                 }
             }
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable {
+        let replied = match early {
+            Some(replied) => Ok(replied),
+            None => answer.await,
+        };
+        let Ok((answer, at)) = replied else {
+            return Err(StoreError::Unavailable {
                 message: "the apply holding this entity's turn was cancelled before answering"
                     .into(),
                 source: None,
-            })
-        })
+            });
+        };
+        self.inner.applies.apply(at - arrived, at.elapsed());
+        answer
     }
 }
 

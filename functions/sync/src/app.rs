@@ -241,6 +241,7 @@ impl Counters {
     fn json(&self) -> serde_json::Value {
         let deliveries = self.deliveries.load(Ordering::Relaxed);
         let ds = self.store.rpc_counts();
+        let ap = self.store.apply_counts();
         let ps = self.publisher.counts();
         #[allow(clippy::cast_precision_loss)] // counts far below 2^52
         let per = |n: u64| {
@@ -264,6 +265,16 @@ impl Counters {
                 "entities_found": ds.entities_found,
                 "entity_writes": ds.entity_writes,
                 "entity_deletes": ds.entity_deletes,
+            },
+            "apply": {
+                "applies": ap.applies,
+                "transactions": ap.transactions,
+                "grouped_events": ap.grouped_events,
+                "late_turns": ap.late_turns,
+                "conflict_records": ap.conflict_records,
+                "until_answered_us": ap.until_answered_us,
+                "answered_to_return_us": ap.answered_to_return_us,
+                "transaction_us": ap.transaction_us,
             },
             "pubsub": {
                 "messages_handed": ps.messages_handed,
