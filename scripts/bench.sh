@@ -11,9 +11,11 @@
 #   7. how cost grows with payload size and with concurrent requests per entity,
 #   8. the direct path against the previous commit's release binary, side by
 #      side in one run: CPU, throughput and latency per event at 16 requests
-#      over 200 entities and at 64 over 10 hot entities, RPCs and bytes per
-#      event counted on the wire, memory after 20,000 entities, the first
-#      event after ready; and the cost per million events they imply,
+#      over 200 entities (updates with some creates and deletes) and at 64
+#      over 10 hot entities, also with 20 and 50 ms added to every Datastore
+#      request, RPCs and bytes per event counted on the wire, memory after
+#      20,000 entities, the first event after ready; and the cost per million
+#      events they imply, beside the recipe's,
 # prints one table and the targets met or not, and writes
 # target/bench/results.json. Each figure is the median of several runs. Stops everything it started (emulators included).
 # See BENCHMARKS.md for what each figure means.
@@ -45,7 +47,8 @@ MANY_SECS=10          # wrk seconds of the memory case (it stops at fewer entiti
 E2E_TIMEOUT=300       # seconds an end-to-end run may take before it counts as failed
 DIRECT_SECS=5         # per wrk run, item 8
 COUNT_SECS=5          # per counting run through the RPC proxy, item 8
-DIRECT_CASES=("16 200" "64 10") # item 8: concurrency and entities
+DIRECT_CASES=("16 200 --mix" "64 10") # item 8: concurrency, entities, pieces options
+DIRECT_DELAYS=(0 20 50) # item 8: ms added to every Datastore request, 64 requests over 10 entities
 DIRECT_ENTITIES=20000 # item 8: distinct entities before memory is read
 FIRST_RUNS=5          # item 8: starts measuring the first event after ready
 BASELINE=${BASELINE:-HEAD~1} # item 8: the revision to compare against
@@ -491,16 +494,16 @@ direct_wrk() {
     wrk_run "$item" "$case" 0 "$pieces" "$conns" 1 "$port"
     return
   fi
-  if [ "$which" = new ]; then
-    curl -fsS "http://127.0.0.1:$port/debug/counters" >"$logdir/fn-before.json"
-  fi
+  # The baseline may predate the counters: then it has none.
+  local counted=0
+  curl -fsS "http://127.0.0.1:$port/debug/counters" >"$logdir/fn-before.json" 2>/dev/null && counted=1
   [ -n "$proxy" ] && curl -fsS "http://127.0.0.1:$proxy/" >"$logdir/wire-before.json"
   t0=$("$bin/sync-bench" cpu-ticks --pid "$pid")
   l0=$(stat -c %s "$log")
   wrk_run "$item" "$case" "$run" "$pieces" "$conns" "$secs" "$port" >"$out"
   t1=$("$bin/sync-bench" cpu-ticks --pid "$pid")
   l1=$(stat -c %s "$log")
-  if [ "$which" = new ]; then
+  if [ "$counted" = 1 ]; then
     curl -fsS "http://127.0.0.1:$port/debug/counters" >"$logdir/fn-after.json"
     extra+=(--delta "fn=$logdir/fn-before.json=$logdir/fn-after.json")
   fi
@@ -511,6 +514,35 @@ direct_wrk() {
   "$bin/sync-bench" wrk-record --item "$item" --case "$case" --run "$run" \
     --field "concurrency=$conns" --cpu-ticks $((t1 - t0)) --per-event "log_bytes=$((l1 - l0))" \
     "${extra[@]}" <"$out"
+}
+
+# direct_turns CASE CONNS ENTITIES [PIECES-OPTION]: a warm-up, then RUNS
+# runs of old and new taking turns, each on entities of its own: wrk closes
+# its connections with requests in flight when its time is up, and a binary
+# whose apply is dropped with them can leave transactions open, whose locks
+# would slow the next run on the same entities.
+direct_turns() {
+  local case=$1 c=$2 e=$3 mix=${4:-} run which order tag
+  tag=${case//[^0-9a-z]/}
+  for run in $(seq 0 "$RUNS"); do
+    for which in old new; do
+      # shellcheck disable=SC2086 # $mix: an option or nothing
+      "$bin/sync-bench" pieces --out "$benchdir/pieces-direct-$which-$tag-r$run.lua" \
+        --entity-prefix "d-$which-$tag-r$run" --entities "$e" --project "$PROJECT" $mix
+    done
+  done
+  for which in old new; do
+    direct_wrk "$which" direct "$which: $case" 0 "$benchdir/pieces-direct-$which-$tag-r0.lua" "$c" 1
+  done
+  for run in $(seq 1 "$RUNS"); do
+    # Alternate which goes first, so a drift of the host favours neither.
+    order="old new"
+    [ $((run % 2)) = 0 ] && order="new old"
+    for which in $order; do
+      measure "direct $which $case run $run" direct_wrk "$which" direct "$which: $case" \
+        "$run" "$benchdir/pieces-direct-$which-$tag-r$run.lua" "$c" "$DIRECT_SECS"
+    done
+  done
 }
 
 # direct_median CASE METRIC: the median of METRIC over the direct runs so far.
@@ -525,7 +557,7 @@ PY
 }
 
 bench_direct() {
-  local which c e run pieces order proxy_port routes=() spec secs rate requests
+  local which c e mix run pieces order proxy_port routes=() spec secs rate requests delay
   setup_topology # the announcement topics
   build_baseline_done || return 1
   step "8. Direct path, old ($BASE_REV) against new: wrk → sync function → Datastore emulator"
@@ -533,6 +565,24 @@ bench_direct() {
     --project "$PROJECT" --print-sample >"$logdir/direct-sample.json"
   measure "direct event size" "$bin/sync-bench" record --item direct_sizes --case event \
     --field "bytes=$(python3 -c 'import base64, json, sys; print(len(base64.b64decode(json.load(sys.stdin)["message"]["data"])))' <"$logdir/direct-sample.json")"
+  # The recipe's log lines for this event (Step 4's f-strings), with newlines.
+  local recipe_log
+  recipe_log=$(python3 - "$logdir/direct-sample.json" <<'PY'
+import base64, datetime, json, sys
+ev = json.loads(base64.b64decode(json.load(open(sys.argv[1]))["message"]["data"]))
+at = datetime.datetime.fromisoformat(ev["timestamp"]).replace(tzinfo=datetime.timezone.utc)
+entity = dict(ev["data"], last_modified=at, sync_status="synced", version=2)
+done = {"success": True, "data": entity, "conflict_resolved": False}
+update = [f"Processing sync event: {ev}", f"Published external sync event for {ev['entity_id']}",
+          f"Sync operation completed: {done}"]
+delete = [f"Processing sync event: {dict(ev, operation='delete')}",
+          f"Sync operation completed: {({'success': True, 'operation': 'delete'})}"]
+size = lambda lines: sum(len(line.encode()) + 1 for line in lines)
+print(f"--field update_bytes={size(update)} --field delete_bytes={size(delete)}")
+PY
+  )
+  # shellcheck disable=SC2086 # two --field options
+  measure "recipe log size" "$bin/sync-bench" record --item direct_sizes --case recipe_log $recipe_log
   # First, while the emulators hold little: after the runs below (and item
   # 7's large payloads) the Datastore emulator's heap grows to gigabytes and
   # its pauses stall every call, the relayed ones worst.
@@ -560,11 +610,12 @@ bench_direct() {
       "DATASTORE_EMULATOR_HOST=127.0.0.1:${!ds_var}" "PUBSUB_EMULATOR_HOST=127.0.0.1:${!ps_var}"
   done
   for spec in "${DIRECT_CASES[@]}"; do
-    read -r c e <<<"$spec"
+    read -r c e mix <<<"$spec"
     for which in old new; do
       pieces="$benchdir/pieces-direct-$which-c$c-count.lua"
+      # shellcheck disable=SC2086 # $mix: an option or nothing
       "$bin/sync-bench" pieces --out "$pieces" --entity-prefix "d-$which-c$c-count" \
-        --entities "$e" --project "$PROJECT"
+        --entities "$e" --project "$PROJECT" $mix
       direct_wrk "$which" direct_rpc "$which: c=$c, $e entities" 0 "$pieces" "$c" 1
       measure "direct rpc $which c=$c" direct_wrk "$which" direct_rpc "$which: c=$c, $e entities" \
         $((RUNS + 1)) "$pieces" "$c" "$COUNT_SECS" "$proxy_port"
@@ -580,36 +631,14 @@ bench_direct() {
   for which in old new; do
     direct_start "$which" "$logdir/direct-$which.log"
   done
-  # Every run has entities of its own: wrk closes its connections with
-  # requests in flight when its time is up, and a binary whose apply is
-  # dropped with them can leave transactions open, whose locks would slow
-  # the next run on the same entities.
   for spec in "${DIRECT_CASES[@]}"; do
-    read -r c e <<<"$spec"
-    for run in $(seq 0 "$RUNS"); do
-      for which in old new; do
-        "$bin/sync-bench" pieces --out "$benchdir/pieces-direct-$which-c$c-r$run.lua" \
-          --entity-prefix "d-$which-c$c-r$run" --entities "$e" --project "$PROJECT"
-      done
-    done
-    for which in old new; do
-      direct_wrk "$which" direct "$which: c=$c, $e entities" 0 \
-        "$benchdir/pieces-direct-$which-c$c-r0.lua" "$c" 1
-    done
-    for run in $(seq 1 "$RUNS"); do
-      # Alternate which goes first, so a drift of the host favours neither.
-      order="old new"
-      [ $((run % 2)) = 0 ] && order="new old"
-      for which in $order; do
-        measure "direct $which c=$c run $run" direct_wrk "$which" direct "$which: c=$c, $e entities" \
-          "$run" "$benchdir/pieces-direct-$which-c$c-r$run.lua" "$c" "$DIRECT_SECS"
-      done
-    done
+    read -r c e mix <<<"$spec"
+    direct_turns "c=$c, $e entities" "$c" "$e" "$mix"
   done
   # Memory after this many distinct entities, each created once: long
   # enough a run at the rate measured above, plus a quarter.
   for which in old new; do
-    read -r c e <<<"${DIRECT_CASES[0]}"
+    read -r c e _ <<<"${DIRECT_CASES[0]}"
     rate=$(direct_median "$which: c=$c, $e entities" events_per_s)
     secs=$(python3 -c "import sys; r=float(sys.argv[1]); print(min(180, max(5, int($DIRECT_ENTITIES / r * 1.25) + 1)) if r > 0 else 60)" "$rate")
     pieces="$benchdir/pieces-direct-$which-many.lua"
@@ -636,6 +665,33 @@ bench_direct() {
       --bin "$(direct_bin "$which")" --runs "$FIRST_RUNS" --entity-prefix "first-$which" \
       --project "$PROJECT" --env DEAD_LETTER_TOPIC=sync-dead-letters --env LOG_FORMAT=json \
       --env DATASTORE_NAMESPACE=bench_direct
+  done
+
+  # A relay holding every Datastore request DELAY ms stands in for
+  # production's round trips; both binaries go through it.
+  for delay in "${DIRECT_DELAYS[@]}"; do
+    step "8. Hot keys with $delay ms added to every Datastore request"
+    local dport cport dpid
+    dport=$(free_port)
+    cport=$(free_port)
+    "$bin/sync-bench" rpc-proxy --route "datastore=$dport=$DATASTORE_EMULATOR_HOST" \
+      --control-port "$cport" --delay-ms "$delay" >"$logdir/delay-proxy.log" 2>&1 &
+    dpid=$!
+    PIDS+=("$dpid")
+    deadline=$((SECONDS + 10))
+    until curl -fsS "http://127.0.0.1:$cport/" >/dev/null 2>&1; do
+      [ "$SECONDS" -lt "$deadline" ] || { echo "the delaying relay did not start" >&2; return 1; }
+      sleep 0.05
+    done
+    for which in old new; do
+      direct_start "$which" "$logdir/direct-$which.log" "DATASTORE_EMULATOR_HOST=127.0.0.1:$dport"
+    done
+    direct_turns "c=64, 10 entities, +$delay ms" 64 10
+    for which in old new; do
+      local pid_var="DPID_$which"
+      stop_pid "${!pid_var}"
+    done
+    stop_pid "$dpid"
   done
 }
 

@@ -30,12 +30,23 @@ end
 function init(args)
   P = dofile(assert(os.getenv("BENCH_PIECES"), "BENCH_PIECES is not set"))
   tables = { A = split(P.A), B = split(P.B), C = split(P.C), D = split(P.D) }
-  entities = P.A.count
+  entities = P.entities or P.A.count
   tid = tonumber(thread_index or 0)
   nthreads = tonumber(os.getenv("BENCH_THREADS") or "1")
   offset = tonumber(os.getenv("BENCH_OFFSET_US") or "0")
   run = os.getenv("BENCH_RUN") or "run"
   n = 0
+end
+
+-- The A block of request k (0 update, 1 create, 2 delete); pieces.rs's
+-- `operation` computes the same.
+local function operation(k)
+  if (P.mix or 0) == 0 then return 0 end
+  local round = math.floor(k / entities)
+  if round == 0 then return 1 end
+  local r = (round - 1) % P.mix
+  if r == P.mix / 2 - 1 then return 2 elseif r == P.mix / 2 then return 1 end
+  return 0
 end
 
 function request()
@@ -47,7 +58,7 @@ function request()
   local c = math.floor(rem / 1000)
   local u = rem - c * 1000
   local ts = tables.B[minute + 1] .. tables.C[c + 1] .. tables.D[u + 1]
-  local data = tables.A[(k % entities) + 1] .. ts .. P.F .. ts .. P.E
+  local data = tables.A[operation(k) * entities + (k % entities) + 1] .. ts .. P.F .. ts .. P.E
   local body = P.env_pre .. data .. P.env_mid .. run .. "-" .. string.format("%d", k) .. P.env_post
   return wrk.format("POST", "/", headers, body)
 end

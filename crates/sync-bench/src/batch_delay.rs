@@ -106,7 +106,8 @@ struct Run {
 
 async fn measure(emulator: &str, topic: &str, shape: &Shape, delay_ms: u64) -> Result<Run> {
     let counts = Arc::new(Counts::default());
-    let proxy = rpcproxy::start(0, emulator.to_string(), Arc::clone(&counts)).await?;
+    let proxy =
+        rpcproxy::start(0, emulator.to_string(), Arc::clone(&counts), Duration::ZERO).await?;
     let config = PubSubConfig::new(PROJECT)
         .with_emulator(proxy)
         .with_batch_delay(Duration::from_millis(delay_ms));

@@ -69,7 +69,8 @@ enum Command {
     /// the steady state of the same process.
     FirstEvent(FirstEventArgs),
     /// Relay gRPC to emulators on loopback ports, counting calls and request
-    /// bytes per route; serve the counts on a control port. Runs until killed.
+    /// bytes per route, optionally each request late; serve the counts on a
+    /// control port. Runs until killed.
     RpcProxy(RpcProxyArgs),
     /// Measure publish RPCs, latency and throughput per batching delay on
     /// the Pub/Sub emulator (`PUBSUB_EMULATOR_HOST`); prints a Markdown table.
@@ -153,6 +154,9 @@ struct PiecesArgs {
     /// Also print the body of request 0 (what wrk sends first) to stdout.
     #[arg(long)]
     print_sample: bool,
+    /// Creates and deletes among the updates (pieces.rs's mix).
+    #[arg(long)]
+    mix: bool,
 }
 
 #[derive(Args, Debug)]
@@ -254,6 +258,10 @@ struct RpcProxyArgs {
     /// Port (127.0.0.1) that answers any request with the counts as JSON.
     #[arg(long)]
     control_port: u16,
+    /// Hold every chunk a client sends this long before relaying it (a
+    /// round trip to a distant Datastore), ms.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -365,6 +373,7 @@ fn build_pieces(
     prefix: &str,
     payload_bytes: usize,
     project: &str,
+    mix: bool,
 ) -> Result<pieces::Pieces> {
     let now = chrono::Utc::now() - chrono::Duration::minutes(BASE_MINUTES_AGO);
     let base = chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::minutes(1))
@@ -376,11 +385,18 @@ fn build_pieces(
         project: project.to_string(),
         subscription: "sync-processor".into(),
         base,
+        mix,
     })
 }
 
 fn pieces(a: &PiecesArgs) -> Result<()> {
-    let p = build_pieces(a.entities, &a.entity_prefix, a.payload_bytes, &a.project)?;
+    let p = build_pieces(
+        a.entities,
+        &a.entity_prefix,
+        a.payload_bytes,
+        &a.project,
+        a.mix,
+    )?;
     std::fs::write(&a.out, pieces::to_lua(&p)?)
         .with_context(|| format!("writing {}", a.out.display()))?;
     if a.print_sample {
@@ -511,6 +527,7 @@ fn first_event(a: &FirstEventArgs) -> Result<()> {
             &format!("{}-{}-r{run}", a.entity_prefix, std::process::id()),
             0,
             &a.project,
+            false,
         )?;
         let bodies = (0..=a.steady as u64)
             .map(|k| pieces::body(&p, k, 0, &format!("first-r{run}")))
@@ -616,6 +633,16 @@ fn wrk_record(a: &WrkRecordArgs) -> Result<()> {
             &read_json(after)?,
             requests,
         ));
+    }
+    // The average group: events per transaction (commit or rollback).
+    let per = |k: &str| fields.get(k).and_then(Value::as_f64);
+    if let (Some(c), Some(r)) = (
+        per("fn_datastore_commit_per_event"),
+        per("fn_datastore_rollback_per_event"),
+    ) {
+        if c + r > 0.0 {
+            fields.insert("events_per_transaction".into(), json!(1.0 / (c + r)));
+        }
     }
     label.print(Value::Object(fields))
 }
@@ -731,7 +758,11 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::FirstEvent(a) => first_event(a),
-        Command::RpcProxy(a) => block_on(rpcproxy::serve(&a.routes, a.control_port)),
+        Command::RpcProxy(a) => block_on(rpcproxy::serve(
+            &a.routes,
+            a.control_port,
+            Duration::from_millis(a.delay_ms),
+        )),
         Command::BatchDelay(a) => batch_delay_cmd(a),
         Command::Criterion(a) => criterion(a),
         Command::Gc(a) => gc_cmd(a),

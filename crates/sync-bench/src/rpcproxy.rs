@@ -10,12 +10,18 @@
 //! counted too. `scripts/bench.sh` runs it for the counting runs only: every
 //! byte crosses one more socket pair, which costs the proxy CPU and adds a
 //! little latency, so the throughput runs go direct.
+//!
+//! With a delay, it also stands in for production's distance: every chunk a
+//! client sends is held for that long before it is relayed (a delay line,
+//! in order, without holding up the chunks behind it), so each call waits
+//! the delay more than the emulator alone would make it wait.
 
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -76,12 +82,18 @@ impl std::str::FromStr for Route {
     }
 }
 
-/// Starts relaying `upstream` on a loopback port into `counts`; returns the
-/// `host:port` to point a client at. Runs until the runtime stops.
+/// Starts relaying `upstream` on a loopback port into `counts`, each chunk
+/// from a client `delay` late; returns the `host:port` to point a client
+/// at. Runs until the runtime stops.
 ///
 /// # Errors
 /// When the port cannot be bound.
-pub async fn start(listen: u16, upstream: String, counts: Arc<Counts>) -> Result<String> {
+pub async fn start(
+    listen: u16,
+    upstream: String,
+    counts: Arc<Counts>,
+    delay: Duration,
+) -> Result<String> {
     let listener = TcpListener::bind(("127.0.0.1", listen))
         .await
         .with_context(|| format!("binding 127.0.0.1:{listen}"))?;
@@ -93,7 +105,7 @@ pub async fn start(listen: u16, upstream: String, counts: Arc<Counts>) -> Result
                 if let Ok(server) = TcpStream::connect(&upstream).await {
                     let _ = client.set_nodelay(true);
                     let _ = server.set_nodelay(true);
-                    let _ = relay(client, server, counts).await;
+                    let _ = relay(client, server, counts, delay).await;
                 }
             });
         }
@@ -101,17 +113,17 @@ pub async fn start(listen: u16, upstream: String, counts: Arc<Counts>) -> Result
     Ok(address)
 }
 
-/// Serves every route and, on `control` (127.0.0.1), answers any request
-/// with the counts so far as JSON (`{"NAME": {"calls": N, "request_bytes":
-/// N}}`); runs until killed.
+/// Serves every route, each request `delay` late, and, on `control`
+/// (127.0.0.1), answers any request with the counts so far as JSON
+/// (`{"NAME": {"calls": N, "request_bytes": N}}`); runs until killed.
 ///
 /// # Errors
 /// When a port cannot be bound.
-pub async fn serve(routes: &[Route], control: u16) -> Result<()> {
+pub async fn serve(routes: &[Route], control: u16, delay: Duration) -> Result<()> {
     let mut all = BTreeMap::new();
     for r in routes {
         let counts = Arc::new(Counts::default());
-        start(r.listen, r.upstream.clone(), Arc::clone(&counts)).await?;
+        start(r.listen, r.upstream.clone(), Arc::clone(&counts), delay).await?;
         all.insert(r.name.clone(), counts);
     }
     let listener = TcpListener::bind(("127.0.0.1", control))
@@ -135,11 +147,26 @@ pub async fn serve(routes: &[Route], control: u16) -> Result<()> {
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, counts: Arc<Counts>) -> Result<()> {
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    counts: Arc<Counts>,
+    delay: Duration,
+) -> Result<()> {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let down =
         tokio::spawn(async move { tokio::io::copy(&mut server_read, &mut client_write).await });
+    // The delay line: chunks leave in order, each `delay` after it came.
+    let (line, mut held) =
+        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let up = tokio::spawn(async move {
+        while let Some((due, chunk)) = held.recv().await {
+            tokio::time::sleep_until(due).await;
+            server_write.write_all(&chunk).await?;
+        }
+        std::io::Result::Ok(())
+    });
     let mut frames = FrameCounter::default();
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
@@ -151,8 +178,15 @@ async fn relay(client: TcpStream, server: TcpStream, counts: Arc<Counts>) -> Res
         let (calls, bytes) = frames.feed(slice);
         counts.calls.fetch_add(calls, Ordering::SeqCst);
         counts.request_bytes.fetch_add(bytes, Ordering::SeqCst);
-        server_write.write_all(slice).await?;
+        if line
+            .send((tokio::time::Instant::now() + delay, slice.to_vec()))
+            .is_err()
+        {
+            break;
+        }
     }
+    drop(line);
+    let _ = up.await;
     down.abort();
     Ok(())
 }
