@@ -360,6 +360,31 @@ impl DatastoreAdmin {
         fields: &BTreeMap<String, RawValue>,
     ) -> Result<(), StoreError> {
         let kind = self.db.kind(kind);
+        self.put_raw_at(self.db.entity_key(kind, entity_id), fields)
+            .await
+    }
+
+    /// Writes an entity's tombstone as given (for tests that write what an
+    /// earlier version of the store left).
+    ///
+    /// # Errors
+    /// [`StoreError`]; transient failures are retried within the budget first.
+    pub async fn put_raw_tombstone(
+        &self,
+        kind: Option<&str>,
+        entity_id: &str,
+        fields: &BTreeMap<String, RawValue>,
+    ) -> Result<(), StoreError> {
+        let kind = self.db.kind(kind);
+        self.put_raw_at(self.db.tombstone_key(kind, entity_id), fields)
+            .await
+    }
+
+    async fn put_raw_at(
+        &self,
+        key: ds::Key,
+        fields: &BTreeMap<String, RawValue>,
+    ) -> Result<(), StoreError> {
         let properties = fields
             .iter()
             .map(|(name, value)| {
@@ -371,7 +396,7 @@ impl DatastoreAdmin {
             })
             .collect();
         let entity = ds::Entity {
-            key: Some(self.db.entity_key(kind, entity_id)),
+            key: Some(key),
             properties,
         };
         self.db

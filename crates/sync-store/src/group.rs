@@ -2,9 +2,10 @@
 //! waiting for the entity's turn, oldest first, each with the channel its
 //! answer goes back on.
 //!
-//! An apply enqueues its event, then waits for the key's turn; whoever holds
-//! the turn takes the oldest waiters of that entity, at most [`MAX_GROUP`] at
-//! a time, merges them in one transaction and answers each. Queues hold only
+//! An apply enqueues its event, then waits for its answer or the key's turn;
+//! whoever holds the turn takes the oldest waiters of that entity, at most
+//! [`MAX_GROUP`] at a time (again once the entity is read), merges them in
+//! one transaction and answers each. Queues hold only
 //! requests in flight (so their length is bounded by the process's
 //! concurrency), and an entity's queue is removed when emptied.
 
@@ -63,13 +64,13 @@ impl Waiting {
         (seq, answer)
     }
 
-    /// Takes the oldest waiters for `key`, at most [`MAX_GROUP`].
-    pub fn take(&self, key: &EntityKey) -> Vec<Waiter> {
+    /// Takes the oldest waiters for `key`, at most `most`.
+    pub fn take(&self, key: &EntityKey, most: usize) -> Vec<Waiter> {
         let mut queues = self.lock();
         let Some(queue) = queues.get_mut(key) else {
             return Vec::new();
         };
-        let group: Vec<Waiter> = queue.drain(..queue.len().min(MAX_GROUP)).collect();
+        let group: Vec<Waiter> = queue.drain(..queue.len().min(most)).collect();
         if queue.is_empty() {
             queues.remove(key);
         }

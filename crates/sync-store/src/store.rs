@@ -5,12 +5,18 @@
 //! **Group commit.** With `serialize_keys_locally` (the default) this
 //! process's applies on one entity take turns on a striped lock, and while
 //! one holds the turn the others wait in the entity's queue (the crate's
-//! private `group` module). The apply that gets the turn takes every waiting
-//! event of that entity, oldest first and at most 32, and merges them in one
-//! transaction: one lookup, one merge pass ([`merge_group_checked`]) and one
-//! commit holding the final entity (or tombstone) and every event's conflict
-//! record. Each waiter gets the outcome, conflicts and announcement applying
-//! the events one by one in that order would give. The limits apply to the
+//! private `group` module) for whichever comes first: their answer or the
+//! turn. The apply that gets the turn takes every waiting event of that
+//! entity, oldest first and at most 32, reads the entity, then takes the
+//! events that arrived during the read as well (the read holds for them
+//! too), and merges them all in one transaction: one lookup, one merge pass
+//! ([`merge_group_checked`]) and one commit holding the final entity (or
+//! tombstone) and every event's conflict record. An apply whose event a
+//! group answered returns at once and never takes the turn: before, every
+//! answered apply still waited for the turn and then committed whatever
+//! single event had just arrived, so groups shrank as Datastore's latency
+//! grew. Each waiter gets the outcome, conflicts and announcement applying
+//! the events one by one in their order of arrival would give. The limits apply to the
 //! state after each event, as they do alone: an event that would make the
 //! entity too large (or exceed the index entries) gets its own
 //! `entity_too_large` and the next event merges into the state before it. A
@@ -46,7 +52,7 @@ use crate::config::{ConnectError, StoreConfig};
 use crate::conflict::record_entity;
 use crate::counters::{ApplyCounters, ApplyCounts, RpcCounts};
 use crate::database::{delete, upsert, Database, Read};
-use crate::group::{share, Answer, Waiter, Waiting};
+use crate::group::{share, Answer, EntityKey, Waiter, Waiting, MAX_GROUP};
 use crate::mapping::{estimated_size, main_entity, tombstone_entity};
 use crate::retry::Failed;
 use async_trait::async_trait;
@@ -58,6 +64,7 @@ use sync_core::{
     merge_group_checked, ChangeEvent, Disposition, EntityStore, MergeOutcome, StoreError,
     ValidationError,
 };
+use tokio::sync::oneshot::error::TryRecvError;
 
 /// Number of per-key lock stripes (collisions only serialize unrelated keys).
 const KEY_LOCK_STRIPES: usize = 1024;
@@ -344,6 +351,7 @@ impl DatastoreStore {
         &self,
         previous: Option<Vec<u8>>,
         events: &[&ChangeEvent],
+        latecomers: Option<&Latecomers<'_>>,
     ) -> Result<Vec<Answer>, Failed> {
         let db = self.db();
         let rpc = &db.rpc;
@@ -354,7 +362,19 @@ impl DatastoreStore {
         let (transaction, read) = self
             .begin_and_read(previous, kind, first.entity_id.as_str())
             .await?;
-        match self.plan(events, read) {
+        let planned = {
+            // Events of the entity that arrived while it was read join this
+            // transaction: the read holds for them too.
+            let mut joined = latecomers.map(Latecomers::lock);
+            let mut all = events.to_vec();
+            if let (Some(late), Some(joined)) = (latecomers, joined.as_mut()) {
+                let room = MAX_GROUP.saturating_sub(events.len() + joined.len());
+                joined.extend(self.inner.waiting.take(late.key, room));
+                all.extend(joined.iter().map(|w| &w.event));
+            }
+            self.plan(&all, read)
+        };
+        match planned {
             Ok(Plan {
                 results, mutations, ..
             }) if mutations.is_empty() => {
@@ -387,10 +407,16 @@ impl DatastoreStore {
 
     /// Applies `events` (one entity's) in one transaction with the configured
     /// retries; returns each event's answer.
-    async fn apply_group(&self, events: &[&ChangeEvent]) -> Result<Vec<Answer>, StoreError> {
+    async fn apply_group(
+        &self,
+        events: &[&ChangeEvent],
+        latecomers: Option<&Latecomers<'_>>,
+    ) -> Result<Vec<Answer>, StoreError> {
         let (results, attempts) = self
             .db()
-            .retrying("apply", |previous| self.transact(previous, events))
+            .retrying("apply", |previous| {
+                self.transact(previous, events, latecomers)
+            })
             .await?;
         Ok(results
             .into_iter()
@@ -405,7 +431,7 @@ impl DatastoreStore {
 
     /// Applies `event` alone in its own transaction.
     async fn apply_alone(&self, event: &ChangeEvent) -> Answer {
-        self.apply_group(&[event])
+        self.apply_group(&[event], None)
             .await?
             .pop()
             .unwrap_or_else(|| Err(StoreError::Corrupt("an apply returned no outcome".into())))
@@ -416,10 +442,21 @@ impl DatastoreStore {
     /// for its size) may belong to one event only, so each event is then
     /// applied alone and gets its own answer; a transient one that outlasted
     /// the retries is every waiter's answer.
-    async fn commit_group(&self, group: Vec<Waiter>) {
-        let events: Vec<&ChangeEvent> = group.iter().map(|w| &w.event).collect();
+    async fn commit_group(&self, key: &EntityKey, group: Vec<Waiter>) {
+        let latecomers = Latecomers {
+            key,
+            joined: std::sync::Mutex::default(),
+        };
         let started = std::time::Instant::now();
-        let answers = match self.apply_group(&events).await {
+        let firsts: Vec<&ChangeEvent> = group.iter().map(|w| &w.event).collect();
+        let result = self.apply_group(&firsts, Some(&latecomers)).await;
+        drop(firsts);
+        let joined = latecomers
+            .joined
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let events: Vec<&ChangeEvent> = group.iter().chain(&joined).map(|w| &w.event).collect();
+        let answers = match result {
             Ok(answers) => answers,
             Err(error) if events.len() > 1 && error.disposition() == Disposition::Permanent => {
                 tracing::warn!(
@@ -445,10 +482,25 @@ impl DatastoreStore {
             .transaction(events.len(), started.elapsed());
         drop(events);
         let now = std::time::Instant::now();
-        for (waiter, answer) in group.into_iter().zip(answers) {
+        for (waiter, answer) in group.into_iter().chain(joined).zip(answers) {
             // A waiter that went away (its request cancelled) needs no answer.
             let _ = waiter.reply.send((answer, now));
         }
+    }
+}
+
+/// The waiters of one entity that join its group's transaction after the
+/// read (see [`DatastoreStore::transact`]); kept across the group's retries.
+struct Latecomers<'a> {
+    key: &'a EntityKey,
+    joined: std::sync::Mutex<Vec<Waiter>>,
+}
+
+impl Latecomers<'_> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Waiter>> {
+        self.joined
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -519,36 +571,42 @@ impl DatastoreStore {
         let Some(lock) = self.key_lock(kind, id) else {
             return self.apply_alone(&event).await;
         };
-        // Group commit (see the module doc): wait in the entity's queue; the
-        // holder of its turn merges every waiting event in one transaction.
+        // Group commit (see the module doc): wait in the entity's queue for
+        // whichever comes first, this event's answer (a group took it) or the
+        // entity's turn. An answered apply never takes the turn: it goes on
+        // to the next waiter, whose event is still queued.
         let key = (kind.to_string(), id.to_string());
         let arrived = std::time::Instant::now();
         let (seq, mut answer) = self.inner.waiting.push(key.clone(), event);
-        let mut early = None;
-        {
-            let _turn = lock.lock().await;
-            if let Ok(replied) = answer.try_recv() {
-                self.inner.applies.late_turn();
-                early = Some(replied);
-            }
-            loop {
-                let group = self.inner.waiting.take(&key);
-                // Oldest first: a group past this apply's place holds its
-                // event, or a group before it already answered it.
-                let last = group.last().is_none_or(|w| w.seq >= seq);
-                if !group.is_empty() {
-                    self.commit_group(group).await;
+        let replied = tokio::select! {
+            biased;
+            replied = &mut answer => replied.ok(),
+            turn = lock.lock() => match answer.try_recv() {
+                Ok(replied) => {
+                    // Answered just as the turn came: pass it on.
+                    self.inner.applies.late_turn();
+                    Some(replied)
                 }
-                if last {
-                    break;
+                Err(TryRecvError::Closed) => None,
+                Err(TryRecvError::Empty) => {
+                    // This event is queued: commit groups, oldest first,
+                    // until one holds it.
+                    loop {
+                        let group = self.inner.waiting.take(&key, MAX_GROUP);
+                        let mine = group.last().is_none_or(|w| w.seq >= seq);
+                        if !group.is_empty() {
+                            self.commit_group(&key, group).await;
+                        }
+                        if mine {
+                            break;
+                        }
+                    }
+                    drop(turn);
+                    answer.await.ok()
                 }
-            }
-        }
-        let replied = match early {
-            Some(replied) => Ok(replied),
-            None => answer.await,
+            },
         };
-        let Ok((answer, at)) = replied else {
+        let Some((answer, at)) = replied else {
             return Err(StoreError::Unavailable {
                 message: "the apply holding this entity's turn was cancelled before answering"
                     .into(),
