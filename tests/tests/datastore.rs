@@ -884,3 +884,157 @@ async fn a_dropped_apply_still_finishes_its_transaction() -> Result<()> {
     assert_eq!(outcome.version(), 2, "{outcome:?}");
     Ok(())
 }
+
+/// A value in the Datastore REST API's JSON form (as the fixture below
+/// holds them) as plain JSON.
+fn json_of_typed(v: &Value) -> Result<Value> {
+    let (kind, inner) = v
+        .as_object()
+        .and_then(|o| o.iter().find(|(k, _)| k.ends_with("Value")))
+        .with_context(|| format!("not a typed value: {v}"))?;
+    Ok(match kind.as_str() {
+        "stringValue" | "booleanValue" | "doubleValue" => inner.clone(),
+        "nullValue" => Value::Null,
+        "integerValue" => json!(inner.as_str().context("integer")?.parse::<i64>()?),
+        "arrayValue" => Value::Array(
+            inner["values"]
+                .as_array()
+                .map_or(Ok(Vec::new()), |a| a.iter().map(json_of_typed).collect())?,
+        ),
+        "entityValue" => Value::Object(
+            inner["properties"]
+                .as_object()
+                .context("properties")?
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), json_of_typed(v)?)))
+                .collect::<Result<_>>()?,
+        ),
+        other => bail!("unexpected value type {other}"),
+    })
+}
+
+/// Upgrade without migration: entities as the stored layout of 4159480 wrote
+/// them (`tests/fixtures/stored_layout_4159480.json`: a live entity, one
+/// deleted, one deleted and created again, a tombstone alone), written raw,
+/// read back as the core's merge of the events behind them, then take newer
+/// and older events as if the same store had applied them all: each outcome
+/// and each final state is the core's one-by-one merge, a tombstone exists
+/// exactly while its entity is deleted, an update or delete of an entity
+/// that exists reads that one key, and an update older than a delete that
+/// only the entity's bookkeeping remembers still loses.
+#[tokio::test]
+async fn entities_of_the_previous_stored_layout_take_new_events_as_before() -> Result<()> {
+    let fixture: Value =
+        serde_json::from_str(include_str!("../fixtures/stored_layout_4159480.json"))?;
+    let store = store().await?;
+    let admin = store.admin();
+    for e in fixture["entities"].as_array().context("entities")? {
+        let id = e["entity_id"].as_str().context("entity_id")?;
+        let mut fields = BTreeMap::new();
+        for (name, v) in e["properties"].as_object().context("properties")? {
+            let raw = match v.get("timestampValue").and_then(Value::as_str) {
+                Some(t) => RawValue::from(parse_timestamp(t)?),
+                None => RawValue::from(json_of_typed(v)?),
+            };
+            fields.insert(name.clone(), raw);
+        }
+        if e["tombstone"] == json!(true) {
+            admin.put_raw_tombstone(None, id, &fields).await?;
+        } else {
+            admin.put_raw(None, id, &fields).await?;
+        }
+    }
+    let policy = MergePolicy::default();
+    let mut expected: BTreeMap<String, EntityState> = BTreeMap::new();
+    for ev in fixture["events"].as_array().context("events")? {
+        let body = serde_json::to_vec(&ev["data"])?;
+        let id = ev["message_id"].as_str().context("message_id")?;
+        let event = parse_event(&body, id, &Limits::default(), now())?;
+        let state = expected
+            .entry(event.entity_id.as_str().to_string())
+            .or_default();
+        *state = merge(state, &event, &policy).state;
+    }
+    for (id, want) in &expected {
+        let (_, got) = admin.get(None, id).await?.context("stored")?;
+        assert_eq!(&got, want, "{id} as the previous layout stored it");
+    }
+
+    // The store's probe reads a key of its own before its first apply.
+    store
+        .apply(&event(
+            "warm",
+            "create",
+            "2025-03-01T10:00:00",
+            "warm",
+            json!({"a": 1}),
+        )?)
+        .await?;
+    let t = |s: &str| format!("2025-03-01T10:00:{s}");
+    let next = [
+        ("live", "update", "03", json!({"price": 13}), "live-4"),
+        ("live", "update", "00.5", json!({"name": "Older"}), "live-5"),
+        (
+            "deleted",
+            "update",
+            "00.5",
+            json!({"name": "Late"}),
+            "deleted-3",
+        ),
+        (
+            "deleted",
+            "create",
+            "03",
+            json!({"name": "Back"}),
+            "deleted-4",
+        ),
+        // Older than phoenix's delete, which only its bookkeeping holds now.
+        (
+            "phoenix",
+            "update",
+            "00.5",
+            json!({"name": "Ash"}),
+            "phoenix-4",
+        ),
+        ("phoenix", "update", "03", json!({"price": 3}), "phoenix-5"),
+        ("phoenix", "delete", "04", json!(null), "phoenix-6"),
+        (
+            "unseen",
+            "create",
+            "00",
+            json!({"name": "Early"}),
+            "unseen-2",
+        ),
+        (
+            "unseen",
+            "create",
+            "02",
+            json!({"name": "Late"}),
+            "unseen-3",
+        ),
+    ];
+    for (id, op, ts, data, message_id) in next {
+        let e = event(id, op, &t(ts), message_id, data)?;
+        let state = expected.get_mut(id).context("fixture entity")?;
+        let want = merge(state, &e, &policy);
+        let before = store.rpc_counts().keys_looked_up;
+        let mut got = store.apply(&e).await?;
+        let reads = store.rpc_counts().keys_looked_up - before;
+        got.attempts = 1;
+        assert_eq!(got, want, "{message_id}");
+        if state.exists() && op != "create" {
+            assert_eq!(reads, 1, "{message_id} read the entity alone");
+        }
+        *state = want.state;
+    }
+    for (id, want) in &expected {
+        let (_, got) = admin.get(None, id).await?.context("stored")?;
+        assert_eq!(&got, want, "{id} after the new events");
+        assert_eq!(
+            admin.tombstone_exists(None, id).await?,
+            !want.exists(),
+            "{id}: a tombstone exactly while it is deleted"
+        );
+    }
+    Ok(())
+}

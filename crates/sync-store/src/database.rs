@@ -10,7 +10,7 @@ use gcloud_sdk::google::datastore::v1 as ds;
 use std::future::Future;
 use std::sync::Arc;
 use sync_core::limits::{conflict_name, TOMBSTONE_NAME};
-use sync_core::{EntityState, StoreError, StoredEntity};
+use sync_core::{EntityState, StoreError, StoredEntity, BOOKKEEPING_PROPERTY};
 
 /// One connected database and namespace.
 pub(crate) struct Database {
@@ -30,10 +30,11 @@ impl std::fmt::Debug for Database {
     }
 }
 
-/// What one read found: the main entity and the tombstone, if present, and
-/// the transaction the read began (empty unless it was asked to begin one and
-/// the server did). The keys read are kept for the writes that follow, so an
-/// apply builds each key once.
+/// What one read found: the main entity and the tombstone, if present (the
+/// tombstone: if read, see [`Database::read_where`]), and the transaction the
+/// read began (empty unless it was asked to begin one and the server did).
+/// The keys read are kept for the writes that follow, so an apply builds
+/// each key once.
 pub(crate) struct Read {
     pub main: Option<ds::Entity>,
     pub tombstone: Option<ds::Entity>,
@@ -43,6 +44,18 @@ pub(crate) struct Read {
 }
 
 impl Read {
+    /// Puts what a lookup found where it belongs.
+    fn place(&mut self, entities: Vec<ds::Entity>) {
+        for entity in entities {
+            let path = entity.key.as_ref().map(|k| &k.path);
+            if path == Some(&self.main_key.path) {
+                self.main = Some(entity);
+            } else if path == Some(&self.tombstone_key.path) {
+                self.tombstone = Some(entity);
+            }
+        }
+    }
+
     /// The stored form: the main entity if present, else the tombstone.
     fn stored(&self) -> Result<Option<StoredEntity>, StoreError> {
         let stored = match (&self.main, &self.tombstone) {
@@ -139,12 +152,33 @@ impl Database {
         id: &str,
         read_in: ReadIn<'_>,
     ) -> Result<Read, StoreError> {
+        self.read_where(kind, id, read_in, true).await
+    }
+
+    /// Reads what the merge needs, as `read_in` says: the main entity, and
+    /// its tombstone only where it can matter. An entity this store wrote
+    /// keeps the last delete's order key in its bookkeeping, and the store
+    /// removes the tombstone whenever it writes the entity, so the tombstone
+    /// is read (in a second lookup, in the same transaction) only when the
+    /// entity is absent, or was written by someone else (no bookkeeping:
+    /// its tombstone, if any, is removed with the next write).
+    /// `tombstone_too` asks for both in one lookup (a create, which mostly
+    /// finds no entity and would need the second lookup).
+    pub async fn read_where(
+        &self,
+        kind: &str,
+        id: &str,
+        read_in: ReadIn<'_>,
+        tombstone_too: bool,
+    ) -> Result<Read, StoreError> {
         let main_key = self.entity_key(kind, id);
         let tomb_key = self.tombstone_key(kind, id);
-        let found = self
-            .rpc
-            .lookup(vec![main_key.clone(), tomb_key.clone()], read_in)
-            .await?;
+        let keys = if tombstone_too {
+            vec![main_key.clone(), tomb_key.clone()]
+        } else {
+            vec![main_key.clone()]
+        };
+        let found = self.rpc.lookup(keys, read_in).await?;
         let mut read = Read {
             main: None,
             tombstone: None,
@@ -152,15 +186,39 @@ impl Database {
             main_key,
             tombstone_key: tomb_key,
         };
-        for entity in found.entities {
-            let path = entity.key.as_ref().map(|k| &k.path);
-            if path == Some(&read.main_key.path) {
-                read.main = Some(entity);
-            } else if path == Some(&read.tombstone_key.path) {
-                read.tombstone = Some(entity);
+        read.place(found.entities);
+        let ours = read
+            .main
+            .as_ref()
+            .is_some_and(|m| m.properties.contains_key(BOOKKEEPING_PROPERTY));
+        if tombstone_too || ours {
+            return Ok(read);
+        }
+        let again = match read_in {
+            // A lookup that was to begin the transaction and did not: the
+            // caller begins one and reads anew.
+            ReadIn::NewTransaction(_) if read.began.is_empty() => return Ok(read),
+            ReadIn::NewTransaction(_) => ReadIn::Transaction(&read.began),
+            other => other,
+        };
+        match self
+            .rpc
+            .lookup(vec![read.tombstone_key.clone()], again)
+            .await
+        {
+            Ok(found) => {
+                read.place(found.entities);
+                Ok(read)
+            }
+            Err(error) => {
+                // The transaction the first lookup began ends here: its
+                // caller only ever sees the error.
+                if matches!(read_in, ReadIn::NewTransaction(_)) {
+                    self.rpc.rollback(read.began).await;
+                }
+                Err(error)
             }
         }
-        Ok(read)
     }
 
     /// Runs `attempt` with the configured retries (see [`retry::run`]);

@@ -29,8 +29,18 @@
 //! or may not be written; a redelivery is a duplicate). Without local
 //! serialization every apply runs alone.
 //!
-//! An event (or group) costs two RPCs when nothing contends: a lookup of the entity and
-//! its tombstone that begins the transaction itself
+//! **One entity read.** The entity keeps the last delete's order key in its
+//! bookkeeping, and every commit that writes the entity removes its
+//! tombstone, so while the entity exists its tombstone cannot matter: an
+//! update or delete reads the entity's key alone, and only when the entity
+//! is absent (or was written by someone else, without bookkeeping) does a
+//! second lookup in the same transaction read the tombstone. A group with a
+//! create reads both keys in one lookup, since a create mostly finds no
+//! entity. Entities written before this (the same layout, always read with
+//! their tombstones) read the same way.
+//!
+//! An event (or group) costs two RPCs when nothing contends: a lookup of the
+//! entity (and, for a create, its tombstone) that begins the transaction itself
 //! (`ReadOptions.new_transaction`, documented for Datastore and Firestore in
 //! Datastore mode: production takes this path), then the commit (or a
 //! rollback when there is nothing to write). Whether the server really
@@ -61,8 +71,8 @@ use gcloud_sdk::google::datastore::v1 as ds;
 use std::sync::Arc;
 use sync_core::limits::{check_index_entries, KeyLayout};
 use sync_core::{
-    merge_group_checked, ChangeEvent, Disposition, EntityStore, MergeOutcome, StoreError,
-    ValidationError,
+    merge_group_checked, ChangeEvent, Disposition, EntityStore, MergeOutcome, Operation,
+    StoreError, ValidationError,
 };
 use tokio::sync::oneshot::error::TryRecvError;
 
@@ -154,13 +164,16 @@ impl DatastoreStore {
     }
 
     /// Begins a transaction (retrying `previous`, if named) and reads the
-    /// entity and its tombstone in it: in one lookup where the server allows,
-    /// else `BeginTransaction` then the lookup (see the module doc).
+    /// entity in it, and its tombstone where it can matter (`tombstone_too`:
+    /// in the same lookup; see [`Database::read_where`]): beginning in the
+    /// lookup where the server allows, else `BeginTransaction` then the
+    /// lookup (see the module doc).
     async fn begin_and_read(
         &self,
         previous: Option<Vec<u8>>,
         kind: &str,
         id: &str,
+        tombstone_too: bool,
     ) -> Result<(Vec<u8>, Read), Failed> {
         let db = self.db();
         // A failure before a transaction exists keeps naming the previous one.
@@ -170,8 +183,9 @@ impl DatastoreStore {
         };
         let in_lookup = self.inner.in_lookup.get_or_try_init(|| self.probe()).await;
         if matches!(in_lookup, Ok(true)) {
+            let began = ReadIn::NewTransaction(previous.as_deref());
             let mut read = db
-                .read(kind, id, ReadIn::NewTransaction(previous.as_deref()))
+                .read_where(kind, id, began, tombstone_too)
                 .await
                 .map_err(failed)?;
             if !read.began.is_empty() {
@@ -181,7 +195,8 @@ impl DatastoreStore {
             // attempt begins separately and reads anew.
         }
         let transaction = db.rpc.begin(previous.as_deref()).await.map_err(failed)?;
-        match db.read(kind, id, ReadIn::Transaction(&transaction)).await {
+        let read_in = ReadIn::Transaction(&transaction);
+        match db.read_where(kind, id, read_in, tombstone_too).await {
             Ok(read) => Ok((transaction, read)),
             Err(error) => {
                 db.rpc.rollback(transaction.clone()).await;
@@ -359,8 +374,11 @@ impl DatastoreStore {
             return Ok(Vec::new());
         };
         let kind = db.kind(first.kind.as_deref());
+        // A create mostly finds no entity: its tombstone is read in the same
+        // lookup rather than in a second one.
+        let tombstone_too = events.iter().any(|e| e.operation == Operation::Create);
         let (transaction, read) = self
-            .begin_and_read(previous, kind, first.entity_id.as_str())
+            .begin_and_read(previous, kind, first.entity_id.as_str(), tombstone_too)
             .await?;
         let planned = {
             // Events of the entity that arrived while it was read join this
