@@ -21,6 +21,11 @@
 //! [`SPAN_ID_FIELD`] and [`TRACE_SAMPLED_FIELD`], and the JSON writer promotes
 //! them to Cloud Logging's `logging.googleapis.com/trace`, `…/spanId` and
 //! `…/trace_sampled` keys at the top level of every line logged inside that span.
+//!
+//! Log bytes are billed, and the sync function writes a line per event, so
+//! nothing is written twice: the source location is left out (a message
+//! names its place in the code well enough), and `spans` is dropped when it
+//! only repeats `span` (one span open, as in a delivery).
 
 use std::io::{self, Write};
 use std::str::FromStr;
@@ -112,7 +117,11 @@ pub fn init_with_filter(format: LogFormat, filter: &str) -> Result<(), Telemetry
     let registry = tracing_subscriber::registry().with(env_filter);
     let result = match format {
         LogFormat::Json => registry
-            .with(tracing_stackdriver::layer().with_writer(CloudLoggingWriter::stdout()))
+            .with(
+                tracing_stackdriver::layer()
+                    .with_source_location(false)
+                    .with_writer(CloudLoggingWriter::stdout()),
+            )
             .try_init(),
         LogFormat::Text => registry
             .with(tracing_subscriber::fmt::layer().with_writer(io::stdout))
@@ -163,9 +172,11 @@ pub struct PromotingWriter<W> {
 
 impl<W: Write> Write for PromotingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match promote_trace_fields(buf) {
-            Some(line) => self.inner.write_all(&line)?,
-            None => self.inner.write_all(buf)?,
+        let promoted = promote_trace_fields(buf);
+        let line = promoted.as_deref().unwrap_or(buf);
+        match drop_repeated_span(line) {
+            Some(shorter) => self.inner.write_all(&shorter)?,
+            None => self.inner.write_all(line)?,
         }
         Ok(buf.len())
     }
@@ -173,6 +184,28 @@ impl<W: Write> Write for PromotingWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// The line without its `spans` list when the list holds only what `span`
+/// holds, or `None` to keep the line as it is. Byte for byte: both are
+/// serialized from the same span, and a quote inside a JSON string is
+/// escaped, so the first `"span":` is the top-level key.
+fn drop_repeated_span(line: &[u8]) -> Option<Vec<u8>> {
+    const SPAN: &[u8] = b"\"span\":";
+    const SPANS: &[u8] = b",\"spans\":[";
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let start = find(line, SPAN)? + SPAN.len();
+    let end = start + find(line.get(start..)?, SPANS)?;
+    let span = line.get(start..end)?;
+    let list = end + SPANS.len();
+    let after = list + span.len();
+    if line.get(list..after)? != span || line.get(after) != Some(&b']') {
+        return None;
+    }
+    let mut out = Vec::with_capacity(line.len() - (after + 1 - end));
+    out.extend_from_slice(line.get(..end)?);
+    out.extend_from_slice(line.get(after + 1..)?);
+    Some(out)
 }
 
 /// The line with trace fields promoted to Cloud Logging's keys, or `None` when
@@ -357,6 +390,38 @@ mod tests {
             "projects/p/traces/abc"
         );
         assert!(line.get("cloudTrace").is_none());
+    }
+
+    #[test]
+    fn a_spans_list_that_repeats_the_span_is_dropped() {
+        let capture = Capture::default();
+        with_default(json_subscriber(&capture), || {
+            let span = tracing::info_span!("delivery", message_id = "m-1", entity_id = "e");
+            let _guard = span.enter();
+            tracing::info!(outcome = "applied", "event processed");
+            let inner = tracing::info_span!("apply", step = 2);
+            let _inner = inner.enter();
+            tracing::info!("nested");
+        });
+        let lines = lines(&capture);
+        let one = lines.first().expect("a line");
+        assert_eq!(one["span"]["message_id"], "m-1", "{one}");
+        assert!(one.get("spans").is_none(), "{one}");
+        assert_eq!(one["outcome"], "applied", "{one}");
+        let nested = lines.get(1).expect("a second line");
+        assert_eq!(nested["span"]["step"], 2, "{nested}");
+        assert_eq!(
+            nested["spans"][0]["message_id"], "m-1",
+            "two spans open: the list says more than the span: {nested}"
+        );
+        assert_eq!(
+            drop_repeated_span(br#"{"span":{"a":1},"spans":[{"a":2}]}"#),
+            None
+        );
+        assert_eq!(
+            drop_repeated_span(br#"{"t":1,"span":{"a":1},"spans":[{"a":1}],"m":"x"}"#).as_deref(),
+            Some(&br#"{"t":1,"span":{"a":1},"m":"x"}"#[..])
+        );
     }
 
     #[test]
