@@ -460,10 +460,23 @@ build_baseline() {
   rm -rf "$src"
   mkdir -p "$src" "$benchdir/baseline"
   git -C "$root" archive "$rev" | tar -x -C "$src"
-  (cd "$src" && CARGO_TARGET_DIR="$root/target" cargo build --release --locked --bins)
+  (cd "$src" && export CARGO_TARGET_DIR="$root/target" && clean_members &&
+    cargo build --release --locked --bin sync-function)
   cp "$root/target/release/sync-function" "$benchdir/baseline/sync-function"
   BASE_BIN="$benchdir/baseline/sync-function"
   rm -rf "$src"
+  clean_members
+}
+
+# clean_members: release artifacts of the workspace's own packages go. Both
+# trees' members have the same names and relative paths, and cargo tells
+# stale from fresh by mtime (an archive's files carry the commit's time), so
+# without this either build could take the other's artifacts for its own.
+clean_members() {
+  local specs
+  mapfile -t specs < <(cargo metadata --no-deps --format-version 1 --locked |
+    python3 -c 'import json, sys; [print("-p", p["name"], sep="\n") for p in json.load(sys.stdin)["packages"]]')
+  cargo clean --release --locked -q "${specs[@]}"
 }
 
 # direct_bin WHICH: the binary of old or new.

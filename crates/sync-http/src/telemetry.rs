@@ -193,7 +193,7 @@ impl<W: Write> Write for PromotingWriter<W> {
 fn drop_repeated_span(line: &[u8]) -> Option<Vec<u8>> {
     const SPAN: &[u8] = b"\"span\":";
     const SPANS: &[u8] = b",\"spans\":[";
-    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let find = memchr::memmem::find;
     let start = find(line, SPAN)? + SPAN.len();
     let end = start + find(line.get(start..)?, SPANS)?;
     let span = line.get(start..end)?;
@@ -214,7 +214,7 @@ fn promote_trace_fields(line: &[u8]) -> Option<Vec<u8>> {
     // Cheap test first: most lines carry no trace.
     let needle_event = b"cloudTrace";
     let needle_span = TRACE_FIELD.as_bytes();
-    let contains = |needle: &[u8]| line.windows(needle.len()).any(|w| w == needle);
+    let contains = |needle: &[u8]| memchr::memmem::find(line, needle).is_some();
     if !contains(needle_event) && !contains(needle_span) {
         return None;
     }
