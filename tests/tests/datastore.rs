@@ -914,7 +914,7 @@ fn json_of_typed(v: &Value) -> Result<Value> {
 }
 
 /// Upgrade without migration: entities as the stored layout of 4159480 wrote
-/// them (`tests/fixtures/stored_layout_4159480.json`: a live entity, one
+/// them (`tests/stored/layout_4159480.json`: a live entity, one
 /// deleted, one deleted and created again, a tombstone alone), written raw,
 /// read back as the core's merge of the events behind them, then take newer
 /// and older events as if the same store had applied them all: each outcome
@@ -924,8 +924,7 @@ fn json_of_typed(v: &Value) -> Result<Value> {
 /// only the entity's bookkeeping remembers still loses.
 #[tokio::test]
 async fn entities_of_the_previous_stored_layout_take_new_events_as_before() -> Result<()> {
-    let fixture: Value =
-        serde_json::from_str(include_str!("../fixtures/stored_layout_4159480.json"))?;
+    let fixture: Value = serde_json::from_str(include_str!("../stored/layout_4159480.json"))?;
     let store = store().await?;
     let admin = store.admin();
     for e in fixture["entities"].as_array().context("entities")? {
