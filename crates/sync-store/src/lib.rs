@@ -11,7 +11,8 @@
 //!   for deletes, `SyncConflict` child per losing event) and the JSON ↔
 //!   Datastore value mapping, with long strings and the bookkeeping unindexed;
 //! - [`sync_core::EntityStore`] ([`DatastoreStore`]): one event = one
-//!   read-write transaction (lookup entity and tombstone, beginning the
+//!   read-write transaction (lookup of the entity, and of its tombstone only
+//!   where it can matter; beginning the
 //!   transaction where the server allows, merge, commit
 //!   entity/tombstone/conflict record), retried on contention and on transient
 //!   failures within a budget;
