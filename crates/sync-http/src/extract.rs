@@ -40,7 +40,7 @@ impl<S: Send + Sync> FromRequest<S> for Delivery {
             tracing::warn!(
                 outcome = "rejected",
                 error_code = e.code(),
-                error = %e,
+                error = %sync_core::logline::excerpt(&e.to_string(), sync_core::logline::FIELD_TEXT_BYTES),
                 "request is not a Pub/Sub delivery"
             );
         })
