@@ -1187,6 +1187,25 @@ mod tests {
     }
 
     #[test]
+    fn an_unwrapped_delivery_attempt_is_read_as_the_wrapped_one() -> TestResult {
+        let d = request(
+            &[
+                (crate::unwrapped::MESSAGE_ID_HEADER, "9"),
+                (crate::unwrapped::DELIVERY_ATTEMPT_HEADER, "4"),
+            ],
+            RECIPE_EVENT.as_bytes(),
+        )?;
+        assert_eq!(d.form, UNWRAPPED_META);
+        assert_eq!(d.delivery_attempt, Some(4));
+        let d = request(
+            &[(crate::unwrapped::MESSAGE_ID_HEADER, "9")],
+            RECIPE_EVENT.as_bytes(),
+        )?;
+        assert_eq!(d.delivery_attempt, None, "absent: the sender did not say");
+        Ok(())
+    }
+
+    #[test]
     fn unwrapped_metadata_details() -> TestResult {
         let d = request(
             &[
