@@ -56,7 +56,7 @@ use sync_http::telemetry::{SPAN_ID_FIELD, TRACE_FIELD, TRACE_SAMPLED_FIELD};
 use sync_http::{Delivery, InvalidBase64, TraceContext};
 use sync_pubsub::admin::TopicReach;
 use sync_pubsub::{messages, PubSubAdmin, PubSubPublisher};
-use sync_store::{DatastoreAdmin, DatastoreStore};
+use sync_store::DatastoreStore;
 use tracing::{field, info, info_span, warn, Instrument};
 
 /// The receiving clock, injectable for tests.
@@ -107,9 +107,7 @@ pub struct App {
     state: AppState,
     store: DatastoreStore,
     publisher: Arc<PubSubPublisher>,
-    /// The first calls of [`App::warm_up`]: on the store's channel, and on
-    /// Pub/Sub's admin client.
-    datastore: DatastoreAdmin,
+    /// Pub/Sub's admin client, for the `GetTopic`s of [`App::warm_up`].
     topics: PubSubAdmin,
     /// Deliveries answered on `POST /`.
     deliveries: Arc<AtomicU64>,
@@ -121,18 +119,26 @@ impl App {
     /// # Errors
     /// When a client cannot be built (no credentials, an unusable endpoint…).
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
-        let store = DatastoreStore::connect(config.store.clone())
-            .await
-            .context("connecting to Datastore")?;
-        let datastore = store.admin();
-        let topics = PubSubAdmin::connect(&config.pubsub)
-            .await
-            .context("connecting to Pub/Sub's admin API")?;
-        let publisher = Arc::new(
-            PubSubPublisher::connect(&config.pubsub)
-                .await
-                .context("connecting to Pub/Sub")?,
-        );
+        // Independent clients: built at once, each in its own task.
+        let store_config = config.store.clone();
+        let store = tokio::spawn(async move {
+            let store = DatastoreStore::connect(store_config).await?;
+            // The probe is the slowest call of the start-up: it begins as
+            // soon as the channel is up, while the Pub/Sub clients are
+            // built; `warm_up` waits for it (and probes again if it failed).
+            let probing = store.clone();
+            tokio::spawn(async move { probing.probe_transactions().await });
+            Ok::<_, sync_store::ConnectError>(store)
+        });
+        let pubsub = config.pubsub.clone();
+        let topics = tokio::spawn(async move { PubSubAdmin::connect(&pubsub).await });
+        let pubsub = config.pubsub.clone();
+        let publisher = tokio::spawn(async move { PubSubPublisher::connect(&pubsub).await });
+        let (store, topics, publisher) = tokio::try_join!(store, topics, publisher)
+            .context("a client's task ended without an answer")?;
+        let store = store.context("connecting to Datastore")?;
+        let topics = topics.context("connecting to Pub/Sub's admin API")?;
+        let publisher = Arc::new(publisher.context("connecting to Pub/Sub")?);
         tracing::info!(
             project = %config.project_id(),
             kind = %config.kind(),
@@ -145,19 +151,21 @@ impl App {
             state,
             store,
             publisher,
-            datastore,
             topics,
             deliveries: Arc::default(),
         })
     }
 
-    /// One cheap call per backend (see [`crate::readiness`]): a Datastore
-    /// lookup of a key that does not exist, and a `GetTopic` of every topic
-    /// the function publishes to, concurrently.
+    /// The calls that make the function ready (see [`crate::readiness`]),
+    /// all at once: the store's transaction probe (a lookup of a key that
+    /// does not exist, beginning a transaction, and its commit; done here so
+    /// that the first event does not pay for it), and a `GetTopic` of every
+    /// topic the function publishes to.
     ///
     /// # Errors
     /// The first call that got no answer: a missing topic or one the
-    /// account may not read is an answer (logged when missing).
+    /// account may not read is an answer (logged when missing), and so is a
+    /// Datastore that refuses to begin transactions in lookups.
     pub async fn warm_up(&self) -> anyhow::Result<()> {
         let config = &self.state.config;
         let mut topics: Vec<String> = sync_core::Operation::ALL
@@ -165,20 +173,35 @@ impl App {
             .map(|op| config.external_topic(op))
             .collect();
         topics.extend(config.dead_letter_topic.clone());
-        let datastore = async { self.datastore.ping().await.context("Datastore lookup") };
-        let pubsub = async {
-            for topic in &topics {
-                let reach = self.topics.reach_topic(topic).await;
-                match reach.with_context(|| format!("Pub/Sub GetTopic {topic}"))? {
-                    TopicReach::Missing => tracing::warn!(
-                        topic,
-                        "topic does not exist: publishing to it fails until it is created"
-                    ),
-                    TopicReach::Exists | TopicReach::NotReadable => {}
-                }
-            }
-            Ok(())
+        let started = tokio::time::Instant::now();
+        let ms = |since: tokio::time::Instant| {
+            u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
         };
+        let datastore = async {
+            let in_lookup = self
+                .store
+                .probe_transactions()
+                .await
+                .context("Datastore lookup (the transaction probe)")?;
+            tracing::debug!(
+                in_lookup,
+                elapsed_ms = ms(started),
+                "transaction probe done"
+            );
+            anyhow::Ok(())
+        };
+        let pubsub = futures_util::future::try_join_all(topics.iter().map(|topic| async move {
+            let reach = self.topics.reach_topic(topic).await;
+            tracing::debug!(topic, elapsed_ms = ms(started), "GetTopic answered");
+            match reach.with_context(|| format!("Pub/Sub GetTopic {topic}"))? {
+                TopicReach::Missing => tracing::warn!(
+                    topic,
+                    "topic does not exist: publishing to it fails until it is created"
+                ),
+                TopicReach::Exists | TopicReach::NotReadable => {}
+            }
+            anyhow::Ok(())
+        }));
         tokio::try_join!(datastore, pubsub).map(drop)
     }
 
