@@ -71,11 +71,6 @@ pub const ID_TEXT_BYTES: usize = 1024;
 /// of the line, stay well within the budget.
 pub const VALUE_TEXT_BYTES: usize = 64 * 1024;
 
-/// Lines up to this many bytes of JSON fit whatever they hold: protobuf
-/// takes at most 5.5 times the JSON's bytes (a one-digit number in an array:
-/// 2 bytes of JSON, 11 of protobuf).
-pub const SURELY_FITS_BYTES: usize = LINE_BUDGET_BYTES * 2 / 11;
-
 /// What a JSON value costs in a log line: its JSON text, and its protobuf
 /// encoding as a `google.protobuf.Value` (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -285,7 +280,7 @@ impl Digest {
     }
 }
 
-/// How [`shrink`] may change the values of the part it works on.
+/// How [`fit`] may change the values of the part it works on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Cut strings and arrays, leave object members out (data whose shape
@@ -552,6 +547,9 @@ pub fn fit_line(line: &[u8], budget: usize) -> Option<Vec<u8>> {
         Some(body) => (body, true),
         None => (line, false),
     };
+    // Protobuf takes at most 5.5 times the JSON's bytes (a one-digit
+    // number in an array: 2 bytes of JSON, 11 of protobuf), so a line this
+    // short fits whatever it holds, and is not parsed.
     if body.len() <= budget * 2 / 11 {
         return None;
     }
