@@ -26,12 +26,14 @@ fn sha256(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Every line `process` printed, each checked to be one JSON object within
-/// the budget.
+/// Every line `process` has printed in full, each checked to be one JSON
+/// object within the budget (a line being written as the file is read is
+/// left for the next read).
 fn checked_lines(process: &FunctionProcess) -> Result<Vec<Value>> {
     let text = process.log_text();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
     let mut lines = Vec::new();
-    for (n, line) in text.lines().enumerate() {
+    for (n, line) in complete.lines().enumerate() {
         ensure!(
             line.len() <= LINE_BUDGET_BYTES,
             "line {n} of {} is {} bytes: {}…",
