@@ -126,7 +126,7 @@ fn attributes(headers: &HeaderMap) -> BTreeMap<String, String> {
 /// `x-goog-pubsub-message-id` is absent or empty.
 pub(crate) fn decode_with_metadata(
     headers: &HeaderMap,
-    body: &[u8],
+    body: Vec<u8>,
 ) -> Result<Delivery, DeliveryError> {
     let message_id =
         header_text(headers, MESSAGE_ID_HEADER).ok_or(DeliveryError::MissingMessageId)?;
@@ -143,7 +143,7 @@ pub(crate) fn decode_with_metadata(
         subscription: header_text(headers, SUBSCRIPTION_HEADER),
         delivery_attempt: None,
         form: DeliveryForm::PubSubUnwrapped { metadata: true },
-        data: Ok(body.to_vec()),
+        data: Ok(body),
         trace: TraceContext::from_headers(headers),
         request_trace: None,
         cloud_event: None,
@@ -151,16 +151,16 @@ pub(crate) fn decode_with_metadata(
 }
 
 /// Decodes an unwrapped push without metadata: the body is all there is.
-pub(crate) fn decode_without_metadata(headers: &HeaderMap, body: &[u8]) -> Delivery {
+pub(crate) fn decode_without_metadata(headers: &HeaderMap, body: Vec<u8>) -> Delivery {
     Delivery {
-        message_id: derived_event_id(body),
+        message_id: derived_event_id(&body),
         publish_time: None,
         attributes: BTreeMap::new(),
         ordering_key: None,
         subscription: None,
         delivery_attempt: None,
         form: DeliveryForm::PubSubUnwrapped { metadata: false },
-        data: Ok(body.to_vec()),
+        data: Ok(body),
         trace: TraceContext::from_headers(headers),
         request_trace: None,
         cloud_event: None,
