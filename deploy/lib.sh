@@ -105,6 +105,10 @@ init_config() {
   AUDIT_CONCURRENCY=${AUDIT_CONCURRENCY:-80}
   [[ ${SYNC_CONCURRENCY} =~ ^[1-9][0-9]{0,3}$ && ${SYNC_CONCURRENCY} -le 1000 ]] || die "SYNC_CONCURRENCY '${SYNC_CONCURRENCY}' must be 1-1000 (requests per instance)"
   [[ ${AUDIT_CONCURRENCY} =~ ^[1-9][0-9]{0,3}$ && ${AUDIT_CONCURRENCY} -le 1000 ]] || die "AUDIT_CONCURRENCY '${AUDIT_CONCURRENCY}' must be 1-1000 (requests per instance)"
+  # Memory of one instance, MiB (also passed to each function as
+  # MEMORY_LIMIT_MIB, the budget its admission of requests by bytes comes from).
+  SYNC_MEMORY_MIB=${SYNC_MEMORY_MIB:-256}
+  AUDIT_MEMORY_MIB=${AUDIT_MEMORY_MIB:-128}
   # The sync function's bounded start-up wait; its startup probe allows 3 times
   # that (Cloud Run caps periodSeconds x failureThreshold at 240 s).
   READY_TIMEOUT_SECS=${READY_TIMEOUT_SECS:-10}

@@ -65,12 +65,12 @@ audit_image=$(image_uri audit)
 log "Cloud Run services in ${PROJECT_ID}/${REGION}:"
 deploy_service "${SYNC_SERVICE}" \
   "--image=${sync_image}" "--region=${REGION}" "--service-account=${SYNC_SA}" \
-  --no-allow-unauthenticated --port=8080 --cpu=1 --memory=256Mi --timeout=60s \
+  --no-allow-unauthenticated --port=8080 --cpu=1 "--memory=${SYNC_MEMORY_MIB}Mi" --timeout=60s \
   --max-instances=10 "--concurrency=${SYNC_CONCURRENCY}" "--set-env-vars=${sync_env}" \
   "--startup-probe=${sync_startup}" "--liveness-probe=${liveness}"
 deploy_service "${AUDIT_SERVICE}" \
   "--image=${audit_image}" "--region=${REGION}" "--service-account=${AUDIT_SA}" \
-  --no-allow-unauthenticated --port=8080 --cpu=1 --memory=128Mi --timeout=30s \
+  --no-allow-unauthenticated --port=8080 --cpu=1 "--memory=${AUDIT_MEMORY_MIB}Mi" --timeout=30s \
   --max-instances=5 "--concurrency=${AUDIT_CONCURRENCY}" "--set-env-vars=${audit_env}" \
   "--startup-probe=${audit_startup}" "--liveness-probe=${liveness}"
 finish
