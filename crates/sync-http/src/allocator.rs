@@ -5,7 +5,7 @@
 //! Left to itself, glibc raises that threshold to the size of the largest
 //! block freed so far (up to 32 MiB). After the first large delivery, buffers
 //! of megabytes then come from its heaps, and what is freed there mostly stays
-//! resident: a burst of large deliveries left the sync function at 1.2 GiB
+//! resident: a burst of large deliveries left the sync function at over 1 GiB
 //! resident with nothing in flight, so resident memory no longer followed
 //! what the requests held, which is what the budget
 //! ([`crate::admission`]) bounds. A fixed threshold also turns the dynamic

@@ -995,6 +995,55 @@ mod tests {
         Ok(())
     }
 
+    /// Data of several decoding blocks, decoded in place in every form it
+    /// can be written in: plain, with the emulator's `\/` escapes, URL-safe,
+    /// unpadded, and with escapes base64 never needs.
+    #[test]
+    fn large_data_is_decoded_in_place_whatever_its_spelling() -> TestResult {
+        let data: Vec<u8> = (0..3 * DECODE_BLOCK + 5)
+            .map(|i| (i * 7 % 256) as u8)
+            .collect();
+        let standard = base64::engine::general_purpose::STANDARD.encode(&data);
+        assert!(standard.contains('/') && standard.contains('+'));
+        let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&data);
+        let spellings = [
+            standard.clone(),
+            standard.replace('/', "\\/"),
+            url_safe,
+            standard.trim_end_matches('=').to_string(),
+            standard.replacen('A', "\\u0041", 3),
+        ];
+        for text in spellings {
+            let body = format!(r#"{{"message":{{"messageId":"1","data":"{text}"}}}}"#);
+            let d = push(&body)?;
+            assert_eq!(d.data().map(<[u8]>::len), Ok(data.len()));
+            assert!(d.data() == Ok(&data[..]), "{}", &text[..40]);
+        }
+        Ok(())
+    }
+
+    /// A bad character past the first blocks: the text comes back exactly as
+    /// sent, for the dead letter, though the blocks before it were decoded
+    /// over it.
+    #[test]
+    fn bad_base64_late_in_large_data_is_kept_exactly() -> TestResult {
+        let data: Vec<u8> = (0..2 * DECODE_BLOCK).map(|i| (i % 251) as u8).collect();
+        let good = base64::engine::general_purpose::STANDARD.encode(&data);
+        for (at, bad) in [(DECODE_BLOCK + 10, "!"), (good.len() - 8, "*"), (3, "%")] {
+            let mut text = good.clone();
+            text.replace_range(at..=at, bad);
+            for written in [text.clone(), text.replace('/', "\\/")] {
+                let body = format!(r#"{{"message":{{"messageId":"7","data":"{written}"}}}}"#);
+                let d = push(&body)?;
+                let err = d.data().expect_err("bad base64");
+                assert!(err.raw == text, "at {at}: the text as sent");
+                assert!(!err.reason.is_empty());
+                assert_eq!(d.original_data(), text.as_bytes());
+            }
+        }
+        Ok(())
+    }
+
     #[test]
     fn bad_base64_keeps_the_message_for_dead_lettering() -> TestResult {
         let d = push(
