@@ -135,7 +135,7 @@ fn attributes(headers: &HeaderMap) -> BTreeMap<String, String> {
 /// `x-goog-pubsub-message-id` is absent or empty.
 pub(crate) fn decode_with_metadata(
     headers: &HeaderMap,
-    body: &[u8],
+    body: Vec<u8>,
 ) -> Result<Delivery, DeliveryError> {
     let message_id =
         header_text(headers, MESSAGE_ID_HEADER).ok_or(DeliveryError::MissingMessageId)?;
@@ -155,7 +155,7 @@ pub(crate) fn decode_with_metadata(
         subscription: header_text(headers, SUBSCRIPTION_HEADER),
         delivery_attempt,
         form: DeliveryForm::PubSubUnwrapped { metadata: true },
-        data: Ok(body.to_vec()),
+        data: Ok(body),
         trace: TraceContext::from_headers(headers),
         request_trace: None,
         cloud_event: None,
@@ -163,16 +163,16 @@ pub(crate) fn decode_with_metadata(
 }
 
 /// Decodes an unwrapped push without metadata: the body is all there is.
-pub(crate) fn decode_without_metadata(headers: &HeaderMap, body: &[u8]) -> Delivery {
+pub(crate) fn decode_without_metadata(headers: &HeaderMap, body: Vec<u8>) -> Delivery {
     Delivery {
-        message_id: derived_event_id(body),
+        message_id: derived_event_id(&body),
         publish_time: None,
         attributes: BTreeMap::new(),
         ordering_key: None,
         subscription: None,
         delivery_attempt: None,
         form: DeliveryForm::PubSubUnwrapped { metadata: false },
-        data: Ok(body.to_vec()),
+        data: Ok(body),
         trace: TraceContext::from_headers(headers),
         request_trace: None,
         cloud_event: None,
@@ -251,7 +251,7 @@ mod attempt_tests {
         ] {
             let mut pairs = vec![(MESSAGE_ID_HEADER, "7")];
             pairs.extend(value.map(|v| (DELIVERY_ATTEMPT_HEADER, v)));
-            let d = decode_with_metadata(&headers(&pairs), b"{}")?;
+            let d = decode_with_metadata(&headers(&pairs), b"{}".to_vec())?;
             assert_eq!(d.delivery_attempt, attempt, "{value:?}");
             assert!(
                 !d.attributes.contains_key(DELIVERY_ATTEMPT_HEADER),
@@ -263,7 +263,8 @@ mod attempt_tests {
 
     #[test]
     fn without_metadata_there_is_no_attempt() {
-        let d = decode_without_metadata(&headers(&[(DELIVERY_ATTEMPT_HEADER, "2")]), b"{}");
+        let d =
+            decode_without_metadata(&headers(&[(DELIVERY_ATTEMPT_HEADER, "2")]), b"{}".to_vec());
         assert_eq!(d.delivery_attempt, None);
     }
 }
