@@ -20,6 +20,8 @@ APIS=(
   logging.googleapis.com
   monitoring.googleapis.com
 )
+# The schema history is kept in Secret Manager (services.sh).
+[[ -z ${SCHEMA_HISTORY} ]] || APIS+=(secretmanager.googleapis.com)
 
 log "APIs in ${PROJECT_ID}:"
 enabled=''

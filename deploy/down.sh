@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Remove what deploy/up.sh created, in dependency order: Cloud Run services,
-# subscriptions, topics, dashboard, alert policies, log-based metrics, project
-# role grants, service accounts, Artifact Registry repository (with its images).
+# the schema-history secret (with its versions), subscriptions, topics,
+# dashboard, alert policies, log-based metrics, project role grants, service
+# accounts, Artifact Registry repository (with its images).
 # Whatever is already gone is skipped. Kept: the Datastore database, its data
 # and the TTL policy; an external-sync-* topic that has subscriptions or other
 # publishers (a downstream system or another deployment uses it).
@@ -51,6 +52,10 @@ for service in "${SYNC_SERVICE}" "${AUDIT_SERVICE}"; do
   delete_if_present "service ${service}" run services describe "${service}" "--region=${REGION}" --format='value(metadata.name)' \
     -- run services delete "${service}" "--region=${REGION}"
 done
+
+# Created by services.sh when SCHEMA_HISTORY was set; its name is ours.
+delete_if_present "secret ${SCHEMA_HISTORY_SECRET}" secrets describe "${SCHEMA_HISTORY_SECRET}" --format='value(name)' \
+  -- secrets delete "${SCHEMA_HISTORY_SECRET}"
 
 for subscription in "${SYNC_SUBSCRIPTION}" "${AUDIT_SUBSCRIPTION}" "${DLQ_SUBSCRIPTION}"; do
   delete_if_present "subscription ${subscription}" pubsub subscriptions describe "${subscription}" --format='value(name)' \

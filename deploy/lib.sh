@@ -105,6 +105,23 @@ init_config() {
   AUDIT_CONCURRENCY=${AUDIT_CONCURRENCY:-80}
   [[ ${SYNC_CONCURRENCY} =~ ^[1-9][0-9]{0,3}$ && ${SYNC_CONCURRENCY} -le 1000 ]] || die "SYNC_CONCURRENCY '${SYNC_CONCURRENCY}' must be 1-1000 (requests per instance)"
   [[ ${AUDIT_CONCURRENCY} =~ ^[1-9][0-9]{0,3}$ && ${AUDIT_CONCURRENCY} -le 1000 ]] || die "AUDIT_CONCURRENCY '${AUDIT_CONCURRENCY}' must be 1-1000 (requests per instance)"
+  # Execution environment and memory of one instance, chosen together with the
+  # concurrency (deploy/README.md, "Memory per instance"): each function gets
+  # its service's memory as MEMORY_LIMIT_MIB and admits requests by bytes
+  # within it. gen2 needs at least 512 MiB; with one vCPU Cloud Run allows at
+  # most 4 GiB.
+  EXECUTION_ENVIRONMENT=${EXECUTION_ENVIRONMENT:-gen1}
+  [[ ${EXECUTION_ENVIRONMENT} =~ ^gen[12]$ ]] || die "EXECUTION_ENVIRONMENT '${EXECUTION_ENVIRONMENT}' must be gen1 or gen2 (Cloud Run's execution environment)"
+  SYNC_MEMORY_MIB=${SYNC_MEMORY_MIB:-256}
+  AUDIT_MEMORY_MIB=${AUDIT_MEMORY_MIB:-128}
+  local min_memory=128 name value
+  [[ ${EXECUTION_ENVIRONMENT} == gen1 ]] || min_memory=512
+  for name in SYNC_MEMORY_MIB AUDIT_MEMORY_MIB; do
+    value=${!name}
+    [[ ${value} =~ ^[1-9][0-9]{0,4}$ ]] || die "${name} '${value}' must be a whole number of MiB (the service's memory)"
+    ((value >= min_memory)) || die "${name} '${value}' is below ${min_memory} MiB, the least Cloud Run's ${EXECUTION_ENVIRONMENT} environment takes (EXECUTION_ENVIRONMENT=${EXECUTION_ENVIRONMENT})"
+    ((value <= 4096)) || die "${name} '${value}' is above 4096 MiB, the most Cloud Run gives an instance of one vCPU"
+  done
   # The sync function's bounded start-up wait; its startup probe allows 3 times
   # that (Cloud Run caps periodSeconds x failureThreshold at 240 s).
   READY_TIMEOUT_SECS=${READY_TIMEOUT_SECS:-10}
@@ -126,6 +143,23 @@ init_config() {
   ENTITY_KIND=SyncEntity
   TOMBSTONE_KIND=SyncTombstone
   TOMBSTONE_TTL_PROPERTY=expire_at
+
+  # The schema history (optional): SCHEMA_HISTORY names a local .json or
+  # .toml file; services.sh keeps it in Secret Manager and mounts the version
+  # holding it in both services at SCHEMA_HISTORY_MOUNT, which their
+  # SCHEMA_HISTORY_FILE names.
+  SCHEMA_HISTORY=${SCHEMA_HISTORY:-}
+  SCHEMA_HISTORY_SECRET=$(with_suffix datastore-sync-schema-history)
+  SCHEMA_HISTORY_MOUNT=''
+  if [[ -n ${SCHEMA_HISTORY} ]]; then
+    [[ -f ${SCHEMA_HISTORY} && -r ${SCHEMA_HISTORY} ]] || die "SCHEMA_HISTORY '${SCHEMA_HISTORY}' is not a readable file"
+    [[ ${SCHEMA_HISTORY} =~ \.(json|toml)$ ]] || die "SCHEMA_HISTORY '${SCHEMA_HISTORY}' must end in .json or .toml (the functions read its format from the name)"
+    SCHEMA_HISTORY_MOUNT="/etc/datastore-sync/schema-history.${BASH_REMATCH[1]}"
+  fi
+  # Labels on the secret: a digest of the data of the version deployed, and
+  # that version's number.
+  SCHEMA_DIGEST_LABEL=deployed_sha256
+  SCHEMA_VERSION_LABEL=deployed_version
 
   # Monitoring.
   if [[ -n ${SUFFIX} ]]; then
@@ -213,6 +247,22 @@ gcloud_change() {
   fi
   printf '+ %s\n' "$(quote_cmd "${cmd[@]}")" >&3
   "${cmd[@]}"
+}
+
+# gcloud_change_read PLACEHOLDER ARGS...: a change whose output later
+# commands need, kept in READ; in dry-run mode only printed, READ being
+# PLACEHOLDER.
+gcloud_change_read() {
+  local placeholder=$1
+  shift
+  local -a cmd=(gcloud "$@" "--project=${PROJECT_ID}" --quiet)
+  if ((DRY_RUN)); then
+    printf '[dry-run] %s\n' "$(quote_cmd "${cmd[@]}")" >&3
+    READ=${placeholder}
+    return 0
+  fi
+  printf '+ %s\n' "$(quote_cmd "${cmd[@]}")" >&3
+  READ=$("${cmd[@]}")
 }
 
 # gcloud_change_retry ARGS...: gcloud_change, retried with backoff. For IAM

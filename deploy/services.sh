@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Deploy the two Cloud Run services, private (--no-allow-unauthenticated), each
 # with its own service account, and let only the push invoker account call them.
-#   data-sync-processor[-SUFFIX]  sync-function   256Mi, 60 s, at most 10 instances, 80 requests each
-#   audit-logger[-SUFFIX]         audit-function  128Mi, 30 s, at most 5 instances, 80 requests each
-# (SYNC_CONCURRENCY and AUDIT_CONCURRENCY change the requests per instance;
-# see deploy/README.md for why 80.)
+#   data-sync-processor[-SUFFIX]  sync-function   gen1, 256Mi, 60 s, at most 10 instances, 80 requests each
+#   audit-logger[-SUFFIX]         audit-function  gen1, 128Mi, 30 s, at most 5 instances, 80 requests each
+# Each function gets its memory as MEMORY_LIMIT_MIB and admits requests within
+# it by bytes. (EXECUTION_ENVIRONMENT, SYNC_MEMORY_MIB, AUDIT_MEMORY_MIB,
+# SYNC_CONCURRENCY and AUDIT_CONCURRENCY change them; see deploy/README.md for
+# how they go together.)
+# With SCHEMA_HISTORY (a local .json or .toml file), the file is kept in
+# Secret Manager (secret datastore-sync-schema-history[-SUFFIX], a new version
+# when its content changes), both accounts may read it, and both services
+# mount that version as a file and name it in SCHEMA_HISTORY_FILE. Without it,
+# the services mount no secret.
 # Both get an HTTP startup probe on /healthz (the sync function answers 200
 # once Datastore and Pub/Sub have answered its first calls; it allows 3 times
 # READY_TIMEOUT_SECS) and an HTTP liveness probe on /livez, which depends on
@@ -44,11 +51,56 @@ deploy_service() {
   ensure_binding "run services" "${name}" roles/run.invoker "serviceAccount:${INVOKER_SA}" "--region=${REGION}"
 }
 
+# ensure_schema_history: the secret holding SCHEMA_HISTORY, a version of it
+# with the file's content (the latest deployed one when unchanged), read
+# access for both accounts; sets SCHEMA_HISTORY_VERSION.
+ensure_schema_history() {
+  local digest secret=${SCHEMA_HISTORY_SECRET}
+  digest=$(sha256sum <"${SCHEMA_HISTORY}" | cut -c1-40)
+  if gcloud_read secrets describe "${secret}" "--format=value(labels.${SCHEMA_DIGEST_LABEL})"; then
+    if [[ ${READ} == "${digest}" ]] &&
+      gcloud_read secrets describe "${secret}" "--format=value(labels.${SCHEMA_VERSION_LABEL})" &&
+      [[ ${READ} =~ ^[0-9]+$ ]]; then
+      SCHEMA_HISTORY_VERSION=${READ}
+      unchanged "secret ${secret} version ${SCHEMA_HISTORY_VERSION} holds ${SCHEMA_HISTORY}"
+    else
+      gcloud_change_read "projects/${PROJECT_ID}/secrets/${secret}/versions/NEW" \
+        secrets versions add "${secret}" "--data-file=${SCHEMA_HISTORY}" '--format=value(name)'
+      SCHEMA_HISTORY_VERSION=${READ##*/}
+      [[ ${SCHEMA_HISTORY_VERSION} =~ ^([0-9]+|NEW)$ ]] || die "unexpected secret version '${READ}'"
+      gcloud_change secrets update "${secret}" \
+        "--update-labels=${SCHEMA_DIGEST_LABEL}=${digest},${SCHEMA_VERSION_LABEL}=${SCHEMA_HISTORY_VERSION,,}"
+      changed "added version ${SCHEMA_HISTORY_VERSION} of secret ${secret} from ${SCHEMA_HISTORY}"
+    fi
+  else
+    # A new secret's first version is 1.
+    SCHEMA_HISTORY_VERSION=1
+    gcloud_change secrets create "${secret}" "--data-file=${SCHEMA_HISTORY}" --replication-policy=automatic \
+      "--labels=${SCHEMA_DIGEST_LABEL}=${digest},${SCHEMA_VERSION_LABEL}=${SCHEMA_HISTORY_VERSION}"
+    changed "created secret ${secret} (version 1 from ${SCHEMA_HISTORY})"
+  fi
+  # Cloud Run checks at deploy time that each service's account can read it.
+  local account
+  for account in "${SYNC_SA}" "${AUDIT_SA}"; do
+    ensure_binding secrets "${secret}" roles/secretmanager.secretAccessor "serviceAccount:${account}"
+  done
+}
+
 # Both binaries log Cloud Logging JSON by default, so no LOG_FORMAT here.
 sync_env="GOOGLE_CLOUD_PROJECT=${PROJECT_ID},SYNC_KIND=${ENTITY_KIND}"
 sync_env+=",EXTERNAL_TOPIC_PREFIX=${EXTERNAL_TOPIC_PREFIX},DEAD_LETTER_TOPIC=${DLQ_TOPIC}"
 sync_env+=",MAX_CLOCK_SKEW_SECS=300,READY_TIMEOUT_SECS=${READY_TIMEOUT_SECS}"
-audit_env="GOOGLE_CLOUD_PROJECT=${PROJECT_ID}"
+sync_env+=",MEMORY_LIMIT_MIB=${SYNC_MEMORY_MIB}"
+audit_env="GOOGLE_CLOUD_PROJECT=${PROJECT_ID},MEMORY_LIMIT_MIB=${AUDIT_MEMORY_MIB}"
+
+log "Cloud Run services in ${PROJECT_ID}/${REGION}:"
+secrets_flag=--clear-secrets
+if [[ -n ${SCHEMA_HISTORY} ]]; then
+  ensure_schema_history
+  secrets_flag="--set-secrets=${SCHEMA_HISTORY_MOUNT}=${SCHEMA_HISTORY_SECRET}:${SCHEMA_HISTORY_VERSION}"
+  sync_env+=",SCHEMA_HISTORY_FILE=${SCHEMA_HISTORY_MOUNT}"
+  audit_env+=",SCHEMA_HISTORY_FILE=${SCHEMA_HISTORY_MOUNT}"
+fi
 
 # probe PATH PERIOD_SECS FAILURE_THRESHOLD: an HTTP probe on the container port.
 probe() {
@@ -62,15 +114,16 @@ liveness=$(probe /livez 10 3)
 sync_image=$(image_uri sync)
 audit_image=$(image_uri audit)
 
-log "Cloud Run services in ${PROJECT_ID}/${REGION}:"
 deploy_service "${SYNC_SERVICE}" \
   "--image=${sync_image}" "--region=${REGION}" "--service-account=${SYNC_SA}" \
-  --no-allow-unauthenticated --port=8080 --cpu=1 --memory=256Mi --timeout=60s \
-  --max-instances=10 "--concurrency=${SYNC_CONCURRENCY}" "--set-env-vars=${sync_env}" \
+  --no-allow-unauthenticated "--execution-environment=${EXECUTION_ENVIRONMENT}" --port=8080 --cpu=1 \
+  "--memory=${SYNC_MEMORY_MIB}Mi" --timeout=60s --max-instances=10 "--concurrency=${SYNC_CONCURRENCY}" \
+  "--set-env-vars=${sync_env}" "${secrets_flag}" \
   "--startup-probe=${sync_startup}" "--liveness-probe=${liveness}"
 deploy_service "${AUDIT_SERVICE}" \
   "--image=${audit_image}" "--region=${REGION}" "--service-account=${AUDIT_SA}" \
-  --no-allow-unauthenticated --port=8080 --cpu=1 --memory=128Mi --timeout=30s \
-  --max-instances=5 "--concurrency=${AUDIT_CONCURRENCY}" "--set-env-vars=${audit_env}" \
+  --no-allow-unauthenticated "--execution-environment=${EXECUTION_ENVIRONMENT}" --port=8080 --cpu=1 \
+  "--memory=${AUDIT_MEMORY_MIB}Mi" --timeout=30s --max-instances=5 "--concurrency=${AUDIT_CONCURRENCY}" \
+  "--set-env-vars=${audit_env}" "${secrets_flag}" \
   "--startup-probe=${audit_startup}" "--liveness-probe=${liveness}"
 finish

@@ -10,14 +10,18 @@
 #   iam.sh         service accounts and their project-wide roles
 #   datastore.sh   Datastore-mode database and the tombstone TTL policy
 #   images.sh      Artifact Registry repository, images built by Cloud Build
-#   services.sh    the two private Cloud Run services
+#   services.sh    the schema-history secret (with SCHEMA_HISTORY) and the
+#                  two private Cloud Run services
 #   pubsub.sh      topics, push subscriptions, dead-letter topic
 #   monitoring.sh  conflict and lag metrics, dashboard, dead-letter and lag alerts
 # --dry-run prints every gcloud command instead of running it (reads too),
 # planning as if nothing existed yet.
 # Environment: PROJECT_ID (required), REGION, SUFFIX (appended to resource
 # names, e.g. $(openssl rand -hex 3)), IMAGE_TAG, DATASTORE_LOCATION,
-# NOTIFICATION_CHANNELS, LAG_P99_THRESHOLD_SECS.
+# NOTIFICATION_CHANNELS, LAG_P99_THRESHOLD_SECS, EXECUTION_ENVIRONMENT,
+# SYNC_MEMORY_MIB, AUDIT_MEMORY_MIB, SYNC_CONCURRENCY, AUDIT_CONCURRENCY,
+# READY_TIMEOUT_SECS, PUSH_NO_WRAPPER, PUSH_WRITE_METADATA, SCHEMA_HISTORY
+# (see deploy/README.md).
 
 set -euo pipefail
 # shellcheck source=lib.sh

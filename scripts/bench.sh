@@ -16,6 +16,9 @@
 #      request, RPCs and bytes per event counted on the wire, memory after
 #      20,000 entities, the first event after ready; and the cost per million
 #      events they imply, beside the recipe's,
+#   9. memory under a burst (burst): the memory test's 80 pushes at once
+#      (tests/tests/memory.rs) on these release builds, each function at its
+#      deployed memory: peak RSS, and what one delivery holds per body byte,
 # prints one table and the targets met or not, and writes
 # target/bench/results.json. Each figure is the median of several runs. Stops everything it started (emulators included).
 # See BENCHMARKS.md for what each figure means.
@@ -52,7 +55,7 @@ DIRECT_DELAYS=(0 20 50) # item 8: ms added to every Datastore request, 64 reques
 DIRECT_ENTITIES=20000 # item 8: distinct entities before memory is read
 FIRST_RUNS=5          # item 8: starts measuring the first event after ready
 BASELINE=${BASELINE:-HEAD~1} # item 8: the revision to compare against
-ITEMS="core,http,cold,push,limit,e2e,growth,size,direct"
+ITEMS="core,http,cold,push,limit,e2e,growth,size,direct,burst"
 
 usage() {
   cat <<EOF
@@ -450,6 +453,19 @@ bench_size() {
 # own tree into this target directory (so the dependencies both share are
 # built once) and copied out before this tree's build overwrites
 # target/release; sets BASE_BIN and BASE_REV.
+# Item 9: the memory test's bursts on the release builds; its result lines
+# ("item":"burst") go to the raw results as they are.
+bench_burst() {
+  step "Memory under a burst (tests/tests/memory.rs, release builds)"
+  local out="$logdir/burst.out"
+  if ! SYNC_BIN_DIR="$bin" cargo test --workspace --locked --test memory -- --test-threads=1 --nocapture \
+    >"$out" 2>&1; then
+    echo "FAILED: burst (see $out)" >&2
+    FAILED+=("burst")
+  fi
+  grep -o '{"case".*"item":"burst".*}' "$out" | tee -a "$raw" >&2 || true
+}
+
 build_baseline() {
   local rev src
   rev=$(git -C "$root" rev-parse --verify --quiet "$BASELINE^{commit}") ||
@@ -732,7 +748,7 @@ build_s=$((SECONDS - started))
 # Without the emulators first (nothing else competes for the CPU), then with.
 want core && bench_core
 want http && bench_http
-if want cold || want push || want limit || want e2e || want growth || want direct; then
+if want cold || want push || want limit || want e2e || want growth || want direct || want burst; then
   step "Starting the emulators"
   # GC logs show the JVMs' pauses (a stall of every call to an emulator).
   JAVA_TOOL_OPTIONS="-Xlog:gc:file=$logdir/gc-%p.log" emulators_start "$PROJECT" "$logdir"
@@ -747,6 +763,7 @@ if want cold || want push || want limit || want e2e || want growth || want direc
     FAILED+=("direct")
   fi
   want growth && bench_growth
+  want burst && bench_burst
   bench_gc
 fi
 want size && bench_size

@@ -20,8 +20,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 logdir=${TEST_LOG_DIR:-"$root/target/test-logs"}
 
-# Suites of tests/tests/ that never touch Datastore: not repeated in pass 2.
-firestore_skip=(pubsub)
+# Suites of tests/tests/ not repeated in pass 2: those that never touch
+# Datastore (pubsub), and the memory bursts, whose figures do not depend on
+# which emulator answers and which take minutes in a debug build.
+firestore_skip=(pubsub memory)
 
 # The pinned tools (cargo-chef for the image check), before any test starts;
 # a no-op when they are there already (as under .ci/run, which installs them first).

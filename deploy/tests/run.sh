@@ -3,8 +3,10 @@
 #   - deploy/up.sh against a fake gcloud (deploy/tests/fake-gcloud/gcloud):
 #     on an empty project (every flag that matters, least-privilege IAM), again
 #     on the result (nothing changes), with a new image (services updated,
-#     nothing created), with a suffix, with unwrapped push (and back), and as
-#     a dry run (gcloud never called);
+#     nothing created), with a suffix, with unwrapped push (and back), with
+#     gen2 and more memory, with a schema history file (a secret, mounted;
+#     unchanged on a re-run, a new version when edited, dropped without it),
+#     and as a dry run (gcloud never called);
 #   - deploy/down.sh: order, tolerance of what is gone, confirmation;
 #   - the dashboard, alert and lag-metric JSON: valid, only known metric
 #     types; the lag metric, tile and alert as rendered (LAG_P99_THRESHOLD_SECS
@@ -133,7 +135,9 @@ deploy() {
     FAKE_GCLOUD_LOG="${LOG}" PROJECT_ID="${PROJECT}" IMAGE_TAG="${IMAGE_TAG-test-tag}" \
     SUFFIX="${SUFFIX:-}" REGION=us-central1 \
     PUSH_NO_WRAPPER="${PUSH_NO_WRAPPER:-}" PUSH_WRITE_METADATA="${PUSH_WRITE_METADATA:-}" \
-    LAG_P99_THRESHOLD_SECS="${LAG_P99_THRESHOLD_SECS:-}" \
+    LAG_P99_THRESHOLD_SECS="${LAG_P99_THRESHOLD_SECS:-}" SCHEMA_HISTORY="${SCHEMA_HISTORY:-}" \
+    EXECUTION_ENVIRONMENT="${EXECUTION_ENVIRONMENT:-}" SYNC_MEMORY_MIB="${SYNC_MEMORY_MIB:-}" \
+    AUDIT_MEMORY_MIB="${AUDIT_MEMORY_MIB:-}" \
     bash "${DEPLOY_DIR}/${script}" "$@" >"${WORK}/${name}.out" 2>&1 </dev/null || STATUS=$?
 }
 
@@ -166,7 +170,7 @@ json_has() {
   fi
 }
 
-MUTATING=' (create|deploy|update|delete|enable|submit|add-iam-policy-binding|remove-iam-policy-binding) '
+MUTATING=' (create|deploy|update|delete|enable|submit|add|add-iam-policy-binding|remove-iam-policy-binding) '
 
 # Linting these scripts is scripts/lint.sh's job (tools pinned by scripts/tools.sh,
 # run by .ci/run): nothing is installed in the middle of a test run.
@@ -198,8 +202,12 @@ logged "sync service: image, account, 256Mi, 60 s, 10 instances, 80 requests eac
   "--image=us-central1-docker\.pkg\.dev/${PROJECT}/datastore-sync/sync-function:test-tag " \
   "--service-account=datasync-sync@${SA_DOMAIN} " ' --memory=256Mi ' ' --timeout=60s ' ' --max-instances=10 ' ' --concurrency=80 ' \
   ' --region=us-central1 '
-logged "sync service: environment" '^run deploy data-sync-processor ' \
-  "--set-env-vars=GOOGLE_CLOUD_PROJECT=${PROJECT},SYNC_KIND=SyncEntity,EXTERNAL_TOPIC_PREFIX=external-sync-,DEAD_LETTER_TOPIC=sync-dead-letters,MAX_CLOCK_SKEW_SECS=300,READY_TIMEOUT_SECS=10 "
+logged "sync service: environment, its memory as MEMORY_LIMIT_MIB" '^run deploy data-sync-processor ' \
+  "--set-env-vars=GOOGLE_CLOUD_PROJECT=${PROJECT},SYNC_KIND=SyncEntity,EXTERNAL_TOPIC_PREFIX=external-sync-,DEAD_LETTER_TOPIC=sync-dead-letters,MAX_CLOCK_SKEW_SECS=300,READY_TIMEOUT_SECS=10,MEMORY_LIMIT_MIB=256 "
+count_logged "both services: the first-generation environment, pinned" 2 '^run deploy .* --execution-environment=gen1 '
+count_logged "both services: no secret mounted without SCHEMA_HISTORY" 2 '^run deploy .* --clear-secrets '
+not_logged "no secret is created without SCHEMA_HISTORY" '^secrets '
+not_logged "Secret Manager is not enabled without SCHEMA_HISTORY" 'secretmanager\.googleapis\.com'
 logged "sync service: startup probe on /healthz for 3 x READY_TIMEOUT_SECS (2 s x 15)" '^run deploy data-sync-processor ' \
   ' --startup-probe=httpGet\.path=/healthz,httpGet\.port=8080,timeoutSeconds=1,periodSeconds=2,failureThreshold=15 '
 logged "audit service: startup probe on /healthz" '^run deploy audit-logger ' \
@@ -211,7 +219,7 @@ not_logged "no liveness probe on /healthz (it depends on the backends)" '--liven
 logged "audit service: image, account, 128Mi, 30 s, 5 instances, 80 requests each, environment" '^run deploy audit-logger ' \
   "--image=us-central1-docker\.pkg\.dev/${PROJECT}/datastore-sync/audit-function:test-tag " \
   "--service-account=datasync-audit@${SA_DOMAIN} " ' --memory=128Mi ' ' --timeout=30s ' ' --max-instances=5 ' ' --concurrency=80 ' \
-  "--set-env-vars=GOOGLE_CLOUD_PROJECT=${PROJECT} "
+  "--set-env-vars=GOOGLE_CLOUD_PROJECT=${PROJECT},MEMORY_LIMIT_MIB=128 "
 not_logged "no configuration baked in beyond the environment flags" '^run deploy .*--(update-env-vars|env-vars-file)'
 
 # Pub/Sub.
@@ -515,6 +523,71 @@ count_logged "PUSH_NO_WRAPPER=0 updates both back to the wrapped envelope" 2 \
   '^pubsub subscriptions update (sync-processor|audit-logger) .*--push-endpoint='
 not_logged "... with no unwrapped flag" '^pubsub subscriptions update .*--push-no-wrapper'
 
+echo "== execution environment and memory"
+EXECUTION_ENVIRONMENT=gen2 SYNC_MEMORY_MIB=512 AUDIT_MEMORY_MIB=1024 deploy fresh state-gen2 services-gen2 services.sh
+status_is "services.sh succeeds with gen2 and 512/1024 MiB" 0 services-gen2
+logged "sync service: gen2, 512Mi, MEMORY_LIMIT_MIB=512" '^run deploy data-sync-processor ' \
+  ' --execution-environment=gen2 ' ' --memory=512Mi ' ',MEMORY_LIMIT_MIB=512 '
+logged "audit service: gen2, 1024Mi, MEMORY_LIMIT_MIB=1024" '^run deploy audit-logger ' \
+  ' --execution-environment=gen2 ' ' --memory=1024Mi ' ',MEMORY_LIMIT_MIB=1024 '
+EXECUTION_ENVIRONMENT=gen2 deploy fresh state-bad gen2-small services.sh
+status_is "gen2 with the default memory is refused" 1 gen2-small
+output_has "... saying gen2 needs 512 MiB" "${WORK}/gen2-small.out" \
+  "error: SYNC_MEMORY_MIB '256' is below 512 MiB, the least Cloud Run's gen2 environment takes"
+if [[ -s ${LOG} ]]; then fail "... before any gcloud call" "$(head -n 3 "${LOG}")"; else pass "... before any gcloud call"; fi
+
+echo "== schema history (SCHEMA_HISTORY)"
+history="${WORK}/history.toml"
+printf 'current = 2\n[[upcast]]\nfrom = 1\nrename = { name = "title" }\n' >"${history}"
+SCHEMA_HISTORY=${history} deploy fresh state-schema up-schema up.sh
+status_is "up.sh succeeds with SCHEMA_HISTORY" 0 up-schema
+logged "enables Secret Manager" '^services enable ' ' secretmanager\.googleapis\.com '
+logged "keeps the file in a secret, as its version 1" '^secrets create datastore-sync-schema-history ' \
+  "--data-file=${history} " ' --replication-policy=automatic ' \
+  ' --labels=deployed_sha256=[0-9a-f]{40},deployed_version=1 '
+check "the secret's version 1 is the file" cmp "${history}" "${WORK}/state-schema/captured-secret-datastore-sync-schema-history-1"
+for account in sync audit; do
+  logged "the ${account} account may read the secret" '^secrets add-iam-policy-binding datastore-sync-schema-history ' \
+    "--member=serviceAccount:datasync-${account}@${SA_DOMAIN} " ' --role=roles/secretmanager\.secretAccessor '
+done
+count_logged "no other grant on the secret" 2 '^secrets add-iam-policy-binding '
+for service in data-sync-processor audit-logger; do
+  logged "${service} mounts version 1 and reads it as SCHEMA_HISTORY_FILE" "^run deploy ${service} " \
+    ' --set-secrets=/etc/datastore-sync/schema-history\.toml=datastore-sync-schema-history:1 ' \
+    ',SCHEMA_HISTORY_FILE=/etc/datastore-sync/schema-history\.toml '
+done
+not_logged "nothing clears the secrets then" '^run deploy .*--clear-secrets'
+before "the accounts may read the secret before the services mount it" '^secrets add-iam-policy-binding ' '^run deploy '
+SCHEMA_HISTORY=${history} deploy existing state-schema up-schema-again up.sh
+status_is "up.sh again with the same file succeeds" 0 up-schema-again
+not_logged "the same file again changes nothing" "${MUTATING}"
+printf '# edited\n' >>"${history}"
+SCHEMA_HISTORY=${history} deploy existing state-schema services-schema-edit services.sh
+status_is "services.sh succeeds with an edited file" 0 services-schema-edit
+logged "an edited file is added as a new version" '^secrets versions add datastore-sync-schema-history ' \
+  "--data-file=${history} " ' --format=value\(name\) ' ' --quiet'
+check "the secret's version 2 is the edited file" cmp "${history}" "${WORK}/state-schema/captured-secret-datastore-sync-schema-history-2"
+logged "the secret's labels name the version deployed" '^secrets update datastore-sync-schema-history ' \
+  ' --update-labels=deployed_sha256=[0-9a-f]{40},deployed_version=2 '
+count_logged "both services move to version 2" 2 \
+  '^run deploy .* --set-secrets=/etc/datastore-sync/schema-history\.toml=datastore-sync-schema-history:2 '
+not_logged "no second secret" '^secrets create '
+deploy existing state-schema services-schema-off services.sh
+count_logged "without SCHEMA_HISTORY both services drop the mount" 2 '^run deploy .* --clear-secrets '
+not_logged "... and the variable" '^run deploy .*SCHEMA_HISTORY_FILE='
+printf '{"current": 1}\n' >"${WORK}/history.json"
+SCHEMA_HISTORY=${WORK}/history.json deploy fresh state-dry services-schema-dry services.sh --dry-run
+status_is "services.sh --dry-run with SCHEMA_HISTORY succeeds" 0 services-schema-dry
+if [[ -s ${LOG} ]]; then fail "... and calls no gcloud" "$(head -n 3 "${LOG}")"; else pass "... and calls no gcloud"; fi
+output_has "--dry-run prints the secret it would create" "${WORK}/services-schema-dry.out" \
+  "[dry-run] gcloud secrets create datastore-sync-schema-history --data-file=${WORK}/history.json"
+output_has "--dry-run mounts a JSON history under its extension" "${WORK}/services-schema-dry.out" \
+  "--set-secrets=/etc/datastore-sync/schema-history.json=datastore-sync-schema-history:1"
+SCHEMA_HISTORY=${history} deploy existing state-schema down-schema down.sh --yes
+status_is "down.sh succeeds with the secret" 0 down-schema
+logged "down.sh deletes the schema-history secret" '^secrets delete datastore-sync-schema-history '
+before "down: services before the secret they mount" '^run services delete ' '^secrets delete '
+
 echo "== LAG_P99_THRESHOLD_SECS"
 LAG_P99_THRESHOLD_SECS=90 deploy fresh state-lag90 monitoring-lag90 monitoring.sh
 status_is "monitoring.sh succeeds with LAG_P99_THRESHOLD_SECS=90" 0 monitoring-lag90
@@ -531,7 +604,9 @@ echo "== configuration errors"
 for bad in "PROJECT_ID=" "SUFFIX=Bad_Suffix" "REGION=nowhere" "SYNC_CONCURRENCY=0" "AUDIT_CONCURRENCY=5000" \
   "READY_TIMEOUT_SECS=0" "READY_TIMEOUT_SECS=81" \
   "LAG_P99_THRESHOLD_SECS=0" "LAG_P99_THRESHOLD_SECS=3601" "LAG_P99_THRESHOLD_SECS=1.5" "LAG_P99_THRESHOLD_SECS=60s" \
-  "PUSH_NO_WRAPPER=yes" "PUSH_WRITE_METADATA=true" "PUSH_WRITE_METADATA=1"; do
+  "PUSH_NO_WRAPPER=yes" "PUSH_WRITE_METADATA=true" "PUSH_WRITE_METADATA=1" \
+  "EXECUTION_ENVIRONMENT=gen3" "EXECUTION_ENVIRONMENT=gen2" "SYNC_MEMORY_MIB=64" "AUDIT_MEMORY_MIB=8192" \
+  "SYNC_MEMORY_MIB=256Mi" "SCHEMA_HISTORY=${WORK}/no-such-history.toml" "SCHEMA_HISTORY=${TESTS_DIR}/run.sh"; do
   LOG="${WORK}/bad.log"
   : >"${LOG}"
   status=0
@@ -558,7 +633,8 @@ for pattern in '^run services delete data-sync-processor ' '^run services delete
   '^pubsub topics delete sync-dead-letters ' '^monitoring dashboards delete ' '^alpha monitoring policies delete ' \
   '^logging metrics delete datastore_sync_conflicts ' '^logging metrics delete datastore_sync_publish_to_apply ' \
   "^projects remove-iam-policy-binding fake-project .*datasync-sync@" \
-  "^iam service-accounts delete datasync-invoker@" '^artifacts repositories delete datastore-sync '; do
+  "^iam service-accounts delete datasync-invoker@" '^artifacts repositories delete datastore-sync ' \
+  '^secrets delete datastore-sync-schema-history '; do
   logged "down.sh deletes: ${pattern#^}" "${pattern}"
 done
 before "down: services before subscriptions" '^run services delete ' '^pubsub subscriptions delete '
@@ -604,7 +680,8 @@ for command in 'gcloud run services delete data-sync-processor ' 'gcloud pubsub 
   'gcloud monitoring dashboards delete ' 'gcloud alpha monitoring policies delete ' \
   'gcloud logging metrics delete datastore_sync_conflicts ' 'gcloud logging metrics delete datastore_sync_publish_to_apply ' \
   'gcloud projects remove-iam-policy-binding fake-project ' \
-  'gcloud iam service-accounts delete datasync-invoker@' 'gcloud artifacts repositories delete datastore-sync '; do
+  'gcloud iam service-accounts delete datasync-invoker@' 'gcloud artifacts repositories delete datastore-sync ' \
+  'gcloud secrets delete datastore-sync-schema-history '; do
   output_has "down.sh --dry-run prints: ${command}" "${WORK}/down-dry.out" "[dry-run] ${command}"
 done
 

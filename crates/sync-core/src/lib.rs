@@ -11,10 +11,11 @@
 //! ids arrive as arguments, so every decision is a deterministic function that
 //! unit and property tests can check exhaustively.
 //!
-//! Two small helpers serve the adapters and binaries alike: [`env`](mod@env) reads
+//! Three small helpers serve the adapters and binaries alike: [`env`](mod@env) reads
 //! settings through a lookup function (never the process environment itself)
 //! and names the variables every binary shares; [`backoff`] computes jittered
-//! retry waits.
+//! retry waits; [`logline`] keeps a log line within one Cloud Logging entry
+//! (the budget, and how a value over it is shortened and digested).
 //!
 //! What it leaves out: Datastore's and Pub/Sub's own API types (see
 //! `sync-store` and `sync-pubsub`), HTTP delivery decoding (`sync-http`), which settings each
@@ -31,6 +32,7 @@ pub mod error;
 pub mod event;
 mod file_format;
 pub mod limits;
+pub mod logline;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod merge;

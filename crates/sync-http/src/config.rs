@@ -1,6 +1,7 @@
 //! Runtime settings both functions share: the HTTP part of each function's
-//! configuration, read through `sync_core::env` so tests pass a map instead of
-//! touching the process environment.
+//! configuration (port, body limit, log format, the instance's memory limit),
+//! read through `sync_core::env` so tests pass a map instead of touching the
+//! process environment.
 
 use crate::delivery::DEFAULT_MAX_BODY_BYTES;
 use crate::telemetry::LogFormat;
@@ -12,11 +13,17 @@ pub const PORT: &str = "PORT";
 pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
 /// `json` (Cloud Logging, the default) or `text` (readable, for local runs).
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
+/// The instance's memory limit in MiB, overriding the one read from the
+/// process's cgroup (the deploy scripts set it to the service's `--memory`).
+pub const MEMORY_LIMIT_MIB: &str = "MEMORY_LIMIT_MIB";
 
 /// Default `PORT`.
 pub const DEFAULT_PORT: u16 = 8080;
 
-/// Settings of the HTTP runtime: port, body limit, log format.
+/// The largest `MEMORY_LIMIT_MIB` taken: Cloud Run's largest instance has 32 GiB.
+pub const MAX_MEMORY_LIMIT_MIB: u64 = 32 * 1024;
+
+/// Settings of the HTTP runtime: port, body limit, log format, memory limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeConfig {
     /// `PORT`, default 8080. 0 binds a free port (tests).
@@ -25,6 +32,9 @@ pub struct RuntimeConfig {
     pub max_body_bytes: usize,
     /// `LOG_FORMAT`, default `json`.
     pub log_format: LogFormat,
+    /// `MEMORY_LIMIT_MIB`, default unset: the cgroup's limit is read instead
+    /// (see [`memory_limit`](Self::memory_limit)).
+    pub memory_limit_mib: Option<u64>,
 }
 
 impl Default for RuntimeConfig {
@@ -33,14 +43,21 @@ impl Default for RuntimeConfig {
             port: DEFAULT_PORT,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             log_format: LogFormat::Json,
+            memory_limit_mib: None,
         }
     }
 }
 
 impl RuntimeConfig {
-    /// Reads `PORT`, `MAX_BODY_BYTES` and `LOG_FORMAT`; each unusable value is
-    /// noted in `problems` (naming the variable and the form expected) and its
-    /// default kept.
+    /// The instance's memory limit: `MEMORY_LIMIT_MIB` when set, else the
+    /// limit of the cgroup the process is in (read now), else `None`.
+    pub fn memory_limit(&self) -> Option<crate::cgroup::MemoryLimit> {
+        crate::cgroup::MemoryLimit::resolve(self.memory_limit_mib)
+    }
+
+    /// Reads `PORT`, `MAX_BODY_BYTES`, `LOG_FORMAT` and `MEMORY_LIMIT_MIB`;
+    /// each unusable value is noted in `problems` (naming the variable and
+    /// the form expected) and its default kept.
     pub fn from_vars<F: Fn(&str) -> Option<String>>(
         vars: &Vars<F>,
         problems: &mut Problems,
@@ -64,6 +81,14 @@ impl RuntimeConfig {
             log_format: problems.or(
                 vars.parse_or(LOG_FORMAT, d.log_format, "`json` or `text`"),
                 d.log_format,
+            ),
+            memory_limit_mib: problems.or(
+                vars.parse_where(
+                    MEMORY_LIMIT_MIB,
+                    "a whole number of MiB, 1-32768 (the service's --memory; unset: the cgroup's limit)",
+                    |n: &u64| (1..=MAX_MEMORY_LIMIT_MIB).contains(n),
+                ),
+                None,
             ),
         }
     }
@@ -106,10 +131,16 @@ mod tests {
             ("PORT", "9090"),
             ("MAX_BODY_BYTES", " 1024 "),
             ("LOG_FORMAT", "TEXT"),
+            ("MEMORY_LIMIT_MIB", "512"),
         ])?;
         assert_eq!(c.port, 9090);
         assert_eq!(c.max_body_bytes, 1024);
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.memory_limit_mib, Some(512));
+        assert_eq!(
+            c.memory_limit().map(|l| (l.bytes, l.source)),
+            Some((512 << 20, crate::cgroup::LimitSource::Setting))
+        );
         Ok(())
     }
 
@@ -135,6 +166,13 @@ mod tests {
         assert!(e.to_string().starts_with("MAX_BODY_BYTES="), "{e}");
         let e = config(&[("MAX_BODY_BYTES", "16MiB")]).expect_err("no units");
         assert!(e.to_string().contains("positive number of bytes"), "{e}");
+        for bad in ["0", "256Mi", "-1", "40000"] {
+            let e = config(&[("MEMORY_LIMIT_MIB", bad)]).expect_err(bad);
+            assert_eq!(
+                e.to_string(),
+                format!("MEMORY_LIMIT_MIB=\"{bad}\" is invalid: expected a whole number of MiB, 1-32768 (the service's --memory; unset: the cgroup's limit)")
+            );
+        }
         let e = config(&[("LOG_FORMAT", "yaml")]).expect_err("unknown format");
         assert_eq!(
             e.to_string(),
@@ -148,8 +186,9 @@ mod tests {
             ("PORT", "http"),
             ("MAX_BODY_BYTES", "0"),
             ("LOG_FORMAT", "xml"),
+            ("MEMORY_LIMIT_MIB", "lots"),
         ])
-        .expect_err("three problems");
-        assert_eq!(e.len(), 3, "{e}");
+        .expect_err("four problems");
+        assert_eq!(e.len(), 4, "{e}");
     }
 }

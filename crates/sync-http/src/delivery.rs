@@ -21,11 +21,11 @@
 use crate::error::{DeliveryError, InvalidBase64};
 use crate::trace::TraceContext;
 use crate::unwrapped;
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use cloudevents::event::{AttributesReader, Data, ExtensionValue};
 use http::{HeaderMap, Method};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -33,6 +33,11 @@ use std::fmt;
 /// base64 and the envelope grow to about 13.4 MiB; the limit must admit any
 /// legal message.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The largest push body Pub/Sub sends: 10 MiB of data (Pub/Sub's 10 MB,
+/// taken as MiB) base64-encoded, plus 100 attributes at their limits (256-byte
+/// keys, 1024-byte values), an ordering key and the envelope: about 13.5 MiB.
+pub const LARGEST_LEGAL_BODY_BYTES: u64 = (10 << 20) / 3 * 4 + 4 + 100 * (256 + 1024 + 8) + 4096;
 
 /// The `Content-Type` of a structured-mode CloudEvent.
 pub const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
@@ -138,6 +143,15 @@ impl Delivery {
         }
     }
 
+    /// [`original_data`](Self::original_data) taken out of the delivery
+    /// (its data is empty afterwards), to forward without a copy.
+    pub fn take_original_data(&mut self) -> Vec<u8> {
+        match std::mem::replace(&mut self.data, Ok(Vec::new())) {
+            Ok(bytes) => bytes,
+            Err(e) => e.raw.into_bytes(),
+        }
+    }
+
     /// Decodes a delivery from the request method, headers and body.
     ///
     /// The body limit is the caller's business (the extractor enforces it
@@ -153,6 +167,21 @@ impl Delivery {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Self, DeliveryError> {
+        Self::decode_owned(method, headers, body.to_vec())
+    }
+
+    /// [`Delivery::decode`] of a body it may consume: the message data is
+    /// decoded into the body's own buffer (a wrapped push, a binary-mode
+    /// CloudEvent) or is the body (an unwrapped push), so a delivery holds
+    /// its data once, and the rest of the body is gone.
+    ///
+    /// # Errors
+    /// As [`Delivery::decode`].
+    pub fn decode_owned(
+        method: &Method,
+        headers: &HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Self, DeliveryError> {
         let mut delivery = Self::decode_form(method, headers, body)?;
         let from_request = delivery.trace.take();
         delivery.trace = TraceContext::of_delivery(&delivery.attributes, from_request.clone());
@@ -160,11 +189,11 @@ impl Delivery {
         Ok(delivery)
     }
 
-    /// [`Delivery::decode`] with the request's trace context only.
+    /// [`Delivery::decode_owned`] with the request's trace context only.
     fn decode_form(
         method: &Method,
         headers: &HeaderMap,
-        body: &[u8],
+        body: Vec<u8>,
     ) -> Result<Self, DeliveryError> {
         if method != Method::POST {
             return Err(DeliveryError::MethodNotAllowed(method.to_string()));
@@ -177,14 +206,20 @@ impl Delivery {
         // The common form, a wrapped push, is read in one pass; only a body
         // that is not one is looked at again to tell the other forms apart.
         if is_push_candidate(headers)? {
-            if let Ok(envelope) = parse_envelope(body) {
-                if envelope.message.is_some() {
-                    return push_delivery(headers, envelope);
-                }
+            let parsed = parse_envelope(&body)
+                .ok()
+                .filter(|envelope| envelope.message.is_some())
+                .map(|envelope| envelope.into_delivery(DeliveryForm::PubSubPush, None, &body));
+            if let Some(parsed) = parsed {
+                return push_delivery(headers, parsed?, body);
             }
         }
-        match detect_form(headers, body)? {
-            DeliveryForm::PubSubPush => push_delivery(headers, parse_envelope(body)?),
+        match detect_form(headers, &body)? {
+            DeliveryForm::PubSubPush => {
+                let parsed =
+                    parse_envelope(&body)?.into_delivery(DeliveryForm::PubSubPush, None, &body)?;
+                push_delivery(headers, parsed, body)
+            }
             DeliveryForm::PubSubUnwrapped { .. } => {
                 Ok(unwrapped::decode_without_metadata(headers, body))
             }
@@ -353,8 +388,13 @@ fn is_push_candidate(headers: &HeaderMap) -> Result<bool, DeliveryError> {
     Ok(json_or_none && !headers.contains_key("ce-specversion"))
 }
 
-fn push_delivery(headers: &HeaderMap, envelope: Envelope) -> Result<Delivery, DeliveryError> {
-    let mut delivery = envelope.into_delivery(DeliveryForm::PubSubPush, None)?;
+/// A wrapped push: the envelope's fields, and its data decoded from `body`.
+fn push_delivery(
+    headers: &HeaderMap,
+    (mut delivery, data): (Delivery, DataText),
+    body: Vec<u8>,
+) -> Result<Delivery, DeliveryError> {
+    delivery.data = data.decode(body);
     delivery.trace = TraceContext::from_headers(headers);
     Ok(delivery)
 }
@@ -362,21 +402,30 @@ fn push_delivery(headers: &HeaderMap, envelope: Envelope) -> Result<Delivery, De
 fn decode_cloud_event(
     form: DeliveryForm,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Vec<u8>,
 ) -> Result<Delivery, DeliveryError> {
     // Structured mode needs the content type exactly as the SDK checks it
     // (case-sensitive prefix); normalise so `Application/CloudEvents+JSON` works.
-    let event = if form == DeliveryForm::CloudEventStructured {
+    // In binary mode the body is the data, and the SDK would only hand it
+    // back as bytes: it is given the headers alone, and the envelope is read
+    // from the body here, as for a push, without a copy.
+    let (event, body) = if form == DeliveryForm::CloudEventStructured {
         let mut normalised = headers.clone();
         normalised.insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static(CLOUDEVENTS_JSON),
         );
-        cloudevents::binding::http::to_event(&normalised, body.to_vec())
+        (
+            cloudevents::binding::http::to_event(&normalised, body),
+            None,
+        )
     } else {
-        cloudevents::binding::http::to_event(headers, body.to_vec())
-    }
-    .map_err(|e| DeliveryError::InvalidCloudEvent(e.to_string()))?;
+        (
+            cloudevents::binding::http::to_event(headers, Vec::new()),
+            Some(body),
+        )
+    };
+    let mut event = event.map_err(|e| DeliveryError::InvalidCloudEvent(e.to_string()))?;
 
     let meta = CloudEventMeta {
         id: event.id().to_string(),
@@ -385,18 +434,24 @@ fn decode_cloud_event(
         spec_version: event.specversion().to_string(),
         time: event.time().copied(),
     };
-    let envelope = match event.data() {
-        None => return Err(DeliveryError::MissingMessage),
-        Some(Data::Json(value)) if value.is_object() => Envelope::deserialize(value)
+    // The bytes the envelope is read from: the body (binary mode), or the
+    // structured event's data.
+    let bytes = match (body, event.take_data().2) {
+        (Some(body), _) if body.is_empty() => return Err(DeliveryError::MissingMessage),
+        (Some(body), _) => body,
+        (None, None) => return Err(DeliveryError::MissingMessage),
+        (None, Some(Data::Json(value))) if value.is_object() => serde_json::to_vec(&value)
             .map_err(|e| DeliveryError::InvalidEnvelope(format!("CloudEvent data: {e}")))?,
-        Some(Data::Json(_)) => {
+        (None, Some(Data::Json(_))) => {
             return Err(DeliveryError::InvalidEnvelope(
                 "CloudEvent data is not a JSON object".into(),
             ))
         }
-        Some(Data::Binary(bytes)) => parse_envelope(bytes)?,
-        Some(Data::String(text)) => parse_envelope(text.as_bytes())?,
+        (None, Some(Data::Binary(bytes))) => bytes,
+        (None, Some(Data::String(text))) => text.into_bytes(),
     };
+    let (mut delivery, data) = parse_envelope(&bytes)?.into_delivery(form, Some(&meta), &bytes)?;
+    delivery.data = data.decode(bytes);
     let extension_attempt = event.extension("deliveryattempt").and_then(|v| match v {
         ExtensionValue::Integer(n) => u32::try_from(*n).ok(),
         ExtensionValue::String(s) => s.trim().parse().ok(),
@@ -406,7 +461,6 @@ fn decode_cloud_event(
         Some(ExtensionValue::String(s)) => TraceContext::from_traceparent(s),
         _ => None,
     };
-    let mut delivery = envelope.into_delivery(form, Some(&meta))?;
     delivery.delivery_attempt = delivery.delivery_attempt.or(extension_attempt);
     delivery.trace = headers
         .get(crate::trace::TRACEPARENT)
@@ -418,7 +472,7 @@ fn decode_cloud_event(
     Ok(delivery)
 }
 
-fn parse_envelope(body: &[u8]) -> Result<Envelope, DeliveryError> {
+fn parse_envelope(body: &[u8]) -> Result<Envelope<'_>, DeliveryError> {
     // serde would also build a struct from a JSON array: only objects are envelopes.
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         None => return Err(DeliveryError::InvalidEnvelope("empty body".into())),
@@ -437,9 +491,9 @@ fn parse_envelope(body: &[u8]) -> Result<Envelope, DeliveryError> {
 /// camelCase and snake_case spellings are separate fields on purpose: serde
 /// aliases reject a body carrying both, which the emulator (and Google) send.
 #[derive(Debug, Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    message: Option<WireMessage>,
+struct Envelope<'a> {
+    #[serde(default, borrow)]
+    message: Option<WireMessage<'a>>,
     #[serde(default)]
     subscription: Option<String>,
     #[serde(default, rename = "deliveryAttempt")]
@@ -449,9 +503,10 @@ struct Envelope {
 }
 
 #[derive(Debug, Deserialize)]
-struct WireMessage {
-    #[serde(default)]
-    data: Option<String>,
+struct WireMessage<'a> {
+    /// Borrowed as written (quotes, escapes): decoded later, in place.
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
     #[serde(default)]
     attributes: Option<BTreeMap<String, String>>,
     #[serde(default, rename = "messageId")]
@@ -494,13 +549,17 @@ fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty())
 }
 
-impl Envelope {
+impl Envelope<'_> {
+    /// The delivery without its data (empty), and where the data's text is in
+    /// `body`, the bytes this envelope was read from.
     fn into_delivery(
         self,
         form: DeliveryForm,
         cloud_event: Option<&CloudEventMeta>,
-    ) -> Result<Delivery, DeliveryError> {
+        body: &[u8],
+    ) -> Result<(Delivery, DataText), DeliveryError> {
         let message = self.message.ok_or(DeliveryError::MissingMessage)?;
+        let data = DataText::locate(message.data, body)?;
         let message_id = non_empty(message.message_id)
             .or_else(|| non_empty(message.message_id_snake))
             // Eventarc's CloudEvent id is the Pub/Sub message id.
@@ -525,7 +584,7 @@ impl Envelope {
                     .and_then(WireCount::value)
             })
             .or_else(|| message.delivery_attempt.as_ref().and_then(WireCount::value));
-        Ok(Delivery {
+        let delivery = Delivery {
             message_id,
             publish_time,
             attributes: message.attributes.unwrap_or_default(),
@@ -534,23 +593,169 @@ impl Envelope {
             subscription: non_empty(self.subscription),
             delivery_attempt,
             form,
-            data: decode_data(message.data.unwrap_or_default()),
+            data: Ok(Vec::new()),
             trace: None,
             request_trace: None,
             cloud_event: None,
-        })
+        };
+        Ok((delivery, data))
     }
 }
+
+/// Where the `data` string of an envelope is in the bytes it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DataText {
+    /// No `data`, `null` or `""`.
+    Empty,
+    /// The string's contents (between the quotes), still JSON-escaped when
+    /// `escaped`.
+    At {
+        range: std::ops::Range<usize>,
+        escaped: bool,
+    },
+}
+
+impl DataText {
+    /// Where `raw` (borrowed from `body`) is.
+    ///
+    /// # Errors
+    /// When `data` is not a string.
+    fn locate(raw: Option<&RawValue>, body: &[u8]) -> Result<Self, DeliveryError> {
+        let Some(raw) = raw else {
+            return Ok(Self::Empty);
+        };
+        let text = raw.get();
+        if text.len() < 2 || !text.starts_with('"') {
+            return Err(DeliveryError::InvalidEnvelope(
+                "message.data is not a string".into(),
+            ));
+        }
+        // `raw` is a slice of `body`: its offset is the distance between them.
+        let start = (text.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize) + 1;
+        let end = start + text.len() - 2;
+        if end > body.len() || start > end {
+            return Err(DeliveryError::InvalidEnvelope(
+                "message.data could not be located".into(),
+            ));
+        }
+        if start == end {
+            return Ok(Self::Empty);
+        }
+        let escaped = body[start..end].contains(&b'\\');
+        Ok(Self::At {
+            range: start..end,
+            escaped,
+        })
+    }
+
+    /// The decoded data, in `body`'s own buffer where it can be (the rest of
+    /// the body is dropped), or why it is not base64.
+    fn decode(self, mut body: Vec<u8>) -> Result<Vec<u8>, InvalidBase64> {
+        let Self::At { mut range, escaped } = self else {
+            return Ok(Vec::new());
+        };
+        if escaped {
+            match unescape_slashes(&mut body, range.clone()) {
+                Some(end) => range.end = end,
+                // Escapes base64 never needs (`\u0041`…): decoded the plain
+                // way, from the unescaped text.
+                None => {
+                    let quoted = &body[range.start - 1..range.end + 1];
+                    let text: String = serde_json::from_slice(quoted).unwrap_or_default();
+                    drop(body);
+                    return decode_data(text);
+                }
+            }
+        }
+        decode_in_place(body, range)
+    }
+}
+
+/// Rewrites `\/` as `/` inside `range` of `buf` (the Pub/Sub emulator
+/// escapes every slash of the base64 text); returns the new end of the text,
+/// or `None` when it holds any other escape.
+fn unescape_slashes(buf: &mut [u8], range: std::ops::Range<usize>) -> Option<usize> {
+    let mut i = range.start;
+    while i < range.end {
+        if buf[i] == b'\\' {
+            if buf.get(i + 1) != Some(&b'/') || i + 1 >= range.end {
+                return None;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    let (mut read, mut write) = (range.start, range.start);
+    while read < range.end {
+        if buf[read] == b'\\' {
+            read += 1;
+        }
+        buf[write] = buf[read];
+        read += 1;
+        write += 1;
+    }
+    Some(write)
+}
+
+/// Base64 text decoded per block, so the decoded bytes can go to the front
+/// of the buffer the text is in (they never overtake the text still to read).
+const DECODE_BLOCK: usize = 64 * 1024;
+
+/// Decodes the base64 text at `range` of `buf` into the start of `buf`
+/// itself, block by block, and returns `buf` holding only the decoded bytes.
+/// On an error the text is given back exactly as it was.
+fn decode_in_place(
+    mut buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+) -> Result<Vec<u8>, InvalidBase64> {
+    use base64::Engine as _;
+    // Standard base64 has `+` and `/`; URL-safe has `-` and `_` instead. Text
+    // with either of the latter is valid only as URL-safe.
+    let engine = if buf[range.clone()].iter().any(|&b| b == b'-' || b == b'_') {
+        &URL_SAFE
+    } else {
+        &STANDARD
+    };
+    let mut scratch = vec![0_u8; DECODE_BLOCK / 4 * 3];
+    let (mut read, mut written) = (range.start, 0);
+    while read < range.end {
+        let end = (read + DECODE_BLOCK).min(range.end);
+        match engine.decode_slice(&buf[read..end], &mut scratch) {
+            Ok(n) => {
+                buf[written..written + n].copy_from_slice(&scratch[..n]);
+                written += n;
+                read = end;
+            }
+            Err(_) => {
+                // Every block before this one was whole groups of four, so
+                // encoding what they gave restores their text exactly.
+                let mut raw = engine.encode(&buf[..written]);
+                raw.push_str(&String::from_utf8_lossy(&buf[read..range.end]));
+                drop(buf);
+                return decode_data(raw);
+            }
+        }
+    }
+    buf.truncate(written);
+    buf.shrink_to_fit();
+    Ok(buf)
+}
+
+/// Padding is optional when decoding.
+const LENIENT: base64::engine::GeneralPurposeConfig = base64::engine::GeneralPurposeConfig::new()
+    .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent);
+/// Standard base64, Pub/Sub's encoding.
+const STANDARD: base64::engine::GeneralPurpose =
+    base64::engine::GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
+/// URL-safe base64, which the protobuf JSON mapping also allows.
+const URL_SAFE: base64::engine::GeneralPurpose =
+    base64::engine::GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
 
 /// Standard base64 (Pub/Sub's encoding), padded or not; URL-safe is accepted
 /// too, as the protobuf JSON mapping allows.
 fn decode_data(raw: String) -> Result<Vec<u8>, InvalidBase64> {
-    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-    use base64::engine::DecodePaddingMode;
-    const LENIENT: GeneralPurposeConfig =
-        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
-    const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
-    const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
+    use base64::Engine as _;
     if raw.is_empty() {
         return Ok(Vec::new());
     }
@@ -566,6 +771,7 @@ fn decode_data(raw: String) -> Result<Vec<u8>, InvalidBase64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use sync_testkit::CapturedRequest;
 
     /// The recipe's create event, as its publisher serialises it.
@@ -786,6 +992,55 @@ mod tests {
             push(r#"{"message":{"messageId":"1","data":"-_8="}}"#)?.data(),
             Ok(&[0xfb, 0xff][..])
         );
+        Ok(())
+    }
+
+    /// Data of several decoding blocks, decoded in place in every form it
+    /// can be written in: plain, with the emulator's `\/` escapes, URL-safe,
+    /// unpadded, and with escapes base64 never needs.
+    #[test]
+    fn large_data_is_decoded_in_place_whatever_its_spelling() -> TestResult {
+        let data: Vec<u8> = (0..3 * DECODE_BLOCK + 5)
+            .map(|i| (i * 7 % 256) as u8)
+            .collect();
+        let standard = base64::engine::general_purpose::STANDARD.encode(&data);
+        assert!(standard.contains('/') && standard.contains('+'));
+        let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&data);
+        let spellings = [
+            standard.clone(),
+            standard.replace('/', "\\/"),
+            url_safe,
+            standard.trim_end_matches('=').to_string(),
+            standard.replacen('A', "\\u0041", 3),
+        ];
+        for text in spellings {
+            let body = format!(r#"{{"message":{{"messageId":"1","data":"{text}"}}}}"#);
+            let d = push(&body)?;
+            assert_eq!(d.data().map(<[u8]>::len), Ok(data.len()));
+            assert!(d.data() == Ok(&data[..]), "{}", &text[..40]);
+        }
+        Ok(())
+    }
+
+    /// A bad character past the first blocks: the text comes back exactly as
+    /// sent, for the dead letter, though the blocks before it were decoded
+    /// over it.
+    #[test]
+    fn bad_base64_late_in_large_data_is_kept_exactly() -> TestResult {
+        let data: Vec<u8> = (0..2 * DECODE_BLOCK).map(|i| (i % 251) as u8).collect();
+        let good = base64::engine::general_purpose::STANDARD.encode(&data);
+        for (at, bad) in [(DECODE_BLOCK + 10, "!"), (good.len() - 8, "*"), (3, "%")] {
+            let mut text = good.clone();
+            text.replace_range(at..=at, bad);
+            for written in [text.clone(), text.replace('/', "\\/")] {
+                let body = format!(r#"{{"message":{{"messageId":"7","data":"{written}"}}}}"#);
+                let d = push(&body)?;
+                let err = d.data().expect_err("bad base64");
+                assert!(err.raw == text, "at {at}: the text as sent");
+                assert!(!err.reason.is_empty());
+                assert_eq!(d.original_data(), text.as_bytes());
+            }
+        }
         Ok(())
     }
 
@@ -1184,6 +1439,25 @@ mod tests {
                 "{headers:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_unwrapped_delivery_attempt_is_read_as_the_wrapped_one() -> TestResult {
+        let d = request(
+            &[
+                (crate::unwrapped::MESSAGE_ID_HEADER, "9"),
+                (crate::unwrapped::DELIVERY_ATTEMPT_HEADER, "4"),
+            ],
+            RECIPE_EVENT.as_bytes(),
+        )?;
+        assert_eq!(d.form, UNWRAPPED_META);
+        assert_eq!(d.delivery_attempt, Some(4));
+        let d = request(
+            &[(crate::unwrapped::MESSAGE_ID_HEADER, "9")],
+            RECIPE_EVENT.as_bytes(),
+        )?;
+        assert_eq!(d.delivery_attempt, None, "absent: the sender did not say");
+        Ok(())
     }
 
     #[test]

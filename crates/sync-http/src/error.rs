@@ -8,8 +8,9 @@ use thiserror::Error;
 /// Why a request cannot be decoded into a [`Delivery`](crate::Delivery).
 ///
 /// Every variant means "there is no message here to dead-letter": the
-/// extractor logs the reason once and the request is answered 4xx (Pub/Sub
-/// treats it as a nack). Bad message
+/// extractor logs the reason once (a shed request: the admission, see
+/// [`crate::admission`]) and the request is answered 4xx (Pub/Sub treats it
+/// as a nack). Bad message
 /// *data* is not one of these: see [`InvalidBase64`], which travels inside the
 /// `Delivery` so the message can still be dead-lettered with its id.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -41,6 +42,11 @@ pub enum DeliveryError {
     /// The message has no message id (neither `messageId` nor `message_id`, nor a CloudEvent id).
     #[error("message has no message id")]
     MissingMessageId,
+    /// The request's share of the instance's memory budget did not free up
+    /// within the wait (see [`crate::admission`]): its body was not read, and
+    /// Pub/Sub redelivers it.
+    #[error("shed: no room in the memory budget within the wait")]
+    Shed,
 }
 
 impl DeliveryError {
@@ -55,6 +61,7 @@ impl DeliveryError {
             Self::InvalidCloudEvent(_) => "invalid_cloud_event",
             Self::MissingMessage => "missing_message",
             Self::MissingMessageId => "missing_message_id",
+            Self::Shed => "shed",
         }
     }
 
@@ -64,6 +71,7 @@ impl DeliveryError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Shed => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyUnreadable(_)
             | Self::InvalidEnvelope(_)
             | Self::InvalidCloudEvent(_)
@@ -121,6 +129,7 @@ mod tests {
             DeliveryError::InvalidCloudEvent("x".into()),
             DeliveryError::MissingMessage,
             DeliveryError::MissingMessageId,
+            DeliveryError::Shed,
         ];
         let mut codes = std::collections::BTreeSet::new();
         for e in &all {
@@ -131,6 +140,7 @@ mod tests {
             DeliveryError::BodyTooLarge { limit: 1 }.status(),
             StatusCode::PAYLOAD_TOO_LARGE
         );
+        assert_eq!(DeliveryError::Shed.status(), StatusCode::TOO_MANY_REQUESTS);
     }
 
     #[test]

@@ -37,12 +37,15 @@ impl<S: Send + Sync> FromRequest<S> for Delivery {
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         decode_request(req).await.inspect_err(|e| {
-            tracing::warn!(
-                outcome = "rejected",
-                error_code = e.code(),
-                error = %e,
-                "request is not a Pub/Sub delivery"
-            );
+            // A shed request was logged where it was shed.
+            if *e != DeliveryError::Shed {
+                tracing::warn!(
+                    outcome = "rejected",
+                    error_code = e.code(),
+                    error = %sync_core::logline::excerpt(&e.to_string(), sync_core::logline::FIELD_TEXT_BYTES),
+                    "request is not a Pub/Sub delivery"
+                );
+            }
         })
     }
 }
@@ -68,19 +71,39 @@ async fn decode_request(req: Request) -> Result<Delivery, DeliveryError> {
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(DeliveryError::BodyTooLarge { limit });
     }
-    let bytes = read_limited(body, limit).await?;
-    Delivery::decode(&parts.method, &parts.headers, &bytes)
+    let capacity = declared.map_or(0, |n| usize::try_from(n).unwrap_or(limit));
+    let bytes = read_limited(body, limit, capacity).await?;
+    Delivery::decode_owned(&parts.method, &parts.headers, bytes)
 }
 
-/// Reads at most `limit` bytes of `body`.
-async fn read_limited(body: Body, limit: usize) -> Result<axum::body::Bytes, DeliveryError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(DeliveryError::BodyTooLarge { limit })
+/// Reads at most `limit` bytes of `body` into one buffer of `capacity` (the
+/// declared length), so the body is held once: not as chunks and then again
+/// as their concatenation.
+async fn read_limited(body: Body, limit: usize, capacity: usize) -> Result<Vec<u8>, DeliveryError> {
+    let mut body = Limited::new(body, limit);
+    let mut buf = Vec::with_capacity(capacity);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                DeliveryError::BodyTooLarge { limit }
+            } else if is_shed(e.as_ref()) {
+                DeliveryError::Shed
+            } else {
+                DeliveryError::BodyUnreadable(e.to_string())
+            }
+        })?;
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
         }
-        Err(e) => Err(DeliveryError::BodyUnreadable(e.to_string())),
     }
+    Ok(buf)
+}
+
+/// Whether a body error is the admission's [`DeliveryError::Shed`] (wrapped
+/// by the body types in between).
+fn is_shed(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source())
+        .any(|e| e.downcast_ref::<DeliveryError>() == Some(&DeliveryError::Shed))
 }
 
 #[cfg(test)]

@@ -19,9 +19,15 @@
 //! - [`server`]: `serve` on `0.0.0.0:PORT`, graceful shutdown on SIGTERM, the health paths
 //!   (`livez`, `healthz`) and [`Gate`], which answers 503 until the function's
 //!   backends have answered;
+//! - [`allocator`]: glibc's allocator set to give freed memory back at once
+//!   (the binaries re-execute themselves with the tunable when it is missing);
+//! - [`admission`]: admission by bytes ([`MemoryBudget`]): a delivery waits
+//!   for its share of the instance's memory budget before its body is read,
+//!   and is shed with 429 when it cannot have it in time; [`cgroup`]: the
+//!   instance's memory limit the budget comes from;
 //! - [`config`]: [`RuntimeConfig`], the HTTP part of each function's settings
-//!   (`PORT`, `MAX_BODY_BYTES`, `LOG_FORMAT`), read through `sync_core::env`
-//!   with the rest of the function's settings.
+//!   (`PORT`, `MAX_BODY_BYTES`, `LOG_FORMAT`, `MEMORY_LIMIT_MIB`), read
+//!   through `sync_core::env` with the rest of the function's settings.
 //!
 //! What it leaves out: what a delivery *means* (parsing the change event,
 //! merging, deciding ack or dead-letter) is `sync-core`'s and the functions';
@@ -29,6 +35,9 @@
 //! is left to Cloud Run's IAM check (the forwarded token has its signature
 //! removed, so it cannot be verified again here).
 
+pub mod admission;
+pub mod allocator;
+pub mod cgroup;
 pub mod config;
 pub mod delivery;
 pub mod error;
@@ -38,8 +47,12 @@ pub mod telemetry;
 pub mod trace;
 pub mod unwrapped;
 
+pub use admission::{MemoryBudget, RequestCost};
+pub use cgroup::MemoryLimit;
 pub use config::RuntimeConfig;
-pub use delivery::{CloudEventMeta, Delivery, DeliveryForm, DEFAULT_MAX_BODY_BYTES};
+pub use delivery::{
+    CloudEventMeta, Delivery, DeliveryForm, DEFAULT_MAX_BODY_BYTES, LARGEST_LEGAL_BODY_BYTES,
+};
 pub use error::{DeliveryError, InvalidBase64};
 pub use extract::BodyLimit;
 pub use server::{healthz, livez, push_router, serve, shutdown_signal, Gate, ServeError, Server};

@@ -4,7 +4,7 @@
 //! [`Gate`] at once and opens it with its real router once the backends have
 //! answered: until then `/healthz` and every other path answer 503.
 
-use crate::BodyLimit;
+use crate::{BodyLimit, MemoryBudget};
 use axum::extract::{Request, State};
 use axum::handler::Handler;
 use axum::http::StatusCode;
@@ -196,18 +196,27 @@ async fn gate_forward(State(gate): State<Gate>, request: Request) -> Response {
     }
 }
 
-/// The shape both functions serve: `handler` on `POST /` (any query string),
-/// [`healthz`] on `GET /healthz`, [`livez`] on `GET /livez`, and request
-/// bodies capped at `max_body_bytes` for the [`Delivery`](crate::Delivery)
-/// extractor.
-pub fn push_router<H, T, S>(handler: H, max_body_bytes: usize, state: S) -> Router
+/// The shape both functions serve: `handler` on `POST /` (any query string)
+/// admitted against `budget` (see [`crate::admission`]), [`healthz`] on
+/// `GET /healthz`, [`livez`] on `GET /livez`, and request bodies capped at
+/// `max_body_bytes` for the [`Delivery`](crate::Delivery) extractor.
+pub fn push_router<H, T, S>(
+    handler: H,
+    max_body_bytes: usize,
+    budget: MemoryBudget,
+    state: S,
+) -> Router
 where
     H: Handler<T, S>,
     T: 'static,
     S: Clone + Send + Sync + 'static,
 {
+    let admitted = post(handler).layer(axum::middleware::from_fn_with_state(
+        budget,
+        crate::admission::admit,
+    ));
     Router::new()
-        .route("/", post(handler))
+        .route("/", admitted)
         .route("/healthz", get(healthz))
         .route("/livez", get(livez))
         .layer(Extension(BodyLimit(max_body_bytes)))
@@ -288,7 +297,12 @@ mod tests {
 
     #[tokio::test]
     async fn push_router_is_ready_and_live_at_once() {
-        let router = push_router(|| async { StatusCode::NO_CONTENT }, 1024, ());
+        let router = push_router(
+            || async { StatusCode::NO_CONTENT },
+            1024,
+            MemoryBudget::unlimited(),
+            (),
+        );
         assert_eq!(status(&router, "GET", "/healthz").await, StatusCode::OK);
         assert_eq!(status(&router, "GET", "/livez").await, StatusCode::OK);
     }

@@ -26,9 +26,19 @@
 //! nothing is written twice: the source location is left out (a message
 //! names its place in the code well enough), and `spans` is dropped when it
 //! only repeats `span` (one span open, as in a delivery).
+//!
+//! The JSON writer is also the last guard of the line budget
+//! ([`sync_core::logline::LINE_BUDGET_BYTES`]): the lines that may grow with
+//! input are shortened where they are made (conflict values, error texts,
+//! the ids recorded on the delivery span), and a line that still exceeds it,
+//! from a path nobody thought of, is shortened here as a whole, stays one
+//! JSON object, and says so (`log_line_truncated`, `log_line_bytes`,
+//! `log_line_sha256`, `shortened_fields`: [`sync_core::logline::fit_line`]).
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::str::FromStr;
+use sync_core::logline::{fit_line, LINE_BUDGET_BYTES};
 use thiserror::Error;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -114,24 +124,34 @@ pub fn init_with_filter(format: LogFormat, filter: &str) -> Result<(), Telemetry
         filter: filter.to_string(),
         reason: e.to_string(),
     })?;
-    let registry = tracing_subscriber::registry().with(env_filter);
     let result = match format {
-        LogFormat::Json => registry
-            .with(
-                tracing_stackdriver::layer()
-                    .with_source_location(false)
-                    .with_writer(CloudLoggingWriter::stdout()),
-            )
-            .try_init(),
-        LogFormat::Text => registry
+        LogFormat::Json => json_subscriber(io::stdout).with(env_filter).try_init(),
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(env_filter)
             .with(tracing_subscriber::fmt::layer().with_writer(io::stdout))
             .try_init(),
     };
     result.map_err(|_| TelemetryError::AlreadyInitialised)
 }
 
+/// The JSON format's subscriber, unfiltered, writing through a
+/// [`CloudLoggingWriter`] to what `make_writer` makes: what [`init`] installs
+/// for [`LogFormat::Json`] (tests capture exactly the production lines this
+/// way, with `tracing::subscriber::with_default`).
+pub fn json_subscriber<M>(make_writer: M) -> impl tracing::Subscriber + Send + Sync
+where
+    M: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::registry().with(
+        tracing_stackdriver::layer()
+            .with_source_location(false)
+            .with_writer(CloudLoggingWriter::new(make_writer)),
+    )
+}
+
 /// A `MakeWriter` that passes `tracing-stackdriver`'s lines to an inner
-/// writer, promoting the trace fields (see the module docs) on the way.
+/// writer, promoting the trace fields and keeping each line within the line
+/// budget (see the module docs) on the way.
 ///
 /// The fmt layer hands each event over as one complete line in one write, so
 /// every `write` call sees exactly one JSON object.
@@ -174,9 +194,13 @@ impl<W: Write> Write for PromotingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let promoted = promote_trace_fields(buf);
         let line = promoted.as_deref().unwrap_or(buf);
-        match drop_repeated_span(line) {
-            Some(shorter) => self.inner.write_all(&shorter)?,
-            None => self.inner.write_all(line)?,
+        let line = match drop_repeated_span(line) {
+            Some(shorter) => Cow::Owned(shorter),
+            None => Cow::Borrowed(line),
+        };
+        match fit_line(&line, LINE_BUDGET_BYTES) {
+            Some(fitted) => self.inner.write_all(&fitted)?,
+            None => self.inner.write_all(&line)?,
         }
         Ok(buf.len())
     }
@@ -304,9 +328,7 @@ mod tests {
     }
 
     fn json_subscriber(capture: &Capture) -> impl tracing::Subscriber + Send + Sync {
-        tracing_subscriber::registry().with(
-            tracing_stackdriver::layer().with_writer(CloudLoggingWriter::new(capture.clone())),
-        )
+        super::json_subscriber(capture.clone())
     }
 
     #[test]
@@ -422,6 +444,44 @@ mod tests {
             drop_repeated_span(br#"{"t":1,"span":{"a":1},"spans":[{"a":1}],"m":"x"}"#).as_deref(),
             Some(&br#"{"t":1,"span":{"a":1},"m":"x"}"#[..])
         );
+    }
+
+    #[test]
+    fn no_line_passes_the_budget_and_a_shortened_one_says_so() {
+        let capture = Capture::default();
+        let long = "x".repeat(3 * LINE_BUDGET_BYTES);
+        with_default(json_subscriber(&capture), || {
+            let span = tracing::info_span!(
+                "delivery",
+                correlation_id = %long,
+                cloud_trace = "projects/p/traces/abc"
+            );
+            let _guard = span.enter();
+            tracing::warn!(error = %long, "something echoed its input");
+            tracing::info!("small");
+        });
+        let bytes = capture.0.lock().map(|b| b.clone()).unwrap_or_default();
+        let text = String::from_utf8(bytes).expect("UTF-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "one line per event");
+        for line in &lines {
+            assert!(line.len() <= LINE_BUDGET_BYTES, "{} bytes", line.len());
+            let v: serde_json::Value = serde_json::from_str(line).expect("valid JSON");
+            assert_eq!(v["logging.googleapis.com/trace"], "projects/p/traces/abc");
+            assert_eq!(v["log_line_truncated"], true, "{}", &line[..200]);
+            assert!(v["log_line_bytes"]
+                .as_u64()
+                .is_some_and(|n| n > 3 * 200_000));
+            assert!(v["shortened_field_count"].as_u64().is_some_and(|n| n >= 1));
+        }
+        let first: serde_json::Value = serde_json::from_str(lines[0]).expect("JSON");
+        // The error and the span's correlation id (`spans` only repeated it
+        // and is dropped).
+        assert!(first["shortened_field_count"]
+            .as_u64()
+            .is_some_and(|n| n >= 2));
+        assert_eq!(first["severity"], "WARNING");
+        assert_eq!(first["message"], "something echoed its input");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! headers and each attribute as a plain header.
 //!
 //! Every header name this decoding depends on is defined here, once: the
-//! metadata headers, and [`IGNORED_HEADERS`] / [`IGNORED_HEADER_PREFIXES`],
+//! metadata headers (the delivery attempt among them, when Pub/Sub sends
+//! it), and [`IGNORED_HEADERS`] / [`IGNORED_HEADER_PREFIXES`],
 //! the HTTP noise that is never taken for an attribute.
 
 use crate::delivery::{Delivery, DeliveryForm};
@@ -25,6 +26,14 @@ pub const PUBLISH_TIME_HEADER: &str = "x-goog-pubsub-publish-time";
 pub const ORDERING_KEY_HEADER: &str = "x-goog-pubsub-ordering-key";
 /// The ordering key as the Pub/Sub emulator sends it instead.
 pub const EMULATOR_ORDERING_KEY_HEADER: &str = "x-goog-ordering-key";
+/// How many times Pub/Sub has tried to deliver the message (write-metadata),
+/// as the wrapped form's `deliveryAttempt`: read when present. Google's
+/// page on payload unwrapping lists the message id, subscription, publish
+/// time and ordering key headers; this one follows the same
+/// `x-goog-pubsub-<key>` pattern for the attempt (present, if at all, only
+/// when the subscription has a dead-letter policy, as `deliveryAttempt`),
+/// and the emulator sends none.
+pub const DELIVERY_ATTEMPT_HEADER: &str = "x-goog-pubsub-delivery-attempt";
 
 /// Headers whose presence makes a request an unwrapped push with metadata.
 pub const METADATA_HEADERS: [&str; 3] =
@@ -126,7 +135,7 @@ fn attributes(headers: &HeaderMap) -> BTreeMap<String, String> {
 /// `x-goog-pubsub-message-id` is absent or empty.
 pub(crate) fn decode_with_metadata(
     headers: &HeaderMap,
-    body: &[u8],
+    body: Vec<u8>,
 ) -> Result<Delivery, DeliveryError> {
     let message_id =
         header_text(headers, MESSAGE_ID_HEADER).ok_or(DeliveryError::MissingMessageId)?;
@@ -135,15 +144,18 @@ pub(crate) fn decode_with_metadata(
         .map(|t| t.with_timezone(&Utc));
     let ordering_key = header_text(headers, ORDERING_KEY_HEADER)
         .or_else(|| header_text(headers, EMULATOR_ORDERING_KEY_HEADER));
+    // A count that does not parse is ignored, as in the wrapped form.
+    let delivery_attempt =
+        header_text(headers, DELIVERY_ATTEMPT_HEADER).and_then(|v| v.trim().parse::<u32>().ok());
     Ok(Delivery {
         message_id,
         publish_time,
         attributes: attributes(headers),
         ordering_key,
         subscription: header_text(headers, SUBSCRIPTION_HEADER),
-        delivery_attempt: None,
+        delivery_attempt,
         form: DeliveryForm::PubSubUnwrapped { metadata: true },
-        data: Ok(body.to_vec()),
+        data: Ok(body),
         trace: TraceContext::from_headers(headers),
         request_trace: None,
         cloud_event: None,
@@ -151,16 +163,16 @@ pub(crate) fn decode_with_metadata(
 }
 
 /// Decodes an unwrapped push without metadata: the body is all there is.
-pub(crate) fn decode_without_metadata(headers: &HeaderMap, body: &[u8]) -> Delivery {
+pub(crate) fn decode_without_metadata(headers: &HeaderMap, body: Vec<u8>) -> Delivery {
     Delivery {
-        message_id: derived_event_id(body),
+        message_id: derived_event_id(&body),
         publish_time: None,
         attributes: BTreeMap::new(),
         ordering_key: None,
         subscription: None,
         delivery_attempt: None,
         form: DeliveryForm::PubSubUnwrapped { metadata: false },
-        data: Ok(body.to_vec()),
+        data: Ok(body),
         trace: TraceContext::from_headers(headers),
         request_trace: None,
         cloud_event: None,
@@ -201,11 +213,58 @@ mod tests {
             "content-length",
             "x-goog-pubsub-message-id",
             "x-goog-ordering-key",
+            DELIVERY_ATTEMPT_HEADER,
         ] {
             assert!(is_ignored_header(name), "{name}");
         }
         for name in ["origin", "mixed-case_attr", "ce-specversion", "entity_id"] {
             assert!(!is_ignored_header(name), "{name}");
         }
+    }
+}
+
+#[cfg(test)]
+mod attempt_tests {
+    use super::*;
+    use http::{HeaderName, HeaderValue};
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn the_delivery_attempt_header_is_read_when_present() -> Result<(), DeliveryError> {
+        for (value, attempt) in [
+            (Some("3"), Some(3)),
+            (Some(" 12 "), Some(12)),
+            (Some("many"), None),
+            (Some("-1"), None),
+            (Some("99999999999"), None),
+            (None, None),
+        ] {
+            let mut pairs = vec![(MESSAGE_ID_HEADER, "7")];
+            pairs.extend(value.map(|v| (DELIVERY_ATTEMPT_HEADER, v)));
+            let d = decode_with_metadata(&headers(&pairs), b"{}".to_vec())?;
+            assert_eq!(d.delivery_attempt, attempt, "{value:?}");
+            assert!(
+                !d.attributes.contains_key(DELIVERY_ATTEMPT_HEADER),
+                "metadata, not an attribute"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn without_metadata_there_is_no_attempt() {
+        let d =
+            decode_without_metadata(&headers(&[(DELIVERY_ATTEMPT_HEADER, "2")]), b"{}".to_vec());
+        assert_eq!(d.delivery_attempt, None);
     }
 }

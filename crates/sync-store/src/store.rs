@@ -44,7 +44,9 @@
 //! (`ReadOptions.new_transaction`, documented for Datastore and Firestore in
 //! Datastore mode: production takes this path), then the commit (or a
 //! rollback when there is nothing to write). Whether the server really
-//! supports it is probed once per store, before its first apply, on a key of
+//! supports it is probed once per store, before its first apply or when
+//! [`DatastoreStore::probe_transactions`] asks (the sync function does while
+//! it starts, so that its first event costs what any other does), on a key of
 //! its own that nothing else reads or writes ([`PROBE_KIND`]): a lookup that
 //! begins a transaction, then a commit of a delete of that (absent) key. If
 //! the lookup is refused or returns no transaction, or that commit fails (the
@@ -161,6 +163,21 @@ impl DatastoreStore {
     /// the first apply has found out (see the module doc).
     pub fn begins_in_lookup(&self) -> Option<bool> {
         self.inner.in_lookup.get().copied()
+    }
+
+    /// Runs the probe now unless it has decided already (see the module
+    /// doc); returns whether lookups begin the transactions. A start-up
+    /// calls it so that the first apply does not pay for it.
+    ///
+    /// # Errors
+    /// A transient failure of the probe's lookup, which decides nothing: the
+    /// next call (or apply) probes again.
+    pub async fn probe_transactions(&self) -> Result<bool, StoreError> {
+        self.inner
+            .in_lookup
+            .get_or_try_init(|| self.probe())
+            .await
+            .copied()
     }
 
     /// Begins a transaction (retrying `previous`, if named) and reads the

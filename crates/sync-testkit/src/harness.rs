@@ -25,16 +25,26 @@ use sync_pubsub::{
 };
 use sync_store::DatastoreAdmin;
 
-/// Path of a binary built by `cargo build --bins`.
+/// Where [`bin_path`] finds the binaries instead of `target/debug`, relative
+/// to the workspace or absolute (the benchmark runs the memory test on
+/// release builds: `SYNC_BIN_DIR=target/release`).
+pub const SYNC_BIN_DIR: &str = "SYNC_BIN_DIR";
+
+/// Path of a binary built by `cargo build --bins` (in `target/debug`, or in
+/// [`SYNC_BIN_DIR`] when set).
 ///
 /// # Errors
 /// When it has not been built.
 pub fn bin_path(name: &str) -> Result<PathBuf> {
-    let dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
-        PathBuf::from,
-    );
-    let path = dir.join("debug").join(name);
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = match std::env::var_os(SYNC_BIN_DIR).filter(|d| !d.is_empty()) {
+        // Relative to the workspace, not to the test's working directory.
+        Some(dir) => workspace.join(dir),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| workspace.join("target"), PathBuf::from)
+            .join("debug"),
+    };
+    let path = dir.join(name);
     if !path.exists() {
         bail!(
             "{} is missing: run `cargo build --bins` first (scripts/test.sh does)",
@@ -395,6 +405,11 @@ impl FunctionProcess {
     /// `http://127.0.0.1:PORT/`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     async fn spawn(&mut self) -> Result<()> {

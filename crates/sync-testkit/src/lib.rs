@@ -1,6 +1,8 @@
 //! Test support for datastore-sync, one crate for every test (a
 //! dev-dependency only):
 //!
+//! - [`burst`](mod@burst): many pushes at one function at once, shed ones sent
+//!   again as Pub/Sub would, and a process's peak memory;
 //! - [`emulator`]: the official emulators as processes, shared by a run or a
 //!   test's own, and [`Emulators`], their hosts by name;
 //! - [`wait`]: async [`poll_until`] and [`pull_until`] with deadlines, whose
@@ -13,6 +15,7 @@
 //!   from the core's merge, `syncctl` and its load runs;
 //! - unique names and free ports for per-test isolation (below).
 
+pub mod burst;
 pub mod emulator;
 pub mod event;
 pub mod fixture;

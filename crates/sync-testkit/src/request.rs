@@ -8,7 +8,9 @@ use anyhow::Result;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use sync_http::unwrapped::{MESSAGE_ID_HEADER, PUBLISH_TIME_HEADER, SUBSCRIPTION_HEADER};
+use sync_http::unwrapped::{
+    DELIVERY_ATTEMPT_HEADER, MESSAGE_ID_HEADER, PUBLISH_TIME_HEADER, SUBSCRIPTION_HEADER,
+};
 
 /// A wrapped push (`{"message": {...}, "subscription": ...}`) under construction.
 #[derive(Debug, Clone)]
@@ -131,6 +133,13 @@ impl Unwrapped {
             .header(MESSAGE_ID_HEADER, message_id)
             .header(SUBSCRIPTION_HEADER, subscription)
             .header(PUBLISH_TIME_HEADER, publish_time)
+    }
+
+    /// The delivery attempt header, as Pub/Sub may send it with
+    /// write-metadata when the subscription has a dead-letter policy.
+    #[must_use]
+    pub fn delivery_attempt(self, attempt: u32) -> Self {
+        self.header(DELIVERY_ATTEMPT_HEADER, &attempt.to_string())
     }
 
     /// One more header (an attribute, with write-metadata).

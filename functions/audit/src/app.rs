@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::io::Write;
 use std::sync::Arc;
+use sync_core::logline::{excerpt, fit_line, Size, ID_TEXT_BYTES, LINE_BUDGET_BYTES};
 use sync_http::Delivery;
 use tracing::{info, warn};
 
@@ -23,7 +24,8 @@ pub trait AuditSink: Send + Sync {
     fn write(&self, entries: &[Value]) -> std::io::Result<()>;
 }
 
-/// Standard output, where Cloud Run's logging agent reads structured logs.
+/// Standard output, where Cloud Run's logging agent reads structured logs;
+/// no line passes the line budget (`sync_core::logline`).
 #[derive(Debug, Default)]
 pub struct StdoutSink;
 
@@ -31,7 +33,13 @@ impl AuditSink for StdoutSink {
     fn write(&self, entries: &[Value]) -> std::io::Result<()> {
         let mut buf = Vec::with_capacity(512);
         for e in entries {
-            serde_json::to_writer(&mut buf, e)?;
+            // The entries are made to fit (`entry`); this is the last guard.
+            if Size::of(e).fits(LINE_BUDGET_BYTES) {
+                serde_json::to_writer(&mut buf, e)?;
+            } else {
+                let line = serde_json::to_vec(e)?;
+                buf.extend(fit_line(&line, LINE_BUDGET_BYTES).unwrap_or(line));
+            }
             buf.push(b'\n');
         }
         // One write under the lock, so lines never interleave with other output.
@@ -52,10 +60,25 @@ pub struct AppState {
     pub clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
 }
 
-/// `POST /` (any query string) and `GET /healthz`.
+/// What the audit function holds at rest, besides requests: the runtime,
+/// logging, the allocator's slack. Measured: about 6 MiB resident idle
+/// (release), 11 MiB (debug).
+pub const AT_REST_BYTES: u64 = 24 << 20;
+
+/// What one delivery holds at its peak (see [`sync_http::admission`]): the
+/// body decoded in place, the event parsed from the data (twice: as the sync
+/// function validates it, and as received), the entries built from it and
+/// the lines written. Measured 2.9-3.8× the body, charged 4×.
+pub const REQUEST_COST: sync_http::RequestCost = sync_http::RequestCost::flat(64 << 10, 4.0);
+
+/// `POST /` (any query string, admitted against the instance's memory
+/// budget) and `GET /healthz`.
 pub fn router(state: AppState) -> Router {
-    let limit = state.config.runtime.max_body_bytes;
-    sync_http::push_router(handle, limit, state)
+    let runtime = &state.config.runtime;
+    let budget =
+        sync_http::MemoryBudget::for_instance(runtime.memory_limit(), AT_REST_BYTES, REQUEST_COST);
+    let limit = runtime.max_body_bytes;
+    sync_http::push_router(handle, limit, budget, state)
 }
 
 /// A request that is not a Pub/Sub delivery never gets here: the extractor's
@@ -64,11 +87,11 @@ async fn handle(State(app): State<AppState>, delivery: Delivery) -> Response {
     let lines = entries(&app.config, &delivery, (app.clock)());
     match app.sink.write(&lines) {
         Ok(()) => {
-            info!(message_id = %delivery.message_id, entries = lines.len(), "audited");
+            info!(message_id = %excerpt(&delivery.message_id, ID_TEXT_BYTES), entries = lines.len(), "audited");
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => {
-            warn!(message_id = %delivery.message_id, error = %e, "audit entry could not be written; Pub/Sub will redeliver");
+            warn!(message_id = %excerpt(&delivery.message_id, ID_TEXT_BYTES), error = %e, "audit entry could not be written; Pub/Sub will redeliver");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "audit write failed; retry\n",

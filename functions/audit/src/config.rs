@@ -11,6 +11,10 @@ use sync_http::RuntimeConfig;
 pub const AUDIT_REDACT_FIELDS: &str = "AUDIT_REDACT_FIELDS";
 /// Largest raw payload copied into a malformed-message entry, in bytes.
 pub const AUDIT_MAX_RAW_BYTES: &str = "AUDIT_MAX_RAW_BYTES";
+/// The most `AUDIT_MAX_RAW_BYTES` may be: a payload escaped into JSON can
+/// take up to 6 bytes per byte, and the entry has to fit one log line
+/// (`sync_core::logline::LINE_BUDGET_BYTES`) beside the message's attributes.
+pub const MAX_RAW_BYTES_LIMIT: usize = 16_384;
 /// `processing_metadata.function_name` (the recipe's is `audit_logger`).
 pub const AUDIT_FUNCTION_NAME: &str = "AUDIT_FUNCTION_NAME";
 
@@ -23,7 +27,7 @@ pub struct AuditConfig {
     pub project_id: Option<String>,
     /// `AUDIT_REDACT_FIELDS`.
     pub redact_fields: Vec<String>,
-    /// `AUDIT_MAX_RAW_BYTES`, default 8192.
+    /// `AUDIT_MAX_RAW_BYTES`, default 8192, at most [`MAX_RAW_BYTES_LIMIT`].
     pub max_raw_bytes: usize,
     /// `AUDIT_FUNCTION_NAME`, default `audit_logger`.
     pub function_name: String,
@@ -73,7 +77,12 @@ impl AuditConfig {
                 })
                 .unwrap_or_default(),
             max_raw_bytes: problems.or(
-                vars.parse_or(AUDIT_MAX_RAW_BYTES, 8192, "a number of bytes"),
+                vars.parse_where(
+                    AUDIT_MAX_RAW_BYTES,
+                    "a number of bytes up to 16384 (an entry fits one log line)",
+                    |n: &usize| *n <= MAX_RAW_BYTES_LIMIT,
+                )
+                .map(|n| n.unwrap_or(8192)),
                 8192,
             ),
             function_name: vars
@@ -104,10 +113,15 @@ mod tests {
         assert_eq!(c.redact_fields, vec!["email", "phone"]);
         assert_eq!(c.max_raw_bytes, 10);
         assert_eq!(c.project_id.as_deref(), Some("p"));
-        let bad = HashMap::from([(AUDIT_MAX_RAW_BYTES, "lots")]);
-        let err =
-            AuditConfig::from_lookup(|k| bad.get(k).map(|v| v.to_string())).expect_err("invalid");
-        assert!(err.to_string().contains(AUDIT_MAX_RAW_BYTES));
+        for value in ["lots", "16385"] {
+            let bad = HashMap::from([(AUDIT_MAX_RAW_BYTES, value)]);
+            let err = AuditConfig::from_lookup(|k| bad.get(k).map(|v| v.to_string()))
+                .expect_err("invalid");
+            assert!(err.to_string().contains(AUDIT_MAX_RAW_BYTES), "{err}");
+        }
+        let most = HashMap::from([(AUDIT_MAX_RAW_BYTES, "16384")]);
+        let c = AuditConfig::from_lookup(|k| most.get(k).map(|v| v.to_string()))?;
+        assert_eq!(c.max_raw_bytes, MAX_RAW_BYTES_LIMIT);
         let both = HashMap::from([(AUDIT_MAX_RAW_BYTES, "lots"), ("PORT", "http")]);
         let err =
             AuditConfig::from_lookup(|k| both.get(k).map(|v| v.to_string())).expect_err("invalid");

@@ -14,15 +14,31 @@
 //! received in `data_snapshot` and records the received version, the version
 //! after upcasting and, when upcasting changed the data, the upcast data
 //! (`schema`).
+//!
+//! Every entry fits one Cloud Logging entry
+//! ([`LINE_BUDGET_BYTES`](sync_core::logline::LINE_BUDGET_BYTES)). One that
+//! would not is shortened here ([`sync_core::logline::fit`]), largest values
+//! first, to the budget less room for what shortening adds: an event entry
+//! first in the derived `schema.upcast_data_snapshot`, then in
+//! `data_snapshot` (members left out or cut), then, only if its other fields
+//! are themselves too long, in any text; a malformed or compliance entry in
+//! its texts. It then carries the digest of the full snapshot (or payload)
+//! and the JSON Pointers of what was shortened, under the field names of
+//! `sync_core::wire::audit`. So each delivery still has its entry (two for a
+//! delete), whatever its size.
 
 use crate::config::AuditConfig;
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{Map, Value};
 use sync_core::event::UNKNOWN_SOURCE;
+use sync_core::logline::{self, Digest, Mode, Phase, Size};
 use sync_core::wire::audit::{
     ComplianceEntry, ComplianceLabels, ComplianceRecord, EntityLabels, EventEntry, EventRecord,
     EventType, LogEntry, MalformedEntry, MalformedRecord, ProcessingMetadata, SchemaRecord,
-    Severity, Trace, ValidationFailure, UNKNOWN_OPERATION,
+    Severity, SnapshotDigest, Trace, ValidationFailure, DATA_SNAPSHOT_POINTER, RAW_PAYLOAD_POINTER,
+    UNKNOWN_OPERATION, UPCAST_DATA_SNAPSHOT_POINTER,
 };
 use sync_core::wire::event::field;
 use sync_core::Upcast;
@@ -167,6 +183,51 @@ fn trace(config: &AuditConfig, delivery: &Delivery) -> Option<Trace> {
     })
 }
 
+/// What entries are shortened to when they are over the budget: room is
+/// kept for the digests and the list of what was shortened.
+const TARGET_BYTES: usize = logline::LINE_BUDGET_BYTES - logline::RESERVED_BYTES;
+
+/// `entry` as JSON within the line budget. When it is over, it is shortened
+/// in `phases` (see [`logline::fit`]), read back as `T` and given what
+/// `finish` says about the values shortened (their pointers, in order).
+fn fitted<T: Serialize + DeserializeOwned>(
+    entry: &T,
+    phases: &[Phase<'_>],
+    finish: impl FnOnce(&mut T, &[String]),
+) -> Value {
+    let mut json = serde_json::to_value(entry).unwrap_or(Value::Null);
+    if Size::of(&json).fits(logline::LINE_BUDGET_BYTES) {
+        return json;
+    }
+    let cuts = logline::fit(&mut json, TARGET_BYTES, phases);
+    match serde_json::from_value::<T>(json.clone()) {
+        Ok(mut shortened) => {
+            finish(&mut shortened, &cuts);
+            serde_json::to_value(&shortened).unwrap_or(json)
+        }
+        // Shortening keeps every type, so this is not expected; the entry
+        // still says what was shortened.
+        Err(_) => {
+            logline::insert_fields(&mut json, &logline::shortened(&cuts));
+            json
+        }
+    }
+}
+
+/// Every text of an entry's own fields, largest first.
+const TEXT: Phase<'static> = Phase {
+    pointer: "",
+    mode: Mode::CutText,
+};
+
+/// Whether `cuts` shortened the value at `pointer` or inside it.
+fn touched(cuts: &[String], pointer: &str) -> bool {
+    cuts.iter().any(|c| {
+        c.strip_prefix(pointer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
 /// Entries of one delivery: they share its clock reading and trace.
 struct Stamp {
     time: String,
@@ -205,7 +266,7 @@ pub fn entries(config: &AuditConfig, delivery: &Delivery, now: DateTime<Utc>) ->
             schema,
         } => event_entries(config, delivery, &stamp, &event, validation_error, schema),
         Audited::Malformed { code, message } => {
-            vec![malformed_entry(config, delivery, &stamp, code, message).to_json()]
+            vec![malformed_entry(config, delivery, &stamp, code, message)]
         }
     }
 }
@@ -258,9 +319,11 @@ fn event_entries(
                     d
                 }),
             }),
+            snapshot_digest: None,
+            shortened: None,
         },
     );
-    let mut out = vec![main.to_json()];
+    let mut out = vec![fit_event(&main)];
     if operation == sync_core::Operation::Delete.as_str() {
         let compliance: ComplianceEntry = stamp.entry(
             Severity::Notice,
@@ -273,9 +336,101 @@ fn event_entries(
                 received(event, field::CORRELATION_ID),
             ),
         );
-        out.push(compliance.to_json());
+        out.push(fitted(&compliance, &[TEXT], |e, cuts| {
+            e.record.shortened = Some(logline::shortened(cuts));
+        }));
     }
     out
+}
+
+/// The event entry within the budget: the derived upcast snapshot is
+/// shortened first, then the snapshot, then (only for absurdly long ids and
+/// texts) any text; a shortened entry carries the full snapshot's digest.
+fn fit_event(entry: &EventEntry) -> Value {
+    let mut digest = None;
+    fitted(
+        entry,
+        &[
+            Phase {
+                pointer: UPCAST_DATA_SNAPSHOT_POINTER,
+                mode: Mode::LeaveOut,
+            },
+            Phase {
+                pointer: DATA_SNAPSHOT_POINTER,
+                mode: Mode::LeaveOut,
+            },
+            TEXT,
+        ],
+        |e, cuts| {
+            let full = digest.get_or_insert_with(|| Digest::of_json(&entry.record.data_snapshot));
+            e.record.snapshot_digest = Some(SnapshotDigest {
+                data_snapshot_truncated: touched(cuts, DATA_SNAPSHOT_POINTER),
+                data_snapshot_bytes: full.bytes,
+                data_snapshot_sha256: full.sha256.clone(),
+            });
+            e.record.shortened = Some(logline::shortened(cuts));
+        },
+    )
+}
+
+/// The payload a malformed entry shows: its beginning (at most `max` bytes,
+/// cut at a character boundary), whether that is not all of it, and the
+/// full payload's digest when it is not (see `MalformedRecord`).
+struct Payload {
+    text: String,
+    truncated: bool,
+    digest: Option<Digest>,
+}
+
+/// The digest of the whole payload a malformed entry shows the beginning
+/// of: the data as delivered, or its redacted JSON text; none when it is
+/// withheld.
+fn payload_digest(config: &AuditConfig, raw: &[u8]) -> Option<Digest> {
+    if config.redact_fields.is_empty() {
+        return Some(Digest::of_bytes(raw));
+    }
+    let mut v = serde_json::from_slice::<Value>(raw).ok()?;
+    redact(&mut v, &config.redact_fields);
+    Some(Digest::of_bytes(v.to_string().as_bytes()))
+}
+
+impl Payload {
+    fn of(config: &AuditConfig, raw: &[u8]) -> Self {
+        let max = config.max_raw_bytes;
+        if config.redact_fields.is_empty() {
+            let cap = raw.len().min(max);
+            return Self {
+                text: String::from_utf8_lossy(&raw[..cap]).into_owned(),
+                truncated: raw.len() > max,
+                digest: (raw.len() > max)
+                    .then(|| payload_digest(config, raw))
+                    .flatten(),
+            };
+        }
+        // A payload that is JSON can be redacted; raw text cannot, so it is withheld.
+        let Ok(mut v) = serde_json::from_slice::<Value>(raw) else {
+            return Self {
+                text: "[WITHHELD: not JSON, cannot be redacted]".into(),
+                truncated: false,
+                digest: None,
+            };
+        };
+        redact(&mut v, &config.redact_fields);
+        let text = v.to_string();
+        if text.len() <= max {
+            return Self {
+                text,
+                truncated: false,
+                digest: None,
+            };
+        }
+        let digest = Digest::of_bytes(text.as_bytes());
+        Self {
+            text: logline::prefix_within(&text, usize::MAX, max).to_string(),
+            truncated: true,
+            digest: Some(digest),
+        }
+    }
 }
 
 fn malformed_entry(
@@ -284,22 +439,10 @@ fn malformed_entry(
     stamp: &Stamp,
     code: &str,
     message: String,
-) -> MalformedEntry {
+) -> Value {
     let raw = delivery.original_data();
-    let cap = raw.len().min(config.max_raw_bytes);
-    let mut payload = String::from_utf8_lossy(&raw[..cap]).into_owned();
-    if !config.redact_fields.is_empty() {
-        // A payload that is JSON can be redacted; raw text cannot, so it is withheld.
-        payload = match serde_json::from_slice::<Value>(raw) {
-            Ok(mut v) => {
-                redact(&mut v, &config.redact_fields);
-                let text = v.to_string();
-                text.chars().take(config.max_raw_bytes).collect()
-            }
-            Err(_) => "[WITHHELD: not JSON, cannot be redacted]".into(),
-        };
-    }
-    stamp.entry(
+    let payload = Payload::of(config, raw);
+    let entry: MalformedEntry = stamp.entry(
         Severity::Warning,
         format!("audit: malformed message {} ({code})", delivery.message_id),
         EntityLabels::new(UNKNOWN_OPERATION),
@@ -309,11 +452,22 @@ fn malformed_entry(
             message_id: delivery.message_id.clone(),
             error_code: code.into(),
             error_message: message,
-            raw_payload: payload,
+            raw_payload: payload.text,
             raw_payload_bytes: raw.len(),
-            raw_payload_truncated: raw.len() > config.max_raw_bytes,
+            raw_payload_truncated: payload.truncated,
+            raw_payload_sha256: payload.digest.map(|d| d.sha256),
             attributes: delivery.attributes.clone(),
             processing_metadata: processing_metadata(config, delivery),
+            shortened: None,
         },
-    )
+    );
+    fitted(&entry, &[TEXT], |e, cuts| {
+        if touched(cuts, RAW_PAYLOAD_POINTER) && !e.record.raw_payload_truncated {
+            // Cut here although it was within AUDIT_MAX_RAW_BYTES: the
+            // digest is of the whole payload, as when the cap cut it.
+            e.record.raw_payload_truncated = true;
+            e.record.raw_payload_sha256 = payload_digest(config, raw).map(|d| d.sha256);
+        }
+        e.record.shortened = Some(logline::shortened(cuts));
+    })
 }

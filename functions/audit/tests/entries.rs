@@ -4,6 +4,10 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use serde_json::{json, Value};
+use sync_core::logline::LINE_BUDGET_BYTES;
+use sync_core::wire::audit::{
+    ComplianceEntry, EventEntry, MalformedEntry, Shortened, SnapshotDigest,
+};
 use sync_testkit::{event, fixture};
 
 mod common;
@@ -210,4 +214,198 @@ async fn requests_that_are_not_deliveries_are_refused_and_write_nothing() {
     let status = send(&app, req).await;
     assert!(status.is_client_error());
     assert!(sink.lines().is_empty());
+}
+
+/// Lower-case hex SHA-256, computed here from what the test sent.
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Every line the sink holds is within the budget and one JSON object.
+fn assert_within_budget(sink: &MemorySink) {
+    for line in sink.lines() {
+        assert!(
+            line.len() <= LINE_BUDGET_BYTES,
+            "a line of {} bytes",
+            line.len()
+        );
+        assert!(serde_json::from_str::<Value>(&line).is_ok_and(|v| v.is_object()));
+    }
+}
+
+#[tokio::test]
+async fn a_large_event_keeps_every_field_but_the_snapshot_and_the_snapshots_digest() {
+    for size in [600_000, 900_000] {
+        let (app, sink) = make_app(&[]);
+        let data = json!({"name": "Big", "status": "active", "blob": "b".repeat(size)});
+        let message = event("big-1", "create", "2025-07-23T10:00:00")
+            .source("crm")
+            .correlation_id("c-big")
+            .data(data.clone())
+            .to_bytes();
+        let out = lines(&app, push(&message, "m-big", &[]), &sink).await;
+        assert_within_budget(&sink);
+        assert_eq!(out.len(), 1, "one entry");
+        let entry: EventEntry = serde_json::from_value(out[0].clone()).expect("an event entry");
+        let r = &entry.record;
+        assert_eq!(
+            (r.entity_id.as_str(), r.operation.as_str()),
+            ("big-1", "create")
+        );
+        assert_eq!(r.message_id, "m-big");
+        assert_eq!(r.source_system, "crm");
+        assert_eq!(r.correlation_id, "c-big");
+        assert_eq!(r.event_timestamp, "2025-07-23T10:00:00");
+        assert_eq!(r.processing_metadata.delivery_attempt, 2);
+        assert_eq!(r.data_snapshot["name"], "Big", "small fields stay");
+        assert_eq!(r.data_snapshot["status"], "active");
+        let blob = r.data_snapshot["blob"].as_str().expect("cut, not left out");
+        assert!(blob.len() < size && blob.len() > 100_000, "{}", blob.len());
+        let full = serde_json::to_vec(&data).expect("JSON");
+        assert_eq!(
+            r.snapshot_digest,
+            Some(SnapshotDigest {
+                data_snapshot_truncated: true,
+                data_snapshot_bytes: full.len(),
+                data_snapshot_sha256: sha256(&full),
+            })
+        );
+        assert_eq!(
+            r.shortened,
+            Some(Shortened {
+                shortened_fields: vec!["/data_snapshot/blob".into()],
+                shortened_field_count: 1,
+            })
+        );
+        assert_eq!(out[0]["data_snapshot_truncated"], true, "flat field names");
+    }
+}
+
+#[tokio::test]
+async fn an_entry_that_fits_is_unchanged() {
+    let (app, sink) = make_app(&[]);
+    let data = event("e", "update", "2025-07-23T10:00:00")
+        .data(json!({"blob": "b".repeat(150_000)}))
+        .to_bytes();
+    let out = lines(&app, push(&data, "m", &[]), &sink).await;
+    assert_eq!(
+        out[0]["data_snapshot"]["blob"].as_str().map(str::len),
+        Some(150_000)
+    );
+    for field in [
+        "data_snapshot_truncated",
+        "shortened_fields",
+        "data_snapshot_sha256",
+    ] {
+        assert!(out[0].get(field).is_none(), "{field}");
+    }
+}
+
+#[tokio::test]
+async fn a_large_delete_still_has_both_entries() {
+    let (app, sink) = make_app(&[]);
+    let data = event("gone", "delete", "2025-07-23T10:00:00")
+        .correlation_id(&"c".repeat(400_000))
+        .to_bytes();
+    let out = lines(&app, push(&data, "m-del", &[]), &sink).await;
+    assert_within_budget(&sink);
+    assert_eq!(out.len(), 2, "the event and its compliance entry");
+    assert_eq!(out[0]["operation"], "delete");
+    assert_eq!(out[1]["compliance_event"], "data_deletion");
+    assert_eq!(out[1]["message_id"], "m-del");
+    for e in &out {
+        assert_eq!(e["shortened_fields"], json!(["/correlation_id"]), "{e:#}");
+        assert!(e["correlation_id"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("ccc")));
+    }
+    let entry: EventEntry = serde_json::from_value(out[0].clone()).expect("an event entry");
+    let digest = entry.record.snapshot_digest.expect("shortened");
+    assert!(
+        !digest.data_snapshot_truncated,
+        "the snapshot itself is whole"
+    );
+    let compliance: ComplianceEntry = serde_json::from_value(out[1].clone()).expect("compliance");
+    assert_eq!(
+        compliance.record.shortened.map(|s| s.shortened_field_count),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn a_refused_event_of_3_mb_keeps_its_reason_and_digest() {
+    let (app, sink) = make_app(&[]);
+    let data = json!({"blob": "z".repeat(3_000_000)});
+    let message = event("huge", "create", "2025-07-23T10:00:00")
+        .data(data.clone())
+        .to_bytes();
+    let out = lines(&app, push(&message, "m-huge", &[]), &sink).await;
+    assert_within_budget(&sink);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0]["validation_error"]["error_code"], "entity_too_large");
+    let full = serde_json::to_vec(&data).expect("JSON");
+    assert_eq!(out[0]["data_snapshot_bytes"], full.len());
+    assert_eq!(out[0]["data_snapshot_sha256"], sha256(&full));
+    assert_eq!(out[0]["data_snapshot_truncated"], true);
+}
+
+#[tokio::test]
+async fn a_large_malformed_payload_is_capped_with_its_digest() {
+    let (app, sink) = make_app(&[]);
+    let raw = format!("{{\"entity_id\": \"m\", {}", "y".repeat(700_000));
+    let out = lines(&app, push(raw.as_bytes(), "m-bad", &[]), &sink).await;
+    assert_within_budget(&sink);
+    let entry: MalformedEntry = serde_json::from_value(out[0].clone()).expect("malformed entry");
+    let r = &entry.record;
+    assert_eq!(r.error_code, "invalid_json");
+    assert_eq!(r.raw_payload.len(), 8192);
+    assert!(raw.starts_with(&r.raw_payload));
+    assert_eq!(r.raw_payload_bytes, raw.len());
+    assert!(r.raw_payload_truncated);
+    assert_eq!(r.raw_payload_sha256, Some(sha256(raw.as_bytes())));
+    assert_eq!(r.shortened, None, "the cap made it fit");
+}
+
+#[tokio::test]
+async fn a_redacted_payload_digest_is_of_the_redacted_text() {
+    let (app, sink) = make_app(&[
+        ("AUDIT_REDACT_FIELDS", "secret"),
+        ("AUDIT_MAX_RAW_BYTES", "64"),
+    ]);
+    let raw = json!({"secret": "s3cr3t", "operation": "create", "pad": "p".repeat(500)});
+    let out = lines(&app, push(raw.to_string().as_bytes(), "m-r", &[]), &sink).await;
+    let redacted =
+        json!({"secret": "[REDACTED]", "operation": "create", "pad": "p".repeat(500)}).to_string();
+    assert_eq!(out[0]["error_code"], "missing_field");
+    assert_eq!(out[0]["raw_payload_truncated"], true);
+    assert_eq!(out[0]["raw_payload_sha256"], sha256(redacted.as_bytes()));
+    assert!(redacted.starts_with(out[0]["raw_payload"].as_str().unwrap_or("?")));
+    assert!(!sink.lines()[0].contains("s3cr3t"));
+}
+
+#[tokio::test]
+async fn attributes_that_do_not_fit_are_cut_largest_first() {
+    let (app, sink) = make_app(&[]);
+    let mut envelope = sync_testkit::push(b"{not json", "m-attrs");
+    for i in 0..100 {
+        envelope = envelope.attribute(&format!("a{i:02}"), &"v".repeat(3_000 + i));
+    }
+    let out = lines(&app, envelope.request(), &sink).await;
+    assert_within_budget(&sink);
+    let entry: MalformedEntry = serde_json::from_value(out[0].clone()).expect("malformed entry");
+    let shortened = entry.record.shortened.expect("shortened");
+    assert_eq!(
+        shortened.shortened_fields[0], "/attributes/a99",
+        "largest first"
+    );
+    assert_eq!(
+        entry.record.attributes.len(),
+        100,
+        "every attribute is kept"
+    );
+    assert_eq!(entry.record.raw_payload, "{not json");
 }

@@ -98,3 +98,30 @@ async fn an_unknown_version_is_audited_as_the_sync_function_refuses_it() {
     );
     assert!(entry.get("schema").is_none(), "{entry}");
 }
+
+#[tokio::test]
+async fn the_derived_upcast_snapshot_is_shortened_before_the_snapshot() {
+    let vars = [(SCHEMA_HISTORY_FILE, HISTORY)];
+    // `name` becomes `title`: both snapshots hold the 300 KB value.
+    let event = EventMessage::new("e1", Operation::Create, "2025-07-23T10:00:00")
+        .field("name", "n".repeat(300_000))
+        .field("street", "Main St 1");
+    let entry = audit(&vars, &event).await;
+    assert!(entry.to_string().len() <= sync_core::logline::LINE_BUDGET_BYTES);
+    assert_eq!(
+        entry["shortened_fields"][0], "/schema/upcast_data_snapshot/title",
+        "{:#}",
+        entry["shortened_fields"]
+    );
+    // The derived copy could not give enough: all of it went, then the
+    // snapshot's own value was cut.
+    assert_eq!(entry["schema"]["upcast_data_snapshot"], json!({}));
+    assert_eq!(entry["shortened_field_count"], 4);
+    assert_eq!(entry["shortened_fields"][3], "/data_snapshot/name");
+    assert_eq!(entry["data_snapshot"]["street"], "Main St 1");
+    assert!(entry["data_snapshot"]["name"]
+        .as_str()
+        .is_some_and(|n| n.len() > 100_000));
+    assert_eq!(entry["schema"]["received_version"], 1);
+    assert_eq!(entry["data_snapshot_truncated"], true);
+}

@@ -70,6 +70,43 @@ async fn unwrapped_fixtures_give_the_recipe_entry_with_their_metadata() {
 }
 
 #[tokio::test]
+async fn the_delivery_attempt_header_is_the_entrys_delivery_attempt() {
+    let body = event("e1", "update", "2025-07-23T10:15:00")
+        .data(json!({"n": 1}))
+        .to_bytes();
+    for (request, attempt) in [
+        (
+            unwrapped(&body)
+                .metadata("61", SUBSCRIPTION, "2025-07-23T10:15:30.412Z")
+                .delivery_attempt(3)
+                .request(),
+            3,
+        ),
+        (with_metadata(&body, "62"), 1),
+        (
+            unwrapped(b"{oops")
+                .metadata("63", SUBSCRIPTION, "2025-07-23T10:15:30.412Z")
+                .delivery_attempt(5)
+                .request(),
+            5,
+        ),
+    ] {
+        let (app, sink) = make_app(&[]);
+        assert_eq!(send(&app, request).await, StatusCode::NO_CONTENT);
+        let entries = parsed(&sink);
+        let meta = &entries[0]["processing_metadata"];
+        assert_eq!(meta["delivery_attempt"], attempt, "{:#}", entries[0]);
+        assert_eq!(meta["delivery_form"], "pubsub_unwrapped");
+        assert!(
+            entries[0]["attributes"]
+                .as_object()
+                .is_none_or(|a| a.keys().all(|k| !k.starts_with("x-goog-"))),
+            "metadata is not an attribute"
+        );
+    }
+}
+
+#[tokio::test]
 async fn unwrapped_delete_adds_the_compliance_entry() {
     let (app, sink) = make_app(&[]);
     let body = event("e9", "delete", "2025-07-23T10:15:00")

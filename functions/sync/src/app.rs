@@ -18,6 +18,11 @@
 //! Publishing is not retried here: the Pub/Sub client retries within its
 //! publish timeout, and a nack makes Pub/Sub redeliver (see `sync-pubsub`).
 //!
+//! Every line fits one Cloud Logging entry (`sync_core::logline`): ids from
+//! the wire on the delivery's span, error texts and a conflict's values are
+//! cut where the line is made, a cut value with its length and SHA-256, and
+//! the JSON writer guards the rest (`sync_http::telemetry`).
+//!
 //! The delivery's trace context (the event's `googclient_traceparent`, else
 //! the request's headers; see `sync_http::trace`) gets a child span for this
 //! delivery: its log lines carry it, and its announcement or dead letter
@@ -39,6 +44,9 @@ use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use sync_core::logline::{
+    excerpt, json_excerpt, FIELD_TEXT_BYTES, ID_TEXT_BYTES, VALUE_TEXT_BYTES,
+};
 use sync_core::wire::dead_letter::Reason;
 use sync_core::{
     parse_event_with, Announcement, ChangeEvent, Disposition, EntityStore, EventPublisher,
@@ -48,7 +56,7 @@ use sync_http::telemetry::{SPAN_ID_FIELD, TRACE_FIELD, TRACE_SAMPLED_FIELD};
 use sync_http::{Delivery, InvalidBase64, TraceContext};
 use sync_pubsub::admin::TopicReach;
 use sync_pubsub::{messages, PubSubAdmin, PubSubPublisher};
-use sync_store::{DatastoreAdmin, DatastoreStore};
+use sync_store::DatastoreStore;
 use tracing::{field, info, info_span, warn, Instrument};
 
 /// The receiving clock, injectable for tests.
@@ -87,10 +95,41 @@ impl AppState {
     }
 }
 
-/// The sync function's routes: `POST /` (any query string) and `GET /healthz`.
+/// What the sync function holds at rest, besides requests: the runtime, the
+/// Datastore and Pub/Sub clients with their connections and buffers, the
+/// announced log, the allocator's slack. Measured: about 13 MiB resident
+/// idle (release), 28 MiB (debug); the memory test's burst shows what is
+/// left for requests suffices.
+pub const AT_REST_BYTES: u64 = 48 << 20;
+
+/// What one delivery holds at its peak (see [`sync_http::admission`]).
+///
+/// The body is read once and its data decoded in place. A body that can
+/// carry an entity (up to [`ENTITY_BODY_BYTES`]) is parsed, merged, encoded
+/// for Datastore, recorded as a conflict and announced: measured up to 9×
+/// the body (a conflict between two 1 MB values), charged 10×. The rest of a
+/// larger body can only be refused (entity too large) and dead-lettered: the
+/// data and its parsed copy, then the data and its encoded publish,
+/// measured 1.5× the body of a 9.5 MB event, charged 2×.
+pub const REQUEST_COST: sync_http::RequestCost = sync_http::RequestCost {
+    fixed: 64 << 10,
+    per_byte: 10.0,
+    bulk_from: ENTITY_BODY_BYTES,
+    bulk_per_byte: 2.0,
+};
+
+/// The push body of the largest event whose data fits an entity (1,048,572
+/// bytes base64-encoded, with the envelope): 1.5 MiB.
+pub const ENTITY_BODY_BYTES: u64 = 3 << 19;
+
+/// The sync function's routes: `POST /` (any query string, admitted against
+/// the instance's memory budget) and `GET /healthz`.
 pub fn router(state: AppState) -> Router {
-    let limit = state.config.runtime.max_body_bytes;
-    sync_http::push_router(handle, limit, state)
+    let runtime = &state.config.runtime;
+    let budget =
+        sync_http::MemoryBudget::for_instance(runtime.memory_limit(), AT_REST_BYTES, REQUEST_COST);
+    let limit = runtime.max_body_bytes;
+    sync_http::push_router(handle, limit, budget, state)
 }
 
 /// The function on Datastore and Pub/Sub (or their emulators): clients built
@@ -99,9 +138,7 @@ pub struct App {
     state: AppState,
     store: DatastoreStore,
     publisher: Arc<PubSubPublisher>,
-    /// The first calls of [`App::warm_up`]: on the store's channel, and on
-    /// Pub/Sub's admin client.
-    datastore: DatastoreAdmin,
+    /// Pub/Sub's admin client, for the `GetTopic`s of [`App::warm_up`].
     topics: PubSubAdmin,
     /// Deliveries answered on `POST /`.
     deliveries: Arc<AtomicU64>,
@@ -113,18 +150,26 @@ impl App {
     /// # Errors
     /// When a client cannot be built (no credentials, an unusable endpoint…).
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
-        let store = DatastoreStore::connect(config.store.clone())
-            .await
-            .context("connecting to Datastore")?;
-        let datastore = store.admin();
-        let topics = PubSubAdmin::connect(&config.pubsub)
-            .await
-            .context("connecting to Pub/Sub's admin API")?;
-        let publisher = Arc::new(
-            PubSubPublisher::connect(&config.pubsub)
-                .await
-                .context("connecting to Pub/Sub")?,
-        );
+        // Independent clients: built at once, each in its own task.
+        let store_config = config.store.clone();
+        let store = tokio::spawn(async move {
+            let store = DatastoreStore::connect(store_config).await?;
+            // The probe is the slowest call of the start-up: it begins as
+            // soon as the channel is up, while the Pub/Sub clients are
+            // built; `warm_up` waits for it (and probes again if it failed).
+            let probing = store.clone();
+            tokio::spawn(async move { probing.probe_transactions().await });
+            Ok::<_, sync_store::ConnectError>(store)
+        });
+        let pubsub = config.pubsub.clone();
+        let topics = tokio::spawn(async move { PubSubAdmin::connect(&pubsub).await });
+        let pubsub = config.pubsub.clone();
+        let publisher = tokio::spawn(async move { PubSubPublisher::connect(&pubsub).await });
+        let (store, topics, publisher) = tokio::try_join!(store, topics, publisher)
+            .context("a client's task ended without an answer")?;
+        let store = store.context("connecting to Datastore")?;
+        let topics = topics.context("connecting to Pub/Sub's admin API")?;
+        let publisher = Arc::new(publisher.context("connecting to Pub/Sub")?);
         tracing::info!(
             project = %config.project_id(),
             kind = %config.kind(),
@@ -137,19 +182,21 @@ impl App {
             state,
             store,
             publisher,
-            datastore,
             topics,
             deliveries: Arc::default(),
         })
     }
 
-    /// One cheap call per backend (see [`crate::readiness`]): a Datastore
-    /// lookup of a key that does not exist, and a `GetTopic` of every topic
-    /// the function publishes to, concurrently.
+    /// The calls that make the function ready (see [`crate::readiness`]),
+    /// all at once: the store's transaction probe (a lookup of a key that
+    /// does not exist, beginning a transaction, and its commit; done here so
+    /// that the first event does not pay for it), and a `GetTopic` of every
+    /// topic the function publishes to.
     ///
     /// # Errors
     /// The first call that got no answer: a missing topic or one the
-    /// account may not read is an answer (logged when missing).
+    /// account may not read is an answer (logged when missing), and so is a
+    /// Datastore that refuses to begin transactions in lookups.
     pub async fn warm_up(&self) -> anyhow::Result<()> {
         let config = &self.state.config;
         let mut topics: Vec<String> = sync_core::Operation::ALL
@@ -157,20 +204,35 @@ impl App {
             .map(|op| config.external_topic(op))
             .collect();
         topics.extend(config.dead_letter_topic.clone());
-        let datastore = async { self.datastore.ping().await.context("Datastore lookup") };
-        let pubsub = async {
-            for topic in &topics {
-                let reach = self.topics.reach_topic(topic).await;
-                match reach.with_context(|| format!("Pub/Sub GetTopic {topic}"))? {
-                    TopicReach::Missing => tracing::warn!(
-                        topic,
-                        "topic does not exist: publishing to it fails until it is created"
-                    ),
-                    TopicReach::Exists | TopicReach::NotReadable => {}
-                }
-            }
-            Ok(())
+        let started = tokio::time::Instant::now();
+        let ms = |since: tokio::time::Instant| {
+            u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
         };
+        let datastore = async {
+            let in_lookup = self
+                .store
+                .probe_transactions()
+                .await
+                .context("Datastore lookup (the transaction probe)")?;
+            tracing::debug!(
+                in_lookup,
+                elapsed_ms = ms(started),
+                "transaction probe done"
+            );
+            anyhow::Ok(())
+        };
+        let pubsub = futures_util::future::try_join_all(topics.iter().map(|topic| async move {
+            let reach = self.topics.reach_topic(topic).await;
+            tracing::debug!(topic, elapsed_ms = ms(started), "GetTopic answered");
+            match reach.with_context(|| format!("Pub/Sub GetTopic {topic}"))? {
+                TopicReach::Missing => tracing::warn!(
+                    topic,
+                    "topic does not exist: publishing to it fails until it is created"
+                ),
+                TopicReach::Exists | TopicReach::NotReadable => {}
+            }
+            anyhow::Ok(())
+        }));
         tokio::try_join!(datastore, pubsub).map(drop)
     }
 
@@ -368,10 +430,12 @@ failure_from!(&InvalidBase64, ValidationError, StoreError);
 
 /// A request that is not a Pub/Sub delivery never gets here: the extractor's
 /// rejection (`DeliveryError`) answers 4xx and logs it once.
-async fn handle(State(app): State<AppState>, delivery: Delivery) -> Reply {
+async fn handle(State(app): State<AppState>, mut delivery: Delivery) -> Reply {
+    // Every line of the delivery repeats the span's fields: ids from the
+    // wire are cut to a bounded length (`logline`).
     let span = info_span!(
         "delivery",
-        message_id = %delivery.message_id,
+        message_id = %excerpt(&delivery.message_id, ID_TEXT_BYTES),
         form = delivery.form.as_str(),
         attempt = field::Empty,
         entity_id = field::Empty,
@@ -411,7 +475,7 @@ async fn handle(State(app): State<AppState>, delivery: Delivery) -> Reply {
                 );
                 Reply::Ack
             }
-            Err(failure) => settle(&app, &delivery, failure, traceparent.as_deref()).await,
+            Err(failure) => settle(&app, &mut delivery, failure, traceparent.as_deref()).await,
         }
     }
     .instrument(span.clone())
@@ -434,21 +498,12 @@ async fn process(
     )?;
     span.record("entity_id", event.entity_id.as_str());
     if let Some(c) = &event.correlation_id {
-        span.record("correlation_id", c.as_str());
+        span.record("correlation_id", &*excerpt(c, ID_TEXT_BYTES));
     }
 
     let result = app.store.apply(&event).await?;
     for c in &result.conflicts {
-        info!(
-            field = %c.field,
-            rule = c.rule.as_str(),
-            reason = c.reason.as_str(),
-            winner_value = %c.winner_value.as_ref().map_or_else(|| "(deleted)".to_string(), |v| v.to_string()),
-            winner_key = %c.winner_key,
-            loser_value = %c.loser_value,
-            loser_key = %c.loser_key,
-            "conflict: incoming value lost"
-        );
+        log_conflict(c);
     }
     if let Some(announcement) = &result.announcement {
         announce(app, &event, announcement, traceparent).await?;
@@ -463,6 +518,34 @@ async fn process(
             .publish_time
             .map(|t| ((app.clock)() - t).num_milliseconds()),
     })
+}
+
+/// One line per conflict, as `sync_core::wire::audit::ConflictLine` reads
+/// it: both values as compact JSON, each cut to fit the line (with the
+/// length and SHA-256 of its whole text when cut), the order keys (whose
+/// source may be long) cut too.
+fn log_conflict(c: &sync_core::FieldConflict) {
+    let (winner, winner_full) = match &c.winner_value {
+        Some(v) => json_excerpt(v, VALUE_TEXT_BYTES),
+        None => ("(deleted)".to_string(), None),
+    };
+    let (loser, loser_full) = json_excerpt(&c.loser_value, VALUE_TEXT_BYTES);
+    info!(
+        field = %c.field,
+        rule = c.rule.as_str(),
+        reason = c.reason.as_str(),
+        winner_value = %winner,
+        winner_value_truncated = winner_full.is_some().then_some(true),
+        winner_value_bytes = winner_full.as_ref().map(|d| d.bytes),
+        winner_value_sha256 = winner_full.as_ref().map(|d| d.sha256.as_str()),
+        winner_key = %excerpt(&c.winner_key.to_string(), ID_TEXT_BYTES),
+        loser_value = %loser,
+        loser_value_truncated = loser_full.is_some().then_some(true),
+        loser_value_bytes = loser_full.as_ref().map(|d| d.bytes),
+        loser_value_sha256 = loser_full.as_ref().map(|d| d.sha256.as_str()),
+        loser_key = %excerpt(&c.loser_key.to_string(), ID_TEXT_BYTES),
+        "conflict: incoming value lost"
+    );
 }
 
 /// Publishes the change downstream. Nothing records that it went out: a
@@ -500,7 +583,7 @@ async fn announce(
 /// Dead-letters or answers a failure, and logs its outcome event.
 async fn settle(
     app: &AppState,
-    delivery: &Delivery,
+    delivery: &mut Delivery,
     failure: Failure,
     traceparent: Option<&str>,
 ) -> Reply {
@@ -509,7 +592,7 @@ async fn settle(
             dead_letter(app, delivery, code, &error, traceparent).await
         }
         Failure::Transient { code, error } => {
-            warn!(outcome = "retry", error_code = code, error = %error, "store failed; Pub/Sub will redeliver");
+            warn!(outcome = "retry", error_code = code, error = %excerpt(&error, FIELD_TEXT_BYTES), "store failed; Pub/Sub will redeliver");
             Reply::Retry
         }
         Failure::Announcement {
@@ -517,31 +600,35 @@ async fn settle(
             version,
             error,
         } => {
-            warn!(outcome = "retry", topic = %topic, version, error = %error, "announcement failed; Pub/Sub will redeliver and it will be announced then");
+            warn!(outcome = "retry", topic = %topic, version, error = %excerpt(&error.to_string(), FIELD_TEXT_BYTES), "announcement failed; Pub/Sub will redeliver and it will be announced then");
             Reply::Retry
         }
     }
 }
 
 /// Sends a permanently bad message to the dead-letter topic with the reason.
+/// Its data is moved into the dead letter, not copied: the delivery needs it
+/// no more.
 async fn dead_letter(
     app: &AppState,
-    delivery: &Delivery,
+    delivery: &mut Delivery,
     code: &str,
     message: &str,
     traceparent: Option<&str>,
 ) -> Reply {
+    // The reason may echo the message (an operation, a field name).
+    let error = excerpt(message, FIELD_TEXT_BYTES);
     let Some(topic) = &app.config.dead_letter_topic else {
         warn!(
             outcome = "rejected",
             error_code = code,
-            error = message,
+            error = %error,
             "message rejected; no dead-letter topic is configured, so Pub/Sub will redeliver it"
         );
         return Reply::Rejected;
     };
     let out = messages::dead_letter(
-        delivery.original_data().to_vec(),
+        delivery.take_original_data(),
         &delivery.attributes,
         Reason {
             code,
@@ -553,12 +640,125 @@ async fn dead_letter(
     let out = messages::traced(out, traceparent);
     match app.publisher.publish(topic, out).await {
         Ok(id) => {
-            warn!(outcome = "rejected", error_code = code, error = message, dead_letter_message_id = %id, "message dead-lettered");
+            warn!(outcome = "rejected", error_code = code, error = %error, dead_letter_message_id = %id, "message dead-lettered");
             Reply::Ack
         }
         Err(e) => {
-            warn!(outcome = "retry", error_code = code, error = %e, "dead-letter publish failed; Pub/Sub will redeliver");
+            warn!(outcome = "retry", error_code = code, error = %excerpt(&e.to_string(), FIELD_TEXT_BYTES), "dead-letter publish failed; Pub/Sub will redeliver");
             Reply::Retry
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+    use std::io::Write;
+    use std::sync::Mutex;
+    use sync_core::logline::LINE_BUDGET_BYTES;
+    use sync_core::wire::audit::ConflictLine;
+    use sync_core::{FieldConflict, FieldRule, LossReason, OrderKey};
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The production JSON lines `f` logs.
+    fn logged(f: impl FnOnce()) -> Vec<String> {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = sync_http::telemetry::json_subscriber(move || writer.clone());
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = capture.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8(bytes)
+            .expect("UTF-8")
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn sha256(bytes: &[u8]) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn conflict(winner: Value, loser: Value) -> FieldConflict {
+        let t = |s| {
+            DateTime::parse_from_rfc3339(s)
+                .expect("time")
+                .with_timezone(&Utc)
+        };
+        FieldConflict {
+            field: "doc".into(),
+            rule: FieldRule::Lww,
+            reason: LossReason::OlderThanWinner,
+            winner_value: Some(winner),
+            winner_key: OrderKey::new(t("2025-07-23T10:00:01Z"), "crm", "m-2"),
+            loser_value: loser,
+            loser_key: OrderKey::new(t("2025-07-23T10:00:00Z"), "web", "m-1"),
+        }
+    }
+
+    #[test]
+    fn a_conflict_of_two_400_kb_values_fits_one_line_with_both_digests() {
+        let winner = json!({"text": "w\"".repeat(200_000)});
+        let loser = json!("l".repeat(400_000));
+        let lines = logged(|| log_conflict(&conflict(winner.clone(), loser.clone())));
+        assert_eq!(lines.len(), 1);
+        let line = &lines[0];
+        assert!(line.len() <= LINE_BUDGET_BYTES, "{} bytes", line.len());
+        let read: ConflictLine = serde_json::from_str(line).expect("a conflict line");
+        assert_eq!(read.message, "conflict: incoming value lost");
+        assert_eq!((read.field.as_str(), read.rule.as_str()), ("doc", "lww"));
+        for (value, text, truncated, bytes, digest) in [
+            (
+                &winner,
+                &read.winner_value,
+                read.winner_value_truncated,
+                read.winner_value_bytes,
+                &read.winner_value_sha256,
+            ),
+            (
+                &loser,
+                &read.loser_value,
+                read.loser_value_truncated,
+                read.loser_value_bytes,
+                &read.loser_value_sha256,
+            ),
+        ] {
+            let full = serde_json::to_string(value).expect("JSON");
+            assert!(truncated);
+            assert!(full.starts_with(text.as_str()) && text.len() > 10_000);
+            assert_eq!(bytes, Some(full.len()));
+            assert_eq!(digest.as_deref(), Some(sha256(full.as_bytes()).as_str()));
+        }
+        assert!(read.winner_key.contains("crm") && read.loser_key.contains("web"));
+    }
+
+    #[test]
+    fn a_small_conflict_is_logged_whole() {
+        let lines = logged(|| log_conflict(&conflict(json!(2), json!({"a": 1}))));
+        let read: ConflictLine = serde_json::from_str(&lines[0]).expect("a conflict line");
+        assert_eq!(read.winner_value, "2");
+        assert_eq!(read.loser_value, r#"{"a":1}"#);
+        assert!(!read.winner_value_truncated && !read.loser_value_truncated);
+        assert_eq!(read.loser_value_bytes, None);
+        assert_eq!(read.winner_value_sha256, None);
     }
 }

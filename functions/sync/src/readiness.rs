@@ -7,12 +7,19 @@
 //! 200, `/healthz` and deliveries 503) and runs the warm-up in the
 //! background, retried with backoff until it succeeds:
 //!
-//! 1. [`App::connect`]: the clients (Datastore's channel connects eagerly, so
-//!    an unreachable Datastore fails here);
-//! 2. [`App::warm_up`]: a Datastore lookup of a key that does not exist, in
-//!    the configured namespace, on the store's own channel; and a Pub/Sub
-//!    `GetTopic` of each topic the function publishes to (the announcement
-//!    topics, the dead-letter topic). `NOT_FOUND` is an answer too (logged):
+//! 1. [`App::connect`]: the three clients at once, each in its own task
+//!    (Datastore's channel connects eagerly, so an unreachable Datastore fails
+//!    here); as soon as the channel is up the store's transaction probe
+//!    begins, while the Pub/Sub clients are still being built;
+//! 2. [`App::warm_up`], every call at once: the store's transaction probe
+//!    (`DatastoreStore::probe_transactions`: a lookup of a key that does not
+//!    exist, in the configured namespace, beginning a transaction, then its
+//!    commit; it decides how every apply begins its transaction, and the
+//!    first event used to pay for it), and a Pub/Sub `GetTopic` of each topic
+//!    the function publishes to (the announcement topics, the dead-letter
+//!    topic). A Datastore that refuses to begin transactions in lookups is an
+//!    answer (on the Firestore emulator the probe's commit waits for its own
+//!    lock, about 2 s, before it says so). `NOT_FOUND` is an answer too (logged):
 //!    `deploy/up.sh` creates the topics after the services, as the demo does
 //!    after starting the function, so readiness cannot wait for them. With
 //!    only `roles/pubsub.publisher` on the topics (as `deploy/pubsub.sh`

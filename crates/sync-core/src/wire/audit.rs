@@ -7,6 +7,16 @@
 //! kept as received (an event the sync function refuses is still audited, so
 //! they need not have the recipe's types); an event of an older schema
 //! version also records what upcasting made of it ([`SchemaRecord`]).
+//!
+//! Every line stays within one Cloud Logging entry
+//! ([`crate::logline::LINE_BUDGET_BYTES`]). The fields a line carries when it
+//! had to be shortened are defined here too, once: an entry whose
+//! `data_snapshot` was shortened carries [`SnapshotDigest`] (the snapshot's
+//! length and SHA-256, `data_snapshot_truncated: true`); any shortened entry
+//! or line names the values left out or cut ([`Shortened`]); a malformed
+//! message's payload has its digest beside `raw_payload_truncated`; a line
+//! the last guard of a writer had to shorten says so ([`LineDigest`]); and the
+//! sync function's conflict lines say which value was cut ([`ConflictLine`]).
 
 use super::{to_json, SYSTEM};
 use serde::{Deserialize, Serialize};
@@ -19,6 +29,13 @@ pub const ENTITY_TYPE: &str = "sync_entity";
 pub const UNKNOWN_OPERATION: &str = "unknown";
 /// `compliance_event` and `labels.compliance` of a delete's compliance entry.
 pub const DATA_DELETION: &str = "data_deletion";
+
+/// JSON Pointer of `data_snapshot` in an event entry.
+pub const DATA_SNAPSHOT_POINTER: &str = "/data_snapshot";
+/// JSON Pointer of `schema.upcast_data_snapshot` in an event entry.
+pub const UPCAST_DATA_SNAPSHOT_POINTER: &str = "/schema/upcast_data_snapshot";
+/// JSON Pointer of `raw_payload` in a malformed entry.
+pub const RAW_PAYLOAD_POINTER: &str = "/raw_payload";
 
 /// Cloud Logging's severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +210,54 @@ pub struct EventRecord {
     /// `unsupported_schema_version`) or it is not an integer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<SchemaRecord>,
+    /// What `data_snapshot` was in full, when the entry had to be shortened.
+    #[serde(flatten)]
+    pub snapshot_digest: Option<SnapshotDigest>,
+    /// What was left out or cut, when the entry had to be shortened.
+    #[serde(flatten)]
+    pub shortened: Option<Shortened>,
+}
+
+/// The full `data_snapshot` of an event entry that had to be shortened to
+/// fit one log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotDigest {
+    /// Whether `data_snapshot` itself was shortened (an entry can also be
+    /// shortened elsewhere, e.g. in the derived `schema.upcast_data_snapshot`).
+    pub data_snapshot_truncated: bool,
+    /// Length in bytes of the full snapshot, serialized as below.
+    pub data_snapshot_bytes: usize,
+    /// Lower-case hex SHA-256 of the full snapshot serialized as compact
+    /// JSON: exactly the bytes an unshortened entry holds at
+    /// `data_snapshot` (redacted values as `"[REDACTED]"`; no whitespace;
+    /// object keys in byte order; only `"`, `\` and control characters
+    /// escaped, as `\"`, `\\`, `\n`, `\r`, `\t`, `\b`, `\f` or
+    /// `\u00XX`; numbers as written by serde_json).
+    pub data_snapshot_sha256: String,
+}
+
+/// What an entry or line that had to be shortened left out or cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shortened {
+    /// JSON Pointers (RFC 6901) of the values left out or cut, in the order
+    /// they were shortened (largest first within each part); as many as fit
+    /// in 16 KiB.
+    pub shortened_fields: Vec<String>,
+    /// How many values were left out or cut in all (more than listed when
+    /// the list was too long).
+    pub shortened_field_count: usize,
+}
+
+/// A line a writer's last guard had to shorten: no builder of that line
+/// made it fit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineDigest {
+    /// Always `true`.
+    pub log_line_truncated: bool,
+    /// Length in bytes of the line as it was (newline excluded).
+    pub log_line_bytes: usize,
+    /// Lower-case hex SHA-256 of the line as it was (newline excluded).
+    pub log_line_sha256: String,
 }
 
 /// What upcasting did to an audited event (see [`crate::schema`]).
@@ -227,6 +292,9 @@ pub struct ComplianceRecord {
     pub message_id: String,
     /// The event's `correlation_id` as received.
     pub correlation_id: Value,
+    /// What was left out or cut, when the entry had to be shortened.
+    #[serde(flatten)]
+    pub shortened: Option<Shortened>,
 }
 
 impl ComplianceRecord {
@@ -245,6 +313,7 @@ impl ComplianceRecord {
             regulatory_context: "gdpr_compliance".into(),
             message_id,
             correlation_id,
+            shortened: None,
         }
     }
 }
@@ -268,10 +337,63 @@ pub struct MalformedRecord {
     pub raw_payload_bytes: usize,
     /// Whether `raw_payload` was cut.
     pub raw_payload_truncated: bool,
+    /// When `raw_payload` was cut: lower-case hex SHA-256 of the whole
+    /// payload it begins: the message data as delivered (after base64
+    /// decoding), or with `AUDIT_REDACT_FIELDS` the whole redacted JSON
+    /// text; absent when the payload was withheld.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_payload_sha256: Option<String>,
     /// The message attributes.
     pub attributes: BTreeMap<String, String>,
     /// How it was delivered.
     pub processing_metadata: ProcessingMetadata,
+    /// What was left out or cut, when the entry had to be shortened.
+    #[serde(flatten)]
+    pub shortened: Option<Shortened>,
+}
+
+/// The sync function's `conflict: incoming value lost` line, as it reaches
+/// Cloud Logging: `tracing-stackdriver` writes event fields in camelCase
+/// (`winner_value` in the code is `winnerValue` here). Values are compact
+/// JSON text, cut to fit the line; a cut one comes with the length and
+/// SHA-256 of its whole text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictLine {
+    /// `conflict: incoming value lost`.
+    pub message: String,
+    /// The field.
+    pub field: String,
+    /// The rule that decided.
+    pub rule: String,
+    /// Why the incoming value lost.
+    pub reason: String,
+    /// The value that stayed (`(deleted)` when the entity is deleted).
+    pub winner_value: String,
+    /// Its order key.
+    pub winner_key: String,
+    /// The incoming value.
+    pub loser_value: String,
+    /// Its order key.
+    pub loser_key: String,
+    /// Whether `winnerValue` was cut.
+    #[serde(default)]
+    pub winner_value_truncated: bool,
+    /// Bytes of the whole winner value's text, when cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner_value_bytes: Option<usize>,
+    /// SHA-256 of the whole winner value's text, when cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner_value_sha256: Option<String>,
+    /// Whether `loserValue` was cut.
+    #[serde(default)]
+    pub loser_value_truncated: bool,
+    /// Bytes of the whole loser value's text, when cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loser_value_bytes: Option<usize>,
+    /// SHA-256 of the whole loser value's text, when cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loser_value_sha256: Option<String>,
 }
 
 #[cfg(test)]
@@ -310,12 +432,15 @@ mod tests {
                     raw_payload: "{".into(),
                     raw_payload_bytes: 1,
                     raw_payload_truncated: false,
+                    raw_payload_sha256: None,
                     attributes: BTreeMap::new(),
                     processing_metadata: metadata(),
+                    shortened: None,
                 },
                 trace,
             };
             let json = entry.to_json();
+            assert_eq!(json.pointer(RAW_PAYLOAD_POINTER), Some(&Value::from("{")));
             assert_eq!(json["severity"], "WARNING");
             assert_eq!(json["event_type"], "malformed_event");
             assert_eq!(
@@ -325,6 +450,65 @@ mod tests {
             let back: MalformedEntry = serde_json::from_value(json).expect("reads back");
             assert_eq!(back, entry);
         }
+    }
+
+    #[test]
+    fn the_pointers_name_the_fields_they_shorten() {
+        let entry = EventEntry {
+            severity: Severity::Info,
+            message: "m".into(),
+            time: "t".into(),
+            labels: EntityLabels::new("create"),
+            record: EventRecord {
+                timestamp: "t".into(),
+                event_type: EventType::DataSynchronization,
+                entity_id: "e".into(),
+                operation: "create".into(),
+                source_system: "s".into(),
+                message_id: "1".into(),
+                correlation_id: Value::Null,
+                event_timestamp: "t".into(),
+                data_snapshot: serde_json::json!({"a": 1}),
+                processing_metadata: metadata(),
+                validation_error: None,
+                schema: Some(SchemaRecord {
+                    received_version: 1,
+                    version: 2,
+                    changed: true,
+                    upcast_data_snapshot: Some(serde_json::json!({"b": 2})),
+                }),
+                snapshot_digest: Some(SnapshotDigest {
+                    data_snapshot_truncated: true,
+                    data_snapshot_bytes: 7,
+                    data_snapshot_sha256: "ab".into(),
+                }),
+                shortened: Some(Shortened {
+                    shortened_fields: vec![DATA_SNAPSHOT_POINTER.into()],
+                    shortened_field_count: 1,
+                }),
+            },
+            trace: None,
+        };
+        let json = entry.to_json();
+        assert_eq!(
+            json.pointer(DATA_SNAPSHOT_POINTER),
+            Some(&serde_json::json!({"a": 1}))
+        );
+        assert_eq!(
+            json.pointer(UPCAST_DATA_SNAPSHOT_POINTER),
+            Some(&serde_json::json!({"b": 2}))
+        );
+        assert_eq!(json["data_snapshot_truncated"], true, "flat fields");
+        assert_eq!(json["shortened_field_count"], 1);
+        let back: EventEntry = serde_json::from_value(json).expect("reads back");
+        assert_eq!(back, entry);
+        let mut plain = entry;
+        plain.record.snapshot_digest = None;
+        plain.record.shortened = None;
+        let json = plain.to_json();
+        assert!(json.get("data_snapshot_truncated").is_none());
+        let back: EventEntry = serde_json::from_value(json).expect("reads back");
+        assert_eq!(back, plain, "absent when not shortened");
     }
 
     #[test]
