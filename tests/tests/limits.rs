@@ -8,7 +8,7 @@ use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use sync_core::limits::{
+use sync_core::ingest::limits::{
     BOOKKEEPING_INDEX_ENTRIES, DEFAULT_CONFLICT_KIND, DEFAULT_KIND, DEFAULT_TOMBSTONE_KIND,
     MAX_INDEX_ENTRIES, MAX_KEY_BYTES, MAX_NESTING_DEPTH,
 };

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use sync_core::limits::DEFAULT_KIND;
+use sync_core::ingest::limits::DEFAULT_KIND;
 use sync_http::config::MEMORY_LIMIT_MIB;
 use sync_testkit::burst::{burst, BurstReport, ProcMemory};
 use sync_testkit::event::now_timestamp;

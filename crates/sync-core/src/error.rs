@@ -52,7 +52,7 @@ pub enum ValidationError {
     #[error("kind is invalid: {0}")]
     InvalidKind(String),
     /// `schema_version` is not one the schema history knows
-    /// ([`crate::schema`]).
+    /// ([`crate::ingest::schema`]).
     #[error("schema_version {version} is not supported (supported: {})", supported(*.oldest, *.current))]
     UnsupportedSchemaVersion {
         /// The version received.

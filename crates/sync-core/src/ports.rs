@@ -3,10 +3,10 @@
 //! The handlers see only these traits, so handler tests run on in-memory fakes
 //! while integration tests run the real adapters on the emulators.
 
-use crate::event::ChangeEvent;
-use crate::merge::MergeOutcome;
-use crate::stored::StateError;
-use crate::{Disposition, ValidationError};
+use crate::error::{Disposition, ValidationError};
+use crate::ingest::change::ChangeEvent;
+use crate::merge::outcome::MergeOutcome;
+use crate::merge::stored::StateError;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use thiserror::Error;

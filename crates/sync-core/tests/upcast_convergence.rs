@@ -141,7 +141,7 @@ fn upcast_form(e: &ChangeEvent, h: &SchemaHistory) -> ChangeEvent {
     let m = EventMessage::new(
         e.entity_id.as_str(),
         e.operation,
-        sync_core::event::format_timestamp(&e.timestamp),
+        sync_core::format_timestamp(&e.timestamp),
     )
     .source(e.source.clone())
     .schema_version(h.current())

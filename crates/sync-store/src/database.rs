@@ -9,7 +9,7 @@ use crate::retry::{self, Backoff, Failed, RetryPolicy};
 use gcloud_sdk::google::datastore::v1 as ds;
 use std::future::Future;
 use std::sync::Arc;
-use sync_core::limits::{conflict_name, TOMBSTONE_NAME};
+use sync_core::ingest::limits::{conflict_name, TOMBSTONE_NAME};
 use sync_core::{EntityState, StoreError, StoredEntity, BOOKKEEPING_PROPERTY};
 
 /// One connected database and namespace.

@@ -29,13 +29,13 @@ use gcloud_sdk::google::datastore::v1 as ds;
 use gcloud_sdk::prost_types::Timestamp;
 use serde_json::{Map, Number, Value as Json};
 use std::collections::HashMap;
-use sync_core::event::format_timestamp;
+use sync_core::format_timestamp;
 use sync_core::value::fields_size;
 use sync_core::{StoredEntity, BOOKKEEPING_PROPERTY, RESERVED_FIELDS};
 
 use ds::value::ValueType;
 
-use sync_core::limits::MAX_INDEXED_BYTES;
+use sync_core::ingest::limits::MAX_INDEXED_BYTES;
 
 /// Property names of the recipe's bookkeeping.
 pub(crate) const VERSION: &str = "version";
@@ -582,8 +582,8 @@ mod tests {
             let entity = main_entity(ds::Key::default(), &stored, None);
             assert_eq!(
                 written_index_entries(&entity.properties),
-                sync_core::limits::index_entries(&stored.fields)
-                    + sync_core::limits::BOOKKEEPING_INDEX_ENTRIES,
+                sync_core::ingest::limits::index_entries(&stored.fields)
+                    + sync_core::ingest::limits::BOOKKEEPING_INDEX_ENTRIES,
                 "{fields}"
             );
         }

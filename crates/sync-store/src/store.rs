@@ -71,7 +71,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gcloud_sdk::google::datastore::v1 as ds;
 use std::sync::Arc;
-use sync_core::limits::{check_index_entries, KeyLayout};
+use sync_core::ingest::limits::{check_index_entries, KeyLayout};
 use sync_core::{
     merge_group_checked, ChangeEvent, Disposition, EntityStore, MergeOutcome, Operation,
     StoreError, ValidationError,

@@ -156,7 +156,7 @@ pub enum Format {
 #[derive(Args, Debug)]
 pub struct QueryArgs {
     /// Kind to list.
-    #[arg(long, default_value = sync_core::limits::DEFAULT_KIND)]
+    #[arg(long, default_value = sync_core::ingest::limits::DEFAULT_KIND)]
     pub kind: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
@@ -167,7 +167,7 @@ pub struct QueryArgs {
 #[derive(Args, Debug)]
 pub struct KindArgs {
     /// Kind of the entities.
-    #[arg(long, default_value = sync_core::limits::DEFAULT_KIND)]
+    #[arg(long, default_value = sync_core::ingest::limits::DEFAULT_KIND)]
     pub kind: String,
 }
 
@@ -178,7 +178,7 @@ pub struct ConflictsArgs {
     #[arg(long)]
     pub entity_id: Option<String>,
     /// Kind of the entities.
-    #[arg(long, default_value = sync_core::limits::DEFAULT_KIND)]
+    #[arg(long, default_value = sync_core::ingest::limits::DEFAULT_KIND)]
     pub kind: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
@@ -349,7 +349,7 @@ pub struct LagArgs {
 #[derive(Args, Debug)]
 pub struct ResyncArgs {
     /// Kind of the entities.
-    #[arg(long, default_value = sync_core::limits::DEFAULT_KIND)]
+    #[arg(long, default_value = sync_core::ingest::limits::DEFAULT_KIND)]
     pub kind: String,
     /// Only this entity (one lookup, no paging).
     #[arg(long, conflicts_with_all = ["prefix", "resume"])]

@@ -482,7 +482,7 @@ mod tests {
     #[test]
     fn defaults_are_a_rate_limited_resync_of_the_default_kind_to_per_operation_topics() {
         let a = parse(&[]).expect("no argument is needed");
-        assert_eq!(a.kind, sync_core::limits::DEFAULT_KIND);
+        assert_eq!(a.kind, sync_core::ingest::limits::DEFAULT_KIND);
         assert_eq!(a.rate, 200.0);
         assert_eq!(a.page_size, 100);
         assert_eq!(a.topic_prefix, topology::EXTERNAL_TOPIC_PREFIX);

@@ -32,7 +32,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sync_core::event::UNKNOWN_SOURCE;
+use sync_core::ingest::change::UNKNOWN_SOURCE;
 use sync_core::logline::{self, Digest, Mode, Phase, Size};
 use sync_core::wire::audit::{
     ComplianceEntry, ComplianceLabels, ComplianceRecord, EntityLabels, EventEntry, EventRecord,

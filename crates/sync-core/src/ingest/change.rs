@@ -7,15 +7,14 @@
 //! `schema_version` through a [`SchemaHistory`], at the point where the
 //! version is checked, so its data is validated in the current form.
 
-use crate::limits::{self, KeyLayout};
-use crate::order::OrderKey;
-use crate::schema::{SchemaHistory, Upcast};
-use crate::state::RESERVED_FIELDS;
-use crate::value::{check_fields, check_name, fields_size};
+use super::limits::{self, Limits};
+use super::schema::{SchemaHistory, Upcast};
+use crate::error::ValidationError;
+use crate::value::{check_fields, check_name, fields_size, RESERVED_FIELDS};
 use crate::wire::event::field;
-use crate::ValidationError;
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
+use crate::wire::operation::Operation;
+use crate::wire::timestamp::{format_timestamp, parse_timestamp};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -54,104 +53,6 @@ impl fmt::Display for EntityId {
     }
 }
 
-/// What an event does to its entity.
-///
-/// Serde reads and writes it by its wire name ([`Operation::as_str`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "&'static str")]
-pub enum Operation {
-    /// Set fields; the entity exists afterwards.
-    Create,
-    /// Set fields; the entity exists afterwards (same merge as create).
-    Update,
-    /// Remove every field older than the delete.
-    Delete,
-}
-
-impl Operation {
-    /// The three operations.
-    pub const ALL: [Self; 3] = [Self::Create, Self::Update, Self::Delete];
-
-    /// The wire name: `create`, `update` or `delete`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Create => "create",
-            Self::Update => "update",
-            Self::Delete => "delete",
-        }
-    }
-
-    /// Parses a wire name.
-    ///
-    /// # Errors
-    /// [`ValidationError::InvalidOperation`] for anything but the three names.
-    ///
-    /// ```
-    /// use sync_core::Operation;
-    /// assert_eq!(Operation::parse("delete")?, Operation::Delete);
-    /// # Ok::<(), sync_core::ValidationError>(())
-    /// ```
-    pub fn parse(s: &str) -> Result<Self, ValidationError> {
-        Self::ALL
-            .into_iter()
-            .find(|op| op.as_str() == s)
-            .ok_or_else(|| ValidationError::InvalidOperation(s.chars().take(64).collect()))
-    }
-}
-
-impl TryFrom<String> for Operation {
-    type Error = ValidationError;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<Operation> for &'static str {
-    fn from(op: Operation) -> Self {
-        op.as_str()
-    }
-}
-
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Limits applied while validating an event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
-    /// How far ahead of the receiving clock a timestamp may be, in seconds.
-    pub max_clock_skew_secs: i64,
-    /// Largest encoded entity accepted, in bytes (Datastore's limit by default).
-    pub max_entity_bytes: usize,
-    /// Deepest nesting of embedded entities accepted ([`limits::MAX_NESTING_DEPTH`]).
-    pub max_depth: usize,
-    /// Most index entries per stored entity ([`limits::MAX_INDEX_ENTRIES`]).
-    pub max_index_entries: usize,
-    /// Largest key, in bytes ([`limits::MAX_KEY_BYTES`]).
-    pub max_key_bytes: usize,
-    /// Namespace and kinds of the keys the store writes, for the key size.
-    pub keys: KeyLayout,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_clock_skew_secs: 300,
-            max_entity_bytes: MAX_ENTITY_BYTES,
-            max_depth: limits::MAX_NESTING_DEPTH,
-            max_index_entries: limits::MAX_INDEX_ENTRIES,
-            max_key_bytes: limits::MAX_KEY_BYTES,
-            keys: KeyLayout::default(),
-        }
-    }
-}
-
-/// Datastore's maximum entity size, in bytes.
-pub const MAX_ENTITY_BYTES: usize = 1_048_572;
-
 /// Source recorded when an event names none (as the recipe's audit does).
 pub const UNKNOWN_SOURCE: &str = "unknown";
 
@@ -177,54 +78,6 @@ pub struct ChangeEvent {
     pub schema: Upcast,
     /// The Pub/Sub message id: the last part of the order key.
     pub event_id: String,
-}
-
-impl ChangeEvent {
-    /// This event's position in the merge order.
-    pub fn order_key(&self) -> OrderKey {
-        OrderKey::new(self.timestamp, self.source.clone(), self.event_id.clone())
-    }
-}
-
-/// Parses an ISO-8601 timestamp as the recipe's publisher writes it.
-///
-/// Accepts naive text (`datetime.utcnow().isoformat()`, read as UTC), a `Z`
-/// suffix or a numeric offset, with a `T` or a space between date and time and
-/// up to nanoseconds; keeps microseconds (Datastore's precision) and drops finer
-/// digits.
-///
-/// # Errors
-/// [`ValidationError::InvalidTimestamp`] when the text is none of these forms.
-///
-/// ```
-/// use sync_core::parse_timestamp;
-/// let naive = parse_timestamp("2025-07-23T10:15:30.123456")?;
-/// let zulu = parse_timestamp("2025-07-23T10:15:30.123456Z")?;
-/// let offset = parse_timestamp("2025-07-23T12:15:30.123456+02:00")?;
-/// assert_eq!(naive, zulu);
-/// assert_eq!(zulu, offset);
-/// # Ok::<(), sync_core::ValidationError>(())
-/// ```
-pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, ValidationError> {
-    let invalid = |reason: &str| ValidationError::InvalidTimestamp {
-        value: text.chars().take(64).collect(),
-        reason: reason.to_string(),
-    };
-    let parsed = if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        t.with_timezone(&Utc)
-    } else {
-        let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-            .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))
-            .map_err(|_| invalid("expected YYYY-MM-DDTHH:MM:SS[.ffffff][Z|±HH:MM]"))?;
-        naive.and_utc()
-    };
-    let micros = parsed.timestamp_micros();
-    DateTime::from_timestamp_micros(micros).ok_or_else(|| invalid("out of range"))
-}
-
-/// Formats a timestamp as RFC 3339 with microseconds and `Z`.
-pub fn format_timestamp(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// Parses and validates a message's data bytes into a [`ChangeEvent`].
@@ -413,6 +266,7 @@ fn optional_str<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::limits::{KeyLayout, MAX_ENTITY_BYTES};
     use crate::wire::EventMessage;
     use serde_json::json;
 
@@ -443,22 +297,6 @@ mod tests {
         assert_eq!((e.schema.received_version, e.schema.version), (1, 1));
         assert!(!e.schema.changed);
         assert_eq!(e.event_id, "m1");
-    }
-
-    #[test]
-    fn timestamp_forms_agree() {
-        let forms = [
-            "2025-07-23T09:59:00.5",
-            "2025-07-23T09:59:00.500000Z",
-            "2025-07-23T11:59:00.500000+02:00",
-            "2025-07-23 09:59:00.500",
-            "2025-07-23T09:59:00.500000999Z",
-        ];
-        let first = parse_timestamp(forms[0]).expect("naive");
-        for f in forms {
-            assert_eq!(parse_timestamp(f).expect(f), first, "{f}");
-        }
-        assert!(parse_timestamp("2025-07-23T09:59:00").is_ok());
     }
 
     #[test]

@@ -28,8 +28,41 @@
 //!   tombstone's and its conflict record's (both children of the entity key);
 //!   the largest must fit.
 
-use crate::ValidationError;
+use crate::error::ValidationError;
 use serde_json::{Map, Value};
+
+/// Limits applied while validating an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// How far ahead of the receiving clock a timestamp may be, in seconds.
+    pub max_clock_skew_secs: i64,
+    /// Largest encoded entity accepted, in bytes (Datastore's limit by default).
+    pub max_entity_bytes: usize,
+    /// Deepest nesting of embedded entities accepted ([`MAX_NESTING_DEPTH`]).
+    pub max_depth: usize,
+    /// Most index entries per stored entity ([`MAX_INDEX_ENTRIES`]).
+    pub max_index_entries: usize,
+    /// Largest key, in bytes ([`MAX_KEY_BYTES`]).
+    pub max_key_bytes: usize,
+    /// Namespace and kinds of the keys the store writes, for the key size.
+    pub keys: KeyLayout,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_clock_skew_secs: 300,
+            max_entity_bytes: MAX_ENTITY_BYTES,
+            max_depth: MAX_NESTING_DEPTH,
+            max_index_entries: MAX_INDEX_ENTRIES,
+            max_key_bytes: MAX_KEY_BYTES,
+            keys: KeyLayout::default(),
+        }
+    }
+}
+
+/// Datastore's maximum entity size, in bytes.
+pub const MAX_ENTITY_BYTES: usize = 1_048_572;
 
 /// Maximum depth of nested entity values.
 pub const MAX_NESTING_DEPTH: usize = 20;
@@ -88,7 +121,7 @@ impl KeyLayout {
     /// `event_id`: which one it is and its size in bytes.
     ///
     /// ```
-    /// use sync_core::limits::KeyLayout;
+    /// use sync_core::ingest::limits::KeyLayout;
     /// // Google's example sizes: kind `Task` 5 bytes, name `my_task_id` 11, key 16.
     /// let layout = KeyLayout::default();
     /// // A Pub/Sub message id of 17 digits names the conflict record.
@@ -128,7 +161,7 @@ pub const MAX_NAMESPACE_CHARS: usize = 100;
 /// not of the reserved form `__*__` (empty means the default namespace).
 ///
 /// ```
-/// use sync_core::limits::check_namespace;
+/// use sync_core::ingest::limits::check_namespace;
 /// assert!(check_namespace("tenant_1.eu-west").is_ok());
 /// assert!(check_namespace("a b").is_err());
 /// ```
@@ -165,7 +198,7 @@ fn string_size(s: &str) -> usize {
 /// the default namespace), as Google's storage-size rules count it.
 ///
 /// ```
-/// use sync_core::limits::key_size;
+/// use sync_core::ingest::limits::key_size;
 /// assert_eq!(key_size("", &[("Task", "my_task_id")]), 32);
 /// assert_eq!(key_size("my_name_space", &[("Task", "my_task_id")]), 46);
 /// ```
@@ -187,7 +220,7 @@ pub fn key_size(namespace: &str, path: &[(&str, &str)]) -> usize {
 /// an id Datastore cannot use as a key name) a stable hash of it.
 ///
 /// ```
-/// use sync_core::limits::conflict_name;
+/// use sync_core::ingest::limits::conflict_name;
 /// assert_eq!(conflict_name("123456"), "123456");
 /// assert_eq!(conflict_name(""), "event-cbf29ce484222325");
 /// ```
@@ -206,7 +239,7 @@ pub fn conflict_name(event_id: &str) -> String {
 ///
 /// ```
 /// use serde_json::json;
-/// use sync_core::limits::nesting_depth;
+/// use sync_core::ingest::limits::nesting_depth;
 /// let data = json!({"flat": 1, "a": [{"b": {"c": 1}}]});
 /// assert_eq!(nesting_depth(data.as_object().expect("object")), 2);
 /// ```
@@ -227,7 +260,7 @@ fn value_depth(v: &Value) -> usize {
 ///
 /// ```
 /// use serde_json::json;
-/// use sync_core::limits::deepest_path;
+/// use sync_core::ingest::limits::deepest_path;
 /// let data = json!({"flat": 1, "a": [{"b": {"c": 1}}]});
 /// assert_eq!(deepest_path(data.as_object().expect("object")), "a.b.c");
 /// ```
@@ -259,7 +292,7 @@ pub fn deepest_path(fields: &Map<String, Value>) -> String {
 ///
 /// ```
 /// use serde_json::json;
-/// use sync_core::limits::index_entries;
+/// use sync_core::ingest::limits::index_entries;
 /// let data = json!({"a": 1, "tags": ["x", "y"], "o": {"b": null}, "text": "t".repeat(1501)});
 /// assert_eq!(index_entries(data.as_object().expect("object")), 4);
 /// ```
@@ -284,7 +317,7 @@ pub fn index_entries(fields: &Map<String, Value>) -> usize {
 ///
 /// ```
 /// use serde_json::json;
-/// use sync_core::limits::{check_index_entries, BOOKKEEPING_INDEX_ENTRIES, MAX_INDEX_ENTRIES};
+/// use sync_core::ingest::limits::{check_index_entries, BOOKKEEPING_INDEX_ENTRIES, MAX_INDEX_ENTRIES};
 /// let fields = json!({"tags": vec![1; MAX_INDEX_ENTRIES - BOOKKEEPING_INDEX_ENTRIES]});
 /// assert!(check_index_entries(fields.as_object().expect("object"), MAX_INDEX_ENTRIES).is_ok());
 /// # Ok::<(), sync_core::ValidationError>(())

@@ -50,7 +50,7 @@
 //!
 //! ```
 //! use serde_json::json;
-//! use sync_core::schema::SchemaHistory;
+//! use sync_core::ingest::schema::SchemaHistory;
 //! use sync_core::Operation;
 //!
 //! let history = SchemaHistory::from_toml(r#"
@@ -75,11 +75,11 @@
 //! ```
 
 use crate::env::{Problems, Vars, SCHEMA_HISTORY_FILE};
+use crate::error::ValidationError;
 use crate::file_format::Format;
-use crate::state::RESERVED_FIELDS;
-use crate::value::{check_fields, check_name};
+use crate::value::{check_fields, check_name, RESERVED_FIELDS};
 use crate::wire::event::field;
-use crate::{Operation, ValidationError};
+use crate::wire::operation::Operation;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -658,7 +658,7 @@ mod tests {
     use serde_json::json;
 
     /// The README's example, as the e2e test's fixture holds it.
-    const EXAMPLE: &str = include_str!("../../../scripts/testdata/schema_history.toml");
+    const EXAMPLE: &str = include_str!("../../../../scripts/testdata/schema_history.toml");
 
     fn history(toml: &str) -> SchemaHistory {
         SchemaHistory::from_toml(toml).expect("valid history")

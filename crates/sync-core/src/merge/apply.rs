@@ -1,164 +1,16 @@
-//! The convergent merge: one event into one entity's state.
-//!
-//! Each field keeps the set of candidate writes that no other candidate beats on
-//! both recency (order key) and rank (the field's rule, see [`crate::policy`]);
-//! the visible value is the candidate of highest rank. A delete with key `D`
-//! drops every candidate older than `D` and refuses every later-arriving write
-//! older than `D`. Both steps are functions of the set of events seen, so any
-//! order and any repetition of the same events give the same state; the tests
-//! check this on random event sets.
-//!
-//! What may differ between orders is the *history*: `version` counts the
-//! effective changes this store saw, and `conflict_resolved` describes the last
-//! one.
-//!
-//! Which candidate wins, and which ones another makes obsolete, is decided by
-//! the crate's private `rank` module; this module decides what an event
-//! changes and reports it as one [`MergeOutcome`], which the stores return.
-//! [`merge_group`] merges several events for one entity in one pass, with the
-//! outcomes one-by-one [`merge`] gives: what a store's group commit writes.
+//! The merge itself: one event into one entity's state ([`merge`]), or
+//! several in one pass ([`merge_group`]), each field under its rule.
 
-use crate::event::{ChangeEvent, Operation};
-use crate::order::OrderKey;
-use crate::policy::{FieldRule, MergePolicy};
-use crate::rank::Rank;
-use crate::state::{Announcement, Candidate, EntityState, FieldState};
+use super::conflict::{FieldConflict, LossReason};
+use super::order::OrderKey;
+use super::outcome::{MergeOutcome, Outcome};
+use super::policy::{FieldRule, MergePolicy};
+use super::rank::{Candidate, Rank};
+use super::state::{EntityState, FieldState};
+use crate::ingest::change::ChangeEvent;
 use crate::value::compare_values;
+use crate::wire::operation::Operation;
 use serde_json::Value;
-
-/// What an event did to its entity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// A reader sees a difference: written, `version` + 1, announced.
-    Applied,
-    /// Only bookkeeping moved (newer keys, same values): written, not announced.
-    Refreshed,
-    /// Already merged (a redelivery): nothing to write.
-    Duplicate,
-    /// Entirely beaten by what is stored: nothing to write.
-    Stale,
-}
-
-impl Outcome {
-    /// Whether the new state must be written.
-    pub fn needs_write(self) -> bool {
-        matches!(self, Self::Applied | Self::Refreshed)
-    }
-
-    /// Lower-case name for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Applied => "applied",
-            Self::Refreshed => "refreshed",
-            Self::Duplicate => "duplicate",
-            Self::Stale => "stale",
-        }
-    }
-}
-
-/// Why a write lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LossReason {
-    /// `lww`: a newer write holds the field.
-    OlderThanWinner,
-    /// `max`: a larger value holds the field.
-    SmallerValue,
-    /// `min`: a smaller value holds the field.
-    LargerValue,
-    /// `priority`: a higher-priority (or equal-priority, newer) source holds it.
-    LowerPriority,
-    /// The entity was deleted after this write.
-    DeletedLater,
-}
-
-impl LossReason {
-    /// Stable name for records and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OlderThanWinner => "older_than_winner",
-            Self::SmallerValue => "smaller_value",
-            Self::LargerValue => "larger_value",
-            Self::LowerPriority => "lower_priority",
-            Self::DeletedLater => "deleted_later",
-        }
-    }
-}
-
-/// One field of an event that did not become visible.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FieldConflict {
-    /// The field.
-    pub field: String,
-    /// The rule that decided.
-    pub rule: FieldRule,
-    /// Why the incoming write lost.
-    pub reason: LossReason,
-    /// The value that stayed visible (`None` when the entity is deleted).
-    pub winner_value: Option<Value>,
-    /// Order key of the value that stayed (or of the delete).
-    pub winner_key: OrderKey,
-    /// The incoming value that lost.
-    pub loser_value: Value,
-    /// Order key of the incoming write.
-    pub loser_key: OrderKey,
-}
-
-/// The result of merging one event into its entity: what [`merge`] returns
-/// and what [`crate::EntityStore::apply`] reports.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MergeOutcome {
-    /// What happened.
-    pub outcome: Outcome,
-    /// The state after the event (equal to the input unless `needs_write`).
-    pub state: EntityState,
-    /// Fields of the event that lost, with both sides.
-    pub conflicts: Vec<FieldConflict>,
-    /// What to announce downstream.
-    ///
-    /// An effective change announces the new version. A redelivery of the
-    /// event behind the current version announces it again: the earlier
-    /// attempt may have written the change and then failed (or crashed) before
-    /// announcing, and nothing records whether it did, so announcements are at
-    /// least once, and downstream keeps the highest `version` per entity. Any
-    /// other event announces nothing: if the event behind the current version
-    /// was never announced, its own redelivery will announce it.
-    pub announcement: Option<Announcement>,
-    /// Transactions the store ran to reach this merge: 1 for [`merge`] itself
-    /// and a store that did not retry, more after contention or an outage.
-    pub attempts: u32,
-}
-
-impl MergeOutcome {
-    fn new(outcome: Outcome, state: EntityState, conflicts: Vec<FieldConflict>) -> Self {
-        Self {
-            outcome,
-            state,
-            conflicts,
-            announcement: None,
-            attempts: 1,
-        }
-    }
-
-    /// The entity's version after the event.
-    pub fn version(&self) -> i64 {
-        self.state.version()
-    }
-
-    /// Fills in [`Self::announcement`] for `event` (see there).
-    fn announcing(mut self, event: &ChangeEvent, policy: &MergePolicy) -> Self {
-        let owed = match self.outcome {
-            Outcome::Applied => true,
-            Outcome::Refreshed => false,
-            Outcome::Duplicate | Outcome::Stale => {
-                self.state.changed_by() == Some(&event.order_key())
-            }
-        };
-        if owed {
-            self.announcement = self.state.announcement(policy);
-        }
-        self
-    }
-}
 
 /// Merges `event` into `state` under `policy`.
 ///
@@ -497,7 +349,8 @@ fn union_to_ranked(elems: Vec<Candidate>) -> Vec<Candidate> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{parse_event, parse_timestamp, Limits};
+    use crate::ingest::{parse_event, Limits};
+    use crate::wire::parse_timestamp;
     use serde_json::json;
 
     fn ev(id: &str, op: &str, ts: &str, source: &str, data: Value) -> ChangeEvent {

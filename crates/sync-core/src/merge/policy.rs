@@ -17,7 +17,7 @@
 //!   cannot matter; deletes remove elements added before them.
 
 use crate::file_format::Format;
-use crate::state::RESERVED_FIELDS;
+use crate::value::RESERVED_FIELDS;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use thiserror::Error;

@@ -18,7 +18,8 @@
 //! the last guard of a writer had to shorten says so ([`LineDigest`]); and the
 //! sync function's conflict lines say which value was cut ([`ConflictLine`]).
 
-use super::{to_json, SYSTEM};
+use super::json::to_json;
+use super::topology::SYSTEM;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -260,7 +261,7 @@ pub struct LineDigest {
     pub log_line_sha256: String,
 }
 
-/// What upcasting did to an audited event (see [`crate::schema`]).
+/// What upcasting did to an audited event (see [`crate::ingest::schema`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SchemaRecord {
     /// The event's `schema_version` (1 when absent).

@@ -10,8 +10,8 @@
 //! name, …). It reads them under the names in [`field`], which a test checks
 //! against what [`EventMessage`] writes.
 
-use super::to_json;
-use crate::Operation;
+use super::json::to_json;
+use super::operation::Operation;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
