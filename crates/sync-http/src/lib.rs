@@ -39,6 +39,7 @@ pub mod admission;
 pub mod allocator;
 pub mod cgroup;
 pub mod config;
+mod decode;
 pub mod delivery;
 pub mod error;
 pub mod extract;
