@@ -191,10 +191,10 @@ impl PubSubAdmin {
         if let Some(endpoint) = config.emulator_endpoint() {
             topics = topics
                 .with_endpoint(endpoint.clone())
-                .with_credentials(crate::anonymous_credentials());
+                .with_credentials(crate::credentials::anonymous_credentials());
             subscriptions = subscriptions
                 .with_endpoint(endpoint)
-                .with_credentials(crate::anonymous_credentials());
+                .with_credentials(crate::credentials::anonymous_credentials());
         }
         Ok(Self {
             project: config.project.clone(),

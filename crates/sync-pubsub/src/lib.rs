@@ -35,6 +35,7 @@
 pub mod admin;
 pub mod config;
 mod counters;
+mod credentials;
 pub mod error;
 pub mod messages;
 pub mod names;
@@ -51,8 +52,3 @@ pub use error::PubSubError;
 pub use names::{subscription_path, topic_path};
 pub use publisher::PubSubPublisher;
 pub use pull::{PubSubPuller, ReceivedMessage};
-
-/// Credentials for the emulator, which checks none.
-pub(crate) fn anonymous_credentials() -> google_cloud_auth::credentials::Credentials {
-    google_cloud_auth::credentials::anonymous::Builder::new().build()
-}

@@ -84,7 +84,7 @@ impl PubSubPublisher {
         if let Some(endpoint) = config.emulator_endpoint() {
             builder = builder
                 .with_endpoint(endpoint)
-                .with_credentials(crate::anonymous_credentials());
+                .with_credentials(crate::credentials::anonymous_credentials());
         }
         let base = builder.build().await.map_err(|e| PubSubError::Client {
             client: "publisher",

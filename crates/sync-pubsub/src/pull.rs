@@ -80,7 +80,7 @@ impl PubSubPuller {
                     SubscriberClient::new,
                     endpoint,
                     None,
-                    crate::anonymous_credentials(),
+                    crate::credentials::anonymous_credentials(),
                 )
                 .await
             }

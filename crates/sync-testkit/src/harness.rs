@@ -8,8 +8,9 @@
 //! The binaries are the ones `cargo build --bins` left in `target/debug`
 //! (the test script builds them first).
 
+use crate::emulator::Emulators;
+use crate::isolation::{free_port, unique_name, TEST_PROJECT};
 use crate::wait::poll_until;
-use crate::{free_port, unique_name, Emulators, TEST_PROJECT};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
