@@ -7,8 +7,8 @@
 //! survive. `--record` writes every published message (id and data) so a test
 //! can compute the expected state with the core's merge.
 
+use crate::args::{Global, LoadArgs};
 use crate::commands::publisher;
-use crate::{Global, LoadArgs};
 use anyhow::{bail, Context, Result};
 use chrono::{Duration as ChronoDuration, Utc};
 use futures::stream::{self, StreamExt};
