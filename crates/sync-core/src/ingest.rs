@@ -13,5 +13,5 @@ pub mod limits;
 pub mod schema;
 
 pub use change::{parse_event, parse_event_with, ChangeEvent, EntityId};
-pub use limits::Limits;
+pub use limits::ValidationLimits;
 pub use schema::{SchemaError, SchemaHistory, Upcast};

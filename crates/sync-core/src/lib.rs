@@ -40,8 +40,8 @@ pub mod wire;
 
 pub use error::{Disposition, ValidationError};
 pub use ingest::{
-    parse_event, parse_event_with, ChangeEvent, EntityId, Limits, SchemaError, SchemaHistory,
-    Upcast,
+    parse_event, parse_event_with, ChangeEvent, EntityId, SchemaError, SchemaHistory, Upcast,
+    ValidationLimits,
 };
 pub use merge::{
     merge, merge_group, merge_group_checked, Announcement, Candidate, EntityState, FieldConflict,

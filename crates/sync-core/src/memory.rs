@@ -5,7 +5,7 @@
 //! the same merge as the Datastore adapter but claim nothing about Datastore.
 
 use crate::ingest::change::ChangeEvent;
-use crate::ingest::limits::{check_index_entries, Limits, DEFAULT_KIND};
+use crate::ingest::limits::{check_index_entries, ValidationLimits, DEFAULT_KIND};
 use crate::merge::apply::merge;
 use crate::merge::outcome::MergeOutcome;
 use crate::merge::policy::MergePolicy;
@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     policy: MergePolicy,
-    limits: Limits,
+    limits: ValidationLimits,
     default_kind: String,
     entities: Mutex<HashMap<(String, String), EntityState>>,
     /// When set, every call fails as if the store were unavailable.
@@ -35,7 +35,7 @@ impl MemoryStore {
     pub fn new(policy: MergePolicy) -> Self {
         Self {
             policy,
-            limits: Limits::default(),
+            limits: ValidationLimits::default(),
             default_kind: DEFAULT_KIND.into(),
             ..Self::default()
         }

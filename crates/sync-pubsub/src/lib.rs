@@ -43,8 +43,8 @@ pub mod publisher;
 pub mod pull;
 
 pub use admin::{
-    AdminOutcome, Backoff, DeadLetter, PubSubAdmin, PushEndpoint, PushWrapper, SubscriptionConfig,
-    SubscriptionInfo,
+    AdminOutcome, DeadLetter, PubSubAdmin, PushEndpoint, PushWrapper, RedeliveryBackoff,
+    SubscriptionConfig, SubscriptionInfo,
 };
 pub use config::PubSubConfig;
 pub use counters::PublishCounts;

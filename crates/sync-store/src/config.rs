@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 use sync_core::env::{Problems, Vars, DATASTORE_EMULATOR_HOST};
-use sync_core::{Limits, MergePolicy};
+use sync_core::{MergePolicy, ValidationLimits};
 use thiserror::Error;
 
 /// Default Datastore kind (events may name their own `kind`).
@@ -62,7 +62,7 @@ pub struct StoreConfig {
     /// Merge policy.
     pub policy: Arc<MergePolicy>,
     /// Size limits (the entity size limit is checked before each commit).
-    pub limits: Limits,
+    pub limits: ValidationLimits,
 }
 
 impl StoreConfig {
@@ -87,7 +87,7 @@ impl StoreConfig {
             retry_budget: Duration::from_secs(20),
             serialize_keys_locally: true,
             policy: Arc::new(MergePolicy::default()),
-            limits: Limits::default(),
+            limits: ValidationLimits::default(),
         }
     }
 

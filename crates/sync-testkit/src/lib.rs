@@ -7,7 +7,7 @@
 //!   test's own, and [`Emulators`], their hosts by name;
 //! - [`wait`]: async [`poll_until`] and [`pull_until`] with deadlines, whose
 //!   timeouts name what was awaited, and [`drain`];
-//! - [`event`](mod@event): the change event's JSON ([`event()`]);
+//! - [`raw_event`]: the change event's JSON as a publisher sends it, valid or not ([`event()`]);
 //! - [`request`]: deliveries as the functions receive them (wrapped push,
 //!   unwrapped push) and [`fixture`](mod@fixture): the captured ones in `tests/fixtures`;
 //! - [`harness`]: the end-to-end harness: the recipe's topology with per-test
@@ -17,10 +17,10 @@
 
 pub mod burst;
 pub mod emulator;
-pub mod event;
 pub mod fixture;
 pub mod harness;
 pub mod isolation;
+pub mod raw_event;
 pub mod request;
 pub mod wait;
 
@@ -28,8 +28,8 @@ pub use emulator::{
     datastore, datastore_flavour, pubsub, DatastoreFlavour, Emulator, EmulatorKind, Emulators,
     DATASTORE_EMULATOR_FLAVOUR,
 };
-pub use event::{event, Event};
 pub use fixture::{fixture, CapturedRequest};
 pub use isolation::{free_port, unique_name, TEST_PROJECT};
+pub use raw_event::{event, Event};
 pub use request::{post, push, unwrapped, PushEnvelope, Unwrapped};
 pub use wait::{drain, poll_until, pull_until};

@@ -201,7 +201,7 @@ mod tests {
             let parsed = sync_core::parse_event(
                 &e.to_bytes(),
                 &i.to_string(),
-                &sync_core::Limits::default(),
+                &sync_core::ValidationLimits::default(),
                 now,
             )
             .expect("generated events are valid");

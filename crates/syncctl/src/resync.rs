@@ -652,7 +652,7 @@ mod tests {
             let event = sync_core::parse_event(
                 body.to_string().as_bytes(),
                 id,
-                &sync_core::Limits::default(),
+                &sync_core::ValidationLimits::default(),
                 now,
             )?;
             let out = sync_core::merge(&state, &event, &policy);

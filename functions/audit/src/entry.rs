@@ -82,9 +82,9 @@ pub fn classify(config: &AuditConfig, delivery: &Delivery, now: DateTime<Utc>) -
     };
     // The sync function's own validation, with no skew limit: the audit trail
     // records what was sent, whenever it claims to be from.
-    let limits = sync_core::Limits {
+    let limits = sync_core::ValidationLimits {
         max_clock_skew_secs: i64::MAX / 2,
-        ..sync_core::Limits::default()
+        ..sync_core::ValidationLimits::default()
     };
     let verdict =
         sync_core::parse_event_with(data, &delivery.message_id, &limits, &config.schema, now);

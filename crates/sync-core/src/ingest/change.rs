@@ -7,7 +7,7 @@
 //! `schema_version` through a [`SchemaHistory`], at the point where the
 //! version is checked, so its data is validated in the current form.
 
-use super::limits::{self, Limits};
+use super::limits::{self, ValidationLimits};
 use super::schema::{SchemaHistory, Upcast};
 use crate::error::ValidationError;
 use crate::value::{check_fields, check_name, fields_size, RESERVED_FIELDS};
@@ -89,12 +89,12 @@ pub struct ChangeEvent {
 /// Any [`ValidationError`]; each is permanent.
 ///
 /// ```
-/// use sync_core::{parse_event, parse_timestamp, Limits, Operation};
+/// use sync_core::{parse_event, parse_timestamp, ValidationLimits, Operation};
 /// let data = br#"{"entity_id":"test-entity-001","operation":"create",
 ///   "timestamp":"2025-07-23T10:15:30.123456","source":"data_publisher",
 ///   "correlation_id":"c-1","data":{"name":"Test Product"}}"#;
 /// let now = parse_timestamp("2025-07-23T10:16:00")?;
-/// let event = parse_event(data, "msg-1", &Limits::default(), now)?;
+/// let event = parse_event(data, "msg-1", &ValidationLimits::default(), now)?;
 /// assert_eq!(event.operation, Operation::Create);
 /// assert_eq!(event.data["name"], "Test Product");
 /// # Ok::<(), sync_core::ValidationError>(())
@@ -102,7 +102,7 @@ pub struct ChangeEvent {
 pub fn parse_event(
     data: &[u8],
     event_id: &str,
-    limits: &Limits,
+    limits: &ValidationLimits,
     now: DateTime<Utc>,
 ) -> Result<ChangeEvent, ValidationError> {
     parse_event_with(data, event_id, limits, &SchemaHistory::default(), now)
@@ -116,14 +116,14 @@ pub fn parse_event(
 /// know is [`ValidationError::UnsupportedSchemaVersion`].
 ///
 /// ```
-/// use sync_core::{parse_event_with, parse_timestamp, Limits, SchemaHistory};
+/// use sync_core::{parse_event_with, parse_timestamp, ValidationLimits, SchemaHistory};
 /// let schema = SchemaHistory::from_json(
 ///     r#"{"current":2,"upcast":[{"from":1,"rename":{"name":"title"}}]}"#,
 /// )?;
 /// let data = br#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T10:00:00",
 ///   "data":{"name":"Lamp"}}"#;
 /// let now = parse_timestamp("2025-07-23T10:16:00")?;
-/// let event = parse_event_with(data, "m1", &Limits::default(), &schema, now)?;
+/// let event = parse_event_with(data, "m1", &ValidationLimits::default(), &schema, now)?;
 /// assert_eq!(event.data["title"], "Lamp");
 /// assert_eq!((event.schema.received_version, event.schema.version), (1, 2));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -131,7 +131,7 @@ pub fn parse_event(
 pub fn parse_event_with(
     data: &[u8],
     event_id: &str,
-    limits: &Limits,
+    limits: &ValidationLimits,
     schema: &SchemaHistory,
     now: DateTime<Utc>,
 ) -> Result<ChangeEvent, ValidationError> {
@@ -275,7 +275,7 @@ mod tests {
     }
 
     fn parse(data: impl AsRef<[u8]>) -> Result<ChangeEvent, ValidationError> {
-        parse_event(data.as_ref(), "m1", &Limits::default(), now())
+        parse_event(data.as_ref(), "m1", &ValidationLimits::default(), now())
     }
 
     fn ok() -> Vec<u8> {
@@ -359,9 +359,9 @@ mod tests {
                 .code(),
             "entity_too_large"
         );
-        let small = Limits {
+        let small = ValidationLimits {
             max_entity_bytes: 10,
-            ..Limits::default()
+            ..ValidationLimits::default()
         };
         let err = parse_event(&ok(), "m", &small, now()).expect_err("limit 10");
         assert_eq!(err.code(), "entity_too_large");
@@ -414,9 +414,9 @@ mod tests {
         // key + "SyncTombstone" (14) + "tombstone" (10).
         let limit = limits::MAX_KEY_BYTES;
         let overhead = limits::key_size("", &[(limits::DEFAULT_KIND, "")]) + 14 + 10;
-        let small = Limits {
+        let small = ValidationLimits {
             max_key_bytes: 200,
-            ..Limits::default()
+            ..ValidationLimits::default()
         };
         let at = "k".repeat(200 - overhead);
         assert!(parse_event(&create_with(&at, &json!({})), "m1", &small, now()).is_ok());
@@ -441,7 +441,7 @@ mod tests {
         let err = parse(create_with(&over, &json!({}))).expect_err("key over 6 KiB");
         assert_eq!(err.code(), "key_too_large");
         // The namespace and the event's own kind count too.
-        let spaced = Limits {
+        let spaced = ValidationLimits {
             keys: KeyLayout {
                 namespace: "n".repeat(100),
                 ..KeyLayout::default()
@@ -461,14 +461,14 @@ mod tests {
                 .data(Map::new())
                 .to_bytes()
         };
-        let loose = Limits {
+        let loose = ValidationLimits {
             max_clock_skew_secs: 3600,
-            ..Limits::default()
+            ..ValidationLimits::default()
         };
         let skewed = update("2025-07-23T10:06:00Z");
         assert!(parse_event(&skewed, "m", &loose, now()).is_ok());
         let old = update("1999-01-01T00:00:00");
-        assert!(parse_event(&old, "m", &Limits::default(), now()).is_ok());
+        assert!(parse_event(&old, "m", &ValidationLimits::default(), now()).is_ok());
     }
 
     #[test]

@@ -31,9 +31,9 @@
 use crate::error::ValidationError;
 use serde_json::{Map, Value};
 
-/// Limits applied while validating an event.
+/// The limits an event is validated against (see [`parse_event`](super::parse_event)).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
+pub struct ValidationLimits {
     /// How far ahead of the receiving clock a timestamp may be, in seconds.
     pub max_clock_skew_secs: i64,
     /// Largest encoded entity accepted, in bytes (Datastore's limit by default).
@@ -48,7 +48,7 @@ pub struct Limits {
     pub keys: KeyLayout,
 }
 
-impl Default for Limits {
+impl Default for ValidationLimits {
     fn default() -> Self {
         Self {
             max_clock_skew_secs: 300,
@@ -398,7 +398,7 @@ mod tests {
             crate::parse_event(
                 body.to_string().as_bytes(),
                 id,
-                &crate::Limits::default(),
+                &crate::ValidationLimits::default(),
                 now,
             )
         };

@@ -15,9 +15,9 @@ use serde_json::Value;
 /// Merges `event` into `state` under `policy`.
 ///
 /// ```
-/// use sync_core::{merge, parse_event, parse_timestamp, EntityState, Limits, MergePolicy, Outcome};
+/// use sync_core::{merge, parse_event, parse_timestamp, EntityState, ValidationLimits, MergePolicy, Outcome};
 /// let now = parse_timestamp("2025-07-23T11:00:00")?;
-/// let create = parse_event(br#"{"entity_id":"e","operation":"create","timestamp":"2025-07-23T10:00:00","data":{"name":"a"}}"#, "m1", &Limits::default(), now)?;
+/// let create = parse_event(br#"{"entity_id":"e","operation":"create","timestamp":"2025-07-23T10:00:00","data":{"name":"a"}}"#, "m1", &ValidationLimits::default(), now)?;
 /// let policy = MergePolicy::default();
 /// let first = merge(&EntityState::default(), &create, &policy);
 /// assert_eq!(first.outcome, Outcome::Applied);
@@ -37,9 +37,9 @@ pub fn merge(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -> 
 /// conflicts in one transaction.
 ///
 /// ```
-/// use sync_core::{merge, merge_group, parse_event, parse_timestamp, EntityState, Limits, MergePolicy};
+/// use sync_core::{merge, merge_group, parse_event, parse_timestamp, EntityState, ValidationLimits, MergePolicy};
 /// let now = parse_timestamp("2025-07-23T11:00:00")?;
-/// let event = |body: &str, id| parse_event(body.as_bytes(), id, &Limits::default(), now);
+/// let event = |body: &str, id| parse_event(body.as_bytes(), id, &ValidationLimits::default(), now);
 /// let a = event(r#"{"entity_id":"e","operation":"create","timestamp":"2025-07-23T10:00:00","data":{"n":1}}"#, "m1")?;
 /// let b = event(r#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T10:00:01","data":{"n":2}}"#, "m2")?;
 /// let policy = MergePolicy::default();
@@ -349,15 +349,20 @@ fn union_to_ranked(elems: Vec<Candidate>) -> Vec<Candidate> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::{parse_event, Limits};
+    use crate::ingest::{parse_event, ValidationLimits};
     use crate::wire::parse_timestamp;
     use serde_json::json;
 
     fn ev(id: &str, op: &str, ts: &str, source: &str, data: Value) -> ChangeEvent {
         let body = json!({"entity_id": "e1", "operation": op, "timestamp": ts, "source": source, "data": data, "correlation_id": format!("c-{id}")});
         let now = parse_timestamp("2030-01-01T00:00:00").expect("clock");
-        parse_event(body.to_string().as_bytes(), id, &Limits::default(), now)
-            .expect("valid test event")
+        parse_event(
+            body.to_string().as_bytes(),
+            id,
+            &ValidationLimits::default(),
+            now,
+        )
+        .expect("valid test event")
     }
 
     fn upd(id: &str, ts: &str, data: Value) -> ChangeEvent {
