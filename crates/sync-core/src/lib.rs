@@ -25,7 +25,6 @@
 //! benchmarks only.
 #![deny(missing_docs)]
 
-pub mod backoff;
 pub mod env;
 pub mod error;
 mod file_format;

@@ -30,12 +30,13 @@
 //!   other problem before anything connects.
 //!
 //! What it leaves out: the merge itself and every decision about events (that
-//! is `sync-core`), the backoff arithmetic (`sync_core::backoff`), the process
+//! is `sync-core`), the process
 //! environment itself (the binaries pass a lookup), Pub/Sub, HTTP and
 //! telemetry set-up. No wire type (gRPC
 //! messages, `tonic::Status`) appears in its public API.
 
 mod admin;
+mod backoff;
 mod client;
 pub mod config;
 mod conflict;
@@ -48,6 +49,7 @@ mod retry;
 mod store;
 
 pub use admin::{DatastoreAdmin, Scan, ScanPage, Scanned};
+pub use backoff::RetryBackoff;
 pub use config::{ConnectError, StoreConfig, PRODUCTION_ENDPOINT};
 pub use conflict::{ConflictField, ConflictRecord};
 pub use counters::{ApplyCounts, RpcCounts};

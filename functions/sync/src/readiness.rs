@@ -44,8 +44,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use sync_core::backoff::Backoff;
 use sync_http::Gate;
+use sync_store::RetryBackoff;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
@@ -55,7 +55,7 @@ pub struct WarmUp {
     /// Bound of one attempt, and the time after which the start-up is late.
     pub ready_within: Duration,
     /// Waits between attempts.
-    pub backoff: Backoff,
+    pub backoff: RetryBackoff,
 }
 
 impl WarmUp {
@@ -63,7 +63,7 @@ impl WarmUp {
     pub fn new(ready_within: Duration) -> Self {
         Self {
             ready_within,
-            backoff: Backoff {
+            backoff: RetryBackoff {
                 base: Duration::from_millis(100),
                 max: Duration::from_secs(5),
             },
@@ -209,7 +209,7 @@ mod tests {
     fn policy(ready_within: Duration) -> WarmUp {
         WarmUp {
             ready_within,
-            backoff: Backoff {
+            backoff: RetryBackoff {
                 base: Duration::from_millis(1),
                 max: Duration::from_millis(2),
             },
