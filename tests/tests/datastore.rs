@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sync_core::{
-    merge, parse_event, parse_timestamp, ChangeEvent, Disposition, EntityState, EntityStore,
-    MergePolicy, Operation, Outcome, StoreError, ValidationLimits,
+    merge, parse_event, parse_timestamp, ChangeEvent, Classify, Disposition, EntityState,
+    EntityStore, MergePolicy, Operation, Outcome, StoreError, ValidationLimits,
 };
 use sync_store::{DatastoreStore, RawValue, StoreConfig};
 use sync_testkit::{event as change_event, unique_name, Emulators};

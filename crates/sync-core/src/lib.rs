@@ -37,7 +37,7 @@ pub mod ports;
 pub mod value;
 pub mod wire;
 
-pub use error::{Disposition, ValidationError};
+pub use error::{Classify, Disposition, ValidationError};
 pub use ingest::{
     parse_event, parse_event_with, ChangeEvent, EntityId, SchemaError, SchemaHistory, Upcast,
     ValidationLimits,

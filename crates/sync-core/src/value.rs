@@ -171,6 +171,7 @@ pub fn fields_size(map: &Map<String, Value>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Classify;
     use serde_json::json;
 
     #[test]

@@ -629,6 +629,7 @@ fn decode_data(raw: String) -> Result<Vec<u8>, InvalidBase64> {
 mod tests {
     use super::*;
     use base64::Engine as _;
+    use sync_core::Classify;
     use sync_testkit::CapturedRequest;
 
     /// The recipe's create event, as its publisher serialises it.

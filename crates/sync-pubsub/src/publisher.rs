@@ -251,6 +251,7 @@ impl EventPublisher for PubSubPublisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sync_core::Classify;
 
     /// A TCP endpoint that accepts connections and never answers.
     async fn black_hole() -> std::io::Result<(String, tokio::task::JoinHandle<()>)> {

@@ -24,6 +24,7 @@ use gcloud_sdk::tonic::{Code, Request, Status};
 use gcloud_sdk::{GoogleApi, GoogleAuthMiddleware, RequestTimeouts};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use sync_core::Classify;
 
 const PRODUCTION_ENDPOINT: &str = "https://pubsub.googleapis.com";
 /// Pub/Sub messages carry up to 10 MB of data; tonic's default decode limit is 4 MiB.

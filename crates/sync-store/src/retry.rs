@@ -4,7 +4,7 @@
 use crate::backoff::RetryBackoff;
 use std::future::Future;
 use std::time::{Duration, Instant};
-use sync_core::{Disposition, StoreError};
+use sync_core::{Classify, Disposition, StoreError};
 
 /// How an operation is retried.
 #[derive(Debug, Clone, Copy)]

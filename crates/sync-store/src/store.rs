@@ -73,7 +73,7 @@ use gcloud_sdk::google::datastore::v1 as ds;
 use std::sync::Arc;
 use sync_core::ingest::limits::{check_index_entries, KeyLayout};
 use sync_core::{
-    merge_group_checked, ChangeEvent, Disposition, EntityStore, MergeOutcome, Operation,
+    merge_group_checked, ChangeEvent, Classify, Disposition, EntityStore, MergeOutcome, Operation,
     StoreError, ValidationError,
 };
 use tokio::sync::oneshot::error::TryRecvError;

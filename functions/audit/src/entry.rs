@@ -41,7 +41,7 @@ use sync_core::wire::audit::{
     UNKNOWN_OPERATION, UPCAST_DATA_SNAPSHOT_POINTER,
 };
 use sync_core::wire::event::field;
-use sync_core::Upcast;
+use sync_core::{Classify, Upcast};
 use sync_http::Delivery;
 
 /// Replacement for redacted values.

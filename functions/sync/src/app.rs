@@ -49,11 +49,11 @@ use sync_core::logline::{
 };
 use sync_core::wire::dead_letter::Reason;
 use sync_core::{
-    parse_event_with, Announcement, ChangeEvent, Disposition, EntityStore, EventPublisher,
-    Operation, PublishError, StoreError, ValidationError,
+    parse_event_with, Announcement, ChangeEvent, Classify, Disposition, EntityStore,
+    EventPublisher, Operation, PublishError,
 };
 use sync_http::telemetry::{SPAN_ID_FIELD, TRACE_FIELD, TRACE_SAMPLED_FIELD};
-use sync_http::{Delivery, InvalidBase64, TraceContext};
+use sync_http::{Delivery, TraceContext};
 use sync_pubsub::admin::TopicReach;
 use sync_pubsub::{messages, PubSubAdmin, PubSubPublisher};
 use sync_store::DatastoreStore;
@@ -411,22 +411,17 @@ enum Failure {
     },
 }
 
-/// One `From` per error the handler meets, alike: the error's `code()`,
-/// `disposition()` and text.
-macro_rules! failure_from {
-    ($($error:ty),+) => {$(
-        impl From<$error> for Failure {
-            fn from(e: $error) -> Self {
-                let (code, error) = (e.code(), e.to_string());
-                match e.disposition() {
-                    Disposition::Permanent => Self::Permanent { code, error },
-                    Disposition::Transient => Self::Transient { code, error },
-                }
-            }
+/// Every error the handler meets, alike: its `code()`, `disposition()` and
+/// text.
+impl<E: Classify + std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let (code, error) = (e.code(), e.to_string());
+        match e.disposition() {
+            Disposition::Permanent => Self::Permanent { code, error },
+            Disposition::Transient => Self::Transient { code, error },
         }
-    )+};
+    }
 }
-failure_from!(&InvalidBase64, ValidationError, StoreError);
 
 /// A request that is not a Pub/Sub delivery never gets here: the extractor's
 /// rejection (`DeliveryError`) answers 4xx and logs it once.

@@ -266,6 +266,7 @@ fn optional_str<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Classify;
     use crate::ingest::limits::{KeyLayout, MAX_ENTITY_BYTES};
     use crate::wire::EventMessage;
     use serde_json::json;

@@ -336,6 +336,7 @@ pub fn check_index_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Classify;
     use serde_json::json;
 
     fn obj(v: Value) -> Map<String, Value> {

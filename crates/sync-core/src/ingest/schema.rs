@@ -655,6 +655,7 @@ fn put(map: &mut Map<String, Value>, path: &[String], value: Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Classify;
     use serde_json::json;
 
     /// The README's example, as the e2e test's fixture holds it.
