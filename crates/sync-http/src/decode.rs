@@ -1,23 +1,14 @@
 //! Decoding a request into a [`Delivery`]: which form it came in, and the
 //! wrapped push and CloudEvent forms (the unwrapped one is [`crate::unwrapped`]'s).
 //!
-//! The form is detected here. Pub/Sub's write-metadata headers
-//! (`x-goog-pubsub-message-id`, `-subscription-name`, `-publish-time`) make an
-//! unwrapped push, whatever else the request looks like (every other header is
-//! then an attribute). Otherwise, as the CloudEvents HTTP binding defines it,
-//! `Content-Type: application/cloudevents+json` is structured mode and a
-//! `ce-specversion` header binary mode. Otherwise the body decides: a JSON
-//! object with a top-level `message` is a wrapped push; `{}` or envelope
-//! members alone are a wrapped push without a message (400); any other JSON
-//! object is unwrapped data; anything else is unwrapped data too unless the
-//! request declares JSON, when it is a broken envelope (400).
-//! The two CloudEvent forms are then parsed by `cloudevents-sdk`'s HTTP binding
-//! (`to_event(headers, body)`), which validates the CloudEvent attributes; we do
-//! not use its axum extractor because it answers 400 to a plain push, reads the
-//! body without a limit and returns errors as untyped responses. The Pub/Sub
-//! envelope inside (`{"message":{…},"subscription":…}`) is the same in all three
-//! forms and is parsed once, tolerantly: camelCase or the emulator's snake_case
-//! duplicates, unknown fields ignored.
+//! The form is detected in this order: Pub/Sub's write-metadata headers make an
+//! unwrapped push; `Content-Type: application/cloudevents+json` is a structured
+//! CloudEvent and a `ce-specversion` header a binary one; otherwise the body
+//! decides (a JSON object with a `message` is a wrapped push, envelope members
+//! alone are one without a message, any other body is unwrapped data unless the
+//! request declares JSON). The CloudEvents are read with `cloudevents-sdk`'s
+//! HTTP binding; the Pub/Sub envelope inside is parsed once, tolerantly
+//! (camelCase or the emulator's snake_case).
 
 use crate::delivery::{CloudEventMeta, Delivery, DeliveryForm, CLOUDEVENTS_JSON};
 use crate::error::{DeliveryError, InvalidBase64};

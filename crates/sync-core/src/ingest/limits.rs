@@ -1,32 +1,8 @@
 //! Datastore's production limits that the emulator does not (fully) enforce,
-//! computed the way Google documents them, so an event production would refuse
-//! is refused here before anything is written.
-//!
-//! Sources (Google Cloud documentation, Firestore in Datastore mode):
-//! - *Limits*: nested entity values at most 20 deep; at most 20,000 "indexed
-//!   property values + composite index entries" per entity; an entity key at
-//!   most 6 KiB; an indexed string at most 1,500 bytes.
-//! - *Storage size calculations*: a string is its UTF-8 bytes + 1; a key is the
-//!   namespace's string size (nothing for the default namespace) + each path
-//!   element's kind and name string sizes (8 for a numeric id) + 16 bytes. The
-//!   project id is not part of it.
-//!
-//! How each is counted here:
-//! - **Depth**: the number of embedded entities (JSON objects) nested inside
-//!   each other below the entity itself. `{"a": 1}` is 0 deep, `{"a": {"b": 1}}`
-//!   is 1; arrays add no level (`{"a": [{"b": 1}]}` is 1). The Datastore
-//!   emulator counts the same way: 20 nested entity values commit, 21 are
-//!   refused with "At most 20 nested entity values are supported".
-//! - **Index entries**: one per indexed value as the adapter stores it: every
-//!   scalar (null, boolean, number, string of at most 1,500 bytes) at any depth,
-//!   each array element separately, an embedded entity through its own
-//!   properties; longer strings are stored unindexed and count nothing. The
-//!   stored entity adds [`BOOKKEEPING_INDEX_ENTRIES`]; the bookkeeping JSON is
-//!   unindexed. This project defines no composite indexes, so built-in entries
-//!   are all there are.
-//! - **Key size**: of every key written for the event: the entity's, its
-//!   tombstone's and its conflict record's (both children of the entity key);
-//!   the largest must fit.
+//! computed the way Google documents them ("Limits", "Storage size
+//! calculations"), so an event production would refuse is refused here before
+//! anything is written: nesting depth, index entries, key size, entity size,
+//! and the [`ValidationLimits`] an event is validated against.
 
 use crate::error::ValidationError;
 use serde_json::{Map, Value};
@@ -235,7 +211,10 @@ pub fn conflict_name(event_id: &str) -> String {
     format!("event-{hash:016x}")
 }
 
-/// How deeply embedded entities nest in `fields` (see the module docs).
+/// How deeply embedded entities (JSON objects) nest in `fields`, below the
+/// entity itself: `{"a": 1}` is 0 deep, `{"a": {"b": 1}}` 1; arrays add no
+/// level. The Datastore emulator counts the same way (20 commit, 21 are
+/// refused).
 ///
 /// ```
 /// use serde_json::json;
@@ -288,7 +267,11 @@ pub fn deepest_path(fields: &Map<String, Value>) -> String {
     path.join(".")
 }
 
-/// Index entries of `fields` as the adapter stores them (see the module docs).
+/// Index entries of `fields` as the adapter stores them: one per indexed
+/// value (every scalar at any depth, each array element; a string over
+/// [`MAX_INDEXED_BYTES`] is unindexed and counts nothing). The stored entity
+/// adds [`BOOKKEEPING_INDEX_ENTRIES`]; this project defines no composite
+/// index.
 ///
 /// ```
 /// use serde_json::json;
