@@ -12,6 +12,14 @@ use crate::error::ValidationError;
 use serde_json::{Map, Value};
 use std::cmp::Ordering;
 
+/// The recipe's `version` property beside the user fields.
+pub const VERSION_PROPERTY: &str = "version";
+/// The recipe's `last_modified` property.
+pub const LAST_MODIFIED_PROPERTY: &str = "last_modified";
+/// The recipe's `sync_status` property.
+pub const SYNC_STATUS_PROPERTY: &str = "sync_status";
+/// The recipe's `conflict_resolved` property.
+pub const CONFLICT_RESOLVED_PROPERTY: &str = "conflict_resolved";
 /// Name of the unindexed property holding the merge bookkeeping (see
 /// [`crate::merge::stored`]).
 pub const BOOKKEEPING_PROPERTY: &str = "_sync";
@@ -19,10 +27,10 @@ pub const BOOKKEEPING_PROPERTY: &str = "_sync";
 /// Property names user data may not set: the recipe's bookkeeping beside the
 /// fields, and ours.
 pub const RESERVED_FIELDS: [&str; 5] = [
-    "version",
-    "last_modified",
-    "sync_status",
-    "conflict_resolved",
+    VERSION_PROPERTY,
+    LAST_MODIFIED_PROPERTY,
+    SYNC_STATUS_PROPERTY,
+    CONFLICT_RESOLVED_PROPERTY,
     BOOKKEEPING_PROPERTY,
 ];
 

@@ -37,11 +37,12 @@ use ds::value::ValueType;
 
 use sync_core::ingest::limits::MAX_INDEXED_BYTES;
 
-/// Property names of the recipe's bookkeeping.
-pub(crate) const VERSION: &str = "version";
-pub(crate) const LAST_MODIFIED: &str = "last_modified";
-pub(crate) const SYNC_STATUS: &str = "sync_status";
-pub(crate) const CONFLICT_RESOLVED: &str = "conflict_resolved";
+// Property names of the recipe's bookkeeping, defined once in `sync-core`.
+use sync_core::value::{
+    CONFLICT_RESOLVED_PROPERTY as CONFLICT_RESOLVED, LAST_MODIFIED_PROPERTY as LAST_MODIFIED,
+    SYNC_STATUS_PROPERTY as SYNC_STATUS, VERSION_PROPERTY as VERSION,
+};
+/// Property names of a tombstone's own.
 pub(crate) const DELETED_AT: &str = "deleted_at";
 pub(crate) const EXPIRE_AT: &str = "expire_at";
 
