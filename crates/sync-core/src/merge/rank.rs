@@ -1,5 +1,5 @@
-//! Ranking: which candidate write of a field wins under its rule, and which
-//! candidates another one makes obsolete.
+//! Ranking: a field's candidate writes ([`Candidate`]), which one wins under
+//! its rule, and which candidates another one makes obsolete.
 //!
 //! Every rule of [`super::policy`] is a total order on the candidates of a
 //! field (the *rank*); the order key breaks ties, then the value's canonical

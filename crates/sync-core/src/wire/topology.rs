@@ -1,5 +1,6 @@
-//! The names of the topics and subscriptions, as the recipe has them, and
-//! the suffix rule that lets several deployments share a project.
+//! The names of the topics and subscriptions, as the recipe has them, the
+//! suffix rule that lets several deployments share a project, and the
+//! system's own name.
 
 use super::operation::Operation;
 
