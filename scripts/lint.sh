@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Lint what cargo does not: hadolint on the Dockerfile and shellcheck on every
+# Lint what cargo does not: hadolint on the Dockerfile, shellcheck on every
 # shell script under scripts/, deploy/ and .ci/, found by extension (.sh,
-# .bash) or by a sh/bash shebang, so a new script cannot be missed. Uses the pinned
-# tools scripts/tools.sh installs. Prints each file checked; exits 1 if either
-# tool reports anything.
+# .bash) or by a sh/bash shebang, so a new script cannot be missed, and no
+# import cycle between the files of any crate (scripts/lib/module_cycles.py).
+# Uses the pinned tools scripts/tools.sh installs. Prints each file checked;
+# exits 1 if any check reports anything.
 #
 # Usage: scripts/lint.sh
 
@@ -11,7 +12,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/tools.sh
 source "${root}/scripts/lib/tools.sh"
-require_tools hadolint shellcheck
+require_tools hadolint shellcheck python
 cd "${root}"
 
 status=0
@@ -41,8 +42,15 @@ echo "shellcheck $("${TOOLS_BIN}/shellcheck" --version | sed -n 's/^version: //p
 # -x follows `source`; the source= directives name paths from the repository root.
 "${TOOLS_BIN}/shellcheck" -x "${scripts[@]}" || status=1
 
+# Each crate's files layered, none using one that uses it back; the checker
+# first proves on fake crates that it still tells a cycle from none.
+"${TOOLS_BIN}/python" scripts/lib/module_cycles.py --self-test || status=1
+# sync-bench's report/compare/cost knot goes with the bench's cut (issue 21).
+"${TOOLS_BIN}/python" scripts/lib/module_cycles.py . \
+  --known-cycle crates/sync-bench/src/main.rs || status=1
+
 if [ "${status}" -eq 0 ]; then
-  echo "lint: OK (Dockerfile and ${#scripts[@]} shell scripts)"
+  echo "lint: OK (Dockerfile, ${#scripts[@]} shell scripts, module cycles)"
 else
   echo "lint: FAILED" >&2
 fi

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sync_core::{
-    merge, parse_event, parse_timestamp, ChangeEvent, Disposition, EntityState, EntityStore,
-    Limits, MergePolicy, Operation, Outcome, StoreError,
+    merge, parse_event, parse_timestamp, ChangeEvent, Classify, Disposition, EntityState,
+    EntityStore, MergePolicy, Operation, Outcome, StoreError, ValidationLimits,
 };
 use sync_store::{DatastoreStore, RawValue, StoreConfig};
 use sync_testkit::{event as change_event, unique_name, Emulators};
@@ -49,7 +49,12 @@ fn event(
         .correlation_id(&format!("corr-{message_id}"))
         .data(data)
         .to_bytes();
-    Ok(parse_event(&body, message_id, &Limits::default(), now())?)
+    Ok(parse_event(
+        &body,
+        message_id,
+        &ValidationLimits::default(),
+        now(),
+    )?)
 }
 
 fn object(v: Value) -> Map<String, Value> {
@@ -948,7 +953,7 @@ async fn entities_of_the_previous_stored_layout_take_new_events_as_before() -> R
     for ev in fixture["events"].as_array().context("events")? {
         let body = serde_json::to_vec(&ev["data"])?;
         let id = ev["message_id"].as_str().context("message_id")?;
-        let event = parse_event(&body, id, &Limits::default(), now())?;
+        let event = parse_event(&body, id, &ValidationLimits::default(), now())?;
         let state = expected
             .entry(event.entity_id.as_str().to_string())
             .or_default();

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 use sync_core::{EntityState, EventPublisher, MergePolicy, OutgoingMessage};
-use sync_testkit::event::{now_timestamp, timestamp_in};
 use sync_testkit::harness::*;
+use sync_testkit::raw_event::{now_timestamp, timestamp_in};
 use sync_testkit::{
     drain, event, poll_until, pull_until, Emulator, EmulatorKind, Emulators, TEST_PROJECT,
 };

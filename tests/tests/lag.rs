@@ -8,8 +8,8 @@
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use std::time::Duration;
-use sync_testkit::event::timestamp_in;
 use sync_testkit::harness::*;
+use sync_testkit::raw_event::timestamp_in;
 use sync_testkit::{event, poll_until, Emulators};
 
 const EVENTS: usize = 20;

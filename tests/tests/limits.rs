@@ -8,12 +8,12 @@ use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use sync_core::limits::{
+use sync_core::ingest::limits::{
     BOOKKEEPING_INDEX_ENTRIES, DEFAULT_CONFLICT_KIND, DEFAULT_KIND, DEFAULT_TOMBSTONE_KIND,
     MAX_INDEX_ENTRIES, MAX_KEY_BYTES, MAX_NESTING_DEPTH,
 };
-use sync_testkit::event::now_timestamp;
 use sync_testkit::harness::{sync_env, Clients, FunctionProcess, Topology};
+use sync_testkit::raw_event::now_timestamp;
 use sync_testkit::{
     datastore_flavour, drain, event, poll_until, pull_until, DatastoreFlavour, Emulators,
 };

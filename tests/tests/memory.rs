@@ -22,11 +22,11 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use sync_core::limits::DEFAULT_KIND;
+use sync_core::ingest::limits::DEFAULT_KIND;
 use sync_http::config::MEMORY_LIMIT_MIB;
 use sync_testkit::burst::{burst, BurstReport, ProcMemory};
-use sync_testkit::event::now_timestamp;
 use sync_testkit::harness::{sync_env, Clients, FunctionProcess, Topology};
+use sync_testkit::raw_event::now_timestamp;
 use sync_testkit::{drain, poll_until, CapturedRequest, Emulators, TEST_PROJECT};
 
 /// Events too large for an entity: dead-lettered by the sync function.

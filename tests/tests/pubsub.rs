@@ -8,7 +8,7 @@ use anyhow::{bail, ensure, Context, Result};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use sync_core::{Announcement, EventPublisher, Operation, OutgoingMessage, PublishError};
+use sync_core::{Announcement, Classify, EventPublisher, Operation, OutgoingMessage, PublishError};
 use sync_pubsub::{
     messages, AdminOutcome, DeadLetter, PubSubAdmin, PubSubConfig, PubSubError, PubSubPublisher,
     PubSubPuller, PushEndpoint, ReceivedMessage, SubscriptionConfig,

@@ -8,8 +8,8 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
 use sync_function::{Config, Startup};
-use sync_testkit::event::now_timestamp;
 use sync_testkit::harness::{sync_env, Clients, InProcess, Topology};
+use sync_testkit::raw_event::now_timestamp;
 use sync_testkit::{event, free_port, poll_until, post, push, Emulators};
 
 /// The function's settings from `env`, with `overrides` replacing entries.

@@ -19,12 +19,13 @@ use std::time::Duration;
 use sync_core::wire::announcement::attribute;
 use sync_core::wire::AnnouncementMessage;
 use sync_core::{
-    parse_event, ChangeEvent, EntityStore, Limits, MergePolicy, Operation, RESERVED_FIELDS,
+    parse_event, ChangeEvent, EntityStore, MergePolicy, Operation, ValidationLimits,
+    RESERVED_FIELDS,
 };
 use sync_pubsub::{PubSubAdmin, PubSubPuller, ReceivedMessage, SubscriptionConfig};
 use sync_store::{DatastoreAdmin, DatastoreStore};
-use sync_testkit::event::timestamp_in;
 use sync_testkit::harness::*;
+use sync_testkit::raw_event::timestamp_in;
 use sync_testkit::{drain, event, poll_until, pull_until, unique_name, Emulators, TEST_PROJECT};
 
 const KIND: &str = "SyncEntity";
@@ -44,7 +45,7 @@ fn change(id: &str, op: &str, offset_ms: i64, data: Value) -> Result<ChangeEvent
     Ok(parse_event(
         &body,
         &message_id,
-        &Limits::default(),
+        &ValidationLimits::default(),
         chrono::Utc::now(),
     )?)
 }

@@ -8,8 +8,8 @@
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use std::time::Duration;
-use sync_testkit::event::now_timestamp;
 use sync_testkit::harness::{sync_env, sync_in_process, Clients, Topology};
+use sync_testkit::raw_event::now_timestamp;
 use sync_testkit::{event, poll_until, post, push, Emulators};
 
 async fn counters(url: &str) -> Result<(u16, String)> {

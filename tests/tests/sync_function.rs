@@ -7,8 +7,8 @@ use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use std::time::Duration;
 use sync_core::MergePolicy;
-use sync_testkit::event::{now_timestamp, timestamp_in};
 use sync_testkit::harness::{sync_env, sync_in_process, Clients, Topology};
+use sync_testkit::raw_event::{now_timestamp, timestamp_in};
 use sync_testkit::{
     drain, event, fixture, post, pull_until, push, CapturedRequest, Emulators, PushEnvelope,
 };

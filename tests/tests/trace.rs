@@ -169,10 +169,14 @@ async fn one_trace_id_from_publisher_to_consumer_and_replay() -> Result<()> {
         .await?;
 
     // Replayed with its data fixed: applied and announced in the same trace.
-    let fixed = event("traced-2", "create", &sync_testkit::event::now_timestamp())
-        .source("trace-test")
-        .data(serde_json::json!({ "name": "fixed" }))
-        .to_bytes();
+    let fixed = event(
+        "traced-2",
+        "create",
+        &sync_testkit::raw_event::now_timestamp(),
+    )
+    .source("trace-test")
+    .data(serde_json::json!({ "name": "fixed" }))
+    .to_bytes();
     let replayed = syncctl_async(
         vec![
             "dlq".into(),

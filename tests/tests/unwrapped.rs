@@ -12,8 +12,8 @@ use std::time::Duration;
 use sync_core::{EventPublisher, OutgoingMessage};
 use sync_http::unwrapped::derived_event_id;
 use sync_pubsub::{PubSubPublisher, PubSubPuller, PushEndpoint, PushWrapper};
-use sync_testkit::event::now_timestamp;
 use sync_testkit::harness::{sync_env, sync_in_process, Clients, InProcess, Topology};
+use sync_testkit::raw_event::now_timestamp;
 use sync_testkit::{event as change_event, poll_until, pull_until, Emulators};
 
 const ATTRIBUTE: (&str, &str) = ("source_app", "crm");

@@ -18,7 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use sync_core::{parse_event, EntityStore, Limits, StoreError};
+use sync_core::{parse_event, EntityStore, StoreError, ValidationLimits};
 use sync_store::{DatastoreStore, StoreConfig};
 
 /// What to run.
@@ -86,8 +86,13 @@ fn event(
         "data": {"name": format!("Item {worker}-{counter}"), "status": "active", "counter": counter},
     });
     let id = format!("limit-{}-{worker}-{counter}", s.seed);
-    parse_event(json.to_string().as_bytes(), &id, &Limits::default(), now)
-        .context("building a bench event")
+    parse_event(
+        json.to_string().as_bytes(),
+        &id,
+        &ValidationLimits::default(),
+        now,
+    )
+    .context("building a bench event")
 }
 
 async fn work(

@@ -282,7 +282,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use serde_json::Value;
-    use sync_core::{parse_event, Limits};
+    use sync_core::{parse_event, ValidationLimits};
 
     fn spec(payload_bytes: usize) -> Spec {
         Spec {
@@ -325,7 +325,8 @@ mod tests {
                 let body = body(&p, k, 0, "r1").expect("in range");
                 let (envelope, raw) = event_of(&body);
                 assert_eq!(envelope["message"]["messageId"], format!("r1-{k}"));
-                let event = parse_event(&raw, "m", &Limits::default(), now).expect("valid event");
+                let event =
+                    parse_event(&raw, "m", &ValidationLimits::default(), now).expect("valid event");
                 assert_eq!(event.entity_id.as_str(), format!("t1-{:05}", k % 7));
                 let json: Value = serde_json::from_slice(&raw).expect("JSON");
                 assert_eq!(json["data"]["rev"], json["timestamp"]);
@@ -359,7 +360,7 @@ mod tests {
         let now = Utc::now();
         let op = |k: u64| {
             let (_, raw) = event_of(&body(&p, k, 0, "r").expect("in range"));
-            let e = parse_event(&raw, "m", &Limits::default(), now).expect("valid event");
+            let e = parse_event(&raw, "m", &ValidationLimits::default(), now).expect("valid event");
             (e.entity_id.as_str().to_string(), e.operation.as_str())
         };
         assert_eq!(op(3), ("t1-00003".into(), "create"));

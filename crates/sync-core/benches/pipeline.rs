@@ -5,7 +5,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 use std::hint::black_box;
-use sync_core::{merge, parse_event, parse_timestamp, EntityState, Limits, MergePolicy};
+use sync_core::{merge, parse_event, parse_timestamp, EntityState, MergePolicy, ValidationLimits};
 
 fn event(i: usize) -> Vec<u8> {
     json!({
@@ -29,7 +29,7 @@ fn event(i: usize) -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let now = parse_timestamp("2025-07-23T12:00:00").expect("clock");
-    let limits = Limits::default();
+    let limits = ValidationLimits::default();
     let policy = MergePolicy::default();
     let events: Vec<Vec<u8>> = (0..64).map(event).collect();
     let mut base = EntityState::default();

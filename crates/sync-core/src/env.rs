@@ -16,7 +16,7 @@ pub const GOOGLE_CLOUD_PROJECT: &str = "GOOGLE_CLOUD_PROJECT";
 pub const DATASTORE_EMULATOR_HOST: &str = "DATASTORE_EMULATOR_HOST";
 /// `host:port` of the Pub/Sub emulator; unset in production.
 pub const PUBSUB_EMULATOR_HOST: &str = "PUBSUB_EMULATOR_HOST";
-/// Path of the schema history file (.json or .toml, see [`crate::schema`]),
+/// Path of the schema history file (.json or .toml, see [`crate::ingest::schema`]),
 /// which the sync and audit functions both read; unset: version 1 only.
 pub const SCHEMA_HISTORY_FILE: &str = "SCHEMA_HISTORY_FILE";
 

@@ -1,4 +1,5 @@
-//! Validation errors and the ack/nack disposition every error declares.
+//! Validation errors, and what every error the handlers meet declares about
+//! itself ([`Classify`]): a stable code and its ack/nack [`Disposition`].
 
 use thiserror::Error;
 
@@ -14,9 +15,36 @@ pub enum Disposition {
     Transient,
 }
 
+/// An error that says what it is: a stable machine code, for dead-letter
+/// attributes and logs, and whether retrying the same message can help.
+///
+/// ```
+/// use sync_core::{Classify, Disposition, ValidationError};
+/// let error = ValidationError::MissingField("entity_id");
+/// assert_eq!(error.code(), "missing_field");
+/// assert_eq!(error.disposition(), Disposition::Permanent);
+/// ```
+pub trait Classify {
+    /// Stable machine code of this error, for dead-letter attributes and logs.
+    fn code(&self) -> &'static str;
+
+    /// Whether retrying the same message can ever succeed.
+    fn disposition(&self) -> Disposition;
+}
+
+impl<T: Classify + ?Sized> Classify for &T {
+    fn code(&self) -> &'static str {
+        (**self).code()
+    }
+
+    fn disposition(&self) -> Disposition {
+        (**self).disposition()
+    }
+}
+
 /// Why a message's data is not an acceptable change event.
 ///
-/// Every variant is permanent and has a stable machine code ([`ValidationError::code`])
+/// Every variant is permanent and has a stable machine code ([`Classify::code`])
 /// used as the `error_code` attribute of dead-lettered messages and in logs.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum ValidationError {
@@ -52,7 +80,7 @@ pub enum ValidationError {
     #[error("kind is invalid: {0}")]
     InvalidKind(String),
     /// `schema_version` is not one the schema history knows
-    /// ([`crate::schema`]).
+    /// ([`crate::ingest::schema`]).
     #[error("schema_version {version} is not supported (supported: {})", supported(*.oldest, *.current))]
     UnsupportedSchemaVersion {
         /// The version received.
@@ -138,14 +166,8 @@ fn supported(oldest: i64, current: i64) -> String {
     }
 }
 
-impl ValidationError {
-    /// Stable machine code of this error, for dead-letter attributes and logs.
-    ///
-    /// ```
-    /// use sync_core::ValidationError;
-    /// assert_eq!(ValidationError::MissingField("entity_id").code(), "missing_field");
-    /// ```
-    pub fn code(&self) -> &'static str {
+impl Classify for ValidationError {
+    fn code(&self) -> &'static str {
         match self {
             Self::InvalidJson(_) => "invalid_json",
             Self::MissingField(_) => "missing_field",
@@ -167,7 +189,7 @@ impl ValidationError {
     }
 
     /// Always [`Disposition::Permanent`]: the same bytes fail the same way.
-    pub fn disposition(&self) -> Disposition {
+    fn disposition(&self) -> Disposition {
         Disposition::Permanent
     }
 }

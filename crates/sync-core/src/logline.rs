@@ -1,39 +1,14 @@
 //! One log line, one Cloud Logging entry: the size budget every line of both
-//! functions keeps, how it is measured, and how a JSON value that is over it
-//! is shortened.
+//! functions keeps ([`LINE_BUDGET_BYTES`], well under Logging's 256 KiB per
+//! entry), how a line is measured ([`Size`]: as JSON text and as the protobuf
+//! `Struct` Logging stores, both within the budget), and how a JSON value that
+//! is over it is shortened.
 //!
-//! Cloud Logging refuses a `LogEntry` over about 256 KiB ("Quotas and
-//! limits": the size of a `LogEntry`, approximate and "based on internal data
-//! sizes, not the actual REST API request size"); on Cloud Run a longer stdout
-//! line never arrives. Every line either function writes stays within
-//! [`LINE_BUDGET_BYTES`] (200,000 bytes). The budget leaves about 62 KB for
-//! what the logging agent adds (resource labels, instance id, log name,
-//! timestamps, insert id: about 1 KB) and for the difference between our
-//! estimate and Logging's internal size, which is not published.
-//!
-//! A line is measured twice ([`Size`]): as the JSON text written, and as the
-//! protobuf `Struct` a JSON payload is stored as. The two differ: a string
-//! costs about its bytes in both, but a small number in an array is 2 bytes of
-//! JSON and 11 of protobuf (a `double` and its tags), so 200 KB of JSON
-//! numbers would be about 1.1 MB inside Logging. Both must be within the budget.
-//!
-//! Shortening ([`fit`]) works on a JSON object, in phases, each on one part of
-//! it, and stops as soon as the whole fits: within a part, the **largest
-//! values first**. A string is cut to a prefix (at a character boundary); an
-//! array loses its tail, unless its largest element alone can give what is
-//! needed and keep [`MIN_KEPT_BYTES`], which is then shortened instead; an
-//! object's largest members are shortened (when what is left of one is still
-//! worth keeping) or left out. In [`Mode::CutText`] only strings are cut and
-//! nothing is left out, so keys, numbers and structure stay. Every value left
-//! out or cut is named by its JSON Pointer (RFC 6901, `/data_snapshot/blob`),
-//! in the order it was shortened; numbers, booleans and null are never cut.
-//!
-//! What was shortened is said in the line itself, with the field names of
-//! `wire::audit` ([`crate::wire::audit::Shortened`], and the digests of what
-//! was there in full: [`Digest`], SHA-256 over the exact bytes). [`fit_line`]
-//! is the last guard of every writer: a line that is still over the budget,
-//! from a path nobody shortened, is shortened as a whole and marked
-//! ([`crate::wire::audit::LineDigest`]).
+//! [`fit`] shortens the largest values first (strings cut to a prefix, arrays
+//! lose their tail, members left out) until the whole fits, naming each value
+//! it cut by its JSON Pointer; the line says so with the fields of
+//! [`crate::wire::audit::Shortened`] and the digests ([`Digest`]) of what was
+//! there. [`fit_line`] is every writer's last guard.
 
 use crate::wire::audit::{LineDigest, Shortened};
 use serde_json::{Map, Value};

@@ -4,12 +4,13 @@
 //! the emulators; compiled only with the cargo feature `memory`. They apply
 //! the same merge as the Datastore adapter but claim nothing about Datastore.
 
-use crate::event::{ChangeEvent, Limits};
-use crate::limits::check_index_entries;
-use crate::merge::{merge, MergeOutcome};
-use crate::policy::MergePolicy;
+use crate::ingest::change::ChangeEvent;
+use crate::ingest::limits::{check_index_entries, ValidationLimits, DEFAULT_KIND};
+use crate::merge::apply::merge;
+use crate::merge::outcome::MergeOutcome;
+use crate::merge::policy::MergePolicy;
+use crate::merge::state::EntityState;
 use crate::ports::{EntityStore, EventPublisher, OutgoingMessage, PublishError, StoreError};
-use crate::state::EntityState;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,11 +19,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// Entities in a map keyed by (kind, entity id), merged under one lock.
 ///
 /// Like the Datastore adapter, it refuses a merged entity over the
-/// index-entry limit ([`crate::limits::check_index_entries`]).
+/// index-entry limit ([`check_index_entries`]).
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     policy: MergePolicy,
-    limits: Limits,
+    limits: ValidationLimits,
     default_kind: String,
     entities: Mutex<HashMap<(String, String), EntityState>>,
     /// When set, every call fails as if the store were unavailable.
@@ -34,8 +35,8 @@ impl MemoryStore {
     pub fn new(policy: MergePolicy) -> Self {
         Self {
             policy,
-            limits: Limits::default(),
-            default_kind: crate::limits::DEFAULT_KIND.into(),
+            limits: ValidationLimits::default(),
+            default_kind: DEFAULT_KIND.into(),
             ..Self::default()
         }
     }

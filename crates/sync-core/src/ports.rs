@@ -3,10 +3,10 @@
 //! The handlers see only these traits, so handler tests run on in-memory fakes
 //! while integration tests run the real adapters on the emulators.
 
-use crate::event::ChangeEvent;
-use crate::merge::MergeOutcome;
-use crate::stored::StateError;
-use crate::{Disposition, ValidationError};
+use crate::error::{Classify, Disposition, ValidationError};
+use crate::ingest::change::ChangeEvent;
+use crate::merge::outcome::MergeOutcome;
+use crate::merge::stored::StateError;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -49,17 +49,16 @@ pub enum StoreError {
     },
 }
 
-impl StoreError {
+impl Classify for StoreError {
     /// Transient for contention and unavailability; permanent otherwise.
-    pub fn disposition(&self) -> Disposition {
+    fn disposition(&self) -> Disposition {
         match self {
             Self::Contention { .. } | Self::Unavailable { .. } => Disposition::Transient,
             Self::Rejected(_) | Self::Corrupt(_) | Self::Refused { .. } => Disposition::Permanent,
         }
     }
 
-    /// Stable machine code for dead-letter attributes and logs.
-    pub fn code(&self) -> &'static str {
+    fn code(&self) -> &'static str {
         match self {
             Self::Contention { .. } => "contention",
             Self::Unavailable { .. } => "store_unavailable",
@@ -111,10 +110,15 @@ pub enum PublishError {
     },
 }
 
-impl PublishError {
+impl Classify for PublishError {
+    /// `publish_unavailable`.
+    fn code(&self) -> &'static str {
+        "publish_unavailable"
+    }
+
     /// Always transient: a missing topic or permission is an operator's fix, and
     /// the message must survive until it is made.
-    pub fn disposition(&self) -> Disposition {
+    fn disposition(&self) -> Disposition {
         Disposition::Transient
     }
 }

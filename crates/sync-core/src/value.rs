@@ -1,4 +1,5 @@
-//! User field values: what Datastore can hold, a total order, and size estimates.
+//! User fields: the names they may not take, what values Datastore can hold,
+//! a total order on those values, and size estimates.
 //!
 //! Field values are JSON values (`serde_json::Value`). Each JSON type maps to
 //! one Datastore type: string, integer (i64), double, boolean, null, array,
@@ -7,9 +8,31 @@
 //! already read integer literals beyond the u64 range as doubles, as JavaScript
 //! does, so those arrive here as doubles and are stored as such.
 
-use crate::ValidationError;
+use crate::error::ValidationError;
 use serde_json::{Map, Value};
 use std::cmp::Ordering;
+
+/// The recipe's `version` property beside the user fields.
+pub const VERSION_PROPERTY: &str = "version";
+/// The recipe's `last_modified` property.
+pub const LAST_MODIFIED_PROPERTY: &str = "last_modified";
+/// The recipe's `sync_status` property.
+pub const SYNC_STATUS_PROPERTY: &str = "sync_status";
+/// The recipe's `conflict_resolved` property.
+pub const CONFLICT_RESOLVED_PROPERTY: &str = "conflict_resolved";
+/// Name of the unindexed property holding the merge bookkeeping (see
+/// [`crate::merge::stored`]).
+pub const BOOKKEEPING_PROPERTY: &str = "_sync";
+
+/// Property names user data may not set: the recipe's bookkeeping beside the
+/// fields, and ours.
+pub const RESERVED_FIELDS: [&str; 5] = [
+    VERSION_PROPERTY,
+    LAST_MODIFIED_PROPERTY,
+    SYNC_STATUS_PROPERTY,
+    CONFLICT_RESOLVED_PROPERTY,
+    BOOKKEEPING_PROPERTY,
+];
 
 /// Datastore's limit on key names, kinds and property names, in bytes.
 pub const MAX_NAME_BYTES: usize = 1500;
@@ -156,6 +179,7 @@ pub fn fields_size(map: &Map<String, Value>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Classify;
     use serde_json::json;
 
     #[test]

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use sync_core::{
     merge, merge_group, merge_group_checked, parse_event, parse_timestamp, ChangeEvent,
-    EntityState, EventMessage, FieldState, Limits, MergePolicy, Operation, OrderKey, Outcome,
+    EntityState, EventMessage, FieldState, MergePolicy, Operation, OrderKey, Outcome,
+    ValidationLimits,
 };
 
 const FIELDS: [&str; 4] = ["a", "b", "c", "d"];
@@ -80,7 +81,7 @@ fn build(specs: &[Spec]) -> Vec<ChangeEvent> {
             parse_event(
                 &body.to_bytes(),
                 &format!("msg-{i:03}"),
-                &Limits::default(),
+                &ValidationLimits::default(),
                 now,
             )
             .expect("generated events are valid")

@@ -7,8 +7,8 @@
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use sync_core::{
-    merge, parse_event_with, parse_timestamp, ChangeEvent, EntityState, EventMessage, Limits,
-    MergePolicy, Operation, SchemaHistory,
+    merge, parse_event_with, parse_timestamp, ChangeEvent, EntityState, EventMessage, MergePolicy,
+    Operation, SchemaHistory, ValidationLimits,
 };
 
 /// The README's example history.
@@ -124,8 +124,14 @@ fn message(s: &Spec) -> EventMessage {
 
 fn parse(message: &EventMessage, id: &str, h: &SchemaHistory) -> ChangeEvent {
     let now = parse_timestamp("2030-01-01T00:00:00").expect("clock");
-    parse_event_with(&message.to_bytes(), id, &Limits::default(), h, now)
-        .expect("generated events are valid")
+    parse_event_with(
+        &message.to_bytes(),
+        id,
+        &ValidationLimits::default(),
+        h,
+        now,
+    )
+    .expect("generated events are valid")
 }
 
 fn build(specs: &[Spec], h: &SchemaHistory) -> Vec<ChangeEvent> {
@@ -141,7 +147,7 @@ fn upcast_form(e: &ChangeEvent, h: &SchemaHistory) -> ChangeEvent {
     let m = EventMessage::new(
         e.entity_id.as_str(),
         e.operation,
-        sync_core::event::format_timestamp(&e.timestamp),
+        sync_core::format_timestamp(&e.timestamp),
     )
     .source(e.source.clone())
     .schema_version(h.current())

@@ -2,26 +2,13 @@
 //! memory budget before its body is read, so an instance stays inside its
 //! memory limit whatever Cloud Run hands it at once.
 //!
-//! The budget ([`MemoryBudget`]) is the instance's limit ([`MemoryLimit`]:
-//! `MEMORY_LIMIT_MIB`, else the cgroup's) less what the process needs at
-//! rest. A request's share ([`RequestCost`]) is a fixed part plus multiples
-//! of its body: the most the function holds at once for each body byte
-//! (the body, the decoded data, what is built from it, what is sent on),
-//! measured per function. The share comes from `Content-Length` before the
-//! body is read; a body without one (chunked) gets the fixed part first and
-//! then its share of each chunk as it is read.
-//!
-//! A request that cannot have its share within [`MemoryBudget::wait`] (well
-//! below the ack deadline) is shed with 429 and a log line saying why:
-//! Pub/Sub redelivers it, its message was never read, so it is never
-//! dead-lettered for it. A request whose share exceeds the whole budget
-//! (the largest legal delivery on a small instance) is charged the whole
-//! budget: it waits until it can run alone, and then runs. A declared body
-//! over the body limit is charged nothing: the extractor refuses it unread.
-//!
-//! The share is released when the response is ready, or when the request is
-//! dropped (the client went away), whichever comes first: a
-//! `tokio::sync::Semaphore` weighted in KiB holds it.
+//! The budget ([`MemoryBudget`]) is the instance's limit ([`MemoryLimit`]) less
+//! what the process needs at rest; a request's share ([`RequestCost`]) is a
+//! fixed part plus multiples of its body, measured per function, taken from
+//! `Content-Length` (or chunk by chunk). A request that cannot have its share
+//! within [`MemoryBudget::wait`] is shed with 429 and redelivered by Pub/Sub,
+//! never dead-lettered for it; the share is released when the response is
+//! ready or the request is dropped.
 
 use crate::cgroup::MemoryLimit;
 use crate::error::DeliveryError;

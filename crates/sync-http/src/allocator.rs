@@ -1,22 +1,12 @@
 //! The allocator setting the memory budget relies on: glibc maps every
 //! allocation of 128 KiB or more on its own, so freeing it gives the memory
-//! back to the OS at once.
+//! back to the OS at once, and resident memory follows what the requests hold
+//! (what [`crate::admission`] bounds). Left to itself, glibc raises that
+//! threshold after the first large free, and freed megabytes stay resident.
 //!
-//! Left to itself, glibc raises that threshold to the size of the largest
-//! block freed so far (up to 32 MiB). After the first large delivery, buffers
-//! of megabytes then come from its heaps, and what is freed there mostly stays
-//! resident: a burst of large deliveries left the sync function at over 1 GiB
-//! resident with nothing in flight, so resident memory no longer followed
-//! what the requests held, which is what the budget
-//! ([`crate::admission`]) bounds. A fixed threshold also turns the dynamic
-//! adjustment off.
-//!
-//! The setting is the glibc tunable `glibc.malloc.mmap_threshold`, read from
-//! `GLIBC_TUNABLES` when a process starts. [`ensure_mmap_threshold`], called
-//! first thing in `main`, re-executes the binary (same arguments, same
-//! process id) with the tunable added when the environment lacks it: no
-//! foreign call, nothing for the operator to set. An operator's own value of
-//! the tunable is kept. Other C libraries (musl) ignore it.
+//! [`ensure_mmap_threshold`], called first thing in `main`, re-executes the
+//! binary with the tunable `glibc.malloc.mmap_threshold` in `GLIBC_TUNABLES`
+//! when the environment lacks it; an operator's own value is kept.
 
 use std::ffi::OsString;
 

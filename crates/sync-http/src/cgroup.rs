@@ -10,6 +10,7 @@
 //! means no limit there. Everything is read through a function, so the
 //! parsing is tested without a cgroup file system.
 
+use crate::config::{RuntimeConfig, MEMORY_LIMIT_MIB};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -50,7 +51,7 @@ impl LimitSource {
     /// Stable name for logs.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Setting => crate::config::MEMORY_LIMIT_MIB,
+            Self::Setting => MEMORY_LIMIT_MIB,
             Self::CgroupV2 => "cgroup v2 memory.max",
             Self::CgroupV1 => "cgroup v1 memory.limit_in_bytes",
         }
@@ -74,6 +75,14 @@ impl MemoryLimit {
             }),
             None => cgroup_limit(|p| std::fs::read_to_string(p)),
         }
+    }
+}
+
+impl RuntimeConfig {
+    /// The instance's memory limit: `MEMORY_LIMIT_MIB` when set, else the
+    /// limit of the cgroup the process is in (read now), else `None`.
+    pub fn memory_limit(&self) -> Option<MemoryLimit> {
+        MemoryLimit::resolve(self.memory_limit_mib)
     }
 }
 

@@ -33,7 +33,7 @@ pub struct RuntimeConfig {
     /// `LOG_FORMAT`, default `json`.
     pub log_format: LogFormat,
     /// `MEMORY_LIMIT_MIB`, default unset: the cgroup's limit is read instead
-    /// (see [`memory_limit`](Self::memory_limit)).
+    /// (see [`memory_limit`](Self::memory_limit), in [`crate::cgroup`]).
     pub memory_limit_mib: Option<u64>,
 }
 
@@ -49,12 +49,6 @@ impl Default for RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    /// The instance's memory limit: `MEMORY_LIMIT_MIB` when set, else the
-    /// limit of the cgroup the process is in (read now), else `None`.
-    pub fn memory_limit(&self) -> Option<crate::cgroup::MemoryLimit> {
-        crate::cgroup::MemoryLimit::resolve(self.memory_limit_mib)
-    }
-
     /// Reads `PORT`, `MAX_BODY_BYTES`, `LOG_FORMAT` and `MEMORY_LIMIT_MIB`;
     /// each unusable value is noted in `problems` (naming the variable and
     /// the form expected) and its default kept.

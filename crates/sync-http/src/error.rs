@@ -2,7 +2,7 @@
 
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use sync_core::Disposition;
+use sync_core::{Classify, Disposition};
 use thiserror::Error;
 
 /// Why a request cannot be decoded into a [`Delivery`](crate::Delivery).
@@ -102,14 +102,14 @@ pub struct InvalidBase64 {
     pub reason: String,
 }
 
-impl InvalidBase64 {
-    /// Stable machine code for dead-letter attributes and logs: `invalid_base64`.
-    pub fn code(&self) -> &'static str {
+impl Classify for InvalidBase64 {
+    /// `invalid_base64`.
+    fn code(&self) -> &'static str {
         "invalid_base64"
     }
 
     /// Always permanent: the same bytes never decode.
-    pub fn disposition(&self) -> Disposition {
+    fn disposition(&self) -> Disposition {
         Disposition::Permanent
     }
 }

@@ -1,39 +1,14 @@
 //! Logging setup: Cloud Logging JSON on stdout (via `tracing-stackdriver`) or
 //! readable text, filtered by `RUST_LOG` (default `info`).
 //!
-//! What `tracing-stackdriver` 0.10 emits, checked against its source:
-//! - per line: `time`, `target`, `logging.googleapis.com/sourceLocation`,
-//!   `span` (the current span's fields plus `name`), `spans` (root to leaf),
-//!   `severity`, then the event's fields;
-//! - **event** field names are converted to camelCase (`entity_id` →
-//!   `entityId`, `error_code` → `errorCode`); **span** field names are kept as
-//!   written (inside `span` / `spans`);
-//! - `labels.x` event fields are collected into `logging.googleapis.com/labels`
-//!   (label keys camelCased too), `http_request.x` into `httpRequest`,
-//!   `insert_id` becomes `logging.googleapis.com/insertId`, and a `severity`
-//!   field overrides the level (e.g. `severity = "NOTICE"`);
-//! - trace correlation fields only with its OpenTelemetry feature: a field
-//!   literally named `logging.googleapis.com/trace` comes out mangled.
-//!
-//! For the last point this module adds one thing: record the trace on the
-//! delivery span (or an event) as [`TRACE_FIELD`] (`cloud_trace`, the value of
-//! [`TraceContext::resource_name`](crate::TraceContext::resource_name)),
-//! [`SPAN_ID_FIELD`] and [`TRACE_SAMPLED_FIELD`], and the JSON writer promotes
-//! them to Cloud Logging's `logging.googleapis.com/trace`, `…/spanId` and
-//! `…/trace_sampled` keys at the top level of every line logged inside that span.
-//!
-//! Log bytes are billed, and the sync function writes a line per event, so
-//! nothing is written twice: the source location is left out (a message
-//! names its place in the code well enough), and `spans` is dropped when it
-//! only repeats `span` (one span open, as in a delivery).
-//!
-//! The JSON writer is also the last guard of the line budget
-//! ([`sync_core::logline::LINE_BUDGET_BYTES`]): the lines that may grow with
-//! input are shortened where they are made (conflict values, error texts,
-//! the ids recorded on the delivery span), and a line that still exceeds it,
-//! from a path nobody thought of, is shortened here as a whole, stays one
-//! JSON object, and says so (`log_line_truncated`, `log_line_bytes`,
-//! `log_line_sha256`, `shortened_fields`: [`sync_core::logline::fit_line`]).
+//! The JSON writer adds what `tracing-stackdriver` cannot: the trace recorded
+//! on the delivery span as [`TRACE_FIELD`], [`SPAN_ID_FIELD`] and
+//! [`TRACE_SAMPLED_FIELD`] becomes Cloud Logging's `logging.googleapis.com/trace`,
+//! `…/spanId` and `…/trace_sampled` on every line of that span. It writes
+//! nothing twice (no source location; `spans` dropped when it repeats `span`),
+//! and it is the last guard of the line budget: a line over
+//! [`sync_core::logline::LINE_BUDGET_BYTES`] is shortened as a whole and says
+//! so ([`sync_core::logline::fit_line`]).
 
 use std::borrow::Cow;
 use std::io::{self, Write};

@@ -57,7 +57,7 @@ pub struct DeadLetter {
 /// Redelivery backoff of a subscription. Do not set one on emulator push
 /// subscriptions: with one, the emulator lost messages whose push failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
+pub struct RedeliveryBackoff {
     /// Shortest wait before redelivery (0–600 s).
     pub minimum: Duration,
     /// Longest wait before redelivery (0–600 s).
@@ -76,7 +76,7 @@ pub struct SubscriptionConfig {
     /// Where messages go after too many failed deliveries.
     pub dead_letter: Option<DeadLetter>,
     /// Redelivery backoff; `None` redelivers as soon as possible.
-    pub retry: Option<Backoff>,
+    pub retry: Option<RedeliveryBackoff>,
 }
 
 impl Default for SubscriptionConfig {
@@ -160,7 +160,7 @@ pub struct SubscriptionInfo {
     /// Dead-letter policy (topic as a full path).
     pub dead_letter: Option<DeadLetter>,
     /// Redelivery backoff.
-    pub retry: Option<Backoff>,
+    pub retry: Option<RedeliveryBackoff>,
 }
 
 /// Topic and subscription management, idempotent: creating what exists and
@@ -191,10 +191,10 @@ impl PubSubAdmin {
         if let Some(endpoint) = config.emulator_endpoint() {
             topics = topics
                 .with_endpoint(endpoint.clone())
-                .with_credentials(crate::anonymous_credentials());
+                .with_credentials(crate::credentials::anonymous_credentials());
             subscriptions = subscriptions
                 .with_endpoint(endpoint)
-                .with_credentials(crate::anonymous_credentials());
+                .with_credentials(crate::credentials::anonymous_credentials());
         }
         Ok(Self {
             project: config.project.clone(),
@@ -372,7 +372,7 @@ impl PubSubAdmin {
                     topic: d.dead_letter_topic,
                     max_delivery_attempts: d.max_delivery_attempts,
                 }),
-            retry: s.retry_policy.map(|r| Backoff {
+            retry: s.retry_policy.map(|r| RedeliveryBackoff {
                 minimum: r.minimum_backoff.and_then(to_std).unwrap_or_default(),
                 maximum: r.maximum_backoff.and_then(to_std).unwrap_or_default(),
             }),

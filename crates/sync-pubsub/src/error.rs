@@ -1,6 +1,6 @@
 //! Pub/Sub adapter errors, classified like the core's.
 
-use sync_core::Disposition;
+use sync_core::{Classify, Disposition};
 use thiserror::Error;
 
 type Source = Box<dyn std::error::Error + Send + Sync>;
@@ -71,9 +71,9 @@ pub enum PubSubError {
     },
 }
 
-impl PubSubError {
+impl Classify for PubSubError {
     /// Transient for timeouts and unavailability; permanent otherwise.
-    pub fn disposition(&self) -> Disposition {
+    fn disposition(&self) -> Disposition {
         match self {
             Self::Timeout { .. } => Disposition::Transient,
             Self::Rpc {
@@ -87,8 +87,7 @@ impl PubSubError {
         }
     }
 
-    /// Stable machine code for logs.
-    pub fn code(&self) -> &'static str {
+    fn code(&self) -> &'static str {
         match self {
             Self::Config(_) => "invalid_config",
             Self::InvalidName { .. } => "invalid_name",

@@ -1,38 +1,16 @@
 //! [`PubSubPublisher`]: the `EventPublisher` port on the official client.
 //!
-//! One `BasePublisher` (one connection pool) for the process, one batching
-//! `Publisher` per topic, created on first use and cached. Messages without an
-//! ordering key go to the topic's one concurrent batch: a batch is sent
-//! [`PubSubConfig::batch_delay`] after its first message (or at 100 messages
-//! or 1 MB), without waiting for batches in flight, so concurrent callers'
-//! messages share publish RPCs. Each `publish` still returns only once
-//! Pub/Sub has answered the RPC that carried its message, with that
-//! message's own id (or error).
+//! One batching publisher per topic, cached: messages without an ordering key
+//! share publish RPCs (a batch goes [`PubSubConfig::batch_delay`] after its
+//! first message), and each `publish` returns its own message's id or error.
+//! A message with an ordering key goes to that key's sequential batch; a
+//! failed key is resumed at once, since the nacked delivery's redelivery
+//! publishes what was not announced. A topic's publisher is replaced after
+//! [`PubSubConfig::max_ordering_keys`] distinct keys, as the client keeps every
+//! key's task for its lifetime.
 //!
-//! Ordering keys need no switch in this client: a message with a key goes to
-//! that key's sequential batch actor (one batch in flight per key), so
-//! messages on different keys never share an RPC. When a publish with a key fails,
-//! the client pauses the key and fails every later publish on it with
-//! `OrderingKeyPaused` until `resume_publish(key)`; we resume on every failure,
-//! because the failed delivery is nacked and its redelivery re-publishes what
-//! was not announced, so nothing is reordered or lost downstream.
-//!
-//! The client never forgets an ordering key: each keeps a task and buffers for
-//! the publisher's lifetime. So a topic's publisher is replaced once it has
-//! served [`PubSubConfig::max_ordering_keys`] distinct keys. Publishes still in
-//! flight hold their own handle to the old one and finish on it; the old
-//! publisher's tasks end when the last handle goes. A message on a key that
-//! straddles the swap may overtake one still in flight on the old publisher,
-//! as two concurrent publishes on one key already may: downstream orders by
-//! `version`.
-//!
-//! Retrying is the client's: it retries what Pub/Sub documents as retryable
-//! (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `ABORTED`,
-//! `INTERNAL`, `UNKNOWN`, transport errors, HTTP 429/5xx) with exponential
-//! backoff (100 ms, ×4, jittered), for at most
-//! [`PubSubConfig::publish_timeout`]; the same timeout bounds each publish
-//! here. Callers do not retry on top of it: the sync function answers a
-//! failed publish with a nack, and Pub/Sub's redelivery is the next attempt.
+//! Retrying is the client's, bounded by [`PubSubConfig::publish_timeout`];
+//! nothing here retries on top of it.
 
 use crate::config::PubSubConfig;
 use crate::counters::{Counters, PublishCounts};
@@ -84,7 +62,7 @@ impl PubSubPublisher {
         if let Some(endpoint) = config.emulator_endpoint() {
             builder = builder
                 .with_endpoint(endpoint)
-                .with_credentials(crate::anonymous_credentials());
+                .with_credentials(crate::credentials::anonymous_credentials());
         }
         let base = builder.build().await.map_err(|e| PubSubError::Client {
             client: "publisher",
@@ -251,6 +229,7 @@ impl EventPublisher for PubSubPublisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sync_core::Classify;
 
     /// A TCP endpoint that accepts connections and never answers.
     async fn black_hole() -> std::io::Result<(String, tokio::task::JoinHandle<()>)> {

@@ -1,18 +1,10 @@
-//! Unary pull, ack and nack, for tests and the operator CLI.
+//! Unary pull, ack and nack, for tests and the operator CLI (`syncctl dlq`),
+//! on `gcloud-sdk`'s gRPC client: the official crate offers only a streaming
+//! subscriber.
 //!
-//! The official crate offers only a streaming subscriber that acks through
-//! per-message handlers and keeps leases alive in the background; reading a
-//! few messages, showing them and acking some by id later (`syncctl dlq list |
-//! replay`) needs the plain `Pull` / `Acknowledge` / `ModifyAckDeadline` RPCs,
-//! which `gcloud-sdk`'s generated gRPC client exposes.
-//!
-//! Every call retries what is transient (`CANCELLED` after a reset HTTP/2
-//! stream, `UNAVAILABLE`…) within its own time: a pull within the wait it
-//! was given, an ack or a nack within the RPC timeout. All three are safe to
-//! repeat: a pull that broke after the service leased messages only delays
-//! them until their ack deadline, and acks and nacks are idempotent. Under
-//! load the emulator drops a stream now and then; one dropped stream must
-//! not fail a test or an operator's `syncctl dlq`.
+//! Every call retries what is transient within its own time (a pull within its
+//! wait, an ack or nack within the RPC timeout); all three are safe to repeat,
+//! and the emulator drops a stream now and then under load.
 
 use crate::config::PubSubConfig;
 use crate::error::{is_transient_code, PubSubError};
@@ -24,6 +16,7 @@ use gcloud_sdk::tonic::{Code, Request, Status};
 use gcloud_sdk::{GoogleApi, GoogleAuthMiddleware, RequestTimeouts};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use sync_core::Classify;
 
 const PRODUCTION_ENDPOINT: &str = "https://pubsub.googleapis.com";
 /// Pub/Sub messages carry up to 10 MB of data; tonic's default decode limit is 4 MiB.
@@ -80,7 +73,7 @@ impl PubSubPuller {
                     SubscriberClient::new,
                     endpoint,
                     None,
-                    crate::anonymous_credentials(),
+                    crate::credentials::anonymous_credentials(),
                 )
                 .await
             }

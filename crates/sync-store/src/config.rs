@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 use sync_core::env::{Problems, Vars, DATASTORE_EMULATOR_HOST};
-use sync_core::{Limits, MergePolicy};
+use sync_core::{MergePolicy, ValidationLimits};
 use thiserror::Error;
 
 /// Default Datastore kind (events may name their own `kind`).
@@ -62,7 +62,7 @@ pub struct StoreConfig {
     /// Merge policy.
     pub policy: Arc<MergePolicy>,
     /// Size limits (the entity size limit is checked before each commit).
-    pub limits: Limits,
+    pub limits: ValidationLimits,
 }
 
 impl StoreConfig {
@@ -76,9 +76,9 @@ impl StoreConfig {
             namespace: None,
             emulator_host: None,
             endpoint: None,
-            default_kind: sync_core::limits::DEFAULT_KIND.into(),
-            tombstone_kind: sync_core::limits::DEFAULT_TOMBSTONE_KIND.into(),
-            conflict_kind: sync_core::limits::DEFAULT_CONFLICT_KIND.into(),
+            default_kind: sync_core::ingest::limits::DEFAULT_KIND.into(),
+            tombstone_kind: sync_core::ingest::limits::DEFAULT_TOMBSTONE_KIND.into(),
+            conflict_kind: sync_core::ingest::limits::DEFAULT_CONFLICT_KIND.into(),
             tombstone_retention: Duration::from_secs(7 * 24 * 3600),
             max_attempts: 8,
             backoff_base: Duration::from_millis(20),
@@ -87,7 +87,7 @@ impl StoreConfig {
             retry_budget: Duration::from_secs(20),
             serialize_keys_locally: true,
             policy: Arc::new(MergePolicy::default()),
-            limits: Limits::default(),
+            limits: ValidationLimits::default(),
         }
     }
 
@@ -120,7 +120,7 @@ impl StoreConfig {
             }
         }
         if let Some(ns) = vars.get(DATASTORE_NAMESPACE) {
-            match sync_core::limits::check_namespace(&ns) {
+            match sync_core::ingest::limits::check_namespace(&ns) {
                 Ok(()) => config.namespace = Some(ns),
                 Err(e) => problems.push(format!("{DATASTORE_NAMESPACE}={ns:?} is invalid: {e}")),
             }
@@ -149,8 +149,8 @@ impl StoreConfig {
 
     /// The namespace and kinds of the keys this store writes, for the key
     /// size limit (the sync function validates events with the same).
-    pub fn key_layout(&self) -> sync_core::limits::KeyLayout {
-        sync_core::limits::KeyLayout {
+    pub fn key_layout(&self) -> sync_core::ingest::limits::KeyLayout {
+        sync_core::ingest::limits::KeyLayout {
             namespace: self.namespace_id().to_string(),
             default_kind: self.default_kind.clone(),
             tombstone_kind: self.tombstone_kind.clone(),
@@ -206,7 +206,7 @@ impl StoreConfig {
             );
         }
         if let Some(ns) = self.namespace.as_deref().filter(|n| !n.is_empty()) {
-            if let Err(reason) = sync_core::limits::check_namespace(ns) {
+            if let Err(reason) = sync_core::ingest::limits::check_namespace(ns) {
                 return invalid(format!("namespace `{ns}` {reason}"));
             }
         }

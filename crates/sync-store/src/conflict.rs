@@ -246,14 +246,14 @@ pub(crate) fn record_of(entity: &ds::Entity) -> ConflictRecord {
 mod tests {
     use super::*;
     use serde_json::json;
-    use sync_core::{parse_event, parse_timestamp, Limits, LossReason, OrderKey};
+    use sync_core::{parse_event, parse_timestamp, LossReason, OrderKey, ValidationLimits};
 
     fn event() -> ChangeEvent {
         let now = parse_timestamp("2025-07-23T11:00:00").expect("now");
         parse_event(
             br#"{"entity_id":"e1","operation":"update","timestamp":"2025-07-23T10:00:00","source":"app","correlation_id":"c1","data":{"a":1}}"#,
             "m-1",
-            &Limits::default(),
+            &ValidationLimits::default(),
             now,
         )
         .expect("event")

@@ -2,14 +2,15 @@
 //! namespace, the keys of the entity layout, the entity/tombstone read and the
 //! retries.
 
+use crate::backoff::RetryBackoff;
 use crate::client::{connect, ReadIn, Rpc};
 use crate::config::{ConnectError, StoreConfig};
 use crate::mapping::stored_of;
-use crate::retry::{self, Backoff, Failed, RetryPolicy};
+use crate::retry::{self, Failed, RetryPolicy};
 use gcloud_sdk::google::datastore::v1 as ds;
 use std::future::Future;
 use std::sync::Arc;
-use sync_core::limits::{conflict_name, TOMBSTONE_NAME};
+use sync_core::ingest::limits::{conflict_name, TOMBSTONE_NAME};
 use sync_core::{EntityState, StoreError, StoredEntity, BOOKKEEPING_PROPERTY};
 
 /// One connected database and namespace.
@@ -96,7 +97,7 @@ impl Database {
                 namespace_id: config.namespace_id().to_string(),
             },
             retry: RetryPolicy {
-                backoff: Backoff {
+                backoff: RetryBackoff {
                     base: config.backoff_base,
                     max: config.backoff_max,
                 },

@@ -56,7 +56,7 @@ pub(crate) fn from_status(status: Status, what: &str) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sync_core::Disposition;
+    use sync_core::{Classify, Disposition};
 
     /// Every gRPC code, the resulting error code and disposition.
     #[test]

@@ -29,19 +29,20 @@ use gcloud_sdk::google::datastore::v1 as ds;
 use gcloud_sdk::prost_types::Timestamp;
 use serde_json::{Map, Number, Value as Json};
 use std::collections::HashMap;
-use sync_core::event::format_timestamp;
+use sync_core::format_timestamp;
 use sync_core::value::fields_size;
 use sync_core::{StoredEntity, BOOKKEEPING_PROPERTY, RESERVED_FIELDS};
 
 use ds::value::ValueType;
 
-use sync_core::limits::MAX_INDEXED_BYTES;
+use sync_core::ingest::limits::MAX_INDEXED_BYTES;
 
-/// Property names of the recipe's bookkeeping.
-pub(crate) const VERSION: &str = "version";
-pub(crate) const LAST_MODIFIED: &str = "last_modified";
-pub(crate) const SYNC_STATUS: &str = "sync_status";
-pub(crate) const CONFLICT_RESOLVED: &str = "conflict_resolved";
+// Property names of the recipe's bookkeeping, defined once in `sync-core`.
+use sync_core::value::{
+    CONFLICT_RESOLVED_PROPERTY as CONFLICT_RESOLVED, LAST_MODIFIED_PROPERTY as LAST_MODIFIED,
+    SYNC_STATUS_PROPERTY as SYNC_STATUS, VERSION_PROPERTY as VERSION,
+};
+/// Property names of a tombstone's own.
 pub(crate) const DELETED_AT: &str = "deleted_at";
 pub(crate) const EXPIRE_AT: &str = "expire_at";
 
@@ -582,8 +583,8 @@ mod tests {
             let entity = main_entity(ds::Key::default(), &stored, None);
             assert_eq!(
                 written_index_entries(&entity.properties),
-                sync_core::limits::index_entries(&stored.fields)
-                    + sync_core::limits::BOOKKEEPING_INDEX_ENTRIES,
+                sync_core::ingest::limits::index_entries(&stored.fields)
+                    + sync_core::ingest::limits::BOOKKEEPING_INDEX_ENTRIES,
                 "{fields}"
             );
         }

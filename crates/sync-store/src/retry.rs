@@ -1,16 +1,15 @@
-//! Retrying transactions: [`Backoff`] waits (from `sync-core`), bounded by
-//! attempts (contention) and by a time budget (everything retryable).
+//! Retrying transactions: [`RetryBackoff`] waits, bounded by attempts
+//! (contention) and by a time budget (everything retryable).
 
+use crate::backoff::RetryBackoff;
 use std::future::Future;
 use std::time::{Duration, Instant};
-// `pub(crate)` so the store names it as `retry::Backoff` beside the policy.
-pub(crate) use sync_core::backoff::Backoff;
-use sync_core::{Disposition, StoreError};
+use sync_core::{Classify, Disposition, StoreError};
 
 /// How an operation is retried.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RetryPolicy {
-    pub backoff: Backoff,
+    pub backoff: RetryBackoff,
     /// Attempts on contention before giving up.
     pub max_attempts: u32,
     /// Total time for all attempts and waits.
@@ -97,7 +96,7 @@ mod tests {
 
     fn policy(max_attempts: u32, budget_ms: u64) -> RetryPolicy {
         RetryPolicy {
-            backoff: Backoff {
+            backoff: RetryBackoff {
                 base: Duration::from_millis(1),
                 max: Duration::from_millis(4),
             },

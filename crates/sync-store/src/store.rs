@@ -2,61 +2,16 @@
 //! transaction per event, or per group of events for one entity. Reads and
 //! writes outside that path are [`DatastoreAdmin`]'s.
 //!
-//! **Group commit.** With `serialize_keys_locally` (the default) this
-//! process's applies on one entity take turns on a striped lock, and while
-//! one holds the turn the others wait in the entity's queue (the crate's
-//! private `group` module) for whichever comes first: their answer or the
-//! turn. The apply that gets the turn takes every waiting event of that
-//! entity, oldest first and at most 32, reads the entity, then takes the
-//! events that arrived during the read as well (the read holds for them
-//! too), and merges them all in one transaction: one lookup, one merge pass
-//! ([`merge_group_checked`]) and one commit holding the final entity (or
-//! tombstone) and every event's conflict record. An apply whose event a
-//! group answered returns at once and never takes the turn: before, every
-//! answered apply still waited for the turn and then committed whatever
-//! single event had just arrived, so groups shrank as Datastore's latency
-//! grew. Each waiter gets the outcome, conflicts and announcement applying
-//! the events one by one in their order of arrival would give. The limits apply to the
-//! state after each event, as they do alone: an event that would make the
-//! entity too large (or exceed the index entries) gets its own
-//! `entity_too_large` and the next event merges into the state before it. A
-//! transient failure or contention retries the whole group; if the retries
-//! run out, every waiter gets that error. A permanent failure of the group's
-//! transaction (the commit refused, say) may be one event's doing, so the
-//! group's events are then applied one by one, each with its own answer.
-//! Different entities never share a commit. A cancelled apply holding the
-//! turn leaves the waiters of its group a transient error (their events may
-//! or may not be written; a redelivery is a duplicate). Without local
-//! serialization every apply runs alone.
+//! Applies on one entity take turns on a striped lock; the one holding the
+//! turn takes every event of that entity waiting in its queue (at most 32) and
+//! merges them in one transaction ([`merge_group_checked`]), and each waiter
+//! gets the answer applying its event alone would give. Different entities
+//! never share a commit.
 //!
-//! **One entity read.** The entity keeps the last delete's order key in its
-//! bookkeeping, and every commit that writes the entity removes its
-//! tombstone, so while the entity exists its tombstone cannot matter: an
-//! update or delete reads the entity's key alone, and only when the entity
-//! is absent (or was written by someone else, without bookkeeping) does a
-//! second lookup in the same transaction read the tombstone. A group with a
-//! create reads both keys in one lookup, since a create mostly finds no
-//! entity. Entities written before this (the same layout, always read with
-//! their tombstones) read the same way.
-//!
-//! An event (or group) costs two RPCs when nothing contends: a lookup of the
-//! entity (and, for a create, its tombstone) that begins the transaction itself
-//! (`ReadOptions.new_transaction`, documented for Datastore and Firestore in
-//! Datastore mode: production takes this path), then the commit (or a
-//! rollback when there is nothing to write). Whether the server really
-//! supports it is probed once per store, before its first apply or when
-//! [`DatastoreStore::probe_transactions`] asks (the sync function does while
-//! it starts, so that its first event costs what any other does), on a key of
-//! its own that nothing else reads or writes ([`PROBE_KIND`]): a lookup that
-//! begins a transaction, then a commit of a delete of that (absent) key. If
-//! the lookup is refused or returns no transaction, or that commit fails (the
-//! Firestore emulator accepts the option but then times the commit out on the
-//! lookup's own locks, "Transaction lock timeout", and those locks outlive a
-//! rollback), the store logs it once and begins every transaction with
-//! `BeginTransaction` for its lifetime (three RPCs per event). A transient
-//! failure of the probe's lookup decides nothing: that apply begins
-//! separately and the next one probes again. Either way a retry after
-//! `ABORTED` names the aborted transaction as the previous one.
+//! A transaction reads the entity alone while it exists (its tombstone cannot
+//! matter then), and begins in its first lookup where the server allows it
+//! (probed once per store, [`DatastoreStore::probe_transactions`]): two RPCs
+//! per event, or per group, when nothing contends.
 
 use crate::admin::DatastoreAdmin;
 use crate::client::ReadIn;
@@ -71,9 +26,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gcloud_sdk::google::datastore::v1 as ds;
 use std::sync::Arc;
-use sync_core::limits::{check_index_entries, KeyLayout};
+use sync_core::ingest::limits::{check_index_entries, KeyLayout};
 use sync_core::{
-    merge_group_checked, ChangeEvent, Disposition, EntityStore, MergeOutcome, Operation,
+    merge_group_checked, ChangeEvent, Classify, Disposition, EntityStore, MergeOutcome, Operation,
     StoreError, ValidationError,
 };
 use tokio::sync::oneshot::error::TryRecvError;

@@ -15,7 +15,7 @@
 //! Std only: the processes and readiness probes block, so async code reaches
 //! them through [`Emulators::shared`].
 
-use crate::{free_port, TEST_PROJECT};
+use crate::isolation::{free_port, TEST_PROJECT};
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
 use std::net::TcpStream;

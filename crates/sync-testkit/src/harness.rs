@@ -8,8 +8,9 @@
 //! The binaries are the ones `cargo build --bins` left in `target/debug`
 //! (the test script builds them first).
 
+use crate::emulator::Emulators;
+use crate::isolation::{free_port, unique_name, TEST_PROJECT};
 use crate::wait::poll_until;
-use crate::{free_port, unique_name, Emulators, TEST_PROJECT};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use sync_core::{
-    merge, parse_event, EntityState, EventPublisher, Limits, MergePolicy, OutgoingMessage,
+    merge, parse_event, EntityState, EventPublisher, MergePolicy, OutgoingMessage, ValidationLimits,
 };
 use sync_pubsub::{
     DeadLetter, PubSubAdmin, PubSubPublisher, PubSubPuller, PushEndpoint, SubscriptionConfig,
@@ -499,7 +500,7 @@ pub fn expected_states(
     let now = chrono::Utc::now();
     let mut states: BTreeMap<String, EntityState> = BTreeMap::new();
     for (id, data) in messages {
-        let event = parse_event(data, id, &Limits::default(), now)
+        let event = parse_event(data, id, &ValidationLimits::default(), now)
             .with_context(|| format!("message {id}"))?;
         let state = states
             .entry(event.entity_id.as_str().to_string())

@@ -1,6 +1,6 @@
 //! The subcommands (all but `load`).
 
-use crate::{
+use crate::args::{
     ConflictsArgs, DlqReplay, DlqSelect, Format, Global, KindArgs, PublishArgs, PullArgs,
     QueryArgs, SetupArgs, TopologyArgs,
 };
@@ -666,7 +666,7 @@ pub fn topology(a: &TopologyArgs) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::OperationArg;
+    use crate::args::OperationArg;
 
     fn args(operation: OperationArg) -> PublishArgs {
         PublishArgs {

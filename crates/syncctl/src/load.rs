@@ -7,8 +7,8 @@
 //! survive. `--record` writes every published message (id and data) so a test
 //! can compute the expected state with the core's merge.
 
+use crate::args::{Global, LoadArgs};
 use crate::commands::publisher;
-use crate::{Global, LoadArgs};
 use anyhow::{bail, Context, Result};
 use chrono::{Duration as ChronoDuration, Utc};
 use futures::stream::{self, StreamExt};
@@ -201,7 +201,7 @@ mod tests {
             let parsed = sync_core::parse_event(
                 &e.to_bytes(),
                 &i.to_string(),
-                &sync_core::Limits::default(),
+                &sync_core::ValidationLimits::default(),
                 now,
             )
             .expect("generated events are valid");

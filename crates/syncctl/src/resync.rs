@@ -21,10 +21,11 @@
 //! its share of Pub/Sub and Datastore. Progress (count and rate) goes to
 //! stderr.
 
+use crate::args::Global;
 use crate::commands::{publisher, store};
-use crate::{Global, ResyncArgs};
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
+use clap::Args;
 use futures::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
@@ -34,6 +35,47 @@ use sync_core::wire::topology;
 use sync_core::{Announcement, EntityState, EventPublisher, MergePolicy, Operation, StoredEntity};
 use sync_pubsub::{messages, PubSubPublisher};
 use sync_store::{DatastoreAdmin, Scan, Scanned};
+
+/// Arguments of `resync`.
+#[derive(Args, Debug)]
+pub struct ResyncArgs {
+    /// Kind of the entities.
+    #[arg(long, default_value = sync_core::ingest::limits::DEFAULT_KIND)]
+    pub kind: String,
+    /// Only this entity (one lookup, no paging).
+    #[arg(long, conflicts_with_all = ["prefix", "resume"])]
+    pub entity_id: Option<String>,
+    /// Only entities whose id starts with this.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Publish every announcement to this one topic (a single new consumer's)
+    /// instead of the per-operation topics.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Prefix of the per-operation topics, as the sync function's
+    /// EXTERNAL_TOPIC_PREFIX.
+    #[arg(long, default_value = sync_core::wire::topology::EXTERNAL_TOPIC_PREFIX)]
+    pub topic_prefix: String,
+    /// Entities read and announced per second (`N` or `N/s`).
+    #[arg(long, default_value = "200/s", value_parser = parse_rate)]
+    pub rate: f64,
+    /// Read and count, publish nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Continue after the page of this cursor (a `cursor:` line's token).
+    #[arg(long, value_parser = parse_cursor)]
+    pub resume: Option<Cursor>,
+    /// Entities per Datastore query page (one cursor line each).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub page_size: u16,
+    /// List the tombstones of deleted entities (one delete announcement's JSON
+    /// per line on stdout) instead of announcing entities; publishes nothing.
+    #[arg(long, conflicts_with = "topic")]
+    pub tombstones: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
 
 /// Announcements in flight at once.
 const CONCURRENCY: usize = 64;
@@ -482,7 +524,7 @@ mod tests {
     #[test]
     fn defaults_are_a_rate_limited_resync_of_the_default_kind_to_per_operation_topics() {
         let a = parse(&[]).expect("no argument is needed");
-        assert_eq!(a.kind, sync_core::limits::DEFAULT_KIND);
+        assert_eq!(a.kind, sync_core::ingest::limits::DEFAULT_KIND);
         assert_eq!(a.rate, 200.0);
         assert_eq!(a.page_size, 100);
         assert_eq!(a.topic_prefix, topology::EXTERNAL_TOPIC_PREFIX);
@@ -610,7 +652,7 @@ mod tests {
             let event = sync_core::parse_event(
                 body.to_string().as_bytes(),
                 id,
-                &sync_core::Limits::default(),
+                &sync_core::ValidationLimits::default(),
                 now,
             )?;
             let out = sync_core::merge(&state, &event, &policy);

@@ -1,53 +1,17 @@
-//! The router and the handler: decode → entries → write → ack.
+//! The router and the handler: decode → entries → write (an [`AuditSink`]) → ack.
 
 use crate::config::AuditConfig;
 use crate::entry::entries;
+use crate::sink::AuditSink;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
-use std::io::Write;
 use std::sync::Arc;
-use sync_core::logline::{excerpt, fit_line, Size, ID_TEXT_BYTES, LINE_BUDGET_BYTES};
+use sync_core::logline::{excerpt, ID_TEXT_BYTES};
 use sync_http::Delivery;
 use tracing::{info, warn};
-
-/// Where audit lines go.
-pub trait AuditSink: Send + Sync {
-    /// Writes the entries, one JSON object per line, all or nothing as far as
-    /// the sink can tell.
-    ///
-    /// # Errors
-    /// When the lines could not be written.
-    fn write(&self, entries: &[Value]) -> std::io::Result<()>;
-}
-
-/// Standard output, where Cloud Run's logging agent reads structured logs;
-/// no line passes the line budget (`sync_core::logline`).
-#[derive(Debug, Default)]
-pub struct StdoutSink;
-
-impl AuditSink for StdoutSink {
-    fn write(&self, entries: &[Value]) -> std::io::Result<()> {
-        let mut buf = Vec::with_capacity(512);
-        for e in entries {
-            // The entries are made to fit (`entry`); this is the last guard.
-            if Size::of(e).fits(LINE_BUDGET_BYTES) {
-                serde_json::to_writer(&mut buf, e)?;
-            } else {
-                let line = serde_json::to_vec(e)?;
-                buf.extend(fit_line(&line, LINE_BUDGET_BYTES).unwrap_or(line));
-            }
-            buf.push(b'\n');
-        }
-        // One write under the lock, so lines never interleave with other output.
-        let mut out = std::io::stdout().lock();
-        out.write_all(&buf)?;
-        out.flush()
-    }
-}
 
 /// What every request shares.
 #[derive(Clone)]

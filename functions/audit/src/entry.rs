@@ -1,38 +1,20 @@
-//! The audit entries, as Cloud Logging structured-log JSON objects.
+//! The audit entries of one delivery, as Cloud Logging structured-log JSON
+//! objects: the types are `sync_core::wire::audit`'s, filled here. Cloud Run
+//! lifts `severity`, `message`, the labels and the trace of each line into the
+//! log entry; everything else lands in `jsonPayload`.
 //!
-//! Cloud Run turns each JSON line on stdout into a log entry: `severity`,
-//! `message`, `logging.googleapis.com/labels` and `logging.googleapis.com/trace`
-//! are lifted into the entry, everything else lands in `jsonPayload`, objects
-//! staying objects. So a Logging query such as
-//! `labels.component="datastore-sync" AND jsonPayload.entity_id="test-entity-001"`
-//! finds them. `time` sets the entry's timestamp; the recipe's own `timestamp`
-//! field is kept too, as the recipe writes it.
-//!
-//! The entries' types are `sync_core::wire::audit`'s; this module fills them
-//! from a delivery. Events are validated, and upcast, with the schema history
-//! the sync function reads (`SCHEMA_HISTORY_FILE`): an entry keeps the data as
-//! received in `data_snapshot` and records the received version, the version
-//! after upcasting and, when upcasting changed the data, the upcast data
-//! (`schema`).
-//!
-//! Every entry fits one Cloud Logging entry
-//! ([`LINE_BUDGET_BYTES`](sync_core::logline::LINE_BUDGET_BYTES)). One that
-//! would not is shortened here ([`sync_core::logline::fit`]), largest values
-//! first, to the budget less room for what shortening adds: an event entry
-//! first in the derived `schema.upcast_data_snapshot`, then in
-//! `data_snapshot` (members left out or cut), then, only if its other fields
-//! are themselves too long, in any text; a malformed or compliance entry in
-//! its texts. It then carries the digest of the full snapshot (or payload)
-//! and the JSON Pointers of what was shortened, under the field names of
-//! `sync_core::wire::audit`. So each delivery still has its entry (two for a
-//! delete), whatever its size.
+//! Events are validated and upcast with the schema history the sync function
+//! reads: an entry keeps the data as received and records what upcasting made
+//! of it. An entry over [`LINE_BUDGET_BYTES`](sync_core::logline::LINE_BUDGET_BYTES)
+//! is shortened here ([`sync_core::logline::fit`]), largest values first, and
+//! says what it left out, so every delivery keeps its entry whatever its size.
 
 use crate::config::AuditConfig;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sync_core::event::UNKNOWN_SOURCE;
+use sync_core::ingest::change::UNKNOWN_SOURCE;
 use sync_core::logline::{self, Digest, Mode, Phase, Size};
 use sync_core::wire::audit::{
     ComplianceEntry, ComplianceLabels, ComplianceRecord, EntityLabels, EventEntry, EventRecord,
@@ -41,7 +23,7 @@ use sync_core::wire::audit::{
     UNKNOWN_OPERATION, UPCAST_DATA_SNAPSHOT_POINTER,
 };
 use sync_core::wire::event::field;
-use sync_core::Upcast;
+use sync_core::{Classify, Upcast};
 use sync_http::Delivery;
 
 /// Replacement for redacted values.
@@ -82,9 +64,9 @@ pub fn classify(config: &AuditConfig, delivery: &Delivery, now: DateTime<Utc>) -
     };
     // The sync function's own validation, with no skew limit: the audit trail
     // records what was sent, whenever it claims to be from.
-    let limits = sync_core::Limits {
+    let limits = sync_core::ValidationLimits {
         max_clock_skew_secs: i64::MAX / 2,
-        ..sync_core::Limits::default()
+        ..sync_core::ValidationLimits::default()
     };
     let verdict =
         sync_core::parse_event_with(data, &delivery.message_id, &limits, &config.schema, now);

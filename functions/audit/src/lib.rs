@@ -16,6 +16,8 @@
 pub mod app;
 pub mod config;
 pub mod entry;
+pub mod sink;
 
-pub use app::{router, AppState, AuditSink, StdoutSink};
+pub use app::{router, AppState};
 pub use config::AuditConfig;
+pub use sink::{AuditSink, StdoutSink};

@@ -177,7 +177,7 @@ impl Config {
 
     /// The limits events are validated against (`MAX_CLOCK_SKEW_SECS`, and
     /// the key sizes in the store's namespace and kind).
-    pub fn limits(&self) -> &sync_core::Limits {
+    pub fn limits(&self) -> &sync_core::ValidationLimits {
         &self.store.limits
     }
 

@@ -3,9 +3,10 @@
 //! announces effective changes on `external-sync-<operation>` topics and sends
 //! poison messages to the dead-letter topic.
 //!
-//! `app` holds the router and the handler (no business rules: those are
-//! `sync-core`'s) and [`App`], the function connected to Datastore and Pub/Sub
-//! (`App::connect`, `router`, `drain`); `config` the validated settings, one
+//! `handler` holds the router and the handler (no business rules: those are
+//! `sync-core`'s); `counters` what the running function counts; `app` holds
+//! [`App`], the function connected to Datastore and Pub/Sub (`App::connect`,
+//! `router`, `drain`); `config` the validated settings, one
 //! [`Config`] composed of the adapters' parts; `announced` the hint that skips
 //! repeated announcements; `readiness` the start-up ([`Startup`]): the
 //! server answers at once, `/healthz` turns 200 once the clients have made
@@ -21,9 +22,12 @@
 pub mod announced;
 pub mod app;
 pub mod config;
+pub mod counters;
+pub mod handler;
 pub mod readiness;
 
 pub use announced::AnnouncedLog;
-pub use app::{router, App, AppState, Clock, Reply};
+pub use app::App;
 pub use config::{Config, ConfigErrors};
+pub use handler::{router, AppState, Clock, Reply};
 pub use readiness::Startup;

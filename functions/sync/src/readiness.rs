@@ -4,37 +4,11 @@
 //! away until the first event is served at normal speed.
 //!
 //! [`Startup::begin`] returns at once with a closed [`Gate`] to serve (`/livez`
-//! 200, `/healthz` and deliveries 503) and runs the warm-up in the
-//! background, retried with backoff until it succeeds:
-//!
-//! 1. [`App::connect`]: the three clients at once, each in its own task
-//!    (Datastore's channel connects eagerly, so an unreachable Datastore fails
-//!    here); as soon as the channel is up the store's transaction probe
-//!    begins, while the Pub/Sub clients are still being built;
-//! 2. [`App::warm_up`], every call at once: the store's transaction probe
-//!    (`DatastoreStore::probe_transactions`: a lookup of a key that does not
-//!    exist, in the configured namespace, beginning a transaction, then its
-//!    commit; it decides how every apply begins its transaction, and the
-//!    first event used to pay for it), and a Pub/Sub `GetTopic` of each topic
-//!    the function publishes to (the announcement topics, the dead-letter
-//!    topic). A Datastore that refuses to begin transactions in lookups is an
-//!    answer (on the Firestore emulator the probe's commit waits for its own
-//!    lock, about 2 s, before it says so). `NOT_FOUND` is an answer too (logged):
-//!    `deploy/up.sh` creates the topics after the services, as the demo does
-//!    after starting the function, so readiness cannot wait for them. With
-//!    only `roles/pubsub.publisher` on the topics (as `deploy/pubsub.sh`
-//!    grants) production answers `PERMISSION_DENIED`, also an answer: the
-//!    call was authenticated. The emulator checks no IAM. The
-//!    admin client is HTTP/JSON: it warms name resolution and proves the
-//!    credentials, while the publisher's own gRPC channel still connects on
-//!    the first publish (its client offers no call but `Publish`).
-//!
-//! Then the gate opens with [`App::router`]. An attempt is bounded by
-//! `READY_TIMEOUT_SECS` (default 10 s), and once that much time has passed
-//! without success the start-up is logged as late, at error level, once;
-//! every failed attempt is logged with its error. It never gives up and
-//! never exits: Cloud Run's startup probe decides when to replace the
-//! instance, and the log says why it never became ready.
+//! 200, `/healthz` and deliveries 503) and runs the warm-up in the background
+//! ([`App::connect`], then [`App::warm_up`]), retried with backoff until it
+//! succeeds; then the gate opens with [`App::router`]. An attempt is bounded by
+//! `READY_TIMEOUT_SECS`; a late start-up is logged once, every failed attempt
+//! too, and it never gives up: Cloud Run's startup probe decides.
 
 use crate::app::App;
 use crate::config::Config;
@@ -44,8 +18,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use sync_core::backoff::Backoff;
 use sync_http::Gate;
+use sync_store::RetryBackoff;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
@@ -55,7 +29,7 @@ pub struct WarmUp {
     /// Bound of one attempt, and the time after which the start-up is late.
     pub ready_within: Duration,
     /// Waits between attempts.
-    pub backoff: Backoff,
+    pub backoff: RetryBackoff,
 }
 
 impl WarmUp {
@@ -63,7 +37,7 @@ impl WarmUp {
     pub fn new(ready_within: Duration) -> Self {
         Self {
             ready_within,
-            backoff: Backoff {
+            backoff: RetryBackoff {
                 base: Duration::from_millis(100),
                 max: Duration::from_secs(5),
             },
@@ -209,7 +183,7 @@ mod tests {
     fn policy(ready_within: Duration) -> WarmUp {
         WarmUp {
             ready_within,
-            backoff: Backoff {
+            backoff: RetryBackoff {
                 base: Duration::from_millis(1),
                 max: Duration::from_millis(2),
             },

@@ -8,7 +8,7 @@ use common::*;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
-use sync_core::limits::{BOOKKEEPING_INDEX_ENTRIES, MAX_INDEX_ENTRIES, MAX_NESTING_DEPTH};
+use sync_core::ingest::limits::{BOOKKEEPING_INDEX_ENTRIES, MAX_INDEX_ENTRIES, MAX_NESTING_DEPTH};
 use sync_core::MergePolicy;
 use sync_testkit::event as change_event;
 

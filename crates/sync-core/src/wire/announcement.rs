@@ -1,8 +1,8 @@
 //! The announcement the sync function publishes downstream after each
 //! effective change, on `EXTERNAL_TOPIC_PREFIX` + operation.
 
-use super::to_json;
-use crate::Operation;
+use super::json::to_json;
+use super::operation::Operation;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 

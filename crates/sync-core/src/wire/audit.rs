@@ -1,24 +1,15 @@
 //! The audit function's entries, as Cloud Logging structured-log JSON.
 //!
-//! Every entry is a [`LogEntry`]: `severity`, `message`, `time` and
-//! `logging.googleapis.com/labels`, which Cloud Logging lifts into the entry;
-//! the record's own fields, which land in `jsonPayload`; and the trace
-//! fields when the request carried a trace. Fields copied from the event are
-//! kept as received (an event the sync function refuses is still audited, so
-//! they need not have the recipe's types); an event of an older schema
-//! version also records what upcasting made of it ([`SchemaRecord`]).
-//!
-//! Every line stays within one Cloud Logging entry
-//! ([`crate::logline::LINE_BUDGET_BYTES`]). The fields a line carries when it
-//! had to be shortened are defined here too, once: an entry whose
-//! `data_snapshot` was shortened carries [`SnapshotDigest`] (the snapshot's
-//! length and SHA-256, `data_snapshot_truncated: true`); any shortened entry
-//! or line names the values left out or cut ([`Shortened`]); a malformed
-//! message's payload has its digest beside `raw_payload_truncated`; a line
-//! the last guard of a writer had to shorten says so ([`LineDigest`]); and the
-//! sync function's conflict lines say which value was cut ([`ConflictLine`]).
+//! Every entry is a [`LogEntry`]: `severity`, `message`, `time` and the labels,
+//! which Cloud Logging lifts into the entry, then the record's own fields (kept
+//! as received: a refused event is audited too) and the trace fields. The
+//! fields a line carries when it had to be shortened to fit
+//! [`crate::logline::LINE_BUDGET_BYTES`] are defined here too, once
+//! ([`SnapshotDigest`], [`Shortened`], [`LineDigest`], and the sync function's
+//! [`ConflictLine`]).
 
-use super::{to_json, SYSTEM};
+use super::json::to_json;
+use super::topology::SYSTEM;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -260,7 +251,7 @@ pub struct LineDigest {
     pub log_line_sha256: String,
 }
 
-/// What upcasting did to an audited event (see [`crate::schema`]).
+/// What upcasting did to an audited event (see [`crate::ingest::schema`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SchemaRecord {
     /// The event's `schema_version` (1 when absent).

@@ -10,8 +10,8 @@
 //! name, …). It reads them under the names in [`field`], which a test checks
 //! against what [`EventMessage`] writes.
 
-use super::to_json;
-use crate::Operation;
+use super::json::to_json;
+use super::operation::Operation;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -53,13 +53,13 @@ pub mod field {
 /// leaves them out.
 ///
 /// ```
-/// use sync_core::{parse_event, parse_timestamp, Limits, Operation};
+/// use sync_core::{parse_event, parse_timestamp, ValidationLimits, Operation};
 /// use sync_core::wire::EventMessage;
 /// let message = EventMessage::new("e1", Operation::Update, "2025-07-23T10:15:30.123456")
 ///     .source("crm")
 ///     .field("name", "Test Product");
 /// let now = parse_timestamp("2025-07-23T10:16:00")?;
-/// let event = parse_event(&message.to_bytes(), "m1", &Limits::default(), now)?;
+/// let event = parse_event(&message.to_bytes(), "m1", &ValidationLimits::default(), now)?;
 /// assert_eq!(event.data["name"], "Test Product");
 /// assert_eq!(serde_json::from_slice::<EventMessage>(&message.to_bytes()).ok(), Some(message));
 /// # Ok::<(), sync_core::ValidationError>(())
@@ -167,7 +167,7 @@ impl EventMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{parse_event, parse_timestamp, Limits};
+    use crate::{parse_event, parse_timestamp, ValidationLimits};
 
     fn full() -> EventMessage {
         EventMessage::new("e1", Operation::Create, "2025-07-23T10:15:30.123456")
@@ -206,7 +206,8 @@ mod tests {
     #[test]
     fn what_it_writes_is_what_the_core_parses() {
         let now = parse_timestamp("2025-07-23T10:16:00").expect("clock");
-        let e = parse_event(&full().to_bytes(), "m1", &Limits::default(), now).expect("valid");
+        let e = parse_event(&full().to_bytes(), "m1", &ValidationLimits::default(), now)
+            .expect("valid");
         assert_eq!(e.entity_id.as_str(), "e1");
         assert_eq!(e.operation, Operation::Create);
         assert_eq!(e.source, "crm");

@@ -2,39 +2,20 @@
 //! values, and the accessors that read it.
 //!
 //! Only the merge ([`mod@crate::merge`]) and the stored form
-//! ([`mod@crate::stored`]) change an [`EntityState`], so its invariants (a
+//! ([`mod@crate::merge::stored`]) change an [`EntityState`], so its invariants (a
 //! field's candidates are the undominated ones, newest first; a union's
 //! elements are distinct and sorted; the newest write is kept only while it is
 //! newer than the tombstone; `version` and the last change's description move
 //! together) hold for every state a caller can see.
 
-use crate::event::Operation;
-use crate::order::OrderKey;
-use crate::policy::MergePolicy;
-use crate::rank::Rank;
-use crate::stored::BOOKKEEPING_PROPERTY;
+use super::announcement::Announcement;
+use super::order::OrderKey;
+use super::policy::MergePolicy;
+use super::rank::{Candidate, Rank};
+use crate::wire::operation::Operation;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-
-/// Property names user data may not set: the recipe's bookkeeping beside the
-/// fields, and ours.
-pub const RESERVED_FIELDS: [&str; 5] = [
-    "version",
-    "last_modified",
-    "sync_status",
-    "conflict_resolved",
-    BOOKKEEPING_PROPERTY,
-];
-
-/// One write of one field: its value and where it stands in the order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Candidate {
-    /// Order key of the event that wrote it.
-    pub key: OrderKey,
-    /// The value written.
-    pub value: Value,
-}
 
 /// What the merge knows about one field.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,41 +54,6 @@ pub struct EntityState {
     pub(crate) deleted_by: Option<OrderKey>,
     /// Per-field state, by field name.
     pub(crate) fields: BTreeMap<String, FieldState>,
-}
-
-/// A change to announce to downstream systems.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Announcement {
-    /// create (entity came into existence), update, or delete (it disappeared).
-    pub operation: Operation,
-    /// The version this announcement carries.
-    pub version: i64,
-    /// The entity's fields after the change (empty for deletes).
-    pub data: Map<String, Value>,
-    /// The entity's `last_modified`.
-    pub last_modified: Option<DateTime<Utc>>,
-    /// Correlation id of the event behind the change.
-    pub correlation_id: Option<String>,
-}
-
-impl Announcement {
-    /// The JSON message published downstream (the recipe's external-sync shape,
-    /// plus version, last_modified and correlation id).
-    pub fn payload(&self, entity_id: &str) -> Value {
-        crate::wire::AnnouncementMessage {
-            entity_id: entity_id.into(),
-            operation: self.operation,
-            data: self.data.clone(),
-            version: self.version,
-            last_modified: self
-                .last_modified
-                .as_ref()
-                .map(crate::event::format_timestamp),
-            source: crate::wire::SYSTEM.into(),
-            correlation_id: self.correlation_id.clone(),
-        }
-        .to_json()
-    }
 }
 
 impl FieldState {

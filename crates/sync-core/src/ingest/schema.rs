@@ -1,56 +1,21 @@
 //! Schema history: how an event of an older `schema_version` becomes an event
 //! of the current one, declared in a JSON or TOML file, never in code.
 //!
-//! A history names the `current` version and, for each older version N it
-//! still accepts, one step that turns an event of version N into one of
-//! version N + 1. An event is upcast through every step from its own version
-//! to the current one, before it is validated and merged, so the merge only
-//! ever sees current events. An event of a version the history does not know
-//! (above `current`, below the oldest step, or not a whole number ≥ 1) is
-//! refused with `unsupported_schema_version`. Without a history file the
-//! history is `current = 1` with no steps: version 1 only, as before there was
-//! one. Both functions read the file [`SCHEMA_HISTORY_FILE`] names
-//! ([`SchemaHistory::configured`]), so the audit records what the sync
-//! function merges.
+//! A history names the `current` version and one step for each older version
+//! it accepts; an event is upcast through every step to the current version
+//! before it is validated, so the merge only sees current events. A version the
+//! history does not know is refused (`unsupported_schema_version`); without a
+//! history, only version 1 is accepted.
 //!
-//! A step works on the event's `data` (paths are dotted: `address.city` is
-//! `city` inside the object `address`), in this order:
-//!
-//! 1. `drop`: the fields are removed.
-//! 2. `rename` (top-level names) and `move` (dotted paths, into or out of
-//!    nested objects): every source is taken out first, then each value is put
-//!    at its target, creating the objects on the way.
-//! 3. `default`: on a `create` only, each field absent after 2 gets its value.
-//!    An update says nothing about fields it leaves out, so a default there
-//!    would overwrite what a newer publisher set.
-//!
-//! Removing the last field of an object (by a drop or a move out of it)
-//! removes the object too, up to the top level: the object only held what
-//! was moved.
-//!
-//! **Both names present.** When an event carries data at a rename's old name
-//! *and* at its new one (a publisher writing both during a migration), the new
-//! name wins and the old value is dropped; likewise when the target's place is
-//! taken by a value that is not an object (`address` is text and the move
-//! targets `address.street`). The decision reads only the event, so the upcast
-//! is a pure function of the event and the history: every replica upcasts an
-//! event the same way whenever it arrives, and the merge of upcast events
-//! converges exactly as the merge of current events does. Stored entities are
-//! not rewritten: a field stored under an old name before the history renamed
-//! it stays until a delete removes it.
-//!
-//! A step that could not say what it does is refused when the history is
-//! loaded: an unknown operation, a target that the same step also moves away,
-//! drops or moves something else onto (one path inside another counts), a
-//! dotted `rename`, a reserved or invalid field name, a default value
-//! Datastore cannot hold; and for the versions, a step that does not go to the
-//! next version (backwards would make a cycle), two steps from one version, a
-//! missing step between the oldest and the current (a gap), a step at or
-//! above `current`.
+//! A step works on the event's `data` (dotted paths): `drop`, then `rename` and
+//! `move`, then `default` (creates only). Where both the old and the new name
+//! carry data, the new one wins, so the upcast depends only on the event. A
+//! step whose outcome would depend on the order of its operations, or a gap in
+//! the versions, is refused when the history is loaded, every problem listed.
 //!
 //! ```
 //! use serde_json::json;
-//! use sync_core::schema::SchemaHistory;
+//! use sync_core::ingest::schema::SchemaHistory;
 //! use sync_core::Operation;
 //!
 //! let history = SchemaHistory::from_toml(r#"
@@ -75,11 +40,11 @@
 //! ```
 
 use crate::env::{Problems, Vars, SCHEMA_HISTORY_FILE};
+use crate::error::ValidationError;
 use crate::file_format::Format;
-use crate::state::RESERVED_FIELDS;
-use crate::value::{check_fields, check_name};
+use crate::value::{check_fields, check_name, RESERVED_FIELDS};
 use crate::wire::event::field;
-use crate::{Operation, ValidationError};
+use crate::wire::operation::Operation;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -655,10 +620,11 @@ fn put(map: &mut Map<String, Value>, path: &[String], value: Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Classify;
     use serde_json::json;
 
     /// The README's example, as the e2e test's fixture holds it.
-    const EXAMPLE: &str = include_str!("../../../scripts/testdata/schema_history.toml");
+    const EXAMPLE: &str = include_str!("../../../../scripts/testdata/schema_history.toml");
 
     fn history(toml: &str) -> SchemaHistory {
         SchemaHistory::from_toml(toml).expect("valid history")

@@ -1,9 +1,7 @@
-//! Jittered exponential backoff, for the adapters' retry loops (the Datastore
-//! transactions of `sync-store`). It only computes waits: sleeping is the
-//! caller's, so the core stays free of a runtime and a clock.
+//! Jittered exponential backoff: the waits between the store's transaction
+//! attempts, and the sync function's warm-up. It only computes waits;
+//! sleeping is the caller's.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 /// Backoff between attempts: attempt `n` (from 1) waits a uniformly random
@@ -12,40 +10,31 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// use sync_core::backoff::Backoff;
+/// use sync_store::RetryBackoff;
 ///
-/// let b = Backoff { base: Duration::from_millis(20), max: Duration::from_secs(1) };
+/// let b = RetryBackoff { base: Duration::from_millis(20), max: Duration::from_secs(1) };
 /// assert_eq!(b.ceiling(3), Duration::from_millis(80));
 /// assert!(b.delay(3) <= b.ceiling(3));
 /// ```
 #[derive(Debug, Clone, Copy)]
-pub struct Backoff {
+pub struct RetryBackoff {
     /// The ceiling after the first attempt.
     pub base: Duration,
     /// The largest ceiling.
     pub max: Duration,
 }
 
-impl Backoff {
+impl RetryBackoff {
     /// The upper bound of the wait after attempt `attempt`.
     pub fn ceiling(&self, attempt: u32) -> Duration {
         let factor = 1u32 << attempt.saturating_sub(1).min(20);
         self.base.saturating_mul(factor).min(self.max)
     }
 
-    /// The wait after attempt `attempt`.
+    /// The wait after attempt `attempt`: uniform in `[0, ceiling)`.
     pub fn delay(&self, attempt: u32) -> Duration {
-        self.ceiling(attempt).mul_f64(unit_random())
+        self.ceiling(attempt).mul_f64(rand::random::<f64>())
     }
-}
-
-/// A random number in `[0, 1)`. `RandomState` is randomly keyed per instance,
-/// which is all the randomness jitter needs (no extra dependency).
-fn unit_random() -> f64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(0x9e37_79b9_7f4a_7c15);
-    // 53 random bits: exactly representable as a double in [0, 1).
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
@@ -54,7 +43,7 @@ mod tests {
 
     #[test]
     fn ceiling_doubles_up_to_the_cap() {
-        let b = Backoff {
+        let b = RetryBackoff {
             base: Duration::from_millis(20),
             max: Duration::from_secs(1),
         };
@@ -67,7 +56,7 @@ mod tests {
 
     #[test]
     fn delays_are_jittered_within_the_ceiling() {
-        let b = Backoff {
+        let b = RetryBackoff {
             base: Duration::from_millis(100),
             max: Duration::from_secs(1),
         };

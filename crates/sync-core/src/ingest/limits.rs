@@ -1,35 +1,44 @@
 //! Datastore's production limits that the emulator does not (fully) enforce,
-//! computed the way Google documents them, so an event production would refuse
-//! is refused here before anything is written.
-//!
-//! Sources (Google Cloud documentation, Firestore in Datastore mode):
-//! - *Limits*: nested entity values at most 20 deep; at most 20,000 "indexed
-//!   property values + composite index entries" per entity; an entity key at
-//!   most 6 KiB; an indexed string at most 1,500 bytes.
-//! - *Storage size calculations*: a string is its UTF-8 bytes + 1; a key is the
-//!   namespace's string size (nothing for the default namespace) + each path
-//!   element's kind and name string sizes (8 for a numeric id) + 16 bytes. The
-//!   project id is not part of it.
-//!
-//! How each is counted here:
-//! - **Depth**: the number of embedded entities (JSON objects) nested inside
-//!   each other below the entity itself. `{"a": 1}` is 0 deep, `{"a": {"b": 1}}`
-//!   is 1; arrays add no level (`{"a": [{"b": 1}]}` is 1). The Datastore
-//!   emulator counts the same way: 20 nested entity values commit, 21 are
-//!   refused with "At most 20 nested entity values are supported".
-//! - **Index entries**: one per indexed value as the adapter stores it: every
-//!   scalar (null, boolean, number, string of at most 1,500 bytes) at any depth,
-//!   each array element separately, an embedded entity through its own
-//!   properties; longer strings are stored unindexed and count nothing. The
-//!   stored entity adds [`BOOKKEEPING_INDEX_ENTRIES`]; the bookkeeping JSON is
-//!   unindexed. This project defines no composite indexes, so built-in entries
-//!   are all there are.
-//! - **Key size**: of every key written for the event: the entity's, its
-//!   tombstone's and its conflict record's (both children of the entity key);
-//!   the largest must fit.
+//! computed the way Google documents them ("Limits", "Storage size
+//! calculations"), so an event production would refuse is refused here before
+//! anything is written: nesting depth, index entries, key size, entity size,
+//! and the [`ValidationLimits`] an event is validated against.
 
-use crate::ValidationError;
+use crate::error::ValidationError;
 use serde_json::{Map, Value};
+
+/// The limits an event is validated against (see [`parse_event`](super::parse_event)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationLimits {
+    /// How far ahead of the receiving clock a timestamp may be, in seconds.
+    pub max_clock_skew_secs: i64,
+    /// Largest encoded entity accepted, in bytes (Datastore's limit by default).
+    pub max_entity_bytes: usize,
+    /// Deepest nesting of embedded entities accepted ([`MAX_NESTING_DEPTH`]).
+    pub max_depth: usize,
+    /// Most index entries per stored entity ([`MAX_INDEX_ENTRIES`]).
+    pub max_index_entries: usize,
+    /// Largest key, in bytes ([`MAX_KEY_BYTES`]).
+    pub max_key_bytes: usize,
+    /// Namespace and kinds of the keys the store writes, for the key size.
+    pub keys: KeyLayout,
+}
+
+impl Default for ValidationLimits {
+    fn default() -> Self {
+        Self {
+            max_clock_skew_secs: 300,
+            max_entity_bytes: MAX_ENTITY_BYTES,
+            max_depth: MAX_NESTING_DEPTH,
+            max_index_entries: MAX_INDEX_ENTRIES,
+            max_key_bytes: MAX_KEY_BYTES,
+            keys: KeyLayout::default(),
+        }
+    }
+}
+
+/// Datastore's maximum entity size, in bytes.
+pub const MAX_ENTITY_BYTES: usize = 1_048_572;
 
 /// Maximum depth of nested entity values.
 pub const MAX_NESTING_DEPTH: usize = 20;
@@ -88,7 +97,7 @@ impl KeyLayout {
     /// `event_id`: which one it is and its size in bytes.
     ///
     /// ```
-    /// use sync_core::limits::KeyLayout;
+    /// use sync_core::ingest::limits::KeyLayout;
     /// // Google's example sizes: kind `Task` 5 bytes, name `my_task_id` 11, key 16.
     /// let layout = KeyLayout::default();
     /// // A Pub/Sub message id of 17 digits names the conflict record.
@@ -128,7 +137,7 @@ pub const MAX_NAMESPACE_CHARS: usize = 100;
 /// not of the reserved form `__*__` (empty means the default namespace).
 ///
 /// ```
-/// use sync_core::limits::check_namespace;
+/// use sync_core::ingest::limits::check_namespace;
 /// assert!(check_namespace("tenant_1.eu-west").is_ok());
 /// assert!(check_namespace("a b").is_err());
 /// ```
@@ -165,7 +174,7 @@ fn string_size(s: &str) -> usize {
 /// the default namespace), as Google's storage-size rules count it.
 ///
 /// ```
-/// use sync_core::limits::key_size;
+/// use sync_core::ingest::limits::key_size;
 /// assert_eq!(key_size("", &[("Task", "my_task_id")]), 32);
 /// assert_eq!(key_size("my_name_space", &[("Task", "my_task_id")]), 46);
 /// ```
@@ -187,7 +196,7 @@ pub fn key_size(namespace: &str, path: &[(&str, &str)]) -> usize {
 /// an id Datastore cannot use as a key name) a stable hash of it.
 ///
 /// ```
-/// use sync_core::limits::conflict_name;
+/// use sync_core::ingest::limits::conflict_name;
 /// assert_eq!(conflict_name("123456"), "123456");
 /// assert_eq!(conflict_name(""), "event-cbf29ce484222325");
 /// ```
@@ -202,11 +211,14 @@ pub fn conflict_name(event_id: &str) -> String {
     format!("event-{hash:016x}")
 }
 
-/// How deeply embedded entities nest in `fields` (see the module docs).
+/// How deeply embedded entities (JSON objects) nest in `fields`, below the
+/// entity itself: `{"a": 1}` is 0 deep, `{"a": {"b": 1}}` 1; arrays add no
+/// level. The Datastore emulator counts the same way (20 commit, 21 are
+/// refused).
 ///
 /// ```
 /// use serde_json::json;
-/// use sync_core::limits::nesting_depth;
+/// use sync_core::ingest::limits::nesting_depth;
 /// let data = json!({"flat": 1, "a": [{"b": {"c": 1}}]});
 /// assert_eq!(nesting_depth(data.as_object().expect("object")), 2);
 /// ```
@@ -227,7 +239,7 @@ fn value_depth(v: &Value) -> usize {
 ///
 /// ```
 /// use serde_json::json;
-/// use sync_core::limits::deepest_path;
+/// use sync_core::ingest::limits::deepest_path;
 /// let data = json!({"flat": 1, "a": [{"b": {"c": 1}}]});
 /// assert_eq!(deepest_path(data.as_object().expect("object")), "a.b.c");
 /// ```
@@ -255,11 +267,15 @@ pub fn deepest_path(fields: &Map<String, Value>) -> String {
     path.join(".")
 }
 
-/// Index entries of `fields` as the adapter stores them (see the module docs).
+/// Index entries of `fields` as the adapter stores them: one per indexed
+/// value (every scalar at any depth, each array element; a string over
+/// [`MAX_INDEXED_BYTES`] is unindexed and counts nothing). The stored entity
+/// adds [`BOOKKEEPING_INDEX_ENTRIES`]; this project defines no composite
+/// index.
 ///
 /// ```
 /// use serde_json::json;
-/// use sync_core::limits::index_entries;
+/// use sync_core::ingest::limits::index_entries;
 /// let data = json!({"a": 1, "tags": ["x", "y"], "o": {"b": null}, "text": "t".repeat(1501)});
 /// assert_eq!(index_entries(data.as_object().expect("object")), 4);
 /// ```
@@ -284,7 +300,7 @@ pub fn index_entries(fields: &Map<String, Value>) -> usize {
 ///
 /// ```
 /// use serde_json::json;
-/// use sync_core::limits::{check_index_entries, BOOKKEEPING_INDEX_ENTRIES, MAX_INDEX_ENTRIES};
+/// use sync_core::ingest::limits::{check_index_entries, BOOKKEEPING_INDEX_ENTRIES, MAX_INDEX_ENTRIES};
 /// let fields = json!({"tags": vec![1; MAX_INDEX_ENTRIES - BOOKKEEPING_INDEX_ENTRIES]});
 /// assert!(check_index_entries(fields.as_object().expect("object"), MAX_INDEX_ENTRIES).is_ok());
 /// # Ok::<(), sync_core::ValidationError>(())
@@ -303,6 +319,7 @@ pub fn check_index_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Classify;
     use serde_json::json;
 
     fn obj(v: Value) -> Map<String, Value> {
@@ -365,7 +382,7 @@ mod tests {
             crate::parse_event(
                 body.to_string().as_bytes(),
                 id,
-                &crate::Limits::default(),
+                &crate::ValidationLimits::default(),
                 now,
             )
         };

@@ -1,23 +1,13 @@
 //! Merge policy: which rule decides each field, loaded from JSON or TOML.
 //!
-//! Every rule is a *rank* on the candidate writes of a field, and the merge keeps,
-//! per field, the candidates no other candidate beats on both recency and rank
-//! (see [`mod@crate::merge`]). That set is a function of the set of events seen,
-//! whatever their order or repetition, which is why every rule converges:
-//!
-//! - `lww`: rank = order key. The newest write wins; older writes lose.
-//! - `max` / `min`: rank = the value (by [`crate::value::compare_values`]), then
-//!   the order key. The largest (smallest) live value wins. A newer, smaller value
-//!   is kept aside, not dropped, so that if a delete later removes the larger one
-//!   the result is still what the same events in any other order give.
-//! - `priority`: rank = the source's place in `source_priority` (earlier beats
-//!   later, unlisted sources rank below all listed ones), then the order key.
-//! - `union`: the field is a set (an array of distinct values, sorted); each
-//!   element remembers the newest write that added it. Union only grows, so order
-//!   cannot matter; deletes remove elements added before them.
+//! Every rule is a *rank* on a field's candidate writes, and the merge keeps
+//! the candidates nothing beats on both recency and rank, a set that does not
+//! depend on the order the events came in: `lww` ranks by order key, `max` and
+//! `min` by value, `priority` by the source's place in `source_priority`, and
+//! `union` treats the field as a sorted set.
 
 use crate::file_format::Format;
-use crate::state::RESERVED_FIELDS;
+use crate::value::RESERVED_FIELDS;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use thiserror::Error;

@@ -1,5 +1,6 @@
 //! The order key that makes the merge deterministic.
 
+use crate::ingest::change::ChangeEvent;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -44,6 +45,13 @@ impl OrderKey {
             source: source.into(),
             event_id: event_id.into(),
         }
+    }
+}
+
+impl ChangeEvent {
+    /// This event's position in the merge order.
+    pub fn order_key(&self) -> OrderKey {
+        OrderKey::new(self.timestamp, self.source.clone(), self.event_id.clone())
     }
 }
 

@@ -7,15 +7,14 @@
 //! `schema_version` through a [`SchemaHistory`], at the point where the
 //! version is checked, so its data is validated in the current form.
 
-use crate::limits::{self, KeyLayout};
-use crate::order::OrderKey;
-use crate::schema::{SchemaHistory, Upcast};
-use crate::state::RESERVED_FIELDS;
-use crate::value::{check_fields, check_name, fields_size};
+use super::limits::{self, ValidationLimits};
+use super::schema::{SchemaHistory, Upcast};
+use crate::error::ValidationError;
+use crate::value::{check_fields, check_name, fields_size, RESERVED_FIELDS};
 use crate::wire::event::field;
-use crate::ValidationError;
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
+use crate::wire::operation::Operation;
+use crate::wire::timestamp::{format_timestamp, parse_timestamp};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -54,104 +53,6 @@ impl fmt::Display for EntityId {
     }
 }
 
-/// What an event does to its entity.
-///
-/// Serde reads and writes it by its wire name ([`Operation::as_str`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "&'static str")]
-pub enum Operation {
-    /// Set fields; the entity exists afterwards.
-    Create,
-    /// Set fields; the entity exists afterwards (same merge as create).
-    Update,
-    /// Remove every field older than the delete.
-    Delete,
-}
-
-impl Operation {
-    /// The three operations.
-    pub const ALL: [Self; 3] = [Self::Create, Self::Update, Self::Delete];
-
-    /// The wire name: `create`, `update` or `delete`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Create => "create",
-            Self::Update => "update",
-            Self::Delete => "delete",
-        }
-    }
-
-    /// Parses a wire name.
-    ///
-    /// # Errors
-    /// [`ValidationError::InvalidOperation`] for anything but the three names.
-    ///
-    /// ```
-    /// use sync_core::Operation;
-    /// assert_eq!(Operation::parse("delete")?, Operation::Delete);
-    /// # Ok::<(), sync_core::ValidationError>(())
-    /// ```
-    pub fn parse(s: &str) -> Result<Self, ValidationError> {
-        Self::ALL
-            .into_iter()
-            .find(|op| op.as_str() == s)
-            .ok_or_else(|| ValidationError::InvalidOperation(s.chars().take(64).collect()))
-    }
-}
-
-impl TryFrom<String> for Operation {
-    type Error = ValidationError;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<Operation> for &'static str {
-    fn from(op: Operation) -> Self {
-        op.as_str()
-    }
-}
-
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Limits applied while validating an event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
-    /// How far ahead of the receiving clock a timestamp may be, in seconds.
-    pub max_clock_skew_secs: i64,
-    /// Largest encoded entity accepted, in bytes (Datastore's limit by default).
-    pub max_entity_bytes: usize,
-    /// Deepest nesting of embedded entities accepted ([`limits::MAX_NESTING_DEPTH`]).
-    pub max_depth: usize,
-    /// Most index entries per stored entity ([`limits::MAX_INDEX_ENTRIES`]).
-    pub max_index_entries: usize,
-    /// Largest key, in bytes ([`limits::MAX_KEY_BYTES`]).
-    pub max_key_bytes: usize,
-    /// Namespace and kinds of the keys the store writes, for the key size.
-    pub keys: KeyLayout,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_clock_skew_secs: 300,
-            max_entity_bytes: MAX_ENTITY_BYTES,
-            max_depth: limits::MAX_NESTING_DEPTH,
-            max_index_entries: limits::MAX_INDEX_ENTRIES,
-            max_key_bytes: limits::MAX_KEY_BYTES,
-            keys: KeyLayout::default(),
-        }
-    }
-}
-
-/// Datastore's maximum entity size, in bytes.
-pub const MAX_ENTITY_BYTES: usize = 1_048_572;
-
 /// Source recorded when an event names none (as the recipe's audit does).
 pub const UNKNOWN_SOURCE: &str = "unknown";
 
@@ -179,54 +80,6 @@ pub struct ChangeEvent {
     pub event_id: String,
 }
 
-impl ChangeEvent {
-    /// This event's position in the merge order.
-    pub fn order_key(&self) -> OrderKey {
-        OrderKey::new(self.timestamp, self.source.clone(), self.event_id.clone())
-    }
-}
-
-/// Parses an ISO-8601 timestamp as the recipe's publisher writes it.
-///
-/// Accepts naive text (`datetime.utcnow().isoformat()`, read as UTC), a `Z`
-/// suffix or a numeric offset, with a `T` or a space between date and time and
-/// up to nanoseconds; keeps microseconds (Datastore's precision) and drops finer
-/// digits.
-///
-/// # Errors
-/// [`ValidationError::InvalidTimestamp`] when the text is none of these forms.
-///
-/// ```
-/// use sync_core::parse_timestamp;
-/// let naive = parse_timestamp("2025-07-23T10:15:30.123456")?;
-/// let zulu = parse_timestamp("2025-07-23T10:15:30.123456Z")?;
-/// let offset = parse_timestamp("2025-07-23T12:15:30.123456+02:00")?;
-/// assert_eq!(naive, zulu);
-/// assert_eq!(zulu, offset);
-/// # Ok::<(), sync_core::ValidationError>(())
-/// ```
-pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, ValidationError> {
-    let invalid = |reason: &str| ValidationError::InvalidTimestamp {
-        value: text.chars().take(64).collect(),
-        reason: reason.to_string(),
-    };
-    let parsed = if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        t.with_timezone(&Utc)
-    } else {
-        let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-            .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))
-            .map_err(|_| invalid("expected YYYY-MM-DDTHH:MM:SS[.ffffff][Z|±HH:MM]"))?;
-        naive.and_utc()
-    };
-    let micros = parsed.timestamp_micros();
-    DateTime::from_timestamp_micros(micros).ok_or_else(|| invalid("out of range"))
-}
-
-/// Formats a timestamp as RFC 3339 with microseconds and `Z`.
-pub fn format_timestamp(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
 /// Parses and validates a message's data bytes into a [`ChangeEvent`].
 ///
 /// `event_id` is the Pub/Sub message id; `now` is the receiving clock, used
@@ -236,12 +89,12 @@ pub fn format_timestamp(t: &DateTime<Utc>) -> String {
 /// Any [`ValidationError`]; each is permanent.
 ///
 /// ```
-/// use sync_core::{parse_event, parse_timestamp, Limits, Operation};
+/// use sync_core::{parse_event, parse_timestamp, ValidationLimits, Operation};
 /// let data = br#"{"entity_id":"test-entity-001","operation":"create",
 ///   "timestamp":"2025-07-23T10:15:30.123456","source":"data_publisher",
 ///   "correlation_id":"c-1","data":{"name":"Test Product"}}"#;
 /// let now = parse_timestamp("2025-07-23T10:16:00")?;
-/// let event = parse_event(data, "msg-1", &Limits::default(), now)?;
+/// let event = parse_event(data, "msg-1", &ValidationLimits::default(), now)?;
 /// assert_eq!(event.operation, Operation::Create);
 /// assert_eq!(event.data["name"], "Test Product");
 /// # Ok::<(), sync_core::ValidationError>(())
@@ -249,7 +102,7 @@ pub fn format_timestamp(t: &DateTime<Utc>) -> String {
 pub fn parse_event(
     data: &[u8],
     event_id: &str,
-    limits: &Limits,
+    limits: &ValidationLimits,
     now: DateTime<Utc>,
 ) -> Result<ChangeEvent, ValidationError> {
     parse_event_with(data, event_id, limits, &SchemaHistory::default(), now)
@@ -263,14 +116,14 @@ pub fn parse_event(
 /// know is [`ValidationError::UnsupportedSchemaVersion`].
 ///
 /// ```
-/// use sync_core::{parse_event_with, parse_timestamp, Limits, SchemaHistory};
+/// use sync_core::{parse_event_with, parse_timestamp, ValidationLimits, SchemaHistory};
 /// let schema = SchemaHistory::from_json(
 ///     r#"{"current":2,"upcast":[{"from":1,"rename":{"name":"title"}}]}"#,
 /// )?;
 /// let data = br#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T10:00:00",
 ///   "data":{"name":"Lamp"}}"#;
 /// let now = parse_timestamp("2025-07-23T10:16:00")?;
-/// let event = parse_event_with(data, "m1", &Limits::default(), &schema, now)?;
+/// let event = parse_event_with(data, "m1", &ValidationLimits::default(), &schema, now)?;
 /// assert_eq!(event.data["title"], "Lamp");
 /// assert_eq!((event.schema.received_version, event.schema.version), (1, 2));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -278,7 +131,7 @@ pub fn parse_event(
 pub fn parse_event_with(
     data: &[u8],
     event_id: &str,
-    limits: &Limits,
+    limits: &ValidationLimits,
     schema: &SchemaHistory,
     now: DateTime<Utc>,
 ) -> Result<ChangeEvent, ValidationError> {
@@ -413,6 +266,8 @@ fn optional_str<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Classify;
+    use crate::ingest::limits::{KeyLayout, MAX_ENTITY_BYTES};
     use crate::wire::EventMessage;
     use serde_json::json;
 
@@ -421,7 +276,7 @@ mod tests {
     }
 
     fn parse(data: impl AsRef<[u8]>) -> Result<ChangeEvent, ValidationError> {
-        parse_event(data.as_ref(), "m1", &Limits::default(), now())
+        parse_event(data.as_ref(), "m1", &ValidationLimits::default(), now())
     }
 
     fn ok() -> Vec<u8> {
@@ -443,22 +298,6 @@ mod tests {
         assert_eq!((e.schema.received_version, e.schema.version), (1, 1));
         assert!(!e.schema.changed);
         assert_eq!(e.event_id, "m1");
-    }
-
-    #[test]
-    fn timestamp_forms_agree() {
-        let forms = [
-            "2025-07-23T09:59:00.5",
-            "2025-07-23T09:59:00.500000Z",
-            "2025-07-23T11:59:00.500000+02:00",
-            "2025-07-23 09:59:00.500",
-            "2025-07-23T09:59:00.500000999Z",
-        ];
-        let first = parse_timestamp(forms[0]).expect("naive");
-        for f in forms {
-            assert_eq!(parse_timestamp(f).expect(f), first, "{f}");
-        }
-        assert!(parse_timestamp("2025-07-23T09:59:00").is_ok());
     }
 
     #[test]
@@ -521,9 +360,9 @@ mod tests {
                 .code(),
             "entity_too_large"
         );
-        let small = Limits {
+        let small = ValidationLimits {
             max_entity_bytes: 10,
-            ..Limits::default()
+            ..ValidationLimits::default()
         };
         let err = parse_event(&ok(), "m", &small, now()).expect_err("limit 10");
         assert_eq!(err.code(), "entity_too_large");
@@ -576,9 +415,9 @@ mod tests {
         // key + "SyncTombstone" (14) + "tombstone" (10).
         let limit = limits::MAX_KEY_BYTES;
         let overhead = limits::key_size("", &[(limits::DEFAULT_KIND, "")]) + 14 + 10;
-        let small = Limits {
+        let small = ValidationLimits {
             max_key_bytes: 200,
-            ..Limits::default()
+            ..ValidationLimits::default()
         };
         let at = "k".repeat(200 - overhead);
         assert!(parse_event(&create_with(&at, &json!({})), "m1", &small, now()).is_ok());
@@ -603,7 +442,7 @@ mod tests {
         let err = parse(create_with(&over, &json!({}))).expect_err("key over 6 KiB");
         assert_eq!(err.code(), "key_too_large");
         // The namespace and the event's own kind count too.
-        let spaced = Limits {
+        let spaced = ValidationLimits {
             keys: KeyLayout {
                 namespace: "n".repeat(100),
                 ..KeyLayout::default()
@@ -623,14 +462,14 @@ mod tests {
                 .data(Map::new())
                 .to_bytes()
         };
-        let loose = Limits {
+        let loose = ValidationLimits {
             max_clock_skew_secs: 3600,
-            ..Limits::default()
+            ..ValidationLimits::default()
         };
         let skewed = update("2025-07-23T10:06:00Z");
         assert!(parse_event(&skewed, "m", &loose, now()).is_ok());
         let old = update("1999-01-01T00:00:00");
-        assert!(parse_event(&old, "m", &Limits::default(), now()).is_ok());
+        assert!(parse_event(&old, "m", &ValidationLimits::default(), now()).is_ok());
     }
 
     #[test]

@@ -1,18 +1,28 @@
-//! Ranking: which candidate write of a field wins under its rule, and which
-//! candidates another one makes obsolete.
+//! Ranking: a field's candidate writes ([`Candidate`]), which one wins under
+//! its rule, and which candidates another one makes obsolete.
 //!
-//! Every rule of [`crate::policy`] is a total order on the candidates of a
+//! Every rule of [`super::policy`] is a total order on the candidates of a
 //! field (the *rank*); the order key breaks ties, then the value's canonical
 //! text, so two different candidates never rank equal. A candidate
 //! *dominates* another when it is both newer and of higher rank: the merge
 //! keeps only the candidates nothing dominates, and the visible one is the
 //! highest-ranked of those (see [`mod@crate::merge`]).
 
-use crate::merge::LossReason;
-use crate::policy::{FieldRule, MergePolicy};
-use crate::state::Candidate;
+use super::conflict::LossReason;
+use super::order::OrderKey;
+use super::policy::{FieldRule, MergePolicy};
 use crate::value::{canonical, compare_values};
+use serde_json::Value;
 use std::cmp::Ordering;
+
+/// One write of one field: its value and where it stands in the order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Order key of the event that wrote it.
+    pub key: OrderKey,
+    /// The value written.
+    pub value: Value,
+}
 
 /// The rank of one field's candidates: its rule, and the policy's source
 /// priorities for `priority`.

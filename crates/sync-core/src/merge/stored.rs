@@ -5,24 +5,21 @@
 //! `version`, `last_modified`, `sync_status` and `conflict_resolved`; everything
 //! the merge needs besides the visible values (per-field order keys, candidates
 //! kept aside by `max`/`min`/`priority`, the delete key, the last change) is one
-//! JSON text in [`BOOKKEEPING_PROPERTY`]. An entity without that property was
-//! written by someone else (the recipe's initial entity, a hand edit) and is
-//! adopted on its first read.
+//! JSON text in [`BOOKKEEPING_PROPERTY`](crate::value::BOOKKEEPING_PROPERTY).
+//! An entity without that property was written by someone else (the recipe's
+//! initial entity, a hand edit) and is adopted on its first read.
 
-use crate::event::Operation;
-use crate::order::OrderKey;
-use crate::policy::MergePolicy;
-use crate::rank::Rank;
-use crate::state::{Candidate, EntityState, FieldState};
+use super::order::OrderKey;
+use super::policy::MergePolicy;
+use super::rank::{Candidate, Rank};
+use super::state::{EntityState, FieldState};
 use crate::value::compare_values;
+use crate::wire::operation::Operation;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use thiserror::Error;
-
-/// Name of the unindexed property holding the merge bookkeeping.
-pub const BOOKKEEPING_PROPERTY: &str = "_sync";
 
 /// The storage-neutral form of an entity, as adapters read and write it.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -37,9 +34,10 @@ pub struct StoredEntity {
     pub last_modified: Option<DateTime<Utc>>,
     /// The recipe's `conflict_resolved`.
     pub conflict_resolved: bool,
-    /// Bookkeeping JSON text, stored unindexed in [`BOOKKEEPING_PROPERTY`];
-    /// `None` for an entity without that property (written by something other
-    /// than this project), which [`EntityState::from_stored`] adopts.
+    /// Bookkeeping JSON text, stored unindexed in
+    /// [`BOOKKEEPING_PROPERTY`](crate::value::BOOKKEEPING_PROPERTY); `None` for
+    /// an entity without that property (written by something other than this
+    /// project), which [`EntityState::from_stored`] adopts.
     pub bookkeeping: Option<String>,
 }
 
@@ -217,8 +215,9 @@ impl EntityState {
     }
 }
 
-/// The JSON in [`BOOKKEEPING_PROPERTY`]. The short names are the stored
-/// format: renaming one would make every stored entity unreadable.
+/// The JSON in [`BOOKKEEPING_PROPERTY`](crate::value::BOOKKEEPING_PROPERTY).
+/// The short names are the stored format: renaming one would make every
+/// stored entity unreadable.
 #[derive(Serialize, Deserialize)]
 struct Bookkeeping {
     #[serde(rename = "v")]
