@@ -11,15 +11,16 @@
 //! ids arrive as arguments, so every decision is a deterministic function that
 //! unit and property tests can check exhaustively.
 //!
-//! Three small helpers serve the adapters and binaries alike: [`env`](mod@env) reads
-//! settings through a lookup function (never the process environment itself)
-//! and names the variables every binary shares; [`backoff`] computes jittered
-//! retry waits; [`logline`] keeps a log line within one Cloud Logging entry
-//! (the budget, and how a value over it is shortened and digested).
+//! Two small helpers serve the adapters and binaries alike: [`backoff`]
+//! computes jittered retry waits; [`logline`] keeps a log line within one
+//! Cloud Logging entry (the budget, and how a value over it is shortened and
+//! digested).
 //!
 //! What it leaves out: Datastore's and Pub/Sub's own API types (see
-//! `sync-store` and `sync-pubsub`), HTTP delivery decoding (`sync-http`), which settings each
-//! binary reads, and telemetry (the function binaries).
+//! `sync-store` and `sync-pubsub`), HTTP delivery decoding (`sync-http`),
+//! reading settings and the files they name (`sync-config` and the
+//! binaries: the core parses a policy's or a history's contents), and
+//! telemetry (the function binaries).
 //!
 //! The cargo feature `memory` (off by default) adds `sync_core::memory`: in-memory
 //! ports for handler tests and benchmarks, which their crates enable in
@@ -27,7 +28,6 @@
 #![deny(missing_docs)]
 
 pub mod backoff;
-pub mod env;
 pub mod error;
 pub mod event;
 mod file_format;

@@ -9,9 +9,9 @@
 //! (above `current`, below the oldest step, or not a whole number ≥ 1) is
 //! refused with `unsupported_schema_version`. Without a history file the
 //! history is `current = 1` with no steps: version 1 only, as before there was
-//! one. Both functions read the file [`SCHEMA_HISTORY_FILE`] names
-//! ([`SchemaHistory::configured`]), so the audit records what the sync
-//! function merges.
+//! one. Both functions read the file `SCHEMA_HISTORY_FILE` names (the
+//! configuration layer reads it; [`SchemaHistory::from_file_contents`] parses
+//! it), so the audit records what the sync function merges.
 //!
 //! A step works on the event's `data` (paths are dotted: `address.city` is
 //! `city` inside the object `address`), in this order:
@@ -74,7 +74,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use crate::env::{Problems, Vars, SCHEMA_HISTORY_FILE};
 use crate::file_format::Format;
 use crate::state::RESERVED_FIELDS;
 use crate::value::{check_fields, check_name};
@@ -235,50 +234,6 @@ impl SchemaHistory {
             message,
         })?;
         Self::validated(file)
-    }
-
-    /// The history [`SCHEMA_HISTORY_FILE`] names, read through `read_file`,
-    /// or the default (version 1 only) when it is unset. Every problem with
-    /// the file is noted in `problems`, each naming the variable and the path.
-    ///
-    /// ```
-    /// use sync_core::env::{read, SCHEMA_HISTORY_FILE};
-    /// use sync_core::SchemaHistory;
-    ///
-    /// let lookup = |k: &str| (k == SCHEMA_HISTORY_FILE).then(|| "h.toml".to_string());
-    /// let history = read(lookup, |vars, problems| {
-    ///     SchemaHistory::configured(vars, problems, |_| Ok("current = 3".into()))
-    /// })?;
-    /// assert_eq!(history.current(), 3);
-    /// let unset = read(|_| None, |vars, problems| {
-    ///     SchemaHistory::configured(vars, problems, |_| unreachable!())
-    /// })?;
-    /// assert_eq!(unset, SchemaHistory::default());
-    /// # Ok::<(), sync_core::env::Problems>(())
-    /// ```
-    pub fn configured<F: Fn(&str) -> Option<String>>(
-        vars: &Vars<F>,
-        problems: &mut Problems,
-        read_file: impl Fn(&str) -> std::io::Result<String>,
-    ) -> Self {
-        let Some(path) = vars.get(SCHEMA_HISTORY_FILE) else {
-            return Self::default();
-        };
-        let text = match read_file(&path) {
-            Ok(text) => text,
-            Err(e) => {
-                problems.push(format!(
-                    "{SCHEMA_HISTORY_FILE}={path:?} cannot be read: {e}"
-                ));
-                return Self::default();
-            }
-        };
-        Self::from_file_contents(&path, &text).unwrap_or_else(|e| {
-            for p in e.problems() {
-                problems.push(format!("{SCHEMA_HISTORY_FILE}={path:?}: {p}"));
-            }
-            Self::default()
-        })
     }
 
     /// The version events are upcast to.

@@ -50,7 +50,7 @@ impl LimitSource {
     /// Stable name for logs.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Setting => crate::config::MEMORY_LIMIT_MIB,
+            Self::Setting => sync_config::MEMORY_LIMIT_MIB,
             Self::CgroupV2 => "cgroup v2 memory.max",
             Self::CgroupV1 => "cgroup v1 memory.limit_in_bytes",
         }

@@ -25,9 +25,10 @@
 //!   for its share of the instance's memory budget before its body is read,
 //!   and is shed with 429 when it cannot have it in time; [`cgroup`]: the
 //!   instance's memory limit the budget comes from;
-//! - [`config`]: [`RuntimeConfig`], the HTTP part of each function's settings
-//!   (`PORT`, `MAX_BODY_BYTES`, `LOG_FORMAT`, `MEMORY_LIMIT_MIB`), read
-//!   through `sync_core::env` with the rest of the function's settings.
+//! - [`config`]: what both functions read: [`RuntimeConfig`] (`PORT`,
+//!   `MAX_BODY_BYTES`, `LOG_FORMAT`, `MEMORY_LIMIT_MIB`) and the schema
+//!   history `SCHEMA_HISTORY_FILE` names, read through a
+//!   `sync_config::Reader` with the rest of the function's settings.
 //!
 //! What it leaves out: what a delivery *means* (parsing the change event,
 //! merging, deciding ack or dead-letter) is `sync-core`'s and the functions';

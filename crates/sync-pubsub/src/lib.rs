@@ -19,9 +19,9 @@
 //! - [`PubSubPuller`], unary pull / ack / nack on `gcloud-sdk`'s gRPC client,
 //!   for tests and the operator CLI;
 //! - [`PubSubConfig`]: emulator or production, timeouts;
-//!   [`PubSubConfig::from_vars`] is the Pub/Sub part of a binary's settings,
-//!   read through `sync_core::env` with every other part so that a bad
-//!   `PUBSUB_*` value is reported before anything connects.
+//!   [`PubSubConfig::read`] is the Pub/Sub part of a binary's settings,
+//!   read through a `sync_config::Reader` with every other part so that a
+//!   bad `PUBSUB_*` value is reported before anything connects.
 //!
 //! All three clients talk to the emulator when `PUBSUB_EMULATOR_HOST` is configured
 //! (endpoint `http://host:port`, anonymous credentials; neither client reads the

@@ -23,11 +23,11 @@
 //!   `query_kind`, a cursor-paged [`Scan`] of a kind's entities or
 //!   tombstones, `conflicts`, `delete_all`, `put_raw`, ...), on their own
 //!   client or on the store's ([`DatastoreStore::admin`]);
-//! - [`StoreConfig::from_vars`]: the store's part of a binary's settings
+//! - [`StoreConfig::read`]: the store's part of a binary's settings
 //!   (`DATASTORE_EMULATOR_HOST`, `DATASTORE_NAMESPACE`, `SYNC_KIND`,
-//!   `TOMBSTONE_RETENTION_DAYS`, `RETRY_BUDGET_SECS`; names in [`config`]),
-//!   read through `sync_core::env` so that a bad value is reported with every
-//!   other problem before anything connects.
+//!   `TOMBSTONE_RETENTION_DAYS`, `RETRY_BUDGET_SECS`; names in
+//!   `sync-config`), read through a `sync_config::Reader` so that a bad value
+//!   is reported with every other problem before anything connects.
 //!
 //! What it leaves out: the merge itself and every decision about events (that
 //! is `sync-core`), the backoff arithmetic (`sync_core::backoff`), the process

@@ -29,12 +29,14 @@ pub fn project(g: &Global) -> Result<String> {
 /// the environment, with the project and emulator from the command line.
 pub fn pubsub_config(g: &Global) -> Result<PubSubConfig> {
     let project = project(g)?;
-    let config = PubSubConfig::from_lookup(|name| match name {
-        sync_pubsub::config::GOOGLE_CLOUD_PROJECT => Some(project.clone()),
-        sync_pubsub::config::PUBSUB_EMULATOR_HOST => g.pubsub_emulator_host.clone(),
+    let lookup = |name: &str| match name {
+        sync_config::PUBSUB_EMULATOR_HOST => g.pubsub_emulator_host.clone(),
         other => std::env::var(other).ok(),
-    })?;
-    Ok(config)
+    };
+    let no_files = |_: &str| Err(std::io::ErrorKind::Unsupported.into());
+    let mut reader = sync_config::Reader::new(&lookup, &no_files);
+    let config = PubSubConfig::read(project, &mut reader);
+    Ok(reader.finish(config)?)
 }
 
 pub async fn publisher(g: &Global) -> Result<PubSubPublisher> {
@@ -56,8 +58,11 @@ async fn admin(g: &Global) -> Result<PubSubAdmin> {
 }
 
 pub async fn store(g: &Global) -> Result<DatastoreAdmin> {
-    let mut config =
-        StoreConfig::new(project(g)?).with_emulator_from(|_| g.datastore_emulator_host.clone());
+    let mut config = StoreConfig::new(project(g)?);
+    config.emulator_host = g
+        .datastore_emulator_host
+        .clone()
+        .filter(|h| !h.trim().is_empty());
     config.namespace = g.namespace.clone().filter(|n| !n.is_empty());
     DatastoreAdmin::connect(config)
         .await

@@ -35,21 +35,21 @@ struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Global {
     /// Google Cloud project id.
-    #[arg(long, global = true, env = sync_core::env::GOOGLE_CLOUD_PROJECT)]
+    #[arg(long, global = true, env = sync_config::GOOGLE_CLOUD_PROJECT)]
     pub project: Option<String>,
     /// Datastore namespace (default namespace when unset).
-    #[arg(long, global = true, env = sync_store::config::DATASTORE_NAMESPACE)]
+    #[arg(long, global = true, env = sync_config::DATASTORE_NAMESPACE)]
     pub namespace: Option<String>,
     /// Datastore emulator `host:port`; production Datastore when unset.
     #[arg(
         long,
         global = true,
-        env = sync_core::env::DATASTORE_EMULATOR_HOST,
+        env = sync_config::DATASTORE_EMULATOR_HOST,
         hide_env_values = false
     )]
     pub datastore_emulator_host: Option<String>,
     /// Pub/Sub emulator `host:port`; production Pub/Sub when unset.
-    #[arg(long, global = true, env = sync_core::env::PUBSUB_EMULATOR_HOST)]
+    #[arg(long, global = true, env = sync_config::PUBSUB_EMULATOR_HOST)]
     pub pubsub_emulator_host: Option<String>,
 }
 
