@@ -21,10 +21,10 @@
 //! its share of Pub/Sub and Datastore. Progress (count and rate) goes to
 //! stderr.
 
-use crate::commands::{publisher, store};
-use crate::{Global, ResyncArgs};
+use super::clients::{publisher, store, Global};
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
+use clap::Args;
 use futures::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
@@ -45,6 +45,47 @@ pub const DONE_LINE: &str = "done: ";
 const PROGRESS: &str = "{spinner} {pos} entities read, {msg}, {per_sec} ({elapsed})";
 /// Format of the resume token.
 const TOKEN_FORMAT: u64 = 1;
+
+/// Arguments of `resync`.
+#[derive(Args, Debug)]
+pub struct ResyncArgs {
+    /// Kind of the entities.
+    #[arg(long, default_value = sync_core::limits::DEFAULT_KIND)]
+    pub kind: String,
+    /// Only this entity (one lookup, no paging).
+    #[arg(long, conflicts_with_all = ["prefix", "resume"])]
+    pub entity_id: Option<String>,
+    /// Only entities whose id starts with this.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Publish every announcement to this one topic (a single new consumer's)
+    /// instead of the per-operation topics.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Prefix of the per-operation topics, as the sync function's
+    /// EXTERNAL_TOPIC_PREFIX.
+    #[arg(long, default_value = sync_core::wire::topology::EXTERNAL_TOPIC_PREFIX)]
+    pub topic_prefix: String,
+    /// Entities read and announced per second (`N` or `N/s`).
+    #[arg(long, default_value = "200/s", value_parser = parse_rate)]
+    pub rate: f64,
+    /// Read and count, publish nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Continue after the page of this cursor (a `cursor:` line's token).
+    #[arg(long, value_parser = parse_cursor)]
+    pub resume: Option<Cursor>,
+    /// Entities per Datastore query page (one cursor line each).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub page_size: u16,
+    /// List the tombstones of deleted entities (one delete announcement's JSON
+    /// per line on stdout) instead of announcing entities; publishes nothing.
+    #[arg(long, conflicts_with = "topic")]
+    pub tombstones: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
 
 /// Entities per second, from `N` or `N/s` (a positive, finite number).
 pub fn parse_rate(text: &str) -> Result<f64, String> {
