@@ -118,6 +118,7 @@ fn explain(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::explain;
+    use std::collections::{BTreeMap, BTreeSet};
 
     #[test]
     fn causes_already_in_a_message_are_not_repeated() {
@@ -157,5 +158,98 @@ mod tests {
             Some((true, true))
         );
         assert!(parse(&["--push-no-wrapper-write-metadata"]).is_err());
+    }
+
+    /// Names of the variables each program reads, by the section of
+    /// `docs/configuration.md` that lists them.
+    fn variables_read() -> BTreeMap<&'static str, BTreeSet<String>> {
+        use clap::CommandFactory as _;
+        fn clap_env(cmd: &clap::Command, out: &mut BTreeSet<String>) {
+            for arg in cmd.get_arguments() {
+                out.extend(arg.get_env().map(|e| e.to_string_lossy().into_owned()));
+            }
+            for sub in cmd.get_subcommands() {
+                clap_env(sub, out);
+            }
+        }
+        let mut syncctl = BTreeSet::new();
+        clap_env(&super::Cli::command(), &mut syncctl);
+        // The deploy scripts read their settings as `${NAME:-default}`.
+        let mut deploy = BTreeSet::new();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
+        for entry in std::fs::read_dir(dir).expect("deploy/") {
+            let path = entry.expect("an entry").path();
+            if path.extension().is_some_and(|e| e == "sh") {
+                let script = std::fs::read_to_string(&path).expect("a script");
+                for (_, rest) in script
+                    .match_indices("${")
+                    .map(|(i, _)| script.split_at(i + 2))
+                {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                        .collect();
+                    if name.starts_with(|c: char| c.is_ascii_uppercase())
+                        && rest[name.len()..].starts_with(":-")
+                    {
+                        deploy.insert(name);
+                    }
+                }
+            }
+        }
+        let names = |it: &mut dyn Iterator<Item = &'static str>| it.map(String::from).collect();
+        BTreeMap::from([
+            (
+                "sync-function",
+                names(&mut sync_function::Config::variables()),
+            ),
+            (
+                "audit-function",
+                names(&mut audit_function::AuditConfig::variables()),
+            ),
+            ("syncctl", syncctl),
+            ("deploy scripts", deploy),
+        ])
+    }
+
+    /// The variables each table of `docs/configuration.md` lists, by section.
+    fn variables_documented() -> BTreeMap<String, BTreeSet<String>> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
+        let text = std::fs::read_to_string(path).expect("docs/configuration.md");
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut section = String::new();
+        for line in text.lines() {
+            if let Some(title) = line.strip_prefix("## ") {
+                section = title.trim().to_string();
+            } else if let Some(row) = line.strip_prefix("| `") {
+                let name = row.split('`').next().unwrap_or_default();
+                out.entry(section.clone())
+                    .or_default()
+                    .insert(name.to_string());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_configuration_reference_lists_what_each_program_reads() {
+        let read = variables_read();
+        let documented = variables_documented();
+        assert_eq!(
+            documented.keys().map(String::as_str).collect::<Vec<_>>(),
+            read.keys().copied().collect::<Vec<_>>(),
+            "one section per program"
+        );
+        for (program, names) in &read {
+            let listed = &documented[*program];
+            let missing: Vec<_> = names.difference(listed).collect();
+            let extra: Vec<_> = listed.difference(names).collect();
+            assert!(
+                missing.is_empty() && extra.is_empty(),
+                "docs/configuration.md, {program}: not listed {missing:?}, listed but not read {extra:?}"
+            );
+        }
+        assert!(read["sync-function"].contains(sync_config::GOOGLE_CLOUD_PROJECT));
+        assert!(read["deploy scripts"].contains("PROJECT_ID"));
     }
 }
