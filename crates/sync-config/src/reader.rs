@@ -28,20 +28,11 @@ impl Var {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Problems(Vec<String>);
 
-impl Problems {
-    /// How many problems there are.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
+impl std::ops::Deref for Problems {
+    type Target = [String];
 
-    /// Whether there is none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The problems, in the order found.
-    pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
+    fn deref(&self) -> &[String] {
+        &self.0
     }
 }
 
