@@ -1,13 +1,12 @@
 //! `deploy/` passes the functions what they read, under the names they read
-//! it by (`sync_http::config`, `sync_core::env`): each service's memory as
+//! it by (`sync_config`): each service's memory as
 //! `MEMORY_LIMIT_MIB`, equal to its `--memory`, and a schema history mounted
 //! where `SCHEMA_HISTORY_FILE` points. Read from `deploy/services.sh
 //! --dry-run`, which prints its gcloud commands and calls none.
 
 use anyhow::{ensure, Context, Result};
 use std::process::Command;
-use sync_core::env::SCHEMA_HISTORY_FILE;
-use sync_http::config::MEMORY_LIMIT_MIB;
+use sync_config::{MEMORY_LIMIT_MIB, SCHEMA_HISTORY_FILE};
 
 /// The `gcloud run deploy SERVICE` line of a dry run of `deploy/services.sh`
 /// with `env`.

@@ -10,7 +10,7 @@ use anyhow::{ensure, Context, Result};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use sync_core::env::SCHEMA_HISTORY_FILE;
+use sync_config::SCHEMA_HISTORY_FILE;
 use sync_core::{EventMessage, MergePolicy, Operation};
 use sync_testkit::harness::*;
 use sync_testkit::{poll_until, pull_until, Emulators};

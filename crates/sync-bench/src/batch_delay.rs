@@ -52,7 +52,7 @@ pub struct Plan {
 /// # Errors
 /// When the emulator is not set or not reachable, or a publish fails.
 pub async fn run(plan: &Plan) -> Result<()> {
-    let host = std::env::var(sync_core::env::PUBSUB_EMULATOR_HOST)
+    let host = std::env::var(sync_config::PUBSUB_EMULATOR_HOST)
         .context("set PUBSUB_EMULATOR_HOST to a Pub/Sub emulator's host:port")?;
     let admin = PubSubAdmin::connect(&PubSubConfig::new(PROJECT).with_emulator(&host)).await?;
     let topic = format!("batch-delay-{}", std::process::id());

@@ -58,7 +58,10 @@ pub struct Outcome {
 /// Connects the store to `$DATASTORE_EMULATOR_HOST` for `$GOOGLE_CLOUD_PROJECT`.
 async fn connect(namespace: &str) -> Result<DatastoreStore> {
     let project = std::env::var("GOOGLE_CLOUD_PROJECT").context("GOOGLE_CLOUD_PROJECT")?;
-    let mut config = StoreConfig::new(project).with_emulator_from(|k| std::env::var(k).ok());
+    let mut config = StoreConfig::new(project);
+    config.emulator_host = std::env::var(sync_config::DATASTORE_EMULATOR_HOST)
+        .ok()
+        .filter(|h| !h.trim().is_empty());
     anyhow::ensure!(
         config.emulator_host.is_some(),
         "DATASTORE_EMULATOR_HOST is not set: the limit is measured on the emulator"

@@ -16,16 +16,16 @@
 //! - [`merge`](mod@merge): the convergent per-field merge, the policy, the
 //!   entity's state and its stored form;
 //! - [`ports`]: the traits the adapters implement; [`logline`]: one log line
-//!   within one Cloud Logging entry; [`env`](mod@env): settings read through a
-//!   lookup function.
+//!   within one Cloud Logging entry.
 //!
-//! Datastore's and Pub/Sub's own types, HTTP delivery decoding, retries and
-//! telemetry live in the adapter crates. The cargo feature `memory` (off by
+//! Datastore's and Pub/Sub's own types, HTTP delivery decoding, retries,
+//! reading settings (`sync-config`: the core parses a policy's or a history's
+//! contents, never a file or a variable) and telemetry live in the adapter
+//! crates. The cargo feature `memory` (off by
 //! default) adds `sync_core::memory`: in-memory ports for handler tests and
 //! benchmarks only.
 #![deny(missing_docs)]
 
-pub mod env;
 pub mod error;
 mod file_format;
 pub mod ingest;

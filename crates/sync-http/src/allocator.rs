@@ -11,7 +11,7 @@
 use std::ffi::OsString;
 
 /// The environment variable glibc reads its tunables from, at start.
-pub const GLIBC_TUNABLES: &str = "GLIBC_TUNABLES";
+pub use sync_config::GLIBC_TUNABLES;
 /// The tunable: allocations of at least this many bytes are mapped on their own.
 pub const MMAP_THRESHOLD_TUNABLE: &str = "glibc.malloc.mmap_threshold";
 /// glibc's own starting threshold, 128 KiB, kept fixed.
@@ -19,7 +19,7 @@ pub const MMAP_THRESHOLD_BYTES: u32 = 128 * 1024;
 /// Set in the environment of the re-executed process, so that a process that
 /// lost the tunable anyway (glibc drops it in secure-execution mode) does not
 /// re-execute itself again.
-pub const REEXECUTED: &str = "SYNC_ALLOCATOR_REEXECUTED";
+pub use sync_config::SYNC_ALLOCATOR_REEXECUTED as REEXECUTED;
 
 /// `current` (the value of `GLIBC_TUNABLES`, if any) with the threshold added,
 /// or `None` when it sets the threshold already.

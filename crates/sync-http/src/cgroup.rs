@@ -10,7 +10,7 @@
 //! means no limit there. Everything is read through a function, so the
 //! parsing is tested without a cgroup file system.
 
-use crate::config::{RuntimeConfig, MEMORY_LIMIT_MIB};
+use crate::config::RuntimeConfig;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -51,7 +51,7 @@ impl LimitSource {
     /// Stable name for logs.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Setting => MEMORY_LIMIT_MIB,
+            Self::Setting => sync_config::MEMORY_LIMIT_MIB,
             Self::CgroupV2 => "cgroup v2 memory.max",
             Self::CgroupV1 => "cgroup v1 memory.limit_in_bytes",
         }

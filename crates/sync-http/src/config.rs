@@ -1,21 +1,13 @@
-//! Runtime settings both functions share: the HTTP part of each function's
-//! configuration (port, body limit, log format, the instance's memory limit),
-//! read through `sync_core::env` so tests pass a map instead of touching the
-//! process environment.
+//! Settings both functions share: the HTTP runtime (port, body limit, log
+//! format, the instance's memory limit) and the schema history, read through
+//! a [`sync_config::Reader`].
 
 use crate::delivery::DEFAULT_MAX_BODY_BYTES;
 use crate::telemetry::LogFormat;
-use sync_core::env::{Problems, Vars};
-
-/// Port to listen on (Cloud Run sets it).
-pub const PORT: &str = "PORT";
-/// Largest accepted request body, in bytes.
-pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
-/// `json` (Cloud Logging, the default) or `text` (readable, for local runs).
-pub const LOG_FORMAT: &str = "LOG_FORMAT";
-/// The instance's memory limit in MiB, overriding the one read from the
-/// process's cgroup (the deploy scripts set it to the service's `--memory`).
-pub const MEMORY_LIMIT_MIB: &str = "MEMORY_LIMIT_MIB";
+use serde::Deserialize;
+use sync_config::{Reader, Var, LOG_FORMAT, MAX_BODY_BYTES, MEMORY_LIMIT_MIB, PORT};
+use sync_config::{SCHEMA_HISTORY_FILE, SYNC_ALLOCATOR_REEXECUTED};
+use sync_core::SchemaHistory;
 
 /// Default `PORT`.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -23,8 +15,9 @@ pub const DEFAULT_PORT: u16 = 8080;
 /// The largest `MEMORY_LIMIT_MIB` taken: Cloud Run's largest instance has 32 GiB.
 pub const MAX_MEMORY_LIMIT_MIB: u64 = 32 * 1024;
 
-/// Settings of the HTTP runtime: port, body limit, log format, memory limit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Settings of the HTTP runtime, one field per variable.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "SCREAMING_SNAKE_CASE")]
 pub struct RuntimeConfig {
     /// `PORT`, default 8080. 0 binds a free port (tests).
     pub port: u16,
@@ -49,64 +42,70 @@ impl Default for RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    /// Reads `PORT`, `MAX_BODY_BYTES`, `LOG_FORMAT` and `MEMORY_LIMIT_MIB`;
-    /// each unusable value is noted in `problems` (naming the variable and
-    /// the form expected) and its default kept.
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(
-        vars: &Vars<F>,
-        problems: &mut Problems,
-    ) -> Self {
-        let d = Self::default();
-        Self {
-            port: problems.or(
-                vars.parse_or(PORT, d.port, "a TCP port number, 0-65535"),
-                d.port,
-            ),
-            max_body_bytes: problems
-                .or(
-                    vars.parse_where(
-                        MAX_BODY_BYTES,
-                        "a positive number of bytes (default 16777216)",
-                        |n: &usize| *n > 0,
-                    ),
-                    None,
-                )
-                .unwrap_or(d.max_body_bytes),
-            log_format: problems.or(
-                vars.parse_or(LOG_FORMAT, d.log_format, "`json` or `text`"),
-                d.log_format,
-            ),
-            memory_limit_mib: problems.or(
-                vars.parse_where(
-                    MEMORY_LIMIT_MIB,
-                    "a whole number of MiB, 1-32768 (the service's --memory; unset: the cgroup's limit)",
-                    |n: &u64| (1..=MAX_MEMORY_LIMIT_MIB).contains(n),
-                ),
-                None,
-            ),
-        }
-    }
+    /// The variables read, and the form each takes.
+    pub const VARS: &[Var] = &[
+        Var::new(PORT, "a TCP port number, 0-65535"),
+        Var::new(
+            MAX_BODY_BYTES,
+            "a positive number of bytes (default 16777216)",
+        ),
+        Var::new(LOG_FORMAT, "`json` or `text`"),
+        Var::new(
+            MEMORY_LIMIT_MIB,
+            "a whole number of MiB, 1-32768 (the service's --memory; unset: the cgroup's limit)",
+        ),
+    ];
 
-    /// [`from_vars`](Self::from_vars) on its own.
-    ///
-    /// # Errors
-    /// Every unusable variable, one a line.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Problems> {
-        sync_core::env::read(lookup, Self::from_vars)
+    /// Variables the functions read outside any settings struct: the log
+    /// filter (`sync_http::telemetry`) and glibc's tunables
+    /// (`sync_http::allocator`).
+    pub const PROCESS_VARS: &[&str] = &[
+        sync_config::RUST_LOG,
+        sync_config::GLIBC_TUNABLES,
+        SYNC_ALLOCATOR_REEXECUTED,
+    ];
+
+    /// Reads [`VARS`](Self::VARS); each unusable value is noted and its
+    /// default kept.
+    pub fn read(reader: &mut Reader) -> Self {
+        let mut config: Self = reader.read(Self::VARS);
+        if config.max_body_bytes == 0 {
+            reader.invalid(MAX_BODY_BYTES);
+            config.max_body_bytes = DEFAULT_MAX_BODY_BYTES;
+        }
+        if config
+            .memory_limit_mib
+            .is_some_and(|mib| !(1..=MAX_MEMORY_LIMIT_MIB).contains(&mib))
+        {
+            reader.invalid(MEMORY_LIMIT_MIB);
+            config.memory_limit_mib = None;
+        }
+        config
     }
+}
+
+/// The schema history [`SCHEMA_HISTORY_FILE`] names, which both functions
+/// read, or the default (version 1 only) when it is unset. Every problem
+/// with the file is noted, each naming the variable and the path.
+pub fn schema_history(reader: &mut Reader) -> SchemaHistory {
+    let Some((path, text)) = reader.file(SCHEMA_HISTORY_FILE) else {
+        return SchemaHistory::default();
+    };
+    SchemaHistory::from_file_contents(&path, &text).unwrap_or_else(|e| {
+        for p in e.problems() {
+            reader.push(format!("{SCHEMA_HISTORY_FILE}={path:?}: {p}"));
+        }
+        SchemaHistory::default()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use sync_config::Problems;
 
     fn config(pairs: &[(&str, &str)]) -> Result<RuntimeConfig, Problems> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        RuntimeConfig::from_lookup(|k| map.get(k).cloned())
+        sync_config::read_pairs(pairs, RuntimeConfig::read)
     }
 
     #[test]

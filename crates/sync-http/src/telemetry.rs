@@ -43,7 +43,8 @@ const SPAN_FIELDS: [(&str, &str); 3] = [
 ];
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum LogFormat {
     /// One Cloud Logging JSON object per line (production).
     #[default]
@@ -61,6 +62,14 @@ impl FromStr for LogFormat {
             "text" => Ok(Self::Text),
             other => Err(format!("unknown log format `{other}`")),
         }
+    }
+}
+
+impl TryFrom<String> for LogFormat {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
     }
 }
 
@@ -86,7 +95,7 @@ pub enum TelemetryError {
 /// # Errors
 /// When `RUST_LOG` does not parse, or a subscriber is already installed.
 pub fn init(format: LogFormat) -> Result<(), TelemetryError> {
-    let filter = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let filter = std::env::var(sync_config::RUST_LOG).ok();
     init_with_filter(format, filter.as_deref().unwrap_or("info"))
 }
 

@@ -1,21 +1,11 @@
 //! Where Pub/Sub is and how the adapter talks to it; and the part of a
-//! binary's settings that says so ([`PubSubConfig::from_vars`]).
+//! binary's settings that says so ([`PubSubConfig::read`]).
 
-use crate::error::PubSubError;
+use serde::Deserialize;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::time::Duration;
-use sync_core::env::{Problems, Vars};
-
-/// The shared names (project id for bare topic and subscription ids; the
-/// emulator's `host:port`, with which no credentials are used), from
-/// `sync_core::env`.
-pub use sync_core::env::{GOOGLE_CLOUD_PROJECT, PUBSUB_EMULATOR_HOST};
-/// Per-publish timeout in milliseconds (default 10000).
-pub const PUBSUB_PUBLISH_TIMEOUT_MS: &str = "PUBSUB_PUBLISH_TIMEOUT_MS";
-/// Publisher batching delay in milliseconds (default 2).
-pub const PUBSUB_BATCH_DELAY_MS: &str = "PUBSUB_BATCH_DELAY_MS";
-/// Distinct ordering keys one topic's publisher serves before it is replaced
-/// (default 250).
-pub const PUBSUB_MAX_ORDERING_KEYS: &str = "PUBSUB_MAX_ORDERING_KEYS";
+use sync_config::{Reader, Var, PUBSUB_BATCH_DELAY_MS, PUBSUB_EMULATOR_HOST};
+use sync_config::{PUBSUB_MAX_ORDERING_KEYS, PUBSUB_PUBLISH_TIMEOUT_MS};
 
 /// Default per-publish timeout.
 pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,68 +101,36 @@ impl PubSubConfig {
         self
     }
 
-    /// Sets the admin / pull / ack timeout.
-    pub fn with_rpc_timeout(mut self, timeout: Duration) -> Self {
-        self.rpc_timeout = timeout;
-        self
-    }
-
-    /// The Pub/Sub part of a binary's settings, for `project`:
-    /// [`PUBSUB_EMULATOR_HOST`], [`PUBSUB_PUBLISH_TIMEOUT_MS`] (positive),
-    /// [`PUBSUB_BATCH_DELAY_MS`] and [`PUBSUB_MAX_ORDERING_KEYS`] (positive).
-    /// Each unusable value is noted in `problems`, naming the variable, and its
-    /// default kept.
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(
-        project: impl Into<String>,
-        vars: &Vars<F>,
-        problems: &mut Problems,
-    ) -> Self {
-        let mut config = Self::new(project);
-        if let Some(host) = vars.get(PUBSUB_EMULATOR_HOST) {
-            config = config.with_emulator(host);
-        }
-        let mut millis = |name, expected, accept: fn(&u64) -> bool| {
-            problems
-                .or(vars.parse_where(name, expected, accept), None)
-                .map(Duration::from_millis)
-        };
-        if let Some(t) = millis(
+    /// The variables [`read`](Self::read) reads, and the form each takes.
+    pub const VARS: &[Var] = &[
+        Var::new(PUBSUB_EMULATOR_HOST, "`host:port` of the Pub/Sub emulator"),
+        Var::new(
             PUBSUB_PUBLISH_TIMEOUT_MS,
             "a positive whole number of milliseconds",
-            |ms| *ms > 0,
-        ) {
-            config.publish_timeout = t;
+        ),
+        Var::new(PUBSUB_BATCH_DELAY_MS, "a whole number of milliseconds"),
+        Var::new(PUBSUB_MAX_ORDERING_KEYS, "a positive whole number"),
+    ];
+
+    /// The Pub/Sub part of a binary's settings, for `project`: the
+    /// emulator, the publish timeout and batching delay, the ordering keys
+    /// per publisher. Each unusable value is noted and its default kept.
+    pub fn read(project: impl Into<String>, reader: &mut Reader) -> Self {
+        let vars: PubSubSettings = reader.read(Self::VARS);
+        let mut config = Self::new(project);
+        if let Some(host) = vars.pubsub_emulator_host {
+            config = config.with_emulator(host);
         }
-        if let Some(d) = millis(
-            PUBSUB_BATCH_DELAY_MS,
-            "a whole number of milliseconds",
-            |_| true,
-        ) {
-            config.batch_delay = d;
+        if let Some(ms) = vars.pubsub_publish_timeout_ms {
+            config.publish_timeout = Duration::from_millis(ms.get());
         }
-        let keys = vars.parse_where(
-            PUBSUB_MAX_ORDERING_KEYS,
-            "a positive whole number",
-            |k: &usize| *k > 0,
-        );
-        if let Some(keys) = problems.or(keys, None) {
-            config.max_ordering_keys = keys;
+        if let Some(ms) = vars.pubsub_batch_delay_ms {
+            config.batch_delay = Duration::from_millis(ms);
+        }
+        if let Some(keys) = vars.pubsub_max_ordering_keys {
+            config.max_ordering_keys = keys.get();
         }
         config
-    }
-
-    /// Reads [`GOOGLE_CLOUD_PROJECT`] (required), then as
-    /// [`from_vars`](Self::from_vars), through `lookup`. Empty values count as unset.
-    ///
-    /// # Errors
-    /// [`PubSubError::Config`] naming every unusable variable and the form expected.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, PubSubError> {
-        sync_core::env::read(lookup, |vars, problems| {
-            let project = problems
-                .or_default(vars.required(GOOGLE_CLOUD_PROJECT, "a Google Cloud project id"));
-            Self::from_vars(project, vars, problems)
-        })
-        .map_err(PubSubError::Config)
     }
 
     /// `http://host:port` of the emulator, when one is configured.
@@ -181,21 +139,34 @@ impl PubSubConfig {
     }
 }
 
+/// The Pub/Sub variables, one field each (see [`PubSubConfig::VARS`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "SCREAMING_SNAKE_CASE")]
+struct PubSubSettings {
+    pubsub_emulator_host: Option<String>,
+    pubsub_publish_timeout_ms: Option<NonZeroU64>,
+    pubsub_batch_delay_ms: Option<u64>,
+    pubsub_max_ordering_keys: Option<NonZeroUsize>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use sync_config::{Problems, GOOGLE_CLOUD_PROJECT};
 
-    fn from(pairs: &[(&str, &str)]) -> Result<PubSubConfig, PubSubError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        PubSubConfig::from_lookup(|k| map.get(k).cloned())
+    /// As a binary reads it: the project required, then the Pub/Sub part.
+    fn from(pairs: &[(&str, &str)]) -> Result<PubSubConfig, Problems> {
+        sync_config::read_pairs(pairs, |reader| {
+            let project = reader.get(GOOGLE_CLOUD_PROJECT).unwrap_or_else(|| {
+                reader.missing(GOOGLE_CLOUD_PROJECT, "a Google Cloud project id");
+                String::new()
+            });
+            PubSubConfig::read(project, reader)
+        })
     }
 
     #[test]
-    fn defaults_and_emulator() -> Result<(), PubSubError> {
+    fn defaults_and_emulator() -> Result<(), Problems> {
         let c = from(&[("GOOGLE_CLOUD_PROJECT", "p")])?;
         assert_eq!(c, PubSubConfig::new("p"));
         assert_eq!(c.publish_timeout, Duration::from_secs(10));

@@ -12,7 +12,7 @@ type Source = Box<dyn std::error::Error + Send + Sync>;
 pub enum PubSubError {
     /// Settings are missing or unusable: every problem found, one a line.
     #[error("{0}")]
-    Config(sync_core::env::Problems),
+    Config(sync_config::Problems),
     /// A topic or subscription name is neither an id nor a full path of the right kind.
     #[error("`{name}` is not a valid {kind} id or path: {reason}")]
     InvalidName {

@@ -1,20 +1,13 @@
 //! What the store needs to know: project, namespace, kinds, retry and timeouts;
-//! and the part of a binary's settings that says so ([`StoreConfig::from_vars`]).
+//! and the part of a binary's settings that says so ([`StoreConfig::read`]).
 
+use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
-use sync_core::env::{Problems, Vars, DATASTORE_EMULATOR_HOST};
+use sync_config::{Reader, Var, DATASTORE_EMULATOR_HOST, DATASTORE_NAMESPACE, SYNC_KIND};
+use sync_config::{RETRY_BUDGET_SECS, TOMBSTONE_RETENTION_DAYS};
 use sync_core::{MergePolicy, ValidationLimits};
 use thiserror::Error;
-
-/// Default Datastore kind (events may name their own `kind`).
-pub const SYNC_KIND: &str = "SYNC_KIND";
-/// Datastore namespace (default: the default namespace).
-pub const DATASTORE_NAMESPACE: &str = "DATASTORE_NAMESPACE";
-/// How long tombstones are kept before the TTL policy removes them, in days.
-pub const TOMBSTONE_RETENTION_DAYS: &str = "TOMBSTONE_RETENTION_DAYS";
-/// Time budget for retrying transient Datastore failures inside one request, in seconds.
-pub const RETRY_BUDGET_SECS: &str = "RETRY_BUDGET_SECS";
 
 /// Production gRPC endpoint of Datastore (and Firestore in Datastore mode).
 pub const PRODUCTION_ENDPOINT: &str = "https://datastore.googleapis.com";
@@ -91,56 +84,43 @@ impl StoreConfig {
         }
     }
 
-    /// Sets `emulator_host` from [`DATASTORE_EMULATOR_HOST`] as `lookup`
-    /// reports it (`|k| std::env::var(k).ok()` in a binary, a map in tests).
-    pub fn with_emulator_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
-        self.emulator_host = Vars::new(lookup).get(DATASTORE_EMULATOR_HOST);
-        self
-    }
+    /// The variables [`read`](Self::read) reads, and the form each takes.
+    pub const VARS: &[Var] = &[
+        Var::new(
+            DATASTORE_EMULATOR_HOST,
+            "`host:port` of the Datastore emulator",
+        ),
+        Var::new(DATASTORE_NAMESPACE, "a Datastore namespace"),
+        Var::new(SYNC_KIND, "a Datastore kind"),
+        Var::new(TOMBSTONE_RETENTION_DAYS, "a whole number of days >= 1"),
+        Var::new(RETRY_BUDGET_SECS, "a whole number of seconds"),
+    ];
 
-    /// The store's part of a binary's settings, for `project_id`:
-    /// [`DATASTORE_EMULATOR_HOST`], [`DATASTORE_NAMESPACE`], [`SYNC_KIND`]
-    /// (default `SyncEntity`), [`TOMBSTONE_RETENTION_DAYS`] (default 7) and
-    /// [`RETRY_BUDGET_SECS`] (default 20); the rest as in [`new`](Self::new),
-    /// with the limits' key layout in this namespace and kind.
-    ///
-    /// Each unusable value is noted in `problems`, naming the variable, and
-    /// its default is kept so that reading goes on.
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(
-        project_id: impl Into<String>,
-        vars: &Vars<F>,
-        problems: &mut Problems,
-    ) -> Self {
+    /// The store's part of a binary's settings, for `project_id`: the
+    /// emulator, the namespace, the default kind (`SyncEntity`), the
+    /// tombstones' retention (7 days) and the retry budget (20 s); the rest
+    /// as in [`new`](Self::new), with the limits' key layout in this
+    /// namespace and kind. Each unusable value is noted and its default kept.
+    pub fn read(project_id: impl Into<String>, reader: &mut Reader) -> Self {
+        let vars: StoreSettings = reader.read(Self::VARS);
         let mut config = Self::new(project_id);
-        config.emulator_host = vars.get(DATASTORE_EMULATOR_HOST);
-        if let Some(kind) = vars.get(SYNC_KIND) {
+        config.emulator_host = vars.datastore_emulator_host;
+        if let Some(kind) = vars.sync_kind {
             match sync_core::value::check_name(&kind) {
                 Ok(()) => config.default_kind = kind,
-                Err(e) => problems.push(format!("{SYNC_KIND}={kind:?} is invalid: {e}")),
+                Err(e) => reader.push(format!("{SYNC_KIND}={kind:?} is invalid: {e}")),
             }
         }
-        if let Some(ns) = vars.get(DATASTORE_NAMESPACE) {
+        if let Some(ns) = vars.datastore_namespace {
             match sync_core::ingest::limits::check_namespace(&ns) {
                 Ok(()) => config.namespace = Some(ns),
-                Err(e) => problems.push(format!("{DATASTORE_NAMESPACE}={ns:?} is invalid: {e}")),
+                Err(e) => reader.push(format!("{DATASTORE_NAMESPACE}={ns:?} is invalid: {e}")),
             }
         }
-        let days: Option<u64> = problems.or(
-            vars.parse_where(
-                TOMBSTONE_RETENTION_DAYS,
-                "a whole number of days >= 1",
-                |d| *d > 0,
-            ),
-            None,
-        );
-        if let Some(days) = days {
-            config.tombstone_retention = Duration::from_secs(days * 86_400);
+        if let Some(days) = vars.tombstone_retention_days {
+            config.tombstone_retention = Duration::from_secs(days.get() * 86_400);
         }
-        let budget: Option<u64> = problems.or(
-            vars.parse_opt(RETRY_BUDGET_SECS, "a whole number of seconds"),
-            None,
-        );
-        if let Some(secs) = budget {
+        if let Some(secs) = vars.retry_budget_secs {
             config.retry_budget = Duration::from_secs(secs);
         }
         config.limits.keys = config.key_layout();
@@ -226,6 +206,17 @@ impl StoreConfig {
     }
 }
 
+/// The store's variables, one field each (see [`StoreConfig::VARS`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "SCREAMING_SNAKE_CASE")]
+struct StoreSettings {
+    datastore_emulator_host: Option<String>,
+    datastore_namespace: Option<String>,
+    sync_kind: Option<String>,
+    tombstone_retention_days: Option<std::num::NonZeroU64>,
+    retry_budget_secs: Option<u64>,
+}
+
 /// The store could not be built.
 #[derive(Debug, Error)]
 pub enum ConnectError {
@@ -248,6 +239,7 @@ pub enum ConnectError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sync_config::Problems;
 
     #[test]
     fn defaults_are_valid_and_recipe_shaped() {
@@ -258,29 +250,21 @@ mod tests {
         assert_eq!(c.namespace_id(), "");
     }
 
-    #[test]
-    fn emulator_host_comes_from_the_lookup() {
-        let c = StoreConfig::new("p").with_emulator_from(|k| {
-            (k == DATASTORE_EMULATOR_HOST).then(|| "localhost:8081".to_string())
-        });
-        assert_eq!(c.url(), "http://localhost:8081");
-        let c = StoreConfig::new("p").with_emulator_from(|_| Some(" ".into()));
-        assert_eq!(c.url(), PRODUCTION_ENDPOINT);
-    }
-
     fn from(pairs: &[(&str, &str)]) -> Result<StoreConfig, Problems> {
-        let map: std::collections::HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        sync_core::env::read(
-            |k| map.get(k).cloned(),
-            |vars, problems| StoreConfig::from_vars("p", vars, problems),
-        )
+        sync_config::read_pairs(pairs, |reader| StoreConfig::read("p", reader))
     }
 
     #[test]
-    fn from_vars_reads_the_stores_settings() -> Result<(), Problems> {
+    fn emulator_host_comes_from_the_lookup() -> Result<(), Problems> {
+        let c = from(&[(DATASTORE_EMULATOR_HOST, "localhost:8081")])?;
+        assert_eq!(c.url(), "http://localhost:8081");
+        let c = from(&[(DATASTORE_EMULATOR_HOST, " ")])?;
+        assert_eq!(c.url(), PRODUCTION_ENDPOINT);
+        Ok(())
+    }
+
+    #[test]
+    fn read_reads_the_stores_settings() -> Result<(), Problems> {
         let d = from(&[])?;
         assert_eq!(
             (d.default_kind.as_str(), d.namespace.as_deref()),
@@ -310,7 +294,7 @@ mod tests {
     }
 
     #[test]
-    fn from_vars_names_every_bad_variable() {
+    fn read_names_every_bad_variable() {
         let e = from(&[
             (SYNC_KIND, "__bad__"),
             (DATASTORE_NAMESPACE, "tenant a"),

@@ -1,22 +1,19 @@
 //! The audit function's settings: the HTTP runtime's part (`sync-http`) and
 //! its own, read through one lookup function and reported together.
-//! `GOOGLE_CLOUD_PROJECT` (`sync_core::env`) is optional here: it only
-//! correlates entries with traces. `SCHEMA_HISTORY_FILE` (`sync_core::env`)
-//! is the sync function's: events are upcast as it upcasts them.
+//! `GOOGLE_CLOUD_PROJECT` is optional here: it only correlates entries with
+//! traces. `SCHEMA_HISTORY_FILE` is the sync function's too: events are
+//! upcast as it upcasts them.
 
-use sync_core::env::{Problems, Vars, GOOGLE_CLOUD_PROJECT};
+use serde::Deserialize;
+use sync_config::{Problems, Reader, Var, GOOGLE_CLOUD_PROJECT, SCHEMA_HISTORY_FILE};
+use sync_config::{AUDIT_FUNCTION_NAME, AUDIT_MAX_RAW_BYTES, AUDIT_REDACT_FIELDS};
 use sync_core::SchemaHistory;
 use sync_http::RuntimeConfig;
-/// Comma-separated field names whose values are replaced in `data_snapshot`.
-pub const AUDIT_REDACT_FIELDS: &str = "AUDIT_REDACT_FIELDS";
-/// Largest raw payload copied into a malformed-message entry, in bytes.
-pub const AUDIT_MAX_RAW_BYTES: &str = "AUDIT_MAX_RAW_BYTES";
+
 /// The most `AUDIT_MAX_RAW_BYTES` may be: a payload escaped into JSON can
 /// take up to 6 bytes per byte, and the entry has to fit one log line
 /// (`sync_core::logline::LINE_BUDGET_BYTES`) beside the message's attributes.
 pub const MAX_RAW_BYTES_LIMIT: usize = 16_384;
-/// `processing_metadata.function_name` (the recipe's is `audit_logger`).
-pub const AUDIT_FUNCTION_NAME: &str = "AUDIT_FUNCTION_NAME";
 
 /// Validated settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +32,39 @@ pub struct AuditConfig {
     pub schema: SchemaHistory,
 }
 
+/// The function's own variables, one field each (see [`AuditConfig::VARS`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "SCREAMING_SNAKE_CASE")]
+struct Settings {
+    google_cloud_project: Option<String>,
+    audit_redact_fields: Option<String>,
+    audit_max_raw_bytes: Option<usize>,
+    audit_function_name: Option<String>,
+}
+
 impl AuditConfig {
+    /// The function's own variables, and the form each takes; besides them
+    /// it reads [`RuntimeConfig::VARS`] and `SCHEMA_HISTORY_FILE`.
+    pub const VARS: &[Var] = &[
+        Var::new(GOOGLE_CLOUD_PROJECT, "a Google Cloud project id"),
+        Var::new(AUDIT_REDACT_FIELDS, "field names separated by commas"),
+        Var::new(
+            AUDIT_MAX_RAW_BYTES,
+            "a number of bytes up to 16384 (an entry fits one log line)",
+        ),
+        Var::new(AUDIT_FUNCTION_NAME, "a name"),
+    ];
+
+    /// Every variable the audit function reads.
+    pub fn variables() -> impl Iterator<Item = &'static str> {
+        [Self::VARS, RuntimeConfig::VARS]
+            .into_iter()
+            .flatten()
+            .map(|v| v.name)
+            .chain([SCHEMA_HISTORY_FILE])
+            .chain(RuntimeConfig::PROCESS_VARS.iter().copied())
+    }
+
     /// Reads every setting through `lookup`, and the schema history file
     /// from the file system.
     ///
@@ -53,43 +82,33 @@ impl AuditConfig {
         lookup: impl Fn(&str) -> Option<String>,
         read_file: impl Fn(&str) -> std::io::Result<String>,
     ) -> Result<Self, Problems> {
-        sync_core::env::read(lookup, |vars, problems| {
-            Self::from_vars(vars, problems, read_file)
-        })
-    }
-
-    fn from_vars<F: Fn(&str) -> Option<String>>(
-        vars: &Vars<F>,
-        problems: &mut Problems,
-        read_file: impl Fn(&str) -> std::io::Result<String>,
-    ) -> Self {
-        Self {
-            runtime: RuntimeConfig::from_vars(vars, problems),
-            project_id: vars.get(GOOGLE_CLOUD_PROJECT),
-            redact_fields: vars
-                .get(AUDIT_REDACT_FIELDS)
-                .map(|v| {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            max_raw_bytes: problems.or(
-                vars.parse_where(
-                    AUDIT_MAX_RAW_BYTES,
-                    "a number of bytes up to 16384 (an entry fits one log line)",
-                    |n: &usize| *n <= MAX_RAW_BYTES_LIMIT,
-                )
-                .map(|n| n.unwrap_or(8192)),
-                8192,
-            ),
-            function_name: vars
-                .get(AUDIT_FUNCTION_NAME)
+        let mut reader = Reader::new(&lookup, &read_file);
+        let own: Settings = reader.read(Self::VARS);
+        let max_raw_bytes = match own.audit_max_raw_bytes {
+            Some(n) if n > MAX_RAW_BYTES_LIMIT => {
+                reader.invalid(AUDIT_MAX_RAW_BYTES);
+                8192
+            }
+            n => n.unwrap_or(8192),
+        };
+        let config = Self {
+            runtime: RuntimeConfig::read(&mut reader),
+            project_id: own.google_cloud_project,
+            redact_fields: own
+                .audit_redact_fields
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            max_raw_bytes,
+            function_name: own
+                .audit_function_name
                 .unwrap_or_else(|| "audit_logger".into()),
-            schema: SchemaHistory::configured(vars, problems, read_file),
-        }
+            schema: sync_http::config::schema_history(&mut reader),
+        };
+        reader.finish(config)
     }
 }
 
@@ -132,7 +151,6 @@ mod tests {
     #[test]
     fn the_schema_history_is_read_and_its_problems_listed_with_the_others() -> Result<(), Problems>
     {
-        use sync_core::env::SCHEMA_HISTORY_FILE;
         let files = |p: &str| match p {
             "h.toml" => Ok("current = 2\n[[upcast]]\nfrom = 1\nrename = { a = \"b\" }\n".into()),
             "bad.toml" => Ok("current = 3\n[[upcast]]\nfrom = 1\n".into()),

@@ -3,7 +3,7 @@
 //! version after upcasting, and the upcast data when it changed.
 
 use serde_json::{json, Value};
-use sync_core::env::SCHEMA_HISTORY_FILE;
+use sync_config::SCHEMA_HISTORY_FILE;
 use sync_core::EventMessage;
 use sync_core::Operation;
 

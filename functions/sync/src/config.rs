@@ -2,45 +2,48 @@
 //! function and validated together, before anything connects: a bad start
 //! names every problem of every part at once.
 //!
-//! [`Config`] is composed of the parts the adapters read themselves from the
-//! same lookup (the HTTP runtime, `sync-http`; the store, `sync-store`;
-//! Pub/Sub, `sync-pubsub`) and the function's own settings: which events are
-//! accepted and how they merge (`MAX_CLOCK_SKEW_SECS`, `MERGE_POLICY_FILE`,
-//! both handed to the store, which merges and sizes with them; and
-//! `SCHEMA_HISTORY_FILE`, `sync_core::env`'s, which the audit function reads
-//! too: how events of older schema versions are upcast), where
+//! [`Config`] is composed of the parts the adapters read themselves through
+//! the same `sync_config::Reader` (the HTTP runtime and the schema history,
+//! `sync-http`; the store, `sync-store`; Pub/Sub, `sync-pubsub`) and the
+//! function's own settings: which events are accepted and how they merge
+//! (`MAX_CLOCK_SKEW_SECS`, `MERGE_POLICY_FILE`, both handed to the store,
+//! which merges and sizes with them), where
 //! announcements and dead letters go, whether announcements carry the
 //! entity id as ordering key (`ANNOUNCE_ORDERING_KEYS`, off by default), and
 //! how long the start-up warm-up may take before it is reported late
 //! (`READY_TIMEOUT_SECS`).
 
+use serde::Deserialize;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use sync_core::env::{Problems, Vars, GOOGLE_CLOUD_PROJECT};
+use sync_config::{Problems, Reader, Var, GOOGLE_CLOUD_PROJECT, SCHEMA_HISTORY_FILE};
+use sync_config::{ANNOUNCE_ORDERING_KEYS, DEAD_LETTER_TOPIC, EXTERNAL_TOPIC_PREFIX};
+use sync_config::{
+    MAX_CLOCK_SKEW_SECS, MERGE_POLICY_FILE, READY_TIMEOUT_SECS, SYNC_DEBUG_ENDPOINTS,
+};
 use sync_core::{MergePolicy, SchemaHistory};
 use sync_http::RuntimeConfig;
 use sync_pubsub::PubSubConfig;
 use sync_store::StoreConfig;
 
-/// Prefix of the announcement topics: `<prefix><operation>`.
-pub const EXTERNAL_TOPIC_PREFIX: &str = "EXTERNAL_TOPIC_PREFIX";
-/// Dead-letter topic: a topic id in the project or `projects/P/topics/T`.
-pub const DEAD_LETTER_TOPIC: &str = "DEAD_LETTER_TOPIC";
-/// Largest accepted clock skew of event timestamps, in seconds.
-pub const MAX_CLOCK_SKEW_SECS: &str = "MAX_CLOCK_SKEW_SECS";
-/// Path of a merge policy file (.json or .toml).
-pub const MERGE_POLICY_FILE: &str = "MERGE_POLICY_FILE";
-/// `true`: each announcement carries its entity id as ordering key (default
-/// `false`; see `sync_pubsub::messages::announcement` for the trade).
-pub const ANNOUNCE_ORDERING_KEYS: &str = "ANNOUNCE_ORDERING_KEYS";
-/// Seconds the first calls to Datastore and Pub/Sub may take before the
-/// start-up is logged as late (it keeps retrying; `/healthz` stays 503).
-pub const READY_TIMEOUT_SECS: &str = "READY_TIMEOUT_SECS";
-/// Default of [`READY_TIMEOUT_SECS`].
+/// Default of `READY_TIMEOUT_SECS`.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// `true` serves `GET /debug/counters` (RPCs and events counted so far).
-pub const SYNC_DEBUG_ENDPOINTS: &str = "SYNC_DEBUG_ENDPOINTS";
+
+/// The function's own variables, one field each (see [`Config::VARS`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "SCREAMING_SNAKE_CASE")]
+struct Settings {
+    google_cloud_project: Option<String>,
+    external_topic_prefix: Option<String>,
+    dead_letter_topic: Option<String>,
+    max_clock_skew_secs: Option<u64>,
+    #[serde(deserialize_with = "sync_config::parsed")]
+    announce_ordering_keys: Option<bool>,
+    ready_timeout_secs: Option<u64>,
+    #[serde(deserialize_with = "sync_config::parsed")]
+    sync_debug_endpoints: Option<bool>,
+}
 
 /// Validated settings.
 #[derive(Debug, Clone)]
@@ -87,6 +90,43 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl Config {
+    /// The function's own variables, and the form each takes; besides them
+    /// it reads [`RuntimeConfig::VARS`], [`StoreConfig::VARS`],
+    /// [`PubSubConfig::VARS`] and [`FILE_VARS`](Self::FILE_VARS).
+    pub const VARS: &[Var] = &[
+        Var::new(GOOGLE_CLOUD_PROJECT, "the Google Cloud project id"),
+        Var::new(EXTERNAL_TOPIC_PREFIX, "a prefix of topic ids"),
+        Var::new(
+            DEAD_LETTER_TOPIC,
+            "a topic id or projects/PROJECT/topics/TOPIC",
+        ),
+        Var::new(MAX_CLOCK_SKEW_SECS, "a whole number of seconds >= 0"),
+        Var::new(ANNOUNCE_ORDERING_KEYS, "`true` or `false`"),
+        Var::new(
+            READY_TIMEOUT_SECS,
+            "a whole number of seconds from 1 to 600",
+        ),
+        Var::new(SYNC_DEBUG_ENDPOINTS, "true or false"),
+    ];
+
+    /// The variables that name files the function reads.
+    pub const FILE_VARS: &[&str] = &[MERGE_POLICY_FILE, SCHEMA_HISTORY_FILE];
+
+    /// Every variable the sync function reads.
+    pub fn variables() -> impl Iterator<Item = &'static str> {
+        [
+            Self::VARS,
+            RuntimeConfig::VARS,
+            StoreConfig::VARS,
+            PubSubConfig::VARS,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|v| v.name)
+        .chain(Self::FILE_VARS.iter().copied())
+        .chain(RuntimeConfig::PROCESS_VARS.iter().copied())
+    }
+
     /// Reads and validates every setting. `read_file` loads the policy and
     /// schema history files.
     ///
@@ -96,70 +136,59 @@ impl Config {
         lookup: impl Fn(&str) -> Option<String>,
         read_file: impl Fn(&str) -> std::io::Result<String>,
     ) -> Result<Self, ConfigErrors> {
-        let vars = Vars::new(lookup);
-        let mut problems = Problems::new();
-        let project =
-            problems.or_default(vars.required(GOOGLE_CLOUD_PROJECT, "the Google Cloud project id"));
-        let runtime = RuntimeConfig::from_vars(&vars, &mut problems);
-        let mut store = StoreConfig::from_vars(project.clone(), &vars, &mut problems);
-        let pubsub = PubSubConfig::from_vars(project, &vars, &mut problems);
+        let mut reader = Reader::new(&lookup, &read_file);
+        let own: Settings = reader.read(Self::VARS);
+        let project = own.google_cloud_project.unwrap_or_else(|| {
+            reader.missing(GOOGLE_CLOUD_PROJECT, "the Google Cloud project id");
+            String::new()
+        });
+        let runtime = RuntimeConfig::read(&mut reader);
+        let mut store = StoreConfig::read(project.clone(), &mut reader);
+        let pubsub = PubSubConfig::read(project, &mut reader);
 
         // Events are validated, and merged, as the store will write them.
-        if let Some(skew) = problems.or(
-            vars.parse_where(
-                MAX_CLOCK_SKEW_SECS,
-                "a whole number of seconds >= 0",
-                |s: &i64| *s >= 0,
-            ),
-            None,
-        ) {
-            store.limits.max_clock_skew_secs = skew;
+        if let Some(skew) = own.max_clock_skew_secs {
+            store.limits.max_clock_skew_secs = i64::try_from(skew).unwrap_or(i64::MAX);
         }
-        if let Some(path) = vars.get(MERGE_POLICY_FILE) {
-            store.policy = Arc::new(problems.or_default(read_policy(&path, &read_file)));
-        }
-        let schema = Arc::new(SchemaHistory::configured(&vars, &mut problems, &read_file));
-
-        let external_topic_prefix = vars
-            .get(EXTERNAL_TOPIC_PREFIX)
-            .unwrap_or_else(|| sync_core::wire::topology::EXTERNAL_TOPIC_PREFIX.into());
-        if let Err(e) = check_topic(&format!("{external_topic_prefix}update")) {
-            problems.push(format!("{EXTERNAL_TOPIC_PREFIX}={external_topic_prefix:?} does not make valid topic names: {e}"));
-        }
-        let dead_letter_topic = vars.get(DEAD_LETTER_TOPIC);
-        if let Some(t) = &dead_letter_topic {
-            if let Err(e) = check_topic(t) {
-                problems.push(format!("{DEAD_LETTER_TOPIC}={t:?} is invalid: {e}"));
+        if let Some((path, text)) = reader.file(MERGE_POLICY_FILE) {
+            match MergePolicy::from_file_contents(&path, &text) {
+                Ok(policy) => store.policy = Arc::new(policy),
+                Err(e) => reader.push(format!("{MERGE_POLICY_FILE}={path:?}: {e}")),
             }
         }
+        let schema = Arc::new(sync_http::config::schema_history(&mut reader));
 
-        let announce_ordering_keys = problems.or(
-            vars.parse_or(ANNOUNCE_ORDERING_KEYS, false, "`true` or `false`"),
-            false,
-        );
-        let ready_within = problems
-            .or(
-                vars.parse_where(
-                    READY_TIMEOUT_SECS,
-                    "a whole number of seconds from 1 to 600",
-                    |s: &u64| (1..=600).contains(s),
-                ),
-                None,
-            )
-            .map_or(DEFAULT_READY_TIMEOUT, Duration::from_secs);
-        let debug_endpoints =
-            problems.or_default(vars.parse_or(SYNC_DEBUG_ENDPOINTS, false, "true or false"));
+        let external_topic_prefix = own
+            .external_topic_prefix
+            .unwrap_or_else(|| sync_core::wire::topology::EXTERNAL_TOPIC_PREFIX.into());
+        if let Err(e) = check_topic(&format!("{external_topic_prefix}update")) {
+            reader.push(format!("{EXTERNAL_TOPIC_PREFIX}={external_topic_prefix:?} does not make valid topic names: {e}"));
+        }
+        let dead_letter_topic = own.dead_letter_topic;
+        if let Some(t) = &dead_letter_topic {
+            if let Err(e) = check_topic(t) {
+                reader.push(format!("{DEAD_LETTER_TOPIC}={t:?} is invalid: {e}"));
+            }
+        }
+        let ready_within = match own.ready_timeout_secs {
+            Some(secs) if (1..=600).contains(&secs) => Duration::from_secs(secs),
+            Some(_) => {
+                reader.invalid(READY_TIMEOUT_SECS);
+                DEFAULT_READY_TIMEOUT
+            }
+            None => DEFAULT_READY_TIMEOUT,
+        };
 
-        problems
+        reader
             .finish(Self {
                 runtime,
                 store,
                 pubsub,
                 external_topic_prefix,
                 dead_letter_topic,
-                announce_ordering_keys,
+                announce_ordering_keys: own.announce_ordering_keys.unwrap_or(false),
                 ready_within,
-                debug_endpoints,
+                debug_endpoints: own.sync_debug_endpoints.unwrap_or(false),
                 schema,
             })
             .map_err(ConfigErrors)
@@ -185,17 +214,6 @@ impl Config {
     pub fn external_topic(&self, operation: sync_core::Operation) -> String {
         sync_core::wire::topology::external_topic(&self.external_topic_prefix, operation)
     }
-}
-
-/// The merge policy in the file at `path`.
-fn read_policy(
-    path: &str,
-    read_file: impl Fn(&str) -> std::io::Result<String>,
-) -> Result<MergePolicy, String> {
-    let text =
-        read_file(path).map_err(|e| format!("{MERGE_POLICY_FILE}={path:?} cannot be read: {e}"))?;
-    MergePolicy::from_file_contents(path, &text)
-        .map_err(|e| format!("{MERGE_POLICY_FILE}={path:?}: {e}"))
 }
 
 /// Checks a topic id, or a full `projects/P/topics/T` path, against Pub/Sub's
@@ -235,9 +253,9 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
     use std::time::Duration;
-    use sync_core::env::{DATASTORE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST, SCHEMA_HISTORY_FILE};
-    use sync_pubsub::config::{PUBSUB_MAX_ORDERING_KEYS, PUBSUB_PUBLISH_TIMEOUT_MS};
-    use sync_store::config::{DATASTORE_NAMESPACE, SYNC_KIND, TOMBSTONE_RETENTION_DAYS};
+    use sync_config::{DATASTORE_EMULATOR_HOST, DATASTORE_NAMESPACE, PUBSUB_EMULATOR_HOST};
+    use sync_config::{PUBSUB_MAX_ORDERING_KEYS, PUBSUB_PUBLISH_TIMEOUT_MS};
+    use sync_config::{SYNC_KIND, TOMBSTONE_RETENTION_DAYS};
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
         let map: HashMap<String, String> = pairs

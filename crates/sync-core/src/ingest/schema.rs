@@ -5,7 +5,8 @@
 //! it accepts; an event is upcast through every step to the current version
 //! before it is validated, so the merge only sees current events. A version the
 //! history does not know is refused (`unsupported_schema_version`); without a
-//! history, only version 1 is accepted.
+//! history, only version 1 is accepted. The configuration layer reads the file
+//! `SCHEMA_HISTORY_FILE` names; [`SchemaHistory::from_file_contents`] parses it.
 //!
 //! A step works on the event's `data` (dotted paths): `drop`, then `rename` and
 //! `move`, then `default` (creates only). Where both the old and the new name
@@ -39,7 +40,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use crate::env::{Problems, Vars, SCHEMA_HISTORY_FILE};
 use crate::error::ValidationError;
 use crate::file_format::Format;
 use crate::value::{check_fields, check_name, RESERVED_FIELDS};
@@ -200,50 +200,6 @@ impl SchemaHistory {
             message,
         })?;
         Self::validated(file)
-    }
-
-    /// The history [`SCHEMA_HISTORY_FILE`] names, read through `read_file`,
-    /// or the default (version 1 only) when it is unset. Every problem with
-    /// the file is noted in `problems`, each naming the variable and the path.
-    ///
-    /// ```
-    /// use sync_core::env::{read, SCHEMA_HISTORY_FILE};
-    /// use sync_core::SchemaHistory;
-    ///
-    /// let lookup = |k: &str| (k == SCHEMA_HISTORY_FILE).then(|| "h.toml".to_string());
-    /// let history = read(lookup, |vars, problems| {
-    ///     SchemaHistory::configured(vars, problems, |_| Ok("current = 3".into()))
-    /// })?;
-    /// assert_eq!(history.current(), 3);
-    /// let unset = read(|_| None, |vars, problems| {
-    ///     SchemaHistory::configured(vars, problems, |_| unreachable!())
-    /// })?;
-    /// assert_eq!(unset, SchemaHistory::default());
-    /// # Ok::<(), sync_core::env::Problems>(())
-    /// ```
-    pub fn configured<F: Fn(&str) -> Option<String>>(
-        vars: &Vars<F>,
-        problems: &mut Problems,
-        read_file: impl Fn(&str) -> std::io::Result<String>,
-    ) -> Self {
-        let Some(path) = vars.get(SCHEMA_HISTORY_FILE) else {
-            return Self::default();
-        };
-        let text = match read_file(&path) {
-            Ok(text) => text,
-            Err(e) => {
-                problems.push(format!(
-                    "{SCHEMA_HISTORY_FILE}={path:?} cannot be read: {e}"
-                ));
-                return Self::default();
-            }
-        };
-        Self::from_file_contents(&path, &text).unwrap_or_else(|e| {
-            for p in e.problems() {
-                problems.push(format!("{SCHEMA_HISTORY_FILE}={path:?}: {p}"));
-            }
-            Self::default()
-        })
     }
 
     /// The version events are upcast to.

@@ -7,10 +7,11 @@
 //! survive. `--record` writes every published message (id and data) so a test
 //! can compute the expected state with the core's merge.
 
-use crate::args::{Global, LoadArgs};
-use crate::commands::publisher;
+use super::clients::{publisher, Global};
+use super::publish::naive_iso;
 use anyhow::{bail, Context, Result};
 use chrono::{Duration as ChronoDuration, Utc};
+use clap::Args;
 use futures::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
@@ -18,9 +19,54 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use sync_core::wire::EventMessage;
 use sync_core::{EventPublisher, Operation, OutgoingMessage};
+
+/// Arguments of `load`.
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Topic id or path.
+    #[arg(long, default_value = sync_core::wire::topology::EVENTS_TOPIC)]
+    pub topic: String,
+    /// Number of distinct events.
+    #[arg(long)]
+    pub events: usize,
+    /// Number of entities they spread over.
+    #[arg(long)]
+    pub entities: usize,
+    /// Fraction of events published a second time (0.0-1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub duplicates: f64,
+    /// Publish in random order (timestamps still follow generation order).
+    #[arg(long)]
+    pub shuffle: bool,
+    /// Messages per second (0: as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Share of deletes among events (0.0-1.0).
+    #[arg(long, default_value_t = 0.05)]
+    pub deletes: f64,
+    /// Approximate size of each event's data, in bytes.
+    #[arg(long, default_value_t = 0)]
+    pub payload_bytes: usize,
+    /// Publishes in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Random seed (reproducible runs).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Prefix of entity ids.
+    #[arg(long, default_value = "load")]
+    pub entity_prefix: String,
+    /// Write every published message (message id, data) as JSON lines here.
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
 
 /// Generates the events of a load run, in generation (timestamp) order.
 pub fn generate(a: &LoadArgs) -> Vec<EventMessage> {
@@ -42,7 +88,7 @@ pub fn generate(a: &LoadArgs) -> Vec<EventMessage> {
             let mut event = EventMessage::new(
                 format!("{}-{entity:05}", a.entity_prefix),
                 operation,
-                crate::commands::naive_iso(ts),
+                naive_iso(ts),
             )
             .source(format!("loadgen-{}", rng.random_range(0..3)))
             .correlation_id(format!("load-{}-{i}", a.seed));

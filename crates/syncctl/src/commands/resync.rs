@@ -16,25 +16,37 @@
 //! `cursor: <token>` on stdout; `--resume <token>` continues after that page,
 //! so a killed run announces every entity at least once. The token holds the
 //! Datastore cursor and what was scanned (kind, prefix, tombstones or not),
-//! so it cannot resume another scan. A token bucket ([`Bucket`]) holds the
-//! entities read and announced to `--rate` per second, so the live path keeps
-//! its share of Pub/Sub and Datastore. Progress (count and rate) goes to
+//! so it cannot resume another scan; its format (a serde struct, `v` 1) is
+//! the first release's, so every token printed resumes. A rate limiter
+//! (`governor`) holds the entities read and announced to `--rate` per
+//! second, so the live path keeps its share of Pub/Sub and Datastore. Progress (count and rate) goes to
 //! stderr.
 
-use crate::args::Global;
-use crate::commands::{publisher, store};
+use super::clients::{publisher, store, Global};
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use clap::Args;
 use futures::stream::{self, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
-use std::sync::{Mutex, PoisonError};
+use serde::{Deserialize, Serialize};
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 use sync_core::wire::topology;
 use sync_core::{Announcement, EntityState, EventPublisher, MergePolicy, Operation, StoredEntity};
 use sync_pubsub::{messages, PubSubPublisher};
 use sync_store::{DatastoreAdmin, Scan, Scanned};
+
+/// Announcements in flight at once.
+const CONCURRENCY: usize = 64;
+/// What a cursor line starts with.
+pub const CURSOR_LINE: &str = "cursor: ";
+/// What the closing line starts with.
+pub const DONE_LINE: &str = "done: ";
+/// The progress line on stderr.
+const PROGRESS: &str = "{spinner} {pos} entities read, {msg}, {per_sec} ({elapsed})";
+/// Format of the resume token.
+const TOKEN_FORMAT: u64 = 1;
 
 /// Arguments of `resync`.
 #[derive(Args, Debug)]
@@ -77,17 +89,6 @@ pub struct ResyncArgs {
     pub quiet: bool,
 }
 
-/// Announcements in flight at once.
-const CONCURRENCY: usize = 64;
-/// What a cursor line starts with.
-pub const CURSOR_LINE: &str = "cursor: ";
-/// What the closing line starts with.
-pub const DONE_LINE: &str = "done: ";
-/// The progress line on stderr.
-const PROGRESS: &str = "{spinner} {pos} entities read, {msg}, {per_sec} ({elapsed})";
-/// Format of the resume token.
-const TOKEN_FORMAT: u64 = 1;
-
 /// Entities per second, from `N` or `N/s` (a positive, finite number).
 pub fn parse_rate(text: &str) -> Result<f64, String> {
     let number = text.trim().strip_suffix("/s").unwrap_or(text.trim());
@@ -99,35 +100,22 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
     }
 }
 
-/// A token bucket (as a virtual schedule): one token per entity, `rate` a
-/// second, at most `burst` taken at once after a pause.
-#[derive(Debug)]
-pub struct Bucket {
-    interval: Duration,
-    /// How far ahead of now the schedule may run: the burst, as time.
-    tolerance: Duration,
-    /// When the next token is due, if the bucket had been drained.
-    due: Option<Instant>,
+/// The rate limit: `rate` entities a second, at most `burst` at once after
+/// a pause.
+type Limiter = DefaultDirectRateLimiter;
+
+/// A limiter of `rate` a second and `burst` (at least 1) at once.
+fn limiter(rate: f64, burst: u32) -> Limiter {
+    RateLimiter::direct(quota(rate, burst))
 }
 
-impl Bucket {
-    /// `rate` tokens a second, `burst` (at least 1) at once.
-    pub fn new(rate: f64, burst: u32) -> Self {
-        let interval = Duration::from_secs_f64(1.0 / rate);
-        Self {
-            interval,
-            tolerance: interval * burst.max(1).saturating_sub(1),
-            due: None,
-        }
-    }
-
-    /// Takes a token at `now`; returns how long to wait before using it.
-    pub fn take(&mut self, now: Instant) -> Duration {
-        let due = self.due.map_or(now, |d| d.max(now));
-        self.due = Some(due + self.interval);
-        due.saturating_duration_since(now)
-            .saturating_sub(self.tolerance)
-    }
+fn quota(rate: f64, burst: u32) -> Quota {
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    // `parse_rate` took a positive, finite rate: the period is positive.
+    let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
+    Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
+        .allow_burst(burst)
 }
 
 /// Where a resync resumes: what it scans and the Datastore cursor after the
@@ -144,18 +132,31 @@ pub struct Cursor {
     pub at: Vec<u8>,
 }
 
+/// A [`Cursor`] as its token holds it: this, as JSON, in URL-safe base64,
+/// with `at` in URL-safe base64 too and `v` the format, [`TOKEN_FORMAT`]
+/// (a token of another format is refused). Fields in this order print the
+/// token byte for byte as the first `syncctl resync` did.
+#[derive(Debug, Serialize, Deserialize)]
+struct Token {
+    at: String,
+    kind: String,
+    prefix: Option<String>,
+    tombstones: bool,
+    v: u64,
+}
+
 impl Cursor {
     /// The token printed on a cursor line (URL-safe base64 of a small JSON).
     pub fn token(&self) -> String {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let text = json!({
-            "v": TOKEN_FORMAT,
-            "kind": self.kind,
-            "prefix": self.prefix,
-            "tombstones": self.tombstones,
-            "at": b64.encode(&self.at),
-        });
-        b64.encode(text.to_string())
+        let token = Token {
+            at: b64.encode(&self.at),
+            kind: self.kind.clone(),
+            prefix: self.prefix.clone(),
+            tombstones: self.tombstones,
+            v: TOKEN_FORMAT,
+        };
+        b64.encode(serde_json::to_vec(&token).unwrap_or_default())
     }
 
     /// Reads a token printed by [`Cursor::token`].
@@ -171,28 +172,20 @@ impl Cursor {
                 CURSOR_LINE.trim_end()
             )
         };
-        let token = token
+        let text = token
             .trim()
             .strip_prefix(CURSOR_LINE)
             .unwrap_or(token.trim());
-        let bytes = b64.decode(token).map_err(|_| not_ours())?;
-        let v: Value = serde_json::from_slice(&bytes).map_err(|_| not_ours())?;
-        if v["v"].as_u64() != Some(TOKEN_FORMAT) {
+        let bytes = b64.decode(text).map_err(|_| not_ours())?;
+        let token: Token = serde_json::from_slice(&bytes).map_err(|_| not_ours())?;
+        let at = b64.decode(&token.at).map_err(|_| not_ours())?;
+        if token.v != TOKEN_FORMAT || at.is_empty() {
             return Err(not_ours());
         }
-        let at = v["at"]
-            .as_str()
-            .and_then(|a| b64.decode(a).ok())
-            .filter(|a| !a.is_empty())
-            .ok_or_else(not_ours)?;
         Ok(Self {
-            kind: v["kind"].as_str().ok_or_else(not_ours)?.to_string(),
-            prefix: match &v["prefix"] {
-                Value::Null => None,
-                Value::String(p) => Some(p.clone()),
-                _ => return Err(not_ours()),
-            },
-            tombstones: v["tombstones"].as_bool().ok_or_else(not_ours)?,
+            kind: token.kind,
+            prefix: token.prefix,
+            tombstones: token.tombstones,
             at,
         })
     }
@@ -281,7 +274,7 @@ struct Run<'a> {
     admin: DatastoreAdmin,
     publisher: Option<PubSubPublisher>,
     target: Target,
-    bucket: Mutex<Bucket>,
+    limiter: Limiter,
     bar: ProgressBar,
 }
 
@@ -310,7 +303,7 @@ pub async fn run(g: &Global, a: ResyncArgs) -> Result<()> {
     );
     let burst = u32::try_from(usize::from(a.page_size).min(CONCURRENCY)).unwrap_or(1);
     let run = Run {
-        bucket: Mutex::new(Bucket::new(a.rate, burst)),
+        limiter: limiter(a.rate, burst),
         args: &a,
         admin,
         publisher,
@@ -416,7 +409,7 @@ impl Run<'_> {
     }
 
     /// Announces (or lists, or counts) one page's entities, each after a
-    /// token of the bucket; returns once Pub/Sub confirmed every one.
+    /// token of the rate limit; returns once Pub/Sub confirmed every one.
     async fn announce(
         &self,
         entities: Vec<(String, StoredEntity)>,
@@ -477,16 +470,9 @@ impl Run<'_> {
         }
     }
 
-    /// Waits for a token of the bucket.
+    /// Waits until the rate limit lets one more entity through.
     async fn pace(&self) {
-        let wait = self
-            .bucket
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take(Instant::now());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
+        self.limiter.until_ready().await;
     }
 }
 
@@ -500,6 +486,7 @@ mod tests {
     use super::*;
     use crate::Cli;
     use clap::Parser as _;
+    use serde_json::json;
 
     fn parse(extra: &[&str]) -> Result<ResyncArgs, String> {
         let argv = ["syncctl", "resync"].iter().chain(extra);
@@ -608,19 +595,45 @@ mod tests {
     }
 
     #[test]
-    fn the_bucket_spaces_tokens_at_the_rate_after_its_burst() {
-        let t0 = Instant::now();
-        let mut b = Bucket::new(10.0, 3);
-        let waits: Vec<Duration> = (0..6).map(|_| b.take(t0)).collect();
-        let ms: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
-        assert_eq!(ms, [0, 0, 0, 100, 200, 300]);
+    fn the_limit_spaces_entities_at_the_rate_after_its_burst() {
+        use governor::clock::FakeRelativeClock;
+        let clock = FakeRelativeClock::default();
+        let limit = RateLimiter::direct_with_clock(quota(10.0, 3), clock.clone());
+        // How long the next entity waits, then that wait passed.
+        let wait = || match limit.check() {
+            Ok(()) => 0,
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(&clock));
+                clock.advance(wait);
+                limit
+                    .check()
+                    .map(|()| wait.as_millis())
+                    .unwrap_or(u128::MAX)
+            }
+        };
+        let ms: Vec<u128> = (0..6).map(|_| wait()).collect();
+        assert_eq!(ms, [0, 0, 0, 100, 100, 100]);
         // After a pause no more than the burst is banked.
-        let later = t0 + Duration::from_secs(10);
-        let ms: Vec<u128> = (0..4).map(|_| b.take(later).as_millis()).collect();
+        clock.advance(Duration::from_secs(10));
+        let ms: Vec<u128> = (0..4).map(|_| wait()).collect();
         assert_eq!(ms, [0, 0, 0, 100]);
-        let mut one = Bucket::new(4.0, 1);
-        assert_eq!(one.take(t0), Duration::ZERO);
-        assert_eq!(one.take(t0), Duration::from_millis(250));
+        let one = RateLimiter::direct_with_clock(quota(4.0, 1), clock.clone());
+        assert!(one.check().is_ok());
+        let not_until = one.check().expect_err("one at once");
+        assert_eq!(
+            not_until.wait_time_from(governor::clock::Clock::now(&clock)),
+            Duration::from_millis(250)
+        );
+    }
+
+    /// Tokens printed before the serde struct still resume.
+    #[test]
+    fn a_token_of_the_first_format_resumes() {
+        // `cursor()`'s token as the first `syncctl resync` printed it (its
+        // `json!` object: keys sorted, compact), computed apart from it.
+        let old = "eyJhdCI6IkFBRUMtdjgiLCJraW5kIjoiU3luY0VudGl0eSIsInByZWZpeCI6InJzLSIsInRvbWJzdG9uZXMiOmZhbHNlLCJ2IjoxfQ";
+        assert_eq!(Cursor::parse(old), Ok(cursor()));
+        assert_eq!(cursor().token(), old, "printed byte for byte as before");
     }
 
     /// The resync announcement of a stored version is the sync function's
