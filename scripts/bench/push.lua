@@ -7,8 +7,9 @@ local bodies, k
 local headers = { ["Content-Type"] = "application/json" }
 
 function init(args)
+  local file = assert(os.getenv("BENCH_BODIES"), "BENCH_BODIES is not set")
   bodies, k = {}, 0
-  for line in io.lines(assert(os.getenv("BENCH_BODIES"), "BENCH_BODIES is not set")) do
+  for line in io.lines(file) do
     bodies[#bodies + 1] = line
   end
 end
