@@ -53,7 +53,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gcloud_sdk::google::datastore::v1 as ds;
 use std::sync::Arc;
-use sync_core::limits::{check_index_entries, KeyLayout};
+use sync_core::limits::{check_index_entries, KeyLayout, PROBE_KIND};
 use sync_core::{
     merge_group_checked, ChangeEvent, Disposition, EntityStore, MergeOutcome, StoreError,
     ValidationError,
@@ -81,9 +81,6 @@ struct Inner {
     /// Applies waiting for their entity's turn (group commit).
     waiting: Waiting,
 }
-
-/// Kind of the key the probe reads and deletes (never written).
-const PROBE_KIND: &str = "SyncProbe";
 
 impl DatastoreStore {
     /// Validates `config` and builds the client (see [`StoreConfig`] for the
