@@ -232,7 +232,7 @@ pub fn decide(event: &EntityEvent, filter: &CaptureFilter) -> Result<Decision, M
     })))
 }
 
-/// When the change was committed (see the module docs), to microseconds.
+/// When the change was committed (see the module docs).
 fn commit_time(
     event: &EntityEvent,
     operation: Operation,
@@ -281,6 +281,7 @@ fn changed_properties(entity: &Entity, data: &EntityEventData) -> (Map<String, J
                     after.contains_key(name) || before.is_some_and(|b| b.contains_key(name))
                 })
             })
+            .filter(|name| !name.is_empty())
             .collect(),
         // No mask: what differs between the two snapshots.
         (None, Some(before)) => after
@@ -578,11 +579,17 @@ mod tests {
             updated(
                 product(&[]),
                 product(&[("a", s("1"))]),
-                Some(&["a", "ghost"]),
+                Some(&["a", "ghost", ""]),
             ),
         ));
         assert_eq!(c.message.data.map(Json::Object), Some(json!({"a": "1"})));
         assert!(c.removed.is_empty());
+        // Without `old_value`, a masked name absent from `value` is a
+        // removal; an empty path is still no name.
+        let mut data = updated(product(&[]), product(&[]), Some(&["gone", ""]));
+        data.old_value = None;
+        let c = forward(&event(Change::Updated, data));
+        assert_eq!(c.removed, ["gone"]);
     }
 
     #[test]
