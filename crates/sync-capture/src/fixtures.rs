@@ -12,6 +12,7 @@ use crate::proto::{Entity, EntityEventData, EntityResult, IdType, Key, Value, Va
 use crate::{decide, decode, CaptureFilter, Decision, OwnKinds};
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use prost::Message as _;
 use prost_types::Timestamp;
 use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
@@ -199,6 +200,25 @@ fn check(f: &Fixture) {
         event.event_type.with_auth_context,
         event.auth_id.is_some(),
         "{name}: auth context"
+    );
+
+    // The request built back from the event reads the same (the bodies are
+    // compared encoded: a NaN double is not equal to itself).
+    let (headers, body) = event.to_request().expect("valid headers");
+    let rebuilt = decode(&headers, &body).expect("rebuilt request decodes");
+    assert_eq!(
+        rebuilt.data.encode_to_vec(),
+        event.data.encode_to_vec(),
+        "{name}"
+    );
+    let without_data = |e: &crate::EntityEvent| crate::EntityEvent {
+        data: EntityEventData::default(),
+        ..e.clone()
+    };
+    assert_eq!(
+        without_data(&rebuilt),
+        without_data(&event),
+        "{name}: rebuilt"
     );
 
     match (decide(&event, &filter()), decision) {

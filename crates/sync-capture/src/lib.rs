@@ -10,7 +10,8 @@
 //! - [`event`]: the binary-mode CloudEvent (the `ce-*` headers and the
 //!   protobuf body) decoded into an [`EntityEvent`], every Datastore event
 //!   type with or without `.withAuthContext`; what cannot be decoded is a
-//!   [`DecodeError`] with a stable code;
+//!   [`DecodeError`] with a stable code; [`EntityEvent::to_request`] builds
+//!   the request Eventarc would send, for tests and the demo;
 //! - [`mapping`]: the [`Decision`] for an event: the recipe's change event to
 //!   forward, an echo of the sync function's own write, or a kind not
 //!   captured; what can never be forwarded is a [`MapError`] with a stable
