@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gcloud_sdk::google::datastore::v1 as ds;
 use std::sync::Arc;
-use sync_core::ingest::limits::{check_index_entries, KeyLayout};
+use sync_core::ingest::limits::{check_index_entries, KeyLayout, PROBE_KIND};
 use sync_core::{
     merge_group_checked, ChangeEvent, Classify, Disposition, EntityStore, MergeOutcome, Operation,
     StoreError, ValidationError,
@@ -57,9 +57,6 @@ struct Inner {
     /// How the applies shared transactions, and their time.
     applies: ApplyCounters,
 }
-
-/// Kind of the key the probe reads and deletes (never written).
-const PROBE_KIND: &str = "SyncProbe";
 
 impl DatastoreStore {
     /// Validates `config` and builds the client (see [`StoreConfig`] for the

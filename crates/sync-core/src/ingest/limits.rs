@@ -65,6 +65,9 @@ pub const DEFAULT_TOMBSTONE_KIND: &str = "SyncTombstone";
 pub const DEFAULT_CONFLICT_KIND: &str = "SyncConflict";
 /// Key name of every tombstone (one per entity, a child of its key).
 pub const TOMBSTONE_NAME: &str = "tombstone";
+/// Kind of the key the store probes its transaction support on: read and
+/// deleted, never written.
+pub const PROBE_KIND: &str = "SyncProbe";
 
 /// Where the keys of an event's entity live: the namespace and the kinds the
 /// store uses.
