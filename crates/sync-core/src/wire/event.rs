@@ -33,9 +33,16 @@ pub mod field {
     pub const SCHEMA_VERSION: &str = "schema_version";
     /// The user fields.
     pub const DATA: &str = "data";
+    /// The writer's own id for the change (optional): ordering and
+    /// deduplication use it in place of the Pub/Sub message id, so a change
+    /// published twice is one event.
+    pub const EVENT_ID: &str = "event_id";
+    /// Fields the change removed (optional, update only): each stops showing
+    /// in the synced entity unless a later write sets it again.
+    pub const REMOVED: &str = "removed";
 
     /// Every field, in the order [`super::EventMessage`] writes them.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 10] = [
         ENTITY_ID,
         OPERATION,
         TIMESTAMP,
@@ -44,6 +51,8 @@ pub mod field {
         KIND,
         SCHEMA_VERSION,
         DATA,
+        EVENT_ID,
+        REMOVED,
     ];
 }
 
@@ -88,6 +97,12 @@ pub struct EventMessage {
     /// The user fields (a delete needs none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Map<String, Value>>,
+    /// The writer's id for the change ([`field::EVENT_ID`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// Fields the change removed ([`field::REMOVED`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 impl EventMessage {
@@ -106,6 +121,8 @@ impl EventMessage {
             kind: None,
             schema_version: None,
             data: None,
+            event_id: None,
+            removed: Vec::new(),
         }
     }
 
@@ -153,6 +170,20 @@ impl EventMessage {
         self
     }
 
+    /// With the writer's id for the change.
+    #[must_use]
+    pub fn event_id(mut self, id: impl Into<String>) -> Self {
+        self.event_id = Some(id.into());
+        self
+    }
+
+    /// With one more removed field.
+    #[must_use]
+    pub fn removed(mut self, name: impl Into<String>) -> Self {
+        self.removed.push(name.into());
+        self
+    }
+
     /// The event as a JSON value.
     pub fn to_json(&self) -> Value {
         to_json(self)
@@ -176,6 +207,8 @@ mod tests {
             .kind("Product")
             .schema_version(1)
             .field("name", "n")
+            .event_id("ev-1")
+            .removed("colour")
     }
 
     #[test]
