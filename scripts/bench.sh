@@ -209,7 +209,7 @@ bench_direct() {
 bench_burst() {
   step "Memory under a burst (tests/tests/memory.rs, release builds)"
   local out="$logdir/burst.out"
-  SYNC_BIN_DIR="$bin" cargo test --workspace --locked --test memory -- --test-threads=1 --nocapture \
+  SYNC_BIN_DIR="$bin" cargo test --workspace --locked --test integration -- memory:: --test-threads=1 --nocapture \
     >"$out" 2>&1 || { echo "FAILED: burst (see $out)" >&2; FAILED+=("burst"); }
   grep -o '{"case".*"item":"burst".*}' "$out" >>"$raw" || true
 }

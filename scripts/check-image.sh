@@ -35,10 +35,11 @@ SELF_TEST=0
 FORCE=()
 DOCKERFILE="${root}/Dockerfile"
 WORK="${root}/target/image-check"
-# One cargo target directory per FUNCTION, as each image has its own layer
-# cache: the two binaries unify their dependencies' features differently, so
-# one shared directory would rebuild most dependencies at every switch.
-cargo_target() { printf '%s/cargo-target-%s' "${WORK}" "$1"; }
+# One cargo target directory for every FUNCTION (a real build has one layer
+# cache per image): cargo names each compiled crate by its features too, so
+# what the functions build alike is built once, and what they build with
+# different features sits side by side instead of being rebuilt at a switch.
+cargo_target() { printf '%s/cargo-target' "${WORK}"; }
 FUNCTIONS=(sync audit)
 # The images this machine stands in for when it carries out a RUN.
 HOST_IMAGE='rust:[0-9.]+-bookworm'

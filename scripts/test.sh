@@ -4,26 +4,52 @@
 # emulators started here on free ports and stopped on exit; then the
 # deploy-script tests. Leaves nothing running. Installs the pinned tools first.
 #
-# Two passes over the Datastore-backed suites:
+# usage: scripts/test.sh [--full]
+#   --full   the load-sized cases at full size (SYNC_TESTS_FULL=1: a 2,000-entity
+#            resync, 64 writers on one key) instead of a size that shows the
+#            same behaviour in less time
+#
+# Two passes over the integration tests (one executable, tests/tests/main.rs):
 #   1. the whole workspace, Datastore API served by the Datastore emulator
 #      (optimistic concurrency);
-#   2. every integration suite of tests/ except the Pub/Sub-only ones, again,
-#      with the Datastore API served by the Firestore emulator in Datastore
-#      mode (pessimistic locking, as production).
+#   2. the tests whose outcome can depend on how Datastore locks (FIRESTORE_TESTS
+#      below), again, with the Datastore API served by the Firestore emulator
+#      in Datastore mode (pessimistic locking, as production).
 # Each pass has its own Pub/Sub emulator (names would not collide anyway: every
 # test names its topics, subscriptions and namespaces with pid, time, counter).
 # Both passes run even if the first fails; the command fails if either does.
 set -euo pipefail
+
+case "${1:-}" in
+  --full) export SYNC_TESTS_FULL=1 ;;
+  "") ;;
+  *) sed -n '7,10s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+esac
 
 PROJECT=${TEST_PROJECT:-datastore-sync-test}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 logdir=${TEST_LOG_DIR:-"$root/target/test-logs"}
 
-# Suites of tests/tests/ not repeated in pass 2: those that never touch
-# Datastore (pubsub), and the memory bursts, whose figures do not depend on
-# which emulator answers and which take minutes in a debug build.
-firestore_skip=(pubsub memory)
+# Pass 2 (Firestore emulator, pessimistic locks) runs only the tests whose
+# outcome can depend on how Datastore locks, aborts or answers transactions:
+# the store itself (contention, group commit, retries, outages, the stored
+# layout, Datastore's limits, which the two emulators enforce differently),
+# readiness and RPC counts (the transaction probe and begin-in-lookup), and
+# the end-to-end runs with concurrent writers, outages or kills. The rest
+# (Pub/Sub, delivery forms, logging, trace, schema, memory, deploy) asserts
+# nothing that depends on which emulator answers. Test-name prefixes:
+FIRESTORE_TESTS=(
+  datastore::
+  limits::
+  readiness::
+  rpc_counts::
+  e2e::shuffled_events_with_duplicates_converge_to_the_cores_merge
+  e2e::two_instances_contending_on_hot_entities_converge
+  e2e::datastore_outage_of_ten_seconds_loses_nothing
+  e2e::sync_function_killed_mid_stream_loses_nothing
+  resync::resync_racing_live_updates
+)
 
 # The pinned tools (cargo-chef for the image check), before any test starts;
 # a no-op when they are there already (as under .ci/run, which installs them first).
@@ -46,40 +72,29 @@ export GOOGLE_CLOUD_PROJECT=$PROJECT
 cargo build --workspace --bins --locked
 
 # Compile every test first, so each pass's time is its tests alone, and note
-# the executable of each integration suite in tests/. Pass 2 runs those
-# executables as they are: a second `cargo test` selecting only those suites
-# resolves features differently and rebuilds half the dependency graph (and
-# the next run's pass 1 rebuilds it back).
+# the integration executable. Pass 2 runs it as it is: a second `cargo test`
+# selecting only some tests resolves features differently and rebuilds half
+# the dependency graph.
 suites_json="$logdir/test-executables.json"
 cargo test --workspace --locked --no-run --message-format=json-render-diagnostics >"$suites_json"
-firestore_suites=()
-firestore_names=()
-while read -r suite exe; do
-  [[ " ${firestore_skip[*]} " == *" $suite "* ]] && continue
-  firestore_suites+=("$exe")
-  firestore_names+=("$suite")
-done < <(python3 - "$suites_json" "$root/tests/Cargo.toml" <<'PY'
+integration=$(python3 - "$suites_json" "$root/tests/Cargo.toml" <<'PY'
 import json, sys
 path, manifest = sys.argv[1], sys.argv[2]
 for line in open(path):
     m = json.loads(line)
     if (m.get("reason") == "compiler-artifact" and m.get("executable")
             and m["target"]["kind"] == ["test"] and m["manifest_path"] == manifest):
-        print(m["target"]["name"], m["executable"])
+        print(m["executable"])
 PY
 )
-[ "${#firestore_suites[@]}" -gt 0 ] || { echo "no integration suites found in tests/" >&2; exit 1; }
+[ -x "$integration" ] || { echo "the integration test executable of tests/ was not built" >&2; exit 1; }
 
-# run_on_firestore EXECUTABLE...: each suite from tests/ (cargo runs them
-# there) against the Firestore emulator, all of them even when one fails;
-# fails if any did.
+# run_on_firestore: the lock-dependent tests on the Firestore emulator, from
+# tests/ (cargo runs them there).
 run_on_firestore() {
-  local exe rc=0
-  for exe in "$@"; do
-    (cd "$root/tests" &&
-      DATASTORE_EMULATOR_FLAVOUR=firestore DATASTORE_EMULATOR_HOST=$FIRESTORE_DATASTORE_HOST "$exe") || rc=1
-  done
-  return "$rc"
+  (cd "$root/tests" &&
+    DATASTORE_EMULATOR_FLAVOUR=firestore DATASTORE_EMULATOR_HOST=$FIRESTORE_DATASTORE_HOST \
+      "$integration" "${FIRESTORE_TESTS[@]}")
 }
 
 summary=()
@@ -106,8 +121,8 @@ emulator_stop pubsub
 emulator_stop datastore
 pubsub_emulator_start "$PROJECT" "$logdir"
 firestore_emulator_wait
-run_pass "2/2 tests/ (${firestore_names[*]}) on the Firestore emulator, Datastore mode ($FIRESTORE_DATASTORE_HOST)" \
-  run_on_firestore "${firestore_suites[@]}"
+run_pass "2/2 lock-dependent tests on the Firestore emulator, Datastore mode ($FIRESTORE_DATASTORE_HOST)" \
+  run_on_firestore
 
 printf '%s\n' "=== test passes ===" "${summary[@]}" >&2
 [ "$failed" -eq 0 ] || exit 1

@@ -1,6 +1,6 @@
 //! `syncctl resync` on the emulators, the real binary each time: a resync of
-//! 2,000 entities announces exactly the stored state (and lists exactly the
-//! tombstones); a run killed with SIGKILL halfway and resumed with its last
+//! many entities (700, or 2,000 under `scripts/test.sh --full`) announces
+//! exactly the stored state (and lists exactly the tombstones); a run killed with SIGKILL halfway and resumed with its last
 //! printed cursor announces every entity at least once; a resync racing live
 //! updates through the sync function leaves a consumer that keeps the highest
 //! `version` per entity equal to Datastore, and every announcement of one
@@ -26,10 +26,13 @@ use sync_pubsub::{PubSubAdmin, PubSubPuller, ReceivedMessage, SubscriptionConfig
 use sync_store::{DatastoreAdmin, DatastoreStore};
 use sync_testkit::harness::*;
 use sync_testkit::raw_event::timestamp_in;
-use sync_testkit::{drain, event, poll_until, pull_until, unique_name, Emulators, TEST_PROJECT};
+use sync_testkit::{
+    drain, event, load_size, poll_until, pull_until, unique_name, Emulators, TEST_PROJECT,
+};
 
 const KIND: &str = "SyncEntity";
-/// Stored entities of the first two tests.
+/// Stored entities of the killed resync (it must still be running when it is
+/// killed after its fifth page).
 const ENTITIES: usize = 2000;
 /// Applies in flight at once while writing them.
 const WRITERS: usize = 32;
@@ -199,14 +202,16 @@ fn cursors(stdout: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn resync_of_two_thousand_entities_announces_exactly_the_stored_state() -> Result<()> {
+async fn resync_of_many_entities_announces_exactly_the_stored_state() -> Result<()> {
+    // Several pages of 300 at the default size; 2,000 with `--full`.
+    let entities = load_size(700, 2000);
     let e = Emulators::shared().await?;
     let c = Clients::connect(&e).await?;
     let namespace = unique_name("resync").replace('-', "_");
-    let gone = write_entities(&e, &namespace, ENTITIES, 50).await?;
+    let gone = write_entities(&e, &namespace, entities, 50).await?;
     let store = e.admin(&namespace).await?;
     let stored = stored_state(&store).await?;
-    ensure!(stored.len() == ENTITIES, "{} stored entities", stored.len());
+    ensure!(stored.len() == entities, "{} stored entities", stored.len());
 
     let topic = unique_name("resync-all");
     let sub = topic_with_subscription(&c.admin, &topic).await?;
@@ -217,15 +222,15 @@ async fn resync_of_two_thousand_entities_announces_exactly_the_stored_state() ->
     )
     .await?;
     ensure!(
-        out.contains(&format!("done: {ENTITIES} read, {ENTITIES} announced")),
+        out.contains(&format!("done: {entities} read, {entities} announced")),
         "{out}"
     );
-    // A cursor after each full page (2,000 / 300: six), none after the last.
-    ensure!(cursors(&out).len() >= ENTITIES / 300, "{out}");
-    let received = pull_until(&c.puller, &sub, ENTITIES, Duration::from_secs(60)).await?;
+    // A cursor after each full page (700 / 300: two), none after the last.
+    ensure!(cursors(&out).len() >= entities / 300, "{out}");
+    let received = pull_until(&c.puller, &sub, entities, Duration::from_secs(60)).await?;
     let extra = pull_all(&c.puller, &sub, Duration::from_millis(500)).await?;
     ensure!(
-        received.len() == ENTITIES && extra.is_empty(),
+        received.len() == entities && extra.is_empty(),
         "{} announcements, then {} more",
         received.len(),
         extra.len()
@@ -248,7 +253,7 @@ async fn resync_of_two_thousand_entities_announces_exactly_the_stored_state() ->
         );
         announced.insert(a.entity_id.clone(), (a.version, a.data));
     }
-    ensure!(announced.len() == ENTITIES, "one announcement per entity");
+    ensure!(announced.len() == entities, "one announcement per entity");
     ensure!(
         announced == stored,
         "announced and stored differ, e.g. {:?}",

@@ -1,4 +1,5 @@
-//! Unique names and free ports, for per-test isolation.
+//! Unique names and free ports, for per-test isolation, and the size of the
+//! load-sized cases ([`load_size`]).
 
 use anyhow::{Context, Result};
 use std::net::TcpListener;
@@ -7,6 +8,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Project id every emulator-backed test uses unless it needs its own.
 pub const TEST_PROJECT: &str = "datastore-sync-test";
+
+/// Set to `1` (by `scripts/test.sh --full`) to run the load-sized cases at
+/// their full size; unset, they run at a size that still shows the same
+/// behaviour, so the default test loop stays short.
+pub const SYNC_TESTS_FULL: &str = "SYNC_TESTS_FULL";
+
+/// `full` when [`SYNC_TESTS_FULL`] is `1`, else `quick`.
+pub fn load_size(quick: usize, full: usize) -> usize {
+    if std::env::var(SYNC_TESTS_FULL).is_ok_and(|v| v == "1") {
+        full
+    } else {
+        quick
+    }
+}
 
 /// A free TCP port on 127.0.0.1 (bound then released).
 ///

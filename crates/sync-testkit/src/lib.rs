@@ -13,7 +13,8 @@
 //! - [`harness`]: the end-to-end harness: the recipe's topology with per-test
 //!   names, the functions in-process or as processes, the expected states
 //!   from the core's merge, `syncctl` and its load runs;
-//! - [`isolation`]: unique names and free ports for per-test isolation.
+//! - [`isolation`]: unique names and free ports for per-test isolation, and
+//!   [`load_size`], the size of the load-sized cases.
 
 pub mod burst;
 pub mod emulator;
@@ -29,7 +30,7 @@ pub use emulator::{
     DATASTORE_EMULATOR_FLAVOUR,
 };
 pub use fixture::{fixture, CapturedRequest};
-pub use isolation::{free_port, unique_name, TEST_PROJECT};
+pub use isolation::{free_port, load_size, unique_name, SYNC_TESTS_FULL, TEST_PROJECT};
 pub use raw_event::{event, Event};
 pub use request::{post, push, unwrapped, PushEnvelope, Unwrapped};
 pub use wait::{drain, poll_until, pull_until};
