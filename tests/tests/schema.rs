@@ -1,7 +1,7 @@
 //! Schema evolution end to end on the emulators: version-1 and version-2
 //! publishers write the same entity through the real push path, with the
-//! README's example history (`scripts/testdata/schema_history.toml`) given to
-//! the sync function and to the audit function (a process, reading
+//! example history of docs/semantics.md (`scripts/testdata/schema_history.toml`)
+//! given to the sync function and to the audit function (a process, reading
 //! `SCHEMA_HISTORY_FILE` as deployed). Every mix of versions leaves the
 //! Datastore entity the version-2 events alone give; a version the history
 //! does not know is dead-lettered; the audit records both versions.
@@ -15,7 +15,7 @@ use sync_core::{EventMessage, MergePolicy, Operation};
 use sync_testkit::harness::*;
 use sync_testkit::{poll_until, pull_until, Emulators};
 
-/// The README's example.
+/// The documented example (docs/semantics.md).
 const HISTORY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../scripts/testdata/schema_history.toml"
@@ -113,7 +113,7 @@ impl Mix {
 }
 
 #[test]
-fn the_readme_shows_the_fixture_history() -> Result<()> {
+fn the_docs_show_the_fixture_history() -> Result<()> {
     let history = std::fs::read_to_string(HISTORY)?;
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let shown = ["docs/semantics.md"].iter().any(|doc| {

@@ -11,7 +11,7 @@ use sync_core::{
     Operation, SchemaHistory, ValidationLimits,
 };
 
-/// The README's example history.
+/// The documented example (docs/semantics.md) history.
 const HISTORY: &str = include_str!("../../../scripts/testdata/schema_history.toml");
 
 /// Paths a version-1 publisher writes (`title` too: the both-names case).
@@ -38,7 +38,7 @@ const V2_PATHS: [&str; 7] = [
 const SOURCES: [&str; 3] = ["crm", "web", "batch"];
 
 fn history() -> SchemaHistory {
-    SchemaHistory::from_toml(HISTORY).expect("the README's example")
+    SchemaHistory::from_toml(HISTORY).expect("the documented example")
 }
 
 fn policies() -> Vec<MergePolicy> {

@@ -118,7 +118,7 @@ fn is_json_media_type(essence: &str) -> bool {
 }
 
 /// The form of a request without write-metadata headers (see the module
-/// documentation of [`crate::unwrapped`] and the README for the rule).
+/// documentation of [`crate::unwrapped`] and docs/delivery.md for the rule).
 fn detect_form(headers: &HeaderMap, body: &[u8]) -> Result<DeliveryForm, DeliveryError> {
     let media = media_type(headers)?;
     match media.as_deref() {

@@ -10,7 +10,7 @@ use sync_core::Operation;
 mod common;
 use common::*;
 
-/// The README's example history (versions 1 and 2).
+/// The documented example (docs/semantics.md) history (versions 1 and 2).
 const HISTORY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../scripts/testdata/schema_history.toml"

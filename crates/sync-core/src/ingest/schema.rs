@@ -579,7 +579,7 @@ mod tests {
     use crate::error::Classify;
     use serde_json::json;
 
-    /// The README's example, as the e2e test's fixture holds it.
+    /// The documented example (docs/semantics.md), as the e2e test's fixture holds it.
     const EXAMPLE: &str = include_str!("../../../../scripts/testdata/schema_history.toml");
 
     fn history(toml: &str) -> SchemaHistory {
@@ -831,7 +831,7 @@ default = { "label.lang" = "en" }
 
     #[test]
     fn the_readme_example_loads_and_upcasts_as_documented() {
-        let h = SchemaHistory::from_toml(EXAMPLE).expect("the README's example");
+        let h = SchemaHistory::from_toml(EXAMPLE).expect("the documented example");
         assert_eq!((h.oldest(), h.current()), (1, 2));
         assert_eq!(
             create(
