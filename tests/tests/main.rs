@@ -5,7 +5,6 @@
 //! `scripts/test.sh` runs all of them on the Datastore emulator, then again
 //! those whose outcome can depend on how Datastore locks (see `FIRESTORE_TESTS`
 //! there) on the Firestore emulator in Datastore mode.
-
 mod datastore;
 mod deploy;
 mod e2e;
@@ -15,6 +14,7 @@ mod log_lines;
 mod memory;
 mod pubsub;
 mod readiness;
+mod removal;
 mod resync;
 mod rpc_counts;
 mod schema;

@@ -25,8 +25,9 @@
 //!    top-level properties its `update_mask` names (a nested path
 //!    `a.b` names `a`, sent whole), so the per-field merge takes exactly
 //!    what the writer changed. A masked property absent from `value` was
-//!    removed ([`CapturedChange::removed`]); the wire format has no removal
-//!    yet, so it is sent as `null` meanwhile (see `docs/capture.md`). An
+//!    removed ([`CapturedChange::removed`]); this mapping does not write the
+//!    change event's `removed` yet, so it is sent as `null` meanwhile (see
+//!    `docs/capture.md`). An
 //!    update without a mask falls back to comparing `old_value` with `value`.
 //!    A property with a name the sync function reserves is refused
 //!    (`reserved_field`), as the sync function would refuse it.
@@ -72,8 +73,8 @@ pub struct CapturedChange {
     /// is the id a redelivery must be recognised by.
     pub event_id: String,
     /// Properties the update removed (masked, absent from `value`), sorted.
-    /// Until the wire format can say removal they are also in
-    /// `message.data` as `null`.
+    /// Until this mapping writes the change event's `removed` they are
+    /// also in `message.data` as `null`.
     pub removed: Vec<String>,
 }
 

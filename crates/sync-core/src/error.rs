@@ -145,6 +145,33 @@ pub enum ValidationError {
         /// The limit in force.
         limit: usize,
     },
+    /// `event_id` cannot identify a change: empty, or longer than a key name.
+    #[error("event_id is invalid: {0}")]
+    InvalidEventId(String),
+    /// `removed` on an event that is not an update.
+    #[error("`removed` lists fields on a {0}; only an update removes fields")]
+    RemovalNotAllowed(&'static str),
+    /// A field both set in `data` and listed in `removed`.
+    #[error("field `{0}` is both set in `data` and listed in `removed`")]
+    RemovedFieldInData(String),
+    /// `removed` lists more fields than one event may remove.
+    #[error("`removed` lists {count} fields, over the limit of {limit}")]
+    TooManyRemoved {
+        /// Names listed.
+        count: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// A removal the schema history cannot bring to the current version: the
+    /// field (or part of it) moves into an object, and removals name
+    /// top-level fields.
+    #[error("the removal of `{field}` cannot be upcast: the schema history moves it to `{target}`, inside an object, and `removed` names top-level fields")]
+    UnsupportedRemoval {
+        /// The field removed, as the event names it.
+        field: String,
+        /// Where the history moves it (or part of it).
+        target: String,
+    },
     /// The timestamp is too far in the future to be trusted.
     #[error("timestamp {timestamp} is {ahead_secs} s ahead of the receiving clock (limit {limit_secs} s)")]
     ClockSkew {
@@ -184,6 +211,11 @@ impl Classify for ValidationError {
             Self::TooDeep { .. } => "too_deep",
             Self::TooManyIndexEntries { .. } => "too_many_index_entries",
             Self::KeyTooLarge { .. } => "key_too_large",
+            Self::InvalidEventId(_) => "invalid_event_id",
+            Self::RemovalNotAllowed(_) => "removal_not_allowed",
+            Self::RemovedFieldInData(_) => "removed_field_in_data",
+            Self::TooManyRemoved { .. } => "too_many_removed",
+            Self::UnsupportedRemoval { .. } => "unsupported_removal",
             Self::ClockSkew { .. } => "clock_skew",
         }
     }

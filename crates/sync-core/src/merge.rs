@@ -4,9 +4,15 @@
 //! both recency (the [`OrderKey`]) and rank (the field's rule, see
 //! [`policy`]); the visible value is the candidate of highest rank. A delete
 //! drops every candidate older than itself and keeps a tombstone, so a late,
-//! older write cannot resurrect the entity. Both steps depend only on the set
-//! of events seen, so any order and any repetition of the same events give
-//! the same state; `version` counts the effective changes this store saw.
+//! older write cannot resurrect the entity. A removal (a field an update
+//! lists in `removed`) is the same for one field: it drops the field's
+//! candidates older than itself and keeps the field's removal key, so a late,
+//! older write of the field is refused; a field left without candidates is
+//! gone. A field's candidates are therefore the undominated writes newer than
+//! both the newest delete and the field's newest removal. These steps depend
+//! only on the set of events seen, so any order and any repetition of the
+//! same events give the same state; `version` counts the effective changes
+//! this store saw.
 //!
 //! From the bottom up: [`order`], [`policy`], the [`conflict`] a losing write
 //! reports, the private `rank` (which candidate wins), the [`announcement`]

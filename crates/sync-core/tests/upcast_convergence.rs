@@ -2,7 +2,8 @@
 //! version-2 events for one entity (version-1 events carrying the old and the
 //! new name of a rename at once among them) reaches the same stored state in
 //! any delivery order and with redeliveries, and that state is the one their
-//! upcast forms, published as version-2 events, give.
+//! upcast forms, published as version-2 events, give. Updates of both
+//! versions also remove fields (`removed`), which are upcast with the data.
 
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -34,6 +35,18 @@ const V2_PATHS: [&str; 7] = [
     "address.city",
     "weight",
     "dimensions.width",
+];
+/// Top-level fields a version-1 update may remove (`street` and `city` move
+/// into an object: their removal cannot be upcast).
+const V1_REMOVABLE: [&str; 5] = ["name", "title", "price", "fax", "dimensions"];
+/// Top-level fields a version-2 update may remove.
+const V2_REMOVABLE: [&str; 6] = [
+    "title",
+    "price",
+    "currency",
+    "address",
+    "weight",
+    "dimensions",
 ];
 const SOURCES: [&str; 3] = ["crm", "web", "batch"];
 
@@ -67,6 +80,8 @@ struct Spec {
     source: usize,
     /// (index into the version's paths, value).
     data: Vec<(usize, Value)>,
+    /// Indexes into the version's removable fields (updates only).
+    removed: Vec<usize>,
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
@@ -81,13 +96,15 @@ fn spec() -> impl Strategy<Value = Spec> {
         0u32..6, // few distinct instants, so ties on timestamp are common
         0usize..SOURCES.len(),
         prop::collection::vec((0usize..8, value()), 0..5),
+        prop::collection::vec(0usize..6, 0..3),
     )
-        .prop_map(|(version, operation, second, source, data)| Spec {
+        .prop_map(|(version, operation, second, source, data, removed)| Spec {
             version,
             operation,
             second,
             source,
             data,
+            removed,
         })
 }
 
@@ -112,14 +129,27 @@ fn message(s: &Spec) -> EventMessage {
     for (i, v) in &s.data {
         set(&mut data, paths[i % paths.len()], v.clone());
     }
-    EventMessage::new(
+    let removable: &[&str] = if s.version == 1 {
+        &V1_REMOVABLE
+    } else {
+        &V2_REMOVABLE
+    };
+    let mut m = EventMessage::new(
         "e",
         s.operation,
         format!("2025-07-23T10:00:0{}.000001", s.second),
     )
     .source(SOURCES[s.source])
-    .schema_version(s.version)
-    .data(data)
+    .schema_version(s.version);
+    if s.operation == Operation::Update {
+        for i in &s.removed {
+            let name = removable[i % removable.len()];
+            if !data.contains_key(name) {
+                m = m.removed(name);
+            }
+        }
+    }
+    m.data(data)
 }
 
 fn parse(message: &EventMessage, id: &str, h: &SchemaHistory) -> ChangeEvent {
@@ -152,6 +182,7 @@ fn upcast_form(e: &ChangeEvent, h: &SchemaHistory) -> ChangeEvent {
     .source(e.source.clone())
     .schema_version(h.current())
     .data(e.data.clone());
+    let m = e.removed.iter().fold(m, |m, name| m.removed(name.clone()));
     parse(&m, &e.event_id, h)
 }
 
@@ -170,7 +201,7 @@ fn converged(s: &EntityState, p: &MergePolicy) -> (Map<String, Value>, bool, Str
     (
         s.visible_fields(p),
         s.exists(),
-        format!("{:?} {:?}", s.fields(), s.deleted_by()),
+        format!("{:?} {:?} {:?}", s.fields(), s.deleted_by(), s.removed_by()),
     )
 }
 
@@ -202,6 +233,12 @@ proptest! {
             for old in ["name", "street", "city", "fax"] {
                 prop_assert!(!e.data.contains_key(old), "{} in {:?}", old, e.data);
             }
+            // Nor in a removal, but for `fax`, which no current field takes
+            // over: its removal removes what older events stored.
+            for old in ["name", "street", "city"] {
+                prop_assert!(!e.removed.iter().any(|r| r == old), "{} in {:?}", old, e.removed);
+            }
+            prop_assert!(e.removed.iter().all(|r| !e.data.contains_key(r)));
         }
         let reference = fold(&events, policy);
         let shuffled = fold(order.iter().map(|&i| &events[i]), policy);
@@ -213,6 +250,7 @@ proptest! {
         for (e, f) in events.iter().zip(&forms) {
             prop_assert!(!f.schema.changed);
             prop_assert_eq!(&e.data, &f.data);
+            prop_assert_eq!(&e.removed, &f.removed);
             prop_assert_eq!(e.order_key(), f.order_key());
         }
         let from_forms = fold(forms.iter().rev(), policy);

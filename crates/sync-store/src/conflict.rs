@@ -1,8 +1,9 @@
 //! Conflict records: what an operator inspects when a write lost.
 //!
 //! One record per (entity, losing event), kind `SyncConflict`, key
-//! `[(kind, entity_id), (SyncConflict, event_id)]`: keyed by the Pub/Sub
-//! message id, so a redelivery upserts the same record instead of adding one.
+//! `[(kind, entity_id), (SyncConflict, event_id)]`: keyed by the event's id
+//! (its `event_id`, else the Pub/Sub message id), so a redelivery upserts the
+//! same record instead of adding one.
 //! Values are stored as unindexed JSON text, so any value fits whatever its
 //! type; very large values are cut to keep the record under Datastore's
 //! entity size limit (and `truncated` says so).
@@ -54,7 +55,8 @@ pub struct ConflictRecord {
     pub entity_kind: String,
     /// Key name of the entity.
     pub entity_id: String,
-    /// Pub/Sub message id of the event that lost (the record's key name).
+    /// Id of the event that lost (its `event_id`, else its Pub/Sub message
+    /// id; the record's key name).
     pub event_id: String,
     /// The losing event's source.
     pub source: Option<String>,

@@ -20,6 +20,8 @@ pub struct Event {
     correlation_id: Option<String>,
     kind: Option<String>,
     data: Option<Value>,
+    event_id: Option<String>,
+    removed: Option<Value>,
 }
 
 /// An event with the three required fields; the others are added with the
@@ -33,6 +35,8 @@ pub fn event(entity_id: &str, operation: &str, timestamp: &str) -> Event {
         correlation_id: None,
         kind: None,
         data: None,
+        event_id: None,
+        removed: None,
     }
 }
 
@@ -65,6 +69,21 @@ impl Event {
         self
     }
 
+    /// The `event_id` member (the writer's id for the change).
+    #[must_use]
+    pub fn event_id(mut self, id: &str) -> Self {
+        self.event_id = Some(id.to_string());
+        self
+    }
+
+    /// The `removed` member, as given (an array of field names, or anything
+    /// a test wants refused).
+    #[must_use]
+    pub fn removed(mut self, removed: Value) -> Self {
+        self.removed = Some(removed);
+        self
+    }
+
     /// The event as a JSON object.
     pub fn to_value(&self) -> Value {
         let mut obj = Map::new();
@@ -76,6 +95,7 @@ impl Event {
             (field::SOURCE, &self.source),
             (field::CORRELATION_ID, &self.correlation_id),
             (field::KIND, &self.kind),
+            (field::EVENT_ID, &self.event_id),
         ] {
             if let Some(v) = value {
                 obj.insert(name.into(), text(v));
@@ -83,6 +103,9 @@ impl Event {
         }
         if let Some(data) = &self.data {
             obj.insert(field::DATA.into(), data.clone());
+        }
+        if let Some(removed) = &self.removed {
+            obj.insert(field::REMOVED.into(), removed.clone());
         }
         Value::Object(obj)
     }

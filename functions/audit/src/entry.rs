@@ -20,7 +20,7 @@ use sync_core::wire::audit::{
     ComplianceEntry, ComplianceLabels, ComplianceRecord, EntityLabels, EventEntry, EventRecord,
     EventType, LogEntry, MalformedEntry, MalformedRecord, ProcessingMetadata, SchemaRecord,
     Severity, SnapshotDigest, Trace, ValidationFailure, DATA_SNAPSHOT_POINTER, RAW_PAYLOAD_POINTER,
-    UNKNOWN_OPERATION, UPCAST_DATA_SNAPSHOT_POINTER,
+    REMOVED_POINTER, UNKNOWN_OPERATION, UPCAST_DATA_SNAPSHOT_POINTER,
 };
 use sync_core::wire::event::field;
 use sync_core::{Classify, Upcast};
@@ -117,6 +117,11 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 /// The event's field `name` as received (`null` when absent).
 fn received(event: &Map<String, Value>, name: &str) -> Value {
     event.get(name).cloned().unwrap_or(Value::Null)
+}
+
+/// The event's field `name` as received, when it is there and not `null`.
+fn present(event: &Map<String, Value>, name: &str) -> Option<Value> {
+    event.get(name).filter(|v| !v.is_null()).cloned()
 }
 
 /// The event's field `name` when it is text.
@@ -284,6 +289,8 @@ fn event_entries(
                 .cloned()
                 .unwrap_or_else(|| UNKNOWN_SOURCE.into()),
             message_id: delivery.message_id.clone(),
+            event_id: present(event, field::EVENT_ID),
+            removed: present(event, field::REMOVED),
             correlation_id: received(event, field::CORRELATION_ID),
             event_timestamp: received(event, field::TIMESTAMP),
             data_snapshot: snapshot,
@@ -326,21 +333,31 @@ fn event_entries(
 }
 
 /// The event entry within the budget: the derived upcast snapshot is
-/// shortened first, then the snapshot, then (only for absurdly long ids and
-/// texts) any text; a shortened entry carries the full snapshot's digest.
+/// shortened first, then the snapshot and the list of removed fields, the
+/// larger of the two first, then (only for absurdly long ids and texts) any
+/// text; a shortened entry carries the full snapshot's digest.
 fn fit_event(entry: &EventEntry) -> Value {
     let mut digest = None;
+    let leave_out = |pointer| Phase {
+        pointer,
+        mode: Mode::LeaveOut,
+    };
+    let removed = entry
+        .record
+        .removed
+        .as_ref()
+        .map(Size::of)
+        .unwrap_or_default();
+    let mut parts = [leave_out(DATA_SNAPSHOT_POINTER), leave_out(REMOVED_POINTER)];
+    if removed.weight() > Size::of(&entry.record.data_snapshot).weight() {
+        parts.reverse();
+    }
     fitted(
         entry,
         &[
-            Phase {
-                pointer: UPCAST_DATA_SNAPSHOT_POINTER,
-                mode: Mode::LeaveOut,
-            },
-            Phase {
-                pointer: DATA_SNAPSHOT_POINTER,
-                mode: Mode::LeaveOut,
-            },
+            leave_out(UPCAST_DATA_SNAPSHOT_POINTER),
+            parts[0],
+            parts[1],
             TEXT,
         ],
         |e, cuts| {

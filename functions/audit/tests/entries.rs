@@ -286,6 +286,78 @@ async fn a_large_event_keeps_every_field_but_the_snapshot_and_the_snapshots_dige
 }
 
 #[tokio::test]
+async fn the_event_id_and_the_removed_fields_are_recorded_as_received() {
+    let update = || {
+        event("e1", "update", "2025-07-23T10:00:00")
+            .source("datastore/(default)/(default)")
+            .event_id("ce-7")
+            .removed(json!(["colour", "size"]))
+            .data(json!({"price": 3}))
+    };
+    // The same change published twice: two entries, one event id.
+    for message_id in ["m-1", "m-2"] {
+        let (app, sink) = make_app(&[]);
+        let out = lines(&app, push(&update().to_bytes(), message_id, &[]), &sink).await;
+        assert_eq!(out.len(), 1);
+        let entry: EventEntry = serde_json::from_value(out[0].clone()).expect("an event entry");
+        let r = &entry.record;
+        assert_eq!(r.message_id, message_id);
+        assert_eq!(r.event_id, Some(json!("ce-7")));
+        assert_eq!(r.removed, Some(json!(["colour", "size"])));
+        assert_eq!(r.data_snapshot, json!({"price": 3}));
+        assert!(r.validation_error.is_none());
+    }
+    // Refused by the sync function, still recorded whole, with the code.
+    let (app, sink) = make_app(&[]);
+    let refused = update().removed(json!(["price"])).to_bytes();
+    let out = lines(&app, push(&refused, "m-3", &[]), &sink).await;
+    assert_eq!(
+        out[0]["validation_error"]["error_code"],
+        "removed_field_in_data"
+    );
+    assert_eq!(out[0]["removed"], json!(["price"]));
+    assert_eq!(out[0]["event_id"], "ce-7");
+    // Redaction is of values: the names removed stay.
+    let (app, sink) = make_app(&[("AUDIT_REDACT_FIELDS", "colour")]);
+    let out = lines(&app, push(&update().to_bytes(), "m-4", &[]), &sink).await;
+    assert_eq!(out[0]["removed"], json!(["colour", "size"]));
+    // An event without them has neither member, as before.
+    let (app, sink) = make_app(&[]);
+    let plain = event("e1", "update", "2025-07-23T10:00:00")
+        .data(json!({"a": 1}))
+        .to_bytes();
+    let out = lines(&app, push(&plain, "m-5", &[]), &sink).await;
+    assert!(out[0].get("event_id").is_none() && out[0].get("removed").is_none());
+}
+
+#[tokio::test]
+async fn a_long_list_of_removed_fields_is_left_out_to_fit() {
+    let (app, sink) = make_app(&[]);
+    let names: Vec<String> = (0..300)
+        .map(|i| format!("{i:04}{}", "n".repeat(1400)))
+        .collect();
+    let message = event("e1", "update", "2025-07-23T10:00:00")
+        .event_id("ce-long")
+        .removed(json!(names))
+        .data(json!({"a": 1}))
+        .to_bytes();
+    let out = lines(&app, push(&message, "m-long", &[]), &sink).await;
+    assert_within_budget(&sink);
+    let entry: EventEntry = serde_json::from_value(out[0].clone()).expect("an event entry");
+    let r = &entry.record;
+    assert_eq!(r.event_id, Some(json!("ce-long")));
+    assert_eq!(r.data_snapshot, json!({"a": 1}), "the small snapshot stays");
+    let shortened = r.shortened.as_ref().expect("shortened");
+    assert!(
+        shortened
+            .shortened_fields
+            .iter()
+            .any(|f| f.starts_with("/removed")),
+        "{shortened:?}"
+    );
+}
+
+#[tokio::test]
 async fn an_entry_that_fits_is_unchanged() {
     let (app, sink) = make_app(&[]);
     let data = event("e", "update", "2025-07-23T10:00:00")

@@ -189,6 +189,7 @@ async fn handle(State(app): State<AppState>, mut delivery: Delivery) -> Reply {
         form = delivery.form.as_str(),
         attempt = field::Empty,
         entity_id = field::Empty,
+        event_id = field::Empty,
         correlation_id = field::Empty,
         cloud_trace = field::Empty,
         cloud_span_id = field::Empty,
@@ -247,6 +248,11 @@ async fn process(
         (app.clock)(),
     )?;
     span.record("entity_id", event.entity_id.as_str());
+    // The change's own id, when it has one: what the merge orders and
+    // deduplicates by in place of the message id.
+    if event.event_id != delivery.message_id {
+        span.record("event_id", &*excerpt(&event.event_id, ID_TEXT_BYTES));
+    }
     if let Some(c) = &event.correlation_id {
         span.record("correlation_id", &*excerpt(c, ID_TEXT_BYTES));
     }

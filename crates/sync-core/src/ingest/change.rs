@@ -6,8 +6,14 @@
 //! module). [`parse_event_with`] first upcasts an event of an older
 //! `schema_version` through a [`SchemaHistory`], at the point where the
 //! version is checked, so its data is validated in the current form.
+//!
+//! Two optional fields go beyond the recipe. `event_id` is the writer's id
+//! for the change: when present it takes the Pub/Sub message id's place in
+//! the order key, so the same change published twice (two message ids) is
+//! one event. `removed` lists the top-level fields an update removed: the
+//! merge deletes each of them (see [`mod@crate::merge`]).
 
-use super::limits::{self, ValidationLimits};
+use super::limits::{self, ValidationLimits, MAX_EVENT_ID_BYTES};
 use super::schema::{SchemaHistory, Upcast};
 use crate::error::ValidationError;
 use crate::value::{check_fields, check_name, fields_size, RESERVED_FIELDS};
@@ -76,14 +82,19 @@ pub struct ChangeEvent {
     /// The `schema_version` received and the one after upcasting (the
     /// current one); `data` is the upcast data.
     pub schema: Upcast,
-    /// The Pub/Sub message id: the last part of the order key.
+    /// The last part of the order key, the change's identity: the event's
+    /// own `event_id` when it has one, else the Pub/Sub message id.
     pub event_id: String,
+    /// Top-level fields the update removed: sorted, distinct, none of them
+    /// in `data` (empty for creates and deletes).
+    pub removed: Vec<String>,
 }
 
 /// Parses and validates a message's data bytes into a [`ChangeEvent`].
 ///
-/// `event_id` is the Pub/Sub message id; `now` is the receiving clock, used
-/// only for the clock-skew check.
+/// `message_id` is the Pub/Sub message id, the event's id unless it carries
+/// its own `event_id`; `now` is the receiving clock, used only for the
+/// clock-skew check.
 ///
 /// # Errors
 /// Any [`ValidationError`]; each is permanent.
@@ -101,11 +112,11 @@ pub struct ChangeEvent {
 /// ```
 pub fn parse_event(
     data: &[u8],
-    event_id: &str,
+    message_id: &str,
     limits: &ValidationLimits,
     now: DateTime<Utc>,
 ) -> Result<ChangeEvent, ValidationError> {
-    parse_event_with(data, event_id, limits, &SchemaHistory::default(), now)
+    parse_event_with(data, message_id, limits, &SchemaHistory::default(), now)
 }
 
 /// [`parse_event`] for events of any version `schema` knows: the data is
@@ -130,7 +141,7 @@ pub fn parse_event(
 /// ```
 pub fn parse_event_with(
     data: &[u8],
-    event_id: &str,
+    message_id: &str,
     limits: &ValidationLimits,
     schema: &SchemaHistory,
     now: DateTime<Utc>,
@@ -145,10 +156,15 @@ pub fn parse_event_with(
 
     let raw_id = required_str(&obj, field::ENTITY_ID)?;
     let raw_kind = optional_str(&obj, field::KIND)?;
+    let event_id = match optional_str(&obj, field::EVENT_ID)? {
+        Some(id) => check_event_id(id)?,
+        None => message_id,
+    }
+    .to_string();
     // The whole key first: a key over 6 KiB is refused as such, even when a
     // part of it also breaks the 1500-byte limit on names (with parts within
     // that limit, the keys written here stay below 6 KiB).
-    let (key, bytes) = limits.keys.largest_key(raw_kind, raw_id, event_id);
+    let (key, bytes) = limits.keys.largest_key(raw_kind, raw_id, &event_id);
     if bytes > limits.max_key_bytes {
         return Err(ValidationError::KeyTooLarge {
             key,
@@ -170,8 +186,10 @@ pub fn parse_event_with(
         }
         None => None,
     };
+    // Checked as received, against the data as received; upcast below.
+    let mut removed = removed_fields(&obj, operation, limits)?;
     // The data is checked below in its current form.
-    let schema = schema.upcast_event(&mut obj)?;
+    let upcast = schema.upcast_event(&mut obj)?;
 
     let data = match obj.remove(field::DATA) {
         None | Some(Value::Null) => {
@@ -201,6 +219,12 @@ pub fn parse_event_with(
         }
     }
     check_fields(&data, "")?;
+    if !removed.is_empty() {
+        schema.upcast_removed(upcast.received_version, &mut removed)?;
+        // Where the history maps a removal onto a field the event also
+        // sets, the data wins, as the new name wins for data.
+        removed.retain(|name| !data.contains_key(name));
+    }
     let depth = limits::nesting_depth(&data);
     if depth > limits.max_depth {
         return Err(ValidationError::TooDeep {
@@ -212,7 +236,9 @@ pub fn parse_event_with(
     // What this event's data alone would take; the merged entity is checked
     // again by the store (fields of several events add up).
     limits::check_index_entries(&data, limits.max_index_entries)?;
-    let bytes = entity_id.as_str().len() + fields_size(&data);
+    // Each removal is remembered in the entity's bookkeeping, by name.
+    let removal_bytes: usize = removed.iter().map(|name| name.len() + 1).sum();
+    let bytes = entity_id.as_str().len() + fields_size(&data) + removal_bytes;
     if bytes > limits.max_entity_bytes {
         return Err(ValidationError::EntityTooLarge {
             bytes,
@@ -237,9 +263,79 @@ pub fn parse_event_with(
         source,
         correlation_id,
         kind,
-        schema,
-        event_id: event_id.to_string(),
+        schema: upcast,
+        event_id,
+        removed,
     })
+}
+
+/// An event id as received, if usable: not empty, at most
+/// [`MAX_EVENT_ID_BYTES`] (it may name the conflict record).
+fn check_event_id(id: &str) -> Result<&str, ValidationError> {
+    if id.is_empty() {
+        return Err(ValidationError::InvalidEventId("must not be empty".into()));
+    }
+    if id.len() > MAX_EVENT_ID_BYTES {
+        return Err(ValidationError::InvalidEventId(format!(
+            "is {} bytes, over the {MAX_EVENT_ID_BYTES}-byte limit",
+            id.len()
+        )));
+    }
+    Ok(id)
+}
+
+/// The event's `removed` list as received: an array of valid, unreserved
+/// top-level field names, only on an update, none of them set in `data`,
+/// at most `limits.max_removed_fields`; sorted, a name listed twice kept
+/// once. Absent, `null` and `[]` are no removal, on any operation.
+fn removed_fields(
+    obj: &Map<String, Value>,
+    operation: Operation,
+    limits: &ValidationLimits,
+) -> Result<Vec<String>, ValidationError> {
+    let wrong = ValidationError::WrongType {
+        field: field::REMOVED,
+        expected: "an array of field names",
+    };
+    let items = match obj.get(field::REMOVED) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) if items.is_empty() => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(wrong),
+    };
+    if operation != Operation::Update {
+        return Err(ValidationError::RemovalNotAllowed(operation.as_str()));
+    }
+    if items.len() > limits.max_removed_fields {
+        return Err(ValidationError::TooManyRemoved {
+            count: items.len(),
+            limit: limits.max_removed_fields,
+        });
+    }
+    let data = match obj.get(field::DATA) {
+        Some(Value::Object(data)) => Some(data),
+        _ => None,
+    };
+    let mut names = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Value::String(name) = item else {
+            return Err(wrong);
+        };
+        check_name(name).map_err(|reason| ValidationError::InvalidFieldName {
+            path: format!("{}[{i}]", field::REMOVED),
+            reason,
+        })?;
+        if RESERVED_FIELDS.contains(&name.as_str()) {
+            return Err(ValidationError::ReservedField(name.clone()));
+        }
+        if data.is_some_and(|d| d.contains_key(name)) {
+            return Err(ValidationError::RemovedFieldInData(name.clone()));
+        }
+        names.push(name.clone());
+    }
+    names.sort_unstable();
+    names.dedup();
+    Ok(names)
 }
 
 fn required_str<'a>(
@@ -338,6 +434,18 @@ mod tests {
             (r#"{"entity_id":"e","operation":"create","timestamp":"2025-07-23T09:00:00","data":{"a":[[1]]}}"#.into(), "unsupported_value"),
             (r#"{"entity_id":"e","operation":"create","timestamp":"2025-07-23T09:00:00","data":{"a":18446744073709551615}}"#.into(), "unsupported_value"),
             (skewed.into(), "clock_skew"),
+            (r#"{"entity_id":"e","event_id":7,"operation":"update","timestamp":"2025-07-23T09:00:00","data":{}}"#.into(), "wrong_type"),
+            (r#"{"entity_id":"e","event_id":"","operation":"update","timestamp":"2025-07-23T09:00:00","data":{}}"#.into(), "invalid_event_id"),
+            (format!(r#"{{"entity_id":"e","event_id":"{long}","operation":"update","timestamp":"2025-07-23T09:00:00","data":{{}}}}"#), "invalid_event_id"),
+            (r#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T09:00:00","data":{},"removed":"a"}"#.into(), "wrong_type"),
+            (r#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T09:00:00","data":{},"removed":["a",1]}"#.into(), "wrong_type"),
+            (r#"{"entity_id":"e","operation":"create","timestamp":"2025-07-23T09:00:00","data":{},"removed":["a"]}"#.into(), "removal_not_allowed"),
+            (r#"{"entity_id":"e","operation":"delete","timestamp":"2025-07-23T09:00:00","removed":["a"]}"#.into(), "removal_not_allowed"),
+            (r#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T09:00:00","data":{},"removed":[""]}"#.into(), "invalid_field_name"),
+            (r#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T09:00:00","data":{},"removed":["__key__"]}"#.into(), "invalid_field_name"),
+            (format!(r#"{{"entity_id":"e","operation":"update","timestamp":"2025-07-23T09:00:00","data":{{}},"removed":["{long}"]}}"#), "invalid_field_name"),
+            (r#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T09:00:00","data":{},"removed":["_sync"]}"#.into(), "reserved_field"),
+            (r#"{"entity_id":"e","operation":"update","timestamp":"2025-07-23T09:00:00","data":{"a":1},"removed":["a"]}"#.into(), "removed_field_in_data"),
         ];
         for (input, code) in cases {
             let err = parse(&input).expect_err(&input[..input.len().min(80)]);
@@ -470,6 +578,134 @@ mod tests {
         assert!(parse_event(&skewed, "m", &loose, now()).is_ok());
         let old = update("1999-01-01T00:00:00");
         assert!(parse_event(&old, "m", &ValidationLimits::default(), now()).is_ok());
+    }
+
+    #[test]
+    fn the_event_id_replaces_the_message_id_when_given() {
+        let plain = EventMessage::new("e", Operation::Update, "2025-07-23T09:00:00").field("a", 1);
+        let own = plain.clone().event_id("ce-42");
+        let e =
+            parse_event(&own.to_bytes(), "m1", &ValidationLimits::default(), now()).expect("valid");
+        assert_eq!(e.event_id, "ce-42");
+        // Published again, under another message id: the same order key.
+        let again =
+            parse_event(&own.to_bytes(), "m2", &ValidationLimits::default(), now()).expect("valid");
+        assert_eq!(again.order_key(), e.order_key());
+        // Without one, the message id, as before.
+        assert_eq!(parse(plain.to_bytes()).expect("valid").event_id, "m1");
+        // null is absent.
+        let null = r#"{"entity_id":"e","event_id":null,"operation":"update","timestamp":"2025-07-23T09:00:00","data":{}}"#;
+        assert_eq!(parse(null).expect("valid").event_id, "m1");
+        // At the limit it passes; any text will do, it is never a key name itself.
+        let at = "x".repeat(MAX_EVENT_ID_BYTES);
+        assert!(parse(plain.clone().event_id(at).to_bytes()).is_ok());
+        assert!(parse(plain.event_id("__y__").to_bytes()).is_ok());
+    }
+
+    #[test]
+    fn the_event_id_sizes_the_conflict_record_key() {
+        // The conflict record is named by the event id, so the key check
+        // counts it, not the message id.
+        let small = ValidationLimits {
+            max_key_bytes: 200,
+            ..ValidationLimits::default()
+        };
+        let update = EventMessage::new("e", Operation::Update, "2025-07-23T09:00:00").field("a", 1);
+        assert!(parse_event(&update.to_bytes(), "m1", &small, now()).is_ok());
+        let long = update.event_id("i".repeat(200));
+        let err = parse_event(&long.to_bytes(), "m1", &small, now()).expect_err("200-byte id");
+        assert_eq!(err.code(), "key_too_large");
+        assert!(err.to_string().contains("conflict record"), "{err}");
+    }
+
+    #[test]
+    fn removed_fields_are_sorted_and_a_name_listed_twice_counts_once() {
+        let update = EventMessage::new("e", Operation::Update, "2025-07-23T09:00:00")
+            .field("kept", 1)
+            .removed("b")
+            .removed("a")
+            .removed("b");
+        let e = parse(update.to_bytes()).expect("valid");
+        assert_eq!(e.removed, ["a", "b"]);
+        assert_eq!(e.data["kept"], 1);
+        // An update may remove and set nothing else.
+        let only = EventMessage::new("e", Operation::Update, "2025-07-23T09:00:00")
+            .data(Map::new())
+            .removed("a");
+        assert_eq!(parse(only.to_bytes()).expect("valid").removed, ["a"]);
+        // An empty list (or null) is no removal, on any operation.
+        for op in ["create", "update", "delete"] {
+            for removed in ["[]", "null"] {
+                let text = format!(
+                    r#"{{"entity_id":"e","operation":"{op}","timestamp":"2025-07-23T09:00:00","data":{{}},"removed":{removed}}}"#
+                );
+                assert!(parse(&text).expect(&text).removed.is_empty());
+            }
+        }
+        // Nested names are not top-level fields, but a dotted name is a name.
+        let dotted = EventMessage::new("e", Operation::Update, "2025-07-23T09:00:00")
+            .data(Map::new())
+            .removed("a.b");
+        assert_eq!(parse(dotted.to_bytes()).expect("valid").removed, ["a.b"]);
+    }
+
+    #[test]
+    fn too_many_removed_fields_are_refused() {
+        let limits = ValidationLimits {
+            max_removed_fields: 2,
+            ..ValidationLimits::default()
+        };
+        let update = |n: usize| {
+            (0..n)
+                .fold(
+                    EventMessage::new("e", Operation::Update, "2025-07-23T09:00:00")
+                        .data(Map::new()),
+                    |m, i| m.removed(format!("f{i}")),
+                )
+                .to_bytes()
+        };
+        assert!(parse_event(&update(2), "m", &limits, now()).is_ok());
+        let err = parse_event(&update(3), "m", &limits, now()).expect_err("3 over 2");
+        assert_eq!(err.code(), "too_many_removed");
+        assert_eq!(
+            ValidationLimits::default().max_removed_fields,
+            limits::MAX_REMOVED_FIELDS
+        );
+        // Removals count towards the entity's size: their names are kept.
+        let tight = ValidationLimits {
+            max_entity_bytes: 12,
+            ..ValidationLimits::default()
+        };
+        let long = EventMessage::new("e", Operation::Update, "2025-07-23T09:00:00")
+            .data(Map::new())
+            .removed("x".repeat(20));
+        let err = parse_event(&long.to_bytes(), "m", &tight, now()).expect_err("20-byte name");
+        assert_eq!(err.code(), "entity_too_large");
+    }
+
+    #[test]
+    fn removals_are_upcast_with_the_data() {
+        let schema = SchemaHistory::from_toml(
+            "current = 2\n[[upcast]]\nfrom = 1\nrename = { name = \"title\" }\nmove = { street = \"address.street\" }\n",
+        )
+        .expect("history");
+        let limits = ValidationLimits::default();
+        let v1 = |data: Value, removed: &[&str]| {
+            let message = removed.iter().fold(
+                EventMessage::new("e", Operation::Update, "2025-07-23T09:00:00")
+                    .data(serde_json::from_value(data).expect("object")),
+                |m, r| m.removed(*r),
+            );
+            parse_event_with(&message.to_bytes(), "m", &limits, &schema, now())
+        };
+        let e = v1(json!({"a": 1}), &["name"]).expect("renamed");
+        assert_eq!(e.removed, ["title"]);
+        // The new name set in the same event wins over the old one's removal.
+        let e = v1(json!({"title": "new"}), &["name"]).expect("both names");
+        assert!(e.removed.is_empty());
+        assert_eq!(e.data["title"], "new");
+        let err = v1(json!({}), &["street"]).expect_err("into an object");
+        assert_eq!(err.code(), "unsupported_removal");
     }
 
     #[test]

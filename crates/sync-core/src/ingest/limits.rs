@@ -20,6 +20,8 @@ pub struct ValidationLimits {
     pub max_index_entries: usize,
     /// Largest key, in bytes ([`MAX_KEY_BYTES`]).
     pub max_key_bytes: usize,
+    /// Most fields one event may list in `removed` ([`MAX_REMOVED_FIELDS`]).
+    pub max_removed_fields: usize,
     /// Namespace and kinds of the keys the store writes, for the key size.
     pub keys: KeyLayout,
 }
@@ -32,6 +34,7 @@ impl Default for ValidationLimits {
             max_depth: MAX_NESTING_DEPTH,
             max_index_entries: MAX_INDEX_ENTRIES,
             max_key_bytes: MAX_KEY_BYTES,
+            max_removed_fields: MAX_REMOVED_FIELDS,
             keys: KeyLayout::default(),
         }
     }
@@ -48,6 +51,17 @@ pub const MAX_INDEX_ENTRIES: usize = 20_000;
 
 /// Maximum size of an entity key, in bytes (6 KiB).
 pub const MAX_KEY_BYTES: usize = 6 * 1024;
+
+/// Most fields one event may remove. Every removal is remembered in the
+/// entity's bookkeeping (its name and an order key, 40 bytes and more), so
+/// no entity within Datastore's size limit could keep more than about
+/// 25,000; the entity's 20,000 index entries bound how many indexed fields
+/// it can have to remove.
+pub const MAX_REMOVED_FIELDS: usize = 20_000;
+
+/// Longest event id accepted, in bytes: a key name's limit, so the conflict
+/// record named by it keeps within Datastore's key size.
+pub const MAX_EVENT_ID_BYTES: usize = 1500;
 
 /// Longest string Datastore indexes, in bytes; longer ones are stored unindexed.
 pub const MAX_INDEXED_BYTES: usize = 1500;

@@ -273,6 +273,51 @@ impl SchemaHistory {
         Ok(upcast)
     }
 
+    /// Upcasts the top-level field names an event of `version` lists in
+    /// `removed`, as its data's fields would be upcast: a field a step
+    /// renames or moves to a top-level name is removed under that name; a
+    /// field part of which a step moves to a top-level name is removed with
+    /// that name too (the part goes with it); a dropped field's removal stays
+    /// (it removes what older events stored under the old name). The result
+    /// is sorted and without duplicates.
+    ///
+    /// ```
+    /// use sync_core::SchemaHistory;
+    /// let h = SchemaHistory::from_toml(
+    ///     "current = 2\n[[upcast]]\nfrom = 1\nrename = { name = \"title\" }\nmove = { \"size.weight\" = \"weight\" }\n",
+    /// )?;
+    /// let mut removed = vec!["name".to_string(), "size".to_string()];
+    /// h.upcast_removed(1, &mut removed)?;
+    /// assert_eq!(removed, ["size", "title", "weight"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ValidationError::UnsupportedRemoval`] when a step moves a removed
+    /// field, or part of it, inside an object: a removal names a top-level
+    /// field, and the merge works on top-level fields;
+    /// [`ValidationError::UnsupportedSchemaVersion`] as [`upcast`](Self::upcast).
+    pub fn upcast_removed(
+        &self,
+        version: i64,
+        removed: &mut Vec<String>,
+    ) -> Result<(), ValidationError> {
+        if !(self.oldest()..=self.current).contains(&version) {
+            return Err(ValidationError::UnsupportedSchemaVersion {
+                version,
+                oldest: self.oldest(),
+                current: self.current,
+            });
+        }
+        let first = usize::try_from(version - self.oldest()).unwrap_or(usize::MAX);
+        for step in self.steps.iter().skip(first) {
+            *removed = step.map_removed(removed)?;
+        }
+        removed.sort_unstable();
+        removed.dedup();
+        Ok(())
+    }
+
     fn validated(file: HistoryFile) -> Result<Self, SchemaError> {
         let mut problems = Vec::new();
         let current = file.current;
@@ -450,6 +495,38 @@ impl Step {
                 ));
             }
         }
+    }
+
+    /// The top-level names `removed` become in the next version (see
+    /// [`SchemaHistory::upcast_removed`]).
+    fn map_removed(&self, removed: &[String]) -> Result<Vec<String>, ValidationError> {
+        let mut out = Vec::with_capacity(removed.len());
+        for name in removed {
+            let mut stays = true;
+            for (source, target) in &self.moves {
+                let Some((top, inner)) = source.0.split_first() else {
+                    continue;
+                };
+                if top != name {
+                    continue;
+                }
+                // The whole field moves away, or only a part of it.
+                stays &= !inner.is_empty();
+                match target.0.as_slice() {
+                    [to] => out.push(to.clone()),
+                    _ => {
+                        return Err(ValidationError::UnsupportedRemoval {
+                            field: name.clone(),
+                            target: target.to_string(),
+                        })
+                    }
+                }
+            }
+            if stays {
+                out.push(name.clone());
+            }
+        }
+        Ok(out)
     }
 
     /// Applies the step to `data`; whether anything changed.
@@ -807,6 +884,46 @@ default = { "label.lang" = "en" }
             .upcast_event(wrong.as_object_mut().expect("object"))
             .expect_err("text");
         assert_eq!(err.code(), "wrong_type");
+    }
+
+    #[test]
+    fn removals_follow_their_fields() {
+        let h = one_step(
+            r#"rename = { name = "title" }
+move = { street = "address.street", "dims.weight" = "weight", "dims.depth" = "box.depth" }
+drop = ["fax"]"#,
+        );
+        let up = |names: &[&str]| {
+            let mut removed: Vec<String> = names.iter().map(|n| (*n).to_string()).collect();
+            h.upcast_removed(1, &mut removed).map(|()| removed)
+        };
+        assert_eq!(up(&["name", "other"]).expect("renamed"), ["other", "title"]);
+        // A dropped field's removal stays: it removes what is stored under it.
+        assert_eq!(up(&["fax"]).expect("dropped"), ["fax"]);
+        // Renamed onto a name also listed: one removal.
+        assert_eq!(up(&["name", "title"]).expect("collapsed"), ["title"]);
+        // The current version's names pass unchanged.
+        let mut current = vec!["street".to_string()];
+        h.upcast_removed(2, &mut current).expect("v2");
+        assert_eq!(current, ["street"]);
+        // Into an object: a removal cannot say that.
+        let err = up(&["street"]).expect_err("moved inside `address`");
+        assert_eq!(err.code(), "unsupported_removal");
+        assert!(err.to_string().contains("address.street"), "{err}");
+        let err = up(&["dims"]).expect_err("part moves inside `box`");
+        assert_eq!(err.code(), "unsupported_removal");
+        let err = SchemaHistory::default()
+            .upcast_removed(2, &mut Vec::new())
+            .expect_err("unknown version");
+        assert_eq!(err.code(), "unsupported_schema_version");
+    }
+
+    #[test]
+    fn a_removed_field_whose_part_moves_out_removes_the_part_too() {
+        let h = one_step(r#"move = { "dims.weight" = "weight" }"#);
+        let mut removed = vec!["dims".to_string()];
+        h.upcast_removed(1, &mut removed).expect("top-level target");
+        assert_eq!(removed, ["dims", "weight"]);
     }
 
     #[test]

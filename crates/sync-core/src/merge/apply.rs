@@ -129,6 +129,22 @@ fn merge_state(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -
             }
             for (field, value) in &event.data {
                 let rank = Rank::of(policy, field);
+                // Not newer than the field's removal: lost to it, whatever
+                // its rank (at an equal key too, so the order of two events
+                // sharing a key cannot matter).
+                if let Some(removed) = next.removed_by.get(field).filter(|r| key <= **r) {
+                    lost_any = true;
+                    conflicts.push(FieldConflict {
+                        field: field.clone(),
+                        rule: rank.rule(),
+                        reason: LossReason::RemovedLater,
+                        winner_value: None,
+                        winner_key: removed.clone(),
+                        loser_value: value.clone(),
+                        loser_key: key.clone(),
+                    });
+                    continue;
+                }
                 match insert(rank, next.fields.get_mut(field), &key, value) {
                     Insert::New(state) => {
                         next.fields.insert(field.clone(), state);
@@ -148,6 +164,7 @@ fn merge_state(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -
                     }
                 }
             }
+            remove_fields(&mut next, &event.removed, &key);
         }
         Operation::Delete => {
             if let Some(d) = &state.deleted_by {
@@ -169,6 +186,9 @@ fn merge_state(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -
             if next.written_by.as_ref().is_some_and(|p| *p < key) {
                 next.written_by = None;
             }
+            // The tombstone refuses every older write: older removals are
+            // no longer needed.
+            next.removed_by.retain(|_, r| *r > key);
             next.deleted_by = Some(key.clone());
         }
     }
@@ -205,6 +225,31 @@ fn merge_state(state: &EntityState, event: &ChangeEvent, policy: &MergePolicy) -
         Outcome::Refreshed
     };
     MergeOutcome::new(outcome, next, conflicts)
+}
+
+/// Removes `fields` as of `key`: like a delete of those fields alone, every
+/// candidate older than `key` goes, and the field remembers `key` so that
+/// later-arriving older writes are refused. A field left without candidates
+/// is gone: not visible, not stored. The key is kept only while newer than
+/// the tombstone, which refuses older writes by itself.
+fn remove_fields(state: &mut EntityState, fields: &[String], key: &OrderKey) {
+    if state.deleted_by.as_ref().is_some_and(|d| key <= d) {
+        return;
+    }
+    for field in fields {
+        if state.removed_by.get(field).is_some_and(|r| r >= key) {
+            continue;
+        }
+        state.removed_by.insert(field.clone(), key.clone());
+        if let Some(f) = state.fields.get_mut(field) {
+            match f {
+                FieldState::Ranked(c) | FieldState::Union(c) => c.retain(|c| c.key > *key),
+            }
+            if f.is_empty() {
+                state.fields.remove(field);
+            }
+        }
+    }
 }
 
 enum Insert {
@@ -780,6 +825,254 @@ mod tests {
             visible(&out.state, &p),
             json!({"name": "initialization", "status": "synced-by-us"})
         );
+    }
+
+    /// An update at `ts` from `app` setting `data` and removing `removed`.
+    fn removal(id: &str, ts: &str, data: Value, removed: &[&str]) -> ChangeEvent {
+        let body = json!({"entity_id": "e1", "operation": "update", "timestamp": ts,
+            "source": "app", "data": data, "removed": removed});
+        let now = parse_timestamp("2030-01-01T00:00:00").expect("clock");
+        parse_event(
+            body.to_string().as_bytes(),
+            id,
+            &ValidationLimits::default(),
+            now,
+        )
+        .expect("valid test event")
+    }
+
+    /// Every permutation of `events` gives `want` visible (and one state).
+    fn every_order_gives(events: &[&ChangeEvent], policy: &MergePolicy, want: &Value) {
+        fn permutations<'a>(items: &[&'a ChangeEvent]) -> Vec<Vec<&'a ChangeEvent>> {
+            if items.len() <= 1 {
+                return vec![items.to_vec()];
+            }
+            let mut out = Vec::new();
+            for i in 0..items.len() {
+                let mut rest = items.to_vec();
+                let first = rest.remove(i);
+                for mut p in permutations(&rest) {
+                    p.insert(0, first);
+                    out.push(p);
+                }
+            }
+            out
+        }
+        let (reference, _) = fold(events, policy);
+        for order in permutations(events) {
+            let (state, _) = fold(&order, policy);
+            assert_eq!(&visible(&state, policy), want, "order {order:?}");
+            assert_eq!(state.fields, reference.fields);
+            assert_eq!(state.removed_by, reference.removed_by);
+        }
+    }
+
+    #[test]
+    fn a_removed_field_disappears_and_an_older_write_cannot_bring_it_back() {
+        let p = MergePolicy::default();
+        let create = ev(
+            "m1",
+            "create",
+            "2025-07-23T10:00:00",
+            "app",
+            json!({"a": 1, "b": 2}),
+        );
+        let remove = removal("m3", "2025-07-23T10:00:02", json!({}), &["a"]);
+        let late = upd("m2", "2025-07-23T10:00:01", json!({"a": 5}));
+        let (state, outs) = fold(&[&create, &remove, &late], &p);
+        assert_eq!(outs[1].outcome, Outcome::Applied);
+        assert_eq!(outs[1].announcement.as_ref().map(|a| a.version), Some(2));
+        assert_eq!(
+            outs[1]
+                .announcement
+                .as_ref()
+                .map(|a| Value::Object(a.data.clone())),
+            Some(json!({"b": 2})),
+            "the announcement's data lacks the removed field"
+        );
+        assert_eq!(outs[2].outcome, Outcome::Stale);
+        let c = &outs[2].conflicts[0];
+        assert_eq!(
+            (c.field.as_str(), c.reason, c.winner_value.as_ref()),
+            ("a", LossReason::RemovedLater, None)
+        );
+        assert_eq!(c.winner_key, remove.order_key());
+        assert_eq!(visible(&state, &p), json!({"b": 2}));
+        assert_eq!(state.version, 2);
+        assert_eq!(state.removed_by["a"], remove.order_key());
+        // Not stored as null: not stored at all.
+        let stored = state.to_stored(&p).expect("storable");
+        assert!(!stored.fields.contains_key("a"), "{:?}", stored.fields);
+        every_order_gives(&[&create, &remove, &late], &p, &json!({"b": 2}));
+    }
+
+    #[test]
+    fn a_newer_write_brings_a_removed_field_back() {
+        let p = MergePolicy::default();
+        let create = upd("m1", "2025-07-23T10:00:00", json!({"a": 1}));
+        let remove = removal("m2", "2025-07-23T10:00:01", json!({}), &["a"]);
+        let newer = upd("m3", "2025-07-23T10:00:02", json!({"a": 3}));
+        let (state, outs) = fold(&[&create, &remove, &newer], &p);
+        assert_eq!(outs[2].outcome, Outcome::Applied);
+        assert_eq!(visible(&state, &p), json!({"a": 3}));
+        assert_eq!(state.version, 3);
+        every_order_gives(&[&create, &remove, &newer], &p, &json!({"a": 3}));
+        // A removal older than the visible value changes nothing a reader
+        // sees, and loses nothing: like a delete older than a field.
+        let (state, outs) = fold(&[&newer, &remove], &p);
+        assert_eq!(outs[1].outcome, Outcome::Refreshed);
+        assert!(outs[1].conflicts.is_empty());
+        assert_eq!(visible(&state, &p), json!({"a": 3}));
+        assert_eq!(state.version, 1);
+    }
+
+    #[test]
+    fn a_removal_redelivered_is_a_duplicate_and_a_removal_of_nothing_announces_nothing() {
+        let p = MergePolicy::default();
+        let create = upd("m1", "2025-07-23T10:00:00", json!({"a": 1, "b": 1}));
+        let remove = removal("m2", "2025-07-23T10:00:01", json!({}), &["a"]);
+        let (state, _) = fold(&[&create, &remove], &p);
+        let again = merge(&state, &remove, &p);
+        assert_eq!(again.outcome, Outcome::Duplicate);
+        assert_eq!(again.state, state);
+        // It was the change behind the current version: announced again.
+        assert_eq!(again.announcement.as_ref().map(|a| a.version), Some(2));
+        let nothing = removal("m3", "2025-07-23T10:00:02", json!({}), &["zzz"]);
+        let out = merge(&state, &nothing, &p);
+        assert_eq!(out.outcome, Outcome::Refreshed);
+        assert!(out.announcement.is_none());
+        assert_eq!(out.state.version, 2);
+    }
+
+    #[test]
+    fn the_same_change_published_twice_with_its_event_id_is_one_event() {
+        let p = MergePolicy::default();
+        let now = parse_timestamp("2030-01-01T00:00:00").expect("clock");
+        let parse = |message_id: &str, ts: &str, value: i64| {
+            let body = json!({"entity_id": "e1", "operation": "update", "timestamp": ts,
+                "source": "datastore/(default)/(default)", "event_id": "ce-1",
+                "data": {"a": value}});
+            parse_event(
+                body.to_string().as_bytes(),
+                message_id,
+                &ValidationLimits::default(),
+                now,
+            )
+            .expect("valid")
+        };
+        let first = parse("m1", "2025-07-23T10:00:00", 1);
+        let republished = parse("m2", "2025-07-23T10:00:00", 1);
+        let (state, outs) = fold(&[&first, &republished], &p);
+        assert_eq!(outs[1].outcome, Outcome::Duplicate);
+        assert!(outs[1].conflicts.is_empty());
+        assert_eq!(state.version, 1);
+        // Without the event id the two message ids make two events: the one
+        // that sorts lower loses, a spurious conflict, and the keys move.
+        let plain = |message_id: &str| {
+            let body = json!({"entity_id": "e1", "operation": "update",
+                "timestamp": "2025-07-23T10:00:00", "data": {"a": 1}});
+            parse_event(
+                body.to_string().as_bytes(),
+                message_id,
+                &ValidationLimits::default(),
+                now,
+            )
+            .expect("valid")
+        };
+        let (_, outs) = fold(&[&plain("m2"), &plain("m1")], &p);
+        assert_eq!(outs[1].outcome, Outcome::Stale);
+        assert_eq!(outs[1].conflicts.len(), 1);
+    }
+
+    #[test]
+    fn a_removal_surfaces_what_max_min_and_priority_kept_aside() {
+        let p = MergePolicy::from_json(
+            r#"{"fields":{"s":"max","m":"min","o":"priority"},"source_priority":["crm"]}"#,
+        )
+        .expect("policy");
+        let old = ev(
+            "m1",
+            "update",
+            "2025-07-23T10:00:00",
+            "crm",
+            json!({"s": 10, "m": 1, "o": "crm"}),
+        );
+        let newer = ev(
+            "m3",
+            "update",
+            "2025-07-23T10:00:02",
+            "web",
+            json!({"s": 5, "m": 7, "o": "web"}),
+        );
+        let remove = removal("m2", "2025-07-23T10:00:01", json!({}), &["s", "m", "o"]);
+        let (before, _) = fold(&[&old, &newer], &p);
+        assert_eq!(visible(&before, &p), json!({"s": 10, "m": 1, "o": "crm"}));
+        // The removal drops the older winners; the newer values kept aside surface.
+        let want = json!({"s": 5, "m": 7, "o": "web"});
+        every_order_gives(&[&old, &newer, &remove], &p, &want);
+        // A removal newer than everything leaves nothing.
+        let last = removal("m4", "2025-07-23T10:00:03", json!({}), &["s", "m", "o"]);
+        every_order_gives(&[&old, &newer, &last], &p, &json!({}));
+    }
+
+    #[test]
+    fn a_removal_takes_the_elements_of_a_set_added_before_it() {
+        let p = MergePolicy::from_json(r#"{"fields":{"tags":"union"}}"#).expect("policy");
+        let a = upd("m1", "2025-07-23T10:00:00", json!({"tags": ["x", "y"]}));
+        let b = upd("m3", "2025-07-23T10:00:02", json!({"tags": ["y", "z"]}));
+        let remove = removal("m2", "2025-07-23T10:00:01", json!({}), &["tags"]);
+        let late = upd("m0", "2025-07-23T09:00:00", json!({"tags": ["w"]}));
+        every_order_gives(&[&a, &b, &remove, &late], &p, &json!({"tags": ["y", "z"]}));
+    }
+
+    #[test]
+    fn removals_and_deletes_converge_and_the_tombstone_absorbs_older_removals() {
+        let p = MergePolicy::default();
+        let create = upd("m1", "2025-07-23T10:00:00", json!({"a": 1, "b": 1}));
+        let remove = removal("m2", "2025-07-23T10:00:01", json!({"b": 2}), &["a"]);
+        let delete = del("m3", "2025-07-23T10:00:02");
+        let late = upd("m0", "2025-07-23T09:59:59", json!({"a": 0}));
+        let (state, _) = fold(&[&create, &remove, &delete], &p);
+        assert!(!state.exists());
+        assert!(state.removed_by.is_empty(), "the delete covers the removal");
+        every_order_gives(&[&create, &remove, &delete, &late], &p, &json!({}));
+        // A removal after the delete brings the entity back (it is an
+        // update), without the removed field, and refuses its older writes.
+        let again = removal("m4", "2025-07-23T10:00:03", json!({"c": 3}), &["a"]);
+        let between = upd("m5", "2025-07-23T10:00:02.5", json!({"a": 9, "d": 4}));
+        let want = json!({"c": 3, "d": 4});
+        every_order_gives(&[&create, &remove, &delete, &again, &between], &p, &want);
+        let (state, _) = fold(&[&create, &delete, &again], &p);
+        assert!(state.exists());
+        assert_eq!(state.removed_by.len(), 1);
+    }
+
+    #[test]
+    fn removal_keys_round_trip_and_bookkeeping_without_them_still_reads() {
+        let p = MergePolicy::default();
+        let create = upd("m1", "2025-07-23T10:00:00", json!({"a": 1, "b": 1}));
+        let remove = removal("m2", "2025-07-23T10:00:01", json!({}), &["a"]);
+        let (state, _) = fold(&[&create, &remove], &p);
+        let stored = state.to_stored(&p).expect("storable");
+        let text = stored.bookkeeping.as_deref().expect("bookkeeping");
+        assert!(text.contains(r#""rm":{"a":"#), "{text}");
+        assert_eq!(EntityState::from_stored(&stored).expect("readable"), state);
+        // What the layout before removals wrote (no `rm`) reads as before.
+        let (plain, _) = fold(&[&create], &p);
+        let old = plain.to_stored(&p).expect("storable");
+        assert!(!old.bookkeeping.as_deref().unwrap_or("").contains("\"rm\""));
+        let older = crate::StoredEntity {
+            bookkeeping: Some(
+                r#"{"v":1,"ver":1,"by":{"t":1753264800000000,"s":"app","e":"m1"},"op":"create","cr":false,"lm":1753264800000000,"pre":{"t":1753264800000000,"s":"app","e":"m1"},"f":{"a":{"k":{"t":1753264800000000,"s":"app","e":"m1"}},"b":{"k":{"t":1753264800000000,"s":"app","e":"m1"}}}}"#
+                    .into(),
+            ),
+            ..old
+        };
+        let read = EntityState::from_stored(&older).expect("the earlier layout reads");
+        assert!(read.removed_by().is_empty());
+        assert_eq!(visible(&read, &p), json!({"a": 1, "b": 1}));
+        let out = merge(&read, &remove, &p);
+        assert_eq!(visible(&out.state, &p), json!({"b": 1}));
     }
 
     #[test]

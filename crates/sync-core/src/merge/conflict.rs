@@ -17,6 +17,8 @@ pub enum LossReason {
     LowerPriority,
     /// The entity was deleted after this write.
     DeletedLater,
+    /// The field was removed (an update's `removed`) after this write.
+    RemovedLater,
 }
 
 impl LossReason {
@@ -28,6 +30,7 @@ impl LossReason {
             Self::LargerValue => "larger_value",
             Self::LowerPriority => "lower_priority",
             Self::DeletedLater => "deleted_later",
+            Self::RemovedLater => "removed_later",
         }
     }
 }
@@ -41,9 +44,10 @@ pub struct FieldConflict {
     pub rule: FieldRule,
     /// Why the incoming write lost.
     pub reason: LossReason,
-    /// The value that stayed visible (`None` when the entity is deleted).
+    /// The value that stayed visible (`None` when the entity was deleted or
+    /// the field removed after the write).
     pub winner_value: Option<Value>,
-    /// Order key of the value that stayed (or of the delete).
+    /// Order key of the value that stayed (or of the delete or removal).
     pub winner_key: OrderKey,
     /// The incoming value that lost.
     pub loser_value: Value,

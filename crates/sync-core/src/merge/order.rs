@@ -9,9 +9,13 @@ use std::fmt;
 /// compared lexicographically.
 ///
 /// The timestamp comes from the publisher, the source names the writer and the
-/// event id is the Pub/Sub message id, unique per published message and kept
-/// across redeliveries. Two different messages therefore never share a key, and
-/// a redelivered message always has its original key.
+/// event id is the event's own `event_id` when it carries one, else the
+/// Pub/Sub message id, unique per published message and kept across
+/// redeliveries. A redelivered message always has its original key, and so
+/// does a change published twice with its `event_id` (two message ids, one
+/// key: one event). Two events with the same key are one change: the first
+/// merged counts, the others are duplicates, so a writer's event ids must be
+/// unique among its events of one timestamp.
 ///
 /// ```
 /// use sync_core::{parse_timestamp, OrderKey};
@@ -28,7 +32,7 @@ pub struct OrderKey {
     /// The writer.
     #[serde(rename = "s")]
     pub source: String,
-    /// The Pub/Sub message id of the event.
+    /// The event's `event_id`, or its Pub/Sub message id.
     #[serde(rename = "e")]
     pub event_id: String,
 }

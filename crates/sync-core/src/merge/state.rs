@@ -5,8 +5,9 @@
 //! ([`mod@crate::merge::stored`]) change an [`EntityState`], so its invariants (a
 //! field's candidates are the undominated ones, newest first; a union's
 //! elements are distinct and sorted; the newest write is kept only while it is
-//! newer than the tombstone; `version` and the last change's description move
-//! together) hold for every state a caller can see.
+//! newer than the tombstone, and so is a field's removal key; no candidate is
+//! older than its field's removal; `version` and the last change's
+//! description move together) hold for every state a caller can see.
 
 use super::announcement::Announcement;
 use super::order::OrderKey;
@@ -52,6 +53,9 @@ pub struct EntityState {
     pub(crate) written_by: Option<OrderKey>,
     /// Newest delete key (the tombstone).
     pub(crate) deleted_by: Option<OrderKey>,
+    /// Per field, the newest removal key (an update's `removed`), kept only
+    /// while it is newer than `deleted_by`: a field's tombstone.
+    pub(crate) removed_by: BTreeMap<String, OrderKey>,
     /// Per-field state, by field name.
     pub(crate) fields: BTreeMap<String, FieldState>,
 }
@@ -108,6 +112,12 @@ impl EntityState {
     /// Order key of the newest delete (the tombstone).
     pub fn deleted_by(&self) -> Option<&OrderKey> {
         self.deleted_by.as_ref()
+    }
+
+    /// Per field, the order key of its newest removal newer than the newest
+    /// delete: writes of the field older than it are refused.
+    pub fn removed_by(&self) -> &BTreeMap<String, OrderKey> {
+        &self.removed_by
     }
 
     /// Per-field state, by field name.

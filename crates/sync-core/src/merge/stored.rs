@@ -4,8 +4,12 @@
 //! An entity is stored with its user fields at the top level and the recipe's
 //! `version`, `last_modified`, `sync_status` and `conflict_resolved`; everything
 //! the merge needs besides the visible values (per-field order keys, candidates
-//! kept aside by `max`/`min`/`priority`, the delete key, the last change) is one
-//! JSON text in [`BOOKKEEPING_PROPERTY`](crate::value::BOOKKEEPING_PROPERTY).
+//! kept aside by `max`/`min`/`priority`, the delete key, per-field removal
+//! keys, the last change) is one JSON text in
+//! [`BOOKKEEPING_PROPERTY`](crate::value::BOOKKEEPING_PROPERTY). A removed
+//! field has no value and so no property: only its removal key, in the
+//! bookkeeping's `rm`, which bookkeeping written before removals existed
+//! lacks and reads as empty (format 1 either way).
 //! An entity without that property was written by someone else (the recipe's
 //! initial entity, a hand edit) and is adopted on its first read.
 
@@ -68,6 +72,7 @@ impl EntityState {
             last_modified: self.last_modified.map(|t| t.timestamp_micros()),
             written_by: self.written_by.clone(),
             deleted_by: self.deleted_by.clone(),
+            removed_by: self.removed_by.clone(),
             fields: BTreeMap::new(),
         };
         for (name, field) in &self.fields {
@@ -180,6 +185,7 @@ impl EntityState {
             last_correlation_id: bookkeeping.correlation_id,
             written_by: bookkeeping.written_by,
             deleted_by: bookkeeping.deleted_by,
+            removed_by: bookkeeping.removed_by,
             fields,
         })
     }
@@ -210,6 +216,7 @@ impl EntityState {
             last_correlation_id: None,
             written_by: stored.exists.then_some(key),
             deleted_by: None,
+            removed_by: BTreeMap::new(),
             fields,
         }
     }
@@ -238,6 +245,10 @@ struct Bookkeeping {
     written_by: Option<OrderKey>,
     #[serde(rename = "del", default, skip_serializing_if = "Option::is_none")]
     deleted_by: Option<OrderKey>,
+    /// Per-field removal keys; absent when none (and in bookkeeping written
+    /// before removals existed).
+    #[serde(rename = "rm", default, skip_serializing_if = "BTreeMap::is_empty")]
+    removed_by: BTreeMap<String, OrderKey>,
     #[serde(rename = "f", default)]
     fields: BTreeMap<String, FieldBookkeeping>,
 }

@@ -25,6 +25,8 @@ pub const DATA_DELETION: &str = "data_deletion";
 pub const DATA_SNAPSHOT_POINTER: &str = "/data_snapshot";
 /// JSON Pointer of `schema.upcast_data_snapshot` in an event entry.
 pub const UPCAST_DATA_SNAPSHOT_POINTER: &str = "/schema/upcast_data_snapshot";
+/// JSON Pointer of `removed` in an event entry.
+pub const REMOVED_POINTER: &str = "/removed";
 /// JSON Pointer of `raw_payload` in a malformed entry.
 pub const RAW_PAYLOAD_POINTER: &str = "/raw_payload";
 
@@ -185,6 +187,16 @@ pub struct EventRecord {
     pub source_system: Value,
     /// Pub/Sub message id.
     pub message_id: String,
+    /// The event's `event_id` as received, when it has one: the change's
+    /// own id, which the sync function orders and deduplicates by in place
+    /// of the message id (two entries with one `event_id` and two message
+    /// ids are one change published twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<Value>,
+    /// The event's `removed` as received, when it has one: the fields the
+    /// update removed (names only, so never redacted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<Value>,
     /// The event's `correlation_id` as received.
     pub correlation_id: Value,
     /// The event's `timestamp` as received.
@@ -457,6 +469,8 @@ mod tests {
                 operation: "create".into(),
                 source_system: "s".into(),
                 message_id: "1".into(),
+                event_id: Some("ce-1".into()),
+                removed: Some(serde_json::json!(["c"])),
                 correlation_id: Value::Null,
                 event_timestamp: "t".into(),
                 data_snapshot: serde_json::json!({"a": 1}),
@@ -489,6 +503,11 @@ mod tests {
             json.pointer(UPCAST_DATA_SNAPSHOT_POINTER),
             Some(&serde_json::json!({"b": 2}))
         );
+        assert_eq!(
+            json.pointer(REMOVED_POINTER),
+            Some(&serde_json::json!(["c"]))
+        );
+        assert_eq!(json["event_id"], "ce-1");
         assert_eq!(json["data_snapshot_truncated"], true, "flat fields");
         assert_eq!(json["shortened_field_count"], 1);
         let back: EventEntry = serde_json::from_value(json).expect("reads back");
@@ -496,8 +515,11 @@ mod tests {
         let mut plain = entry;
         plain.record.snapshot_digest = None;
         plain.record.shortened = None;
+        plain.record.event_id = None;
+        plain.record.removed = None;
         let json = plain.to_json();
         assert!(json.get("data_snapshot_truncated").is_none());
+        assert!(json.get("event_id").is_none() && json.get("removed").is_none());
         let back: EventEntry = serde_json::from_value(json).expect("reads back");
         assert_eq!(back, plain, "absent when not shortened");
     }

@@ -38,7 +38,8 @@ pub mod field {
     /// published twice is one event.
     pub const EVENT_ID: &str = "event_id";
     /// Fields the change removed (optional, update only): each stops showing
-    /// in the synced entity unless a later write sets it again.
+    /// in the synced entity unless a later write sets it again (see
+    /// `crate::merge`).
     pub const REMOVED: &str = "removed";
 
     /// Every field, in the order [`super::EventMessage`] writes them.
@@ -201,7 +202,7 @@ mod tests {
     use crate::{parse_event, parse_timestamp, ValidationLimits};
 
     fn full() -> EventMessage {
-        EventMessage::new("e1", Operation::Create, "2025-07-23T10:15:30.123456")
+        EventMessage::new("e1", Operation::Update, "2025-07-23T10:15:30.123456")
             .source("crm")
             .correlation_id("c-1")
             .kind("Product")
@@ -242,11 +243,13 @@ mod tests {
         let e = parse_event(&full().to_bytes(), "m1", &ValidationLimits::default(), now)
             .expect("valid");
         assert_eq!(e.entity_id.as_str(), "e1");
-        assert_eq!(e.operation, Operation::Create);
+        assert_eq!(e.operation, Operation::Update);
         assert_eq!(e.source, "crm");
         assert_eq!(e.correlation_id.as_deref(), Some("c-1"));
         assert_eq!(e.kind.as_deref(), Some("Product"));
         assert_eq!(e.data["name"], "n");
+        assert_eq!(e.event_id, "ev-1", "the event's own id, not the message id");
+        assert_eq!(e.removed, ["colour"]);
     }
 
     #[test]
