@@ -2,9 +2,10 @@
 //! on `gcloud-sdk`'s gRPC client: the official crate offers only a streaming
 //! subscriber.
 //!
-//! Every call retries what is transient within its own time (a pull within its
-//! wait, an ack or nack within the RPC timeout); all three are safe to repeat,
-//! and the emulator drops a stream now and then under load.
+//! Every call retries what is transient within the RPC timeout (a pull sent
+//! again after a failure waits at least a second, even when its own wait is
+//! over: a stream reset is no answer about the messages); all three are safe
+//! to repeat, and the emulator drops a stream now and then under load.
 
 use crate::config::PubSubConfig;
 use crate::error::{is_transient_code, PubSubError};
@@ -25,6 +26,8 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const ACK_BATCH: usize = 1000;
 /// The pause before a call that failed transiently is sent again.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// The least a pull sent again after a transient failure waits for messages.
+const RETRY_WINDOW: Duration = Duration::from_secs(1);
 
 /// One pulled message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,10 +115,18 @@ impl PubSubPuller {
         timeout: Duration,
     ) -> Result<Vec<ReceivedMessage>, PubSubError> {
         let path = subscription_path(&self.project, subscription)?;
-        let deadline = Instant::now() + timeout;
+        let start = Instant::now();
+        let deadline = start + timeout;
+        // A transient failure says nothing about whether messages are there,
+        // so it is retried within the RPC timeout even once the wait is over
+        // (a stream reset at the end of a short wait is not an answer).
+        let retry_deadline = start + timeout.max(self.rpc_timeout);
+        let mut after_failure = false;
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
+            let mut remaining = deadline.saturating_duration_since(Instant::now());
+            if after_failure {
+                remaining = remaining.max(RETRY_WINDOW);
+            } else if remaining.is_zero() {
                 return Ok(Vec::new());
             }
             let mut request = Request::new(PullRequest {
@@ -137,16 +148,18 @@ impl PubSubPuller {
                         .map(convert)
                         .collect();
                     // The service may answer early with nothing; keep waiting.
-                    if !messages.is_empty() {
+                    if !messages.is_empty() || (after_failure && Instant::now() >= deadline) {
                         return Ok(messages);
                     }
+                    after_failure = false;
                 }
                 Err(status) if status.code() == Code::DeadlineExceeded => return Ok(Vec::new()),
                 Err(status) => {
                     let error = status_error("pull", &path, &status);
-                    if !retry_after(&error, deadline).await {
+                    if !retry_after(&error, retry_deadline).await {
                         return Err(error);
                     }
+                    after_failure = true;
                 }
             }
         }
