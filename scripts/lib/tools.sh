@@ -23,6 +23,17 @@ TOOLS_PIP_REQUIREMENTS=(
   dockerfile==3.4.0
 )
 
+# cargo-deny (crates.io), built without its default features: .ci/run checks
+# licenses, bans and sources, which need no advisory database.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+CARGO_DENY_VERSION=0.20.2
+
+# The cargo-deny version on PATH, or nothing.
+cargo_deny_installed_version() {
+  command -v cargo-deny >/dev/null 2>&1 || return 0
+  cargo-deny --version 2>/dev/null | awk '{print $NF}'
+}
+
 # cargo-chef's version is the Dockerfile's ARG CARGO_CHEF_VERSION, so the
 # image and this machine cannot disagree.
 cargo_chef_pinned_version() {
