@@ -232,7 +232,10 @@ fn get_json(port: u16, path: &str) -> Option<Value> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     let timeout = Some(std::time::Duration::from_secs(10));
     s.set_read_timeout(timeout).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    // One write: the relay's control port reads once and closes, and bytes
+    // left unread would reset the connection before its answer is read.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    s.write_all(request.as_bytes()).ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
