@@ -207,6 +207,10 @@ mod tests {
                 "audit-function",
                 names(&mut audit_function::AuditConfig::variables()),
             ),
+            (
+                "capture-function",
+                names(&mut capture_function::CaptureConfig::variables()),
+            ),
             ("syncctl", syncctl),
             ("deploy scripts", deploy),
         ])
@@ -250,6 +254,7 @@ mod tests {
             );
         }
         assert!(read["sync-function"].contains(sync_config::GOOGLE_CLOUD_PROJECT));
+        assert!(read["capture-function"].contains(sync_config::CAPTURE_KINDS));
         assert!(read["deploy scripts"].contains("PROJECT_ID"));
     }
 }
