@@ -15,7 +15,8 @@
 //! It does no I/O either; the production function never calls it.
 
 use crate::event::{Change, EntityEvent, EventType, DEFAULT_NAME};
-use crate::proto::{EntityEventData, EntityResult, IdType, Key, PropertyMask, Value};
+use crate::proto::{ArrayValue, Entity, EntityEventData, EntityResult, IdType, Key, PropertyMask};
+use crate::proto::{Value, ValueType};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -132,6 +133,45 @@ pub fn entity_event(
     })
 }
 
+/// A JSON value as the Datastore value an application would write for it:
+/// null, boolean, integer (a number beyond 64 bits, or with a fraction, a
+/// double), string, array (each element so), object (an embedded entity
+/// without a key). For tools that write entities from JSON (`syncctl
+/// capture-write`).
+///
+/// ```
+/// use sync_capture::emulate::value_from_json;
+/// use sync_capture::value::to_json;
+/// let v = serde_json::json!({"name": "Lamp", "price": 17.5, "tags": ["a", 1], "n": null});
+/// assert_eq!(to_json(&value_from_json(&v)), v);
+/// ```
+pub fn value_from_json(json: &serde_json::Value) -> Value {
+    use serde_json::Value as Json;
+    let value_type = match json {
+        Json::Null => ValueType::NullValue(0),
+        Json::Bool(b) => ValueType::BooleanValue(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => ValueType::IntegerValue(i),
+            None => ValueType::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => ValueType::StringValue(s.clone()),
+        Json::Array(items) => ValueType::ArrayValue(ArrayValue {
+            values: items.iter().map(value_from_json).collect(),
+        }),
+        Json::Object(map) => ValueType::EntityValue(Entity {
+            key: None,
+            properties: map
+                .iter()
+                .map(|(k, v)| (k.clone(), value_from_json(v)))
+                .collect(),
+        }),
+    };
+    Value {
+        value_type: Some(value_type),
+        ..Value::default()
+    }
+}
+
 /// The key's path as the `entity` attribute spells it: `Kind/name/Kind/name…`,
 /// a numeric id as `__id<n>__` (the fixtures' form).
 pub fn entity_path(key: &Key) -> String {
@@ -167,7 +207,7 @@ fn changed_properties(before: &EntityResult, after: &EntityResult) -> BTreeSet<S
 mod tests {
     use super::*;
     use crate::mapping::{decide, Decision};
-    use crate::proto::{Entity, PathElement, ValueType};
+    use crate::proto::PathElement;
     use crate::{CaptureFilter, OwnKinds};
     use sync_core::Operation;
 
