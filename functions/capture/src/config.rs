@@ -22,11 +22,12 @@ use sync_pubsub::{check_topic, PubSubConfig};
 /// Default of `READY_TIMEOUT_SECS`.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The largest request body read, whatever `MAX_BODY_BYTES` says: every
-/// body the function reads can then be dead-lettered whole (Pub/Sub takes
-/// 10 MB of data). A Datastore entity event holds at most two entities of
-/// 1 MiB each, their keys and the mask: about 2.1 MB.
-pub const MAX_EVENT_BODY_BYTES: usize = 8 << 20;
+/// The largest request body read, whatever `MAX_BODY_BYTES` says. A
+/// Datastore entity event holds at most two entities of 1 MiB each, their
+/// keys and the mask: about 2.1 MB. Every body read can be dead-lettered
+/// whole (Pub/Sub takes 10 MB of data), and the largest one's memory share
+/// fits a 256 MiB instance ([`crate::handler::REQUEST_COST`]).
+pub const MAX_EVENT_BODY_BYTES: usize = 4 << 20;
 
 /// The function's own variables, one field each (see [`CaptureConfig::VARS`]).
 #[derive(Debug, Default, Deserialize)]
