@@ -119,9 +119,13 @@ pub const REQUEST_COST: sync_http::RequestCost = sync_http::RequestCost::flat(64
 /// against the instance's memory budget), `GET /healthz`, `GET /livez`.
 pub fn router(state: AppState) -> Router {
     let runtime = &state.config.runtime;
-    let budget =
-        sync_http::MemoryBudget::for_instance(runtime.memory_limit(), AT_REST_BYTES, REQUEST_COST);
     let limit = runtime.max_body_bytes;
+    let budget = sync_http::MemoryBudget::for_bodies_up_to(
+        runtime.memory_limit(),
+        AT_REST_BYTES,
+        REQUEST_COST,
+        limit as u64,
+    );
     sync_http::push_router(handle, limit, budget, state)
 }
 
