@@ -719,3 +719,90 @@ async fn a_burst_of_the_largest_events_stays_within_the_instance_memory() -> Res
     );
     Ok(())
 }
+
+/// `/livez` answers at once; `/healthz` and events answer 503 until Pub/Sub
+/// has answered (here it never does: its host does not listen), so Cloud
+/// Run's startup probe keeps Eventarc's pushes away.
+#[tokio::test]
+async fn healthz_waits_for_pubsub_while_livez_answers_at_once() -> Result<()> {
+    let port = sync_testkit::free_port()?;
+    let nowhere = sync_testkit::free_port()?;
+    let log = std::env::temp_dir().join(format!(
+        "{}.log",
+        sync_testkit::unique_name("capture-unready")
+    ));
+    let out = std::fs::File::create(&log)?;
+    let mut child = std::process::Command::new(bin_path("capture-function")?)
+        .env_clear()
+        .env("GOOGLE_CLOUD_PROJECT", TEST_PROJECT)
+        .env("PUBSUB_EMULATOR_HOST", format!("127.0.0.1:{nowhere}"))
+        .env("PORT", port.to_string())
+        .env("READY_TIMEOUT_SECS", "1")
+        .env("LOG_FORMAT", "json")
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()?;
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let checked = async {
+        poll_until(DEADLINE, "/livez to answer 200", || async {
+            let live = http.get(format!("{base}/livez")).send().await;
+            Ok(live.is_ok_and(|r| r.status() == 200).then_some(()))
+        })
+        .await?;
+        let health = http.get(format!("{base}/healthz")).send().await?.status();
+        ensure!(health == 503, "/healthz {health}");
+        let event = http
+            .post(format!("{base}/"))
+            .body("x")
+            .send()
+            .await?
+            .status();
+        ensure!(event == 503, "an event before ready: {event}");
+        // It keeps trying, and says why.
+        poll_until(DEADLINE, "the failed warm-up logged", || async {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            Ok(text.contains("backends not ready").then_some(()))
+        })
+        .await
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    checked
+}
+
+/// SIGTERM (Cloud Run's stop): the function stops taking requests, sends
+/// what its publisher holds and logs what it counted.
+#[tokio::test]
+async fn sigterm_drains_the_publisher_and_logs_the_counts() -> Result<()> {
+    let p = Pipeline::start("capture-stop", &[]).await?;
+    let event = p
+        .app
+        .put(
+            &name_key(KIND, "bench"),
+            props(vec![("name", string("Bench"))]),
+        )
+        .await?
+        .context("a create")?;
+    ensure!(p.deliver(&event).await? == 204);
+    let pid = p.capture.pid().context("running")?;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    ensure!(status.success(), "kill -TERM {pid}");
+    let counted = poll_until(DEADLINE, "the counts logged at shutdown", || async {
+        Ok(p.capture
+            .log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+            .find(|l| l["message"] == "events counted"))
+    })
+    .await?;
+    let events: Json = counted["events"]
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .context("the counts as JSON")?;
+    ensure!(events["forwarded"] == 1, "{counted}");
+    Ok(())
+}
