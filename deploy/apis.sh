@@ -23,8 +23,9 @@ APIS=(
 )
 # The schema history is kept in Secret Manager (services.sh).
 [[ -z ${SCHEMA_HISTORY} ]] || APIS+=(secretmanager.googleapis.com)
-# Change capture (CAPTURE_KINDS) routes Datastore's events with Eventarc.
-((!CAPTURE)) || APIS+=(eventarc.googleapis.com)
+# Change capture (CAPTURE_KINDS) routes Datastore's events with Eventarc
+# (Google's guide to routing Firestore events to Cloud Run enables both).
+((!CAPTURE)) || APIS+=(eventarc.googleapis.com eventarcpublishing.googleapis.com)
 
 log "APIs in ${PROJECT_ID}:"
 enabled=''

@@ -595,7 +595,7 @@ before "down: services before the secret they mount" '^run services delete ' '^s
 echo "== change capture (CAPTURE_KINDS)"
 CAPTURE_KINDS=Product,Order CAPTURE_NAMESPACE=shop deploy fresh state-capture up-capture up.sh
 status_is "up.sh succeeds with CAPTURE_KINDS=Product,Order CAPTURE_NAMESPACE=shop" 0 up-capture
-logged "enables Eventarc" '^services enable ' ' eventarc\.googleapis\.com '
+logged "enables Eventarc" '^services enable ' ' eventarc\.googleapis\.com ' ' eventarcpublishing\.googleapis\.com '
 for account in datasync-capture datasync-trigger; do
   logged "creates service account ${account}" "^iam service-accounts create ${account} "
 done
