@@ -1,7 +1,8 @@
-# One image recipe for both Cloud Run functions.
+# One image recipe for the three Cloud Run functions.
 #
-#   docker build --build-arg FUNCTION=sync  -t sync-function .
-#   docker build --build-arg FUNCTION=audit -t audit-function .
+#   docker build --build-arg FUNCTION=sync    -t sync-function .
+#   docker build --build-arg FUNCTION=audit   -t audit-function .
+#   docker build --build-arg FUNCTION=capture -t capture-function .
 #
 # The builder and the runtime are both Debian 12 (bookworm), so the glibc the
 # binary was linked against is the one it runs on. The image carries no
@@ -34,8 +35,8 @@ RUN cargo chef prepare --recipe-path recipe.json
 FROM chef AS builder
 ARG FUNCTION
 RUN case "${FUNCTION}" in \
-      sync|audit) ;; \
-      *) echo "FUNCTION must be sync or audit (got '${FUNCTION}')" >&2; exit 1 ;; \
+      sync|audit|capture) ;; \
+      *) echo "FUNCTION must be sync, audit or capture (got '${FUNCTION}')" >&2; exit 1 ;; \
     esac
 # 1. Dependencies, in a layer of their own: only the recipe decides it, so
 #    editing sources does not rebuild the dependency graph.

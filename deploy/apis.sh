@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Enable the Google Cloud APIs datastore-sync uses, those not enabled yet.
+# Enable the Google Cloud APIs datastore-sync uses, those not enabled yet
+# (Eventarc too with CAPTURE_KINDS, Secret Manager with SCHEMA_HISTORY).
 #
 # Usage: PROJECT_ID=my-project deploy/apis.sh [--dry-run]
 
@@ -22,6 +23,9 @@ APIS=(
 )
 # The schema history is kept in Secret Manager (services.sh).
 [[ -z ${SCHEMA_HISTORY} ]] || APIS+=(secretmanager.googleapis.com)
+# Change capture (CAPTURE_KINDS) routes Datastore's events with Eventarc
+# (Google's guide to routing Firestore events to Cloud Run enables both).
+((!CAPTURE)) || APIS+=(eventarc.googleapis.com eventarcpublishing.googleapis.com)
 
 log "APIs in ${PROJECT_ID}:"
 enabled=''

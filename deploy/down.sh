@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Remove what deploy/up.sh created, in dependency order: Cloud Run services,
-# the schema-history secret (with its versions), subscriptions, topics,
+# Remove what deploy/up.sh created, in dependency order: the capture
+# triggers (every Eventarc trigger labelled as this deployment's, in any
+# location), Cloud Run services (the capture service too), the schema-history
+# secret (with its versions), subscriptions, topics,
 # dashboard, alert policies, log-based metrics, project role grants, service
 # accounts, Artifact Registry repository (with its images).
 # Whatever is already gone is skipped. Kept: the Datastore database, its data
@@ -48,7 +50,22 @@ delete_if_present() {
 }
 
 log "Removing datastore-sync from ${PROJECT_ID}:"
-for service in "${SYNC_SERVICE}" "${AUDIT_SERVICE}"; do
+# Capture triggers first: they push to the capture service. Found by label,
+# whatever CAPTURE_KINDS says now.
+READ=''
+gcloud_read eventarc triggers list --location=- \
+  "--filter=labels.${CAPTURE_LABEL}=${CAPTURE_LABEL_VALUE}" '--format=value(name)' || true
+((!DRY_RUN)) || READ="projects/${PROJECT_ID}/locations/LOCATION/triggers/NAME_OF_EACH_CAPTURE_TRIGGER"
+triggers=0
+while IFS= read -r trigger; do
+  [[ -n ${trigger} ]] || continue
+  gcloud_change eventarc triggers delete "${trigger}"
+  changed "deleted trigger ${trigger}"
+  triggers=$((triggers + 1))
+done <<<"${READ}"
+((triggers)) || unchanged "no capture trigger"
+
+for service in "${SYNC_SERVICE}" "${AUDIT_SERVICE}" "${CAPTURE_SERVICE}"; do
   delete_if_present "service ${service}" run services describe "${service}" "--region=${REGION}" --format='value(metadata.name)' \
     -- run services delete "${service}" "--region=${REGION}"
 done
@@ -125,7 +142,8 @@ done
 # Project-level grants would otherwise outlive the accounts as deleted:... members.
 remove_binding projects "${PROJECT_ID}" roles/datastore.user "serviceAccount:${SYNC_SA}"
 remove_binding projects "${PROJECT_ID}" roles/logging.logWriter "serviceAccount:${AUDIT_SA}"
-for account in "${SYNC_SA}" "${AUDIT_SA}" "${INVOKER_SA}"; do
+remove_binding projects "${PROJECT_ID}" roles/eventarc.eventReceiver "serviceAccount:${TRIGGER_SA}"
+for account in "${SYNC_SA}" "${AUDIT_SA}" "${INVOKER_SA}" "${CAPTURE_SA}" "${TRIGGER_SA}"; do
   delete_if_present "service account ${account}" iam service-accounts describe "${account}" --format='value(email)' \
     -- iam service-accounts delete "${account}"
 done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create the Artifact Registry repository and build the two images with Cloud
-# Build (deploy/cloudbuild.yaml, the Dockerfile with --build-arg FUNCTION).
+# Create the Artifact Registry repository and build the function images with
+# Cloud Build (sync, audit, and capture with CAPTURE_KINDS) (deploy/cloudbuild.yaml, the Dockerfile with --build-arg FUNCTION).
 # An image whose tag is already in the repository is not rebuilt; the tag is
 # IMAGE_TAG, or the commit plus a hash of uncommitted changes to the sources.
 #
@@ -21,7 +21,9 @@ else
   changed "created repository ${AR_REPO} in ${REGION}"
 fi
 
-for function in sync audit; do
+functions=(sync audit)
+((!CAPTURE)) || functions+=(capture)
+for function in "${functions[@]}"; do
   image=$(image_uri "${function}")
   if exists artifacts docker images describe "${image}" --format='value(image_summary.digest)'; then
     unchanged "image ${image}"

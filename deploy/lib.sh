@@ -114,9 +114,11 @@ init_config() {
   [[ ${EXECUTION_ENVIRONMENT} =~ ^gen[12]$ ]] || die "EXECUTION_ENVIRONMENT '${EXECUTION_ENVIRONMENT}' must be gen1 or gen2 (Cloud Run's execution environment)"
   SYNC_MEMORY_MIB=${SYNC_MEMORY_MIB:-256}
   AUDIT_MEMORY_MIB=${AUDIT_MEMORY_MIB:-128}
+  CAPTURE_MEMORY_MIB=${CAPTURE_MEMORY_MIB:-256}
   local min_memory=128 name value
   [[ ${EXECUTION_ENVIRONMENT} == gen1 ]] || min_memory=512
-  for name in SYNC_MEMORY_MIB AUDIT_MEMORY_MIB; do
+  # The capture service's memory matters only when it is deployed.
+  for name in SYNC_MEMORY_MIB AUDIT_MEMORY_MIB ${CAPTURE_KINDS:+CAPTURE_MEMORY_MIB}; do
     value=${!name}
     [[ ${value} =~ ^[1-9][0-9]{0,4}$ ]] || die "${name} '${value}' must be a whole number of MiB (the service's memory)"
     ((value >= min_memory)) || die "${name} '${value}' is below ${min_memory} MiB, the least Cloud Run's ${EXECUTION_ENVIRONMENT} environment takes (EXECUTION_ENVIRONMENT=${EXECUTION_ENVIRONMENT})"
@@ -128,11 +130,16 @@ init_config() {
   [[ ${READY_TIMEOUT_SECS} =~ ^[1-9][0-9]?$ && ${READY_TIMEOUT_SECS} -le 80 ]] || die "READY_TIMEOUT_SECS '${READY_TIMEOUT_SECS}' must be 1-80 (seconds)"
   SYNC_SERVICE=$(with_suffix data-sync-processor)
   AUDIT_SERVICE=$(with_suffix audit-logger)
+  CAPTURE_SERVICE=$(with_suffix data-sync-capture)
 
   # Service accounts (ids are 6-30 characters).
   SYNC_SA="$(with_suffix datasync-sync)@${PROJECT_ID}.iam.gserviceaccount.com"
   AUDIT_SA="$(with_suffix datasync-audit)@${PROJECT_ID}.iam.gserviceaccount.com"
   INVOKER_SA="$(with_suffix datasync-invoker)@${PROJECT_ID}.iam.gserviceaccount.com"
+  # Capture (with CAPTURE_KINDS): the capture function's account, and the
+  # account its Eventarc triggers push with.
+  CAPTURE_SA="$(with_suffix datasync-capture)@${PROJECT_ID}.iam.gserviceaccount.com"
+  TRIGGER_SA="$(with_suffix datasync-trigger)@${PROJECT_ID}.iam.gserviceaccount.com"
 
   # Artifact Registry.
   AR_REPO=$(with_suffix datastore-sync)
@@ -143,6 +150,59 @@ init_config() {
   ENTITY_KIND=SyncEntity
   TOMBSTONE_KIND=SyncTombstone
   TOMBSTONE_TTL_PROPERTY=expire_at
+  # The sync function's own kinds (sync_core's DEFAULT_KIND,
+  # DEFAULT_TOMBSTONE_KIND, DEFAULT_CONFLICT_KIND, PROBE_KIND; a syncctl
+  # test checks them), never captured.
+  CONFLICT_KIND=SyncConflict
+  PROBE_KIND=SyncProbe
+  SYNC_OWN_KINDS=("${ENTITY_KIND}" "${TOMBSTONE_KIND}" "${CONFLICT_KIND}" "${PROBE_KIND}")
+  # Where the sync function keeps the synced entities: DATASTORE_NAMESPACE of
+  # the sync service (the default namespace when empty).
+  SYNC_NAMESPACE=${SYNC_NAMESPACE:-}
+  [[ -z ${SYNC_NAMESPACE} || ${SYNC_NAMESPACE} =~ ^[A-Za-z0-9._-]{1,100}$ ]] ||
+    die "SYNC_NAMESPACE '${SYNC_NAMESPACE}' must be 1-100 of A-Z, a-z, 0-9, '.', '_' and '-' (a Datastore namespace)"
+
+  # Change capture (optional, docs/capture.md): with CAPTURE_KINDS, the
+  # capture service and one Eventarc trigger per kind for the changes of
+  # that kind in CAPTURE_DATABASE / CAPTURE_NAMESPACE (as Eventarc names
+  # them: "(default)" for the defaults).
+  CAPTURE_KINDS=${CAPTURE_KINDS:-}
+  CAPTURE_DATABASE=${CAPTURE_DATABASE:-(default)}
+  CAPTURE_NAMESPACE=${CAPTURE_NAMESPACE:-(default)}
+  CAPTURE_CONCURRENCY=${CAPTURE_CONCURRENCY:-80}
+  CAPTURE=0
+  CAPTURE_KIND_LIST=()
+  if [[ -n ${CAPTURE_KINDS} ]]; then
+    CAPTURE=1
+    local kind own
+    IFS=',' read -r -a CAPTURE_KIND_LIST <<<"${CAPTURE_KINDS// /}"
+    ((${#CAPTURE_KIND_LIST[@]})) || die "CAPTURE_KINDS '${CAPTURE_KINDS}' names no kind"
+    for kind in "${CAPTURE_KIND_LIST[@]}"; do
+      # Letters, digits, '_', '.', '-' only: a kind is also a trigger's entity
+      # path pattern, where '/', '*' and braces mean something.
+      [[ ${kind} =~ ^[A-Za-z][A-Za-z0-9_.-]{0,99}$ ]] ||
+        die "CAPTURE_KINDS: '${kind}' is not a kind the deploy scripts capture (1-100 of A-Z, a-z, 0-9, '_', '.', '-', starting with a letter)"
+      for own in "${SYNC_OWN_KINDS[@]}"; do
+        [[ ${kind} != "${own}" ]] ||
+          die "CAPTURE_KINDS names ${kind}, one of the sync function's own kinds (${SYNC_OWN_KINDS[*]}): their changes are its own writes"
+      done
+    done
+    [[ ${CAPTURE_DATABASE} == '(default)' || ${CAPTURE_DATABASE} =~ ^[a-z][a-z0-9-]{2,62}$ ]] ||
+      die "CAPTURE_DATABASE '${CAPTURE_DATABASE}' is not a database id ('(default)' or 3-63 of a-z, 0-9, -)"
+    [[ ${CAPTURE_NAMESPACE} == '(default)' || ${CAPTURE_NAMESPACE} =~ ^[A-Za-z0-9._-]{1,100}$ ]] ||
+      die "CAPTURE_NAMESPACE '${CAPTURE_NAMESPACE}' is not a namespace ('(default)' or 1-100 of A-Z, a-z, 0-9, '.', '_', '-')"
+    # The sync function writes each captured kind in its own namespace of the
+    # default database: capturing from there would have it overwrite the
+    # application's entities with the synced ones.
+    if [[ ${CAPTURE_DATABASE} == '(default)' && ${CAPTURE_NAMESPACE} == "${SYNC_NAMESPACE:-(default)}" ]]; then
+      die "CAPTURE_NAMESPACE '${CAPTURE_NAMESPACE}' of database (default) is where the sync function writes the synced entities (SYNC_NAMESPACE '${SYNC_NAMESPACE}'): capture from another namespace or database, or set SYNC_NAMESPACE"
+    fi
+    [[ ${CAPTURE_CONCURRENCY} =~ ^[1-9][0-9]{0,3}$ && ${CAPTURE_CONCURRENCY} -le 1000 ]] || die "CAPTURE_CONCURRENCY '${CAPTURE_CONCURRENCY}' must be 1-1000 (requests per instance)"
+  fi
+  # Labels every capture trigger of this deployment carries, so that up.sh
+  # finds the ones no longer configured and down.sh all of them.
+  CAPTURE_LABEL=datasync_capture
+  CAPTURE_LABEL_VALUE=${SUFFIX:-default}
 
   # The schema history (optional): SCHEMA_HISTORY names a local .json or
   # .toml file; services.sh keeps it in Secret Manager and mounts the version
@@ -451,4 +511,29 @@ remove_binding() {
   else
     unchanged "no ${role} for ${member} on ${group} ${resource}"
   fi
+}
+
+# ---------------------------------------------------------------------------
+# Change capture.
+
+# trigger_name KIND: the Eventarc trigger of KIND's changes: datasync-, the
+# kind in lower case (cut to 30), a digest of the exact kind (two kinds that
+# differ only in case get two triggers), and -SUFFIX.
+trigger_name() {
+  local kind=$1 base digest
+  base=$(tr 'A-Z._' 'a-z--' <<<"${kind}" | cut -c1-30)
+  digest=$(printf '%s' "${kind}" | sha256sum | cut -c1-6)
+  with_suffix "datasync-${base}-${digest}"
+}
+
+# trigger_location LOCATION_ID: the Eventarc location of a Datastore database
+# in LOCATION_ID. Eventarc has no multi-region locations: it maps the
+# database's multi-regions nam5 and eur3 to us-central1 and europe-west4;
+# a regional database's trigger is in its region.
+trigger_location() {
+  case $1 in
+    nam5) printf 'us-central1' ;;
+    eur3) printf 'europe-west4' ;;
+    *) printf '%s' "$1" ;;
+  esac
 }

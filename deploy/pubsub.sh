@@ -7,6 +7,8 @@
 #   audit-logger[-SUFFIX]       push -> audit-logger, ack 30 s, kept 14 d
 #   sync-dead-letters[-SUFFIX]  with pull subscription dlq-processor, kept 30 d
 #   external-sync-create|update|delete   what the sync function announces
+# With CAPTURE_KINDS, the capture function's account may publish to the
+# events topic and the dead-letter topic (deploy/capture.sh makes its triggers).
 # Pushes carry an OIDC token of the invoker account and back off 10 s to 600 s.
 # PUSH_NO_WRAPPER=1 [PUSH_WRITE_METADATA=1] makes both push subscriptions
 # unwrapped (--push-no-wrapper [--push-no-wrapper-write-metadata]); an update
@@ -62,6 +64,12 @@ done
 for topic in "${EXTERNAL_TOPICS[@]}" "${DLQ_TOPIC}"; do
   ensure_binding "pubsub topics" "${topic}" roles/pubsub.publisher "serviceAccount:${SYNC_SA}"
 done
+# The capture function publishes change events and dead-letters; nothing else.
+if ((CAPTURE)); then
+  for topic in "${TOPIC}" "${DLQ_TOPIC}"; do
+    ensure_binding "pubsub topics" "${topic}" roles/pubsub.publisher "serviceAccount:${CAPTURE_SA}"
+  done
+fi
 # Pub/Sub itself forwards undeliverable messages to the dead-letter topic.
 ensure_binding "pubsub topics" "${DLQ_TOPIC}" roles/pubsub.publisher "serviceAccount:${PUBSUB_AGENT}"
 

@@ -13,6 +13,8 @@
 #   services.sh    the schema-history secret (with SCHEMA_HISTORY) and the
 #                  two private Cloud Run services
 #   pubsub.sh      topics, push subscriptions, dead-letter topic
+#   capture.sh     with CAPTURE_KINDS: the Eventarc triggers of the captured
+#                  kinds (the capture service is services.sh's)
 #   monitoring.sh  conflict and lag metrics, dashboard, dead-letter and lag alerts
 # --dry-run prints every gcloud command instead of running it (reads too),
 # planning as if nothing existed yet.
@@ -20,8 +22,9 @@
 # names, e.g. $(openssl rand -hex 3)), IMAGE_TAG, DATASTORE_LOCATION,
 # NOTIFICATION_CHANNELS, LAG_P99_THRESHOLD_SECS, EXECUTION_ENVIRONMENT,
 # SYNC_MEMORY_MIB, AUDIT_MEMORY_MIB, SYNC_CONCURRENCY, AUDIT_CONCURRENCY,
-# READY_TIMEOUT_SECS, PUSH_NO_WRAPPER, PUSH_WRITE_METADATA, SCHEMA_HISTORY
-# (see deploy/README.md).
+# READY_TIMEOUT_SECS, PUSH_NO_WRAPPER, PUSH_WRITE_METADATA, SCHEMA_HISTORY,
+# SYNC_NAMESPACE, CAPTURE_KINDS, CAPTURE_DATABASE, CAPTURE_NAMESPACE,
+# CAPTURE_MEMORY_MIB, CAPTURE_CONCURRENCY (see deploy/README.md).
 
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -31,7 +34,7 @@ init_config
 tag=$(image_tag)
 
 log "Deploying datastore-sync to project ${PROJECT_ID}, region ${REGION}, suffix '${SUFFIX}', image tag ${tag}"
-for step in apis iam datastore images services pubsub monitoring; do
+for step in apis iam datastore images services pubsub capture monitoring; do
   log ""
   log "== ${step}"
   IMAGE_TAG=${tag} bash "${DEPLOY_DIR}/${step}.sh" "$@"

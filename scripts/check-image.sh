@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Prove the Dockerfile builds both function images, without a container
+# Prove the Dockerfile builds the three function images, without a container
 # engine: scripts/lib/dockerfile_replay.py copies the build context with
 # .dockerignore applied and carries out the Dockerfile's stages in order
 # (planner, builder, runtime) in scratch roots under target/image-check, once
-# with --build-arg FUNCTION=sync and once with FUNCTION=audit. Each run must
+# with --build-arg FUNCTION=sync, once with FUNCTION=audit and once with
+# FUNCTION=capture. Each run must
 # leave the runtime stage's ENTRYPOINT as an executable that is the real
 # function (it links sync_http; cargo-chef's stand-in would not) and needs no
 # library beyond the distroless image's (deploy/tests/check_binary_libs.sh).
@@ -18,7 +19,7 @@
 # --self-test also checks that the replay notices what it must:
 #   - a workspace member added to the copied context (and to Cargo.lock) is
 #     built through with no change to the Dockerfile;
-#   - FUNCTION outside sync|audit fails at the Dockerfile's own check;
+#   - FUNCTION outside sync|audit|capture fails at the Dockerfile's own check;
 #   - a Dockerfile that lists the members by hand (the pre-cargo-chef one,
 #     scripts/testdata/Dockerfile.member-list) fails once a member is added.
 #
@@ -40,7 +41,7 @@ WORK="${root}/target/image-check"
 # what the functions build alike is built once, and what they build with
 # different features sits side by side instead of being rebuilt at a switch.
 cargo_target() { printf '%s/cargo-target' "${WORK}"; }
-FUNCTIONS=(sync audit)
+FUNCTIONS=(sync audit capture)
 # The images this machine stands in for when it carries out a RUN.
 HOST_IMAGE='rust:[0-9.]+-bookworm'
 # The throwaway member the self-test adds.
@@ -171,7 +172,7 @@ EOF
   log="${WORK}/replay-bad-function.log"
   if replay bogus "${root}" "${DOCKERFILE}" "${log}" >/dev/null; then
     fail "self-test: FUNCTION=bogus is refused"
-  elif grep -qF "FUNCTION must be sync or audit (got 'bogus')" "${log}"; then
+  elif grep -qF "FUNCTION must be sync, audit or capture (got 'bogus')" "${log}"; then
     pass "self-test: FUNCTION=bogus is refused by the Dockerfile's check"
   else
     fail "self-test: FUNCTION=bogus failed, but not at the Dockerfile's check (log: ${log})"

@@ -130,7 +130,7 @@ printf '%s\n' "=== test passes ===" "${summary[@]}" >&2
 # The release container is distroless/cc: the binaries may need nothing more
 # than glibc and libgcc. Linking is the same in debug, so check the test build.
 bins=()
-for b in sync-function audit-function; do
+for b in sync-function audit-function capture-function; do
   [ -x "target/debug/$b" ] && bins+=("target/debug/$b")
 done
 if [ "${#bins[@]}" -gt 0 ] && [ -x deploy/tests/check_binary_libs.sh ]; then

@@ -137,7 +137,10 @@ deploy() {
     PUSH_NO_WRAPPER="${PUSH_NO_WRAPPER:-}" PUSH_WRITE_METADATA="${PUSH_WRITE_METADATA:-}" \
     LAG_P99_THRESHOLD_SECS="${LAG_P99_THRESHOLD_SECS:-}" SCHEMA_HISTORY="${SCHEMA_HISTORY:-}" \
     EXECUTION_ENVIRONMENT="${EXECUTION_ENVIRONMENT:-}" SYNC_MEMORY_MIB="${SYNC_MEMORY_MIB:-}" \
-    AUDIT_MEMORY_MIB="${AUDIT_MEMORY_MIB:-}" \
+    AUDIT_MEMORY_MIB="${AUDIT_MEMORY_MIB:-}" CAPTURE_MEMORY_MIB="${CAPTURE_MEMORY_MIB:-}" \
+    CAPTURE_KINDS="${CAPTURE_KINDS:-}" CAPTURE_DATABASE="${CAPTURE_DATABASE:-}" \
+    CAPTURE_NAMESPACE="${CAPTURE_NAMESPACE:-}" SYNC_NAMESPACE="${SYNC_NAMESPACE:-}" \
+    FAKE_GCLOUD_DATABASE_LOCATION="${FAKE_GCLOUD_DATABASE_LOCATION:-}" \
     bash "${DEPLOY_DIR}/${script}" "$@" >"${WORK}/${name}.out" 2>&1 </dev/null || STATUS=$?
 }
 
@@ -198,6 +201,7 @@ done
 # Cloud Run.
 not_logged "nothing is deployed with --allow-unauthenticated" '(^| )--allow-unauthenticated( |=|$)'
 count_logged "both services are deployed private" 2 '^run deploy .* --no-allow-unauthenticated( |$)'
+not_logged "no change capture without CAPTURE_KINDS" '(^eventarc |data-sync-capture|datasync-capture|datasync-trigger|eventarc\.googleapis\.com)'
 logged "sync service: image, account, 256Mi, 60 s, 10 instances, 80 requests each" '^run deploy data-sync-processor ' \
   "--image=us-central1-docker\.pkg\.dev/${PROJECT}/datastore-sync/sync-function:test-tag " \
   "--service-account=datasync-sync@${SA_DOMAIN} " ' --memory=256Mi ' ' --timeout=60s ' ' --max-instances=10 ' ' --concurrency=80 ' \
@@ -588,6 +592,139 @@ status_is "down.sh succeeds with the secret" 0 down-schema
 logged "down.sh deletes the schema-history secret" '^secrets delete datastore-sync-schema-history '
 before "down: services before the secret they mount" '^run services delete ' '^secrets delete '
 
+echo "== change capture (CAPTURE_KINDS)"
+CAPTURE_KINDS=Product,Order CAPTURE_NAMESPACE=shop deploy fresh state-capture up-capture up.sh
+status_is "up.sh succeeds with CAPTURE_KINDS=Product,Order CAPTURE_NAMESPACE=shop" 0 up-capture
+logged "enables Eventarc" '^services enable ' ' eventarc\.googleapis\.com ' ' eventarcpublishing\.googleapis\.com '
+for account in datasync-capture datasync-trigger; do
+  logged "creates service account ${account}" "^iam service-accounts create ${account} "
+done
+logged "the trigger account may receive events (project-wide: Eventarc grants it no narrower)" \
+  '^projects add-iam-policy-binding fake-project ' "--member=serviceAccount:datasync-trigger@${SA_DOMAIN} " \
+  ' --role=roles/eventarc\.eventReceiver '
+count_logged "three project-wide grants with capture" 3 '^projects add-iam-policy-binding '
+not_logged "the capture account has no project-wide role" '^projects add-iam-policy-binding .*datasync-capture@'
+logged "Pub/Sub service agent may mint tokens for the trigger account" \
+  "^iam service-accounts add-iam-policy-binding datasync-trigger@${SA_DOMAIN} " "--member=${PUBSUB_AGENT} " \
+  ' --role=roles/iam\.serviceAccountTokenCreator '
+logged "builds the capture image with Cloud Build" '^builds submit ' \
+  "--substitutions=_FUNCTION=capture,_IMAGE=us-central1-docker\.pkg\.dev/${PROJECT}/datastore-sync/capture-function:test-tag"
+logged "capture service: image, account, private, gen1, 256Mi, 60 s, 10 instances, 80 requests each" \
+  '^run deploy data-sync-capture ' "--image=us-central1-docker\.pkg\.dev/${PROJECT}/datastore-sync/capture-function:test-tag " \
+  "--service-account=datasync-capture@${SA_DOMAIN} " ' --no-allow-unauthenticated ' ' --execution-environment=gen1 ' \
+  ' --memory=256Mi ' ' --timeout=60s ' ' --max-instances=10 ' ' --concurrency=80 ' ' --region=us-central1 '
+logged "capture service: environment, separated by ';' so that the kinds keep their comma" '^run deploy data-sync-capture ' \
+  "--set-env-vars=\^;\^GOOGLE_CLOUD_PROJECT=${PROJECT};EVENTS_TOPIC=data-sync-events;DEAD_LETTER_TOPIC=sync-dead-letters;CAPTURE_KINDS=Product,Order;SYNC_KIND=SyncEntity;READY_TIMEOUT_SECS=10;MEMORY_LIMIT_MIB=256 "
+logged "capture service: startup probe on /healthz (3 x READY_TIMEOUT_SECS), liveness on /livez" '^run deploy data-sync-capture ' \
+  ' --startup-probe=httpGet\.path=/healthz,httpGet\.port=8080,timeoutSeconds=1,periodSeconds=2,failureThreshold=15 ' \
+  ' --liveness-probe=httpGet\.path=/livez,'
+logged "the trigger account may invoke the capture service" '^run services add-iam-policy-binding data-sync-capture ' \
+  ' --region=us-central1 ' "--member=serviceAccount:datasync-trigger@${SA_DOMAIN} " ' --role=roles/run\.invoker '
+count_logged "... and nobody else may" 1 '^run services add-iam-policy-binding data-sync-capture '
+not_logged "the trigger account may invoke nothing else" \
+  '^run services add-iam-policy-binding (data-sync-processor|audit-logger) .*datasync-trigger@'
+for topic in data-sync-events sync-dead-letters; do
+  logged "the capture account may publish to ${topic}" "^pubsub topics add-iam-policy-binding ${topic} " \
+    "--member=serviceAccount:datasync-capture@${SA_DOMAIN} " ' --role=roles/pubsub\.publisher '
+done
+count_logged "the capture account publishes to those 2 topics only" 2 \
+  "^pubsub topics add-iam-policy-binding .*--member=serviceAccount:datasync-capture@"
+for kind in Product Order; do
+  logged "a trigger for ${kind}: written events of its root entities in (default)/shop, as protobuf, to the capture service" \
+    "^eventarc triggers create datasync-${kind,,}-[0-9a-f]{6} " ' --location=us-central1 ' \
+    ' --destination-run-service=data-sync-capture ' ' --destination-run-region=us-central1 ' \
+    ' --event-filters=type=google\.cloud\.datastore\.entity\.v1\.written ' ' --event-filters=database=\(default\) ' \
+    ' --event-filters=namespace=shop ' " --event-filters-path-pattern=entity=${kind}/\* " \
+    ' --event-data-content-type=application/protobuf ' " --service-account=datasync-trigger@${SA_DOMAIN} " \
+    ' --labels=datasync_capture=default,deploy_fingerprint=[0-9a-f]{20} '
+done
+count_logged "one trigger per kind" 2 '^eventarc triggers create '
+logged "the triggers' location is read from the database" '^firestore databases describe --database=\(default\) ' \
+  '--format=value\(locationId\)'
+before "the trigger account may receive events before a trigger uses it" \
+  '^projects add-iam-policy-binding .*eventarc\.eventReceiver' '^eventarc triggers create '
+before "the capture service exists before its triggers" '^run deploy data-sync-capture ' '^eventarc triggers create '
+before "the trigger account may invoke it before a trigger pushes" \
+  '^run services add-iam-policy-binding data-sync-capture ' '^eventarc triggers create '
+output_has "capture.sh reports what it created" "${WORK}/up-capture.out" "capture: 2 change(s):"
+CAPTURE_KINDS=Product,Order CAPTURE_NAMESPACE=shop deploy existing state-capture up-capture-again up.sh
+status_is "up.sh again with the same capture settings succeeds" 0 up-capture-again
+not_logged "the same capture settings again change nothing" "${MUTATING}"
+output_has "... and capture.sh says so" "${WORK}/up-capture-again.out" "capture: no changes"
+CAPTURE_KINDS=Product CAPTURE_NAMESPACE=shop deploy existing state-capture capture-fewer capture.sh
+status_is "capture.sh succeeds with a kind dropped" 0 capture-fewer
+logged "the dropped kind's trigger is deleted" \
+  '^eventarc triggers delete projects/fake-project/locations/us-central1/triggers/datasync-order-[0-9a-f]{6} '
+count_logged "... and nothing else changes" 1 "${MUTATING}"
+CAPTURE_KINDS=Product CAPTURE_NAMESPACE=shop deploy existing state-capture capture-fewer-again capture.sh
+not_logged "running it again changes nothing" "${MUTATING}"
+CAPTURE_KINDS=Product CAPTURE_NAMESPACE=orders deploy existing state-capture capture-moved capture.sh
+logged "a trigger whose settings changed is updated in place" '^eventarc triggers update datasync-product-[0-9a-f]{6} ' \
+  ' --location=us-central1 ' ' --event-filters=namespace=orders ' ' --event-filters-path-pattern=entity=Product/\* ' \
+  ' --update-labels=datasync_capture=default,deploy_fingerprint=[0-9a-f]{20} '
+not_logged "... not recreated" '^eventarc triggers (create|delete) '
+for pair in eur3:europe-west4 nam5:us-central1 europe-west3:europe-west3; do
+  FAKE_GCLOUD_DATABASE_LOCATION=${pair%%:*} CAPTURE_KINDS=Product CAPTURE_NAMESPACE=shop \
+    deploy fresh "state-location-${pair%%:*}" "capture-${pair%%:*}" capture.sh
+  logged "a database in ${pair%%:*} gets its trigger in ${pair#*:}" '^eventarc triggers create ' " --location=${pair#*:} "
+done
+SYNC_NAMESPACE=synced CAPTURE_KINDS=Product deploy fresh state-capture-ns up-capture-ns up.sh
+status_is "capturing the default namespace works when the sync function writes elsewhere (SYNC_NAMESPACE)" 0 up-capture-ns
+logged "... the sync function gets it as DATASTORE_NAMESPACE" '^run deploy data-sync-processor ' \
+  ',MEMORY_LIMIT_MIB=256,DATASTORE_NAMESPACE=synced '
+logged "... and the trigger captures (default)" '^eventarc triggers create datasync-product-' ' --event-filters=namespace=\(default\) '
+CAPTURE_KINDS=Product CAPTURE_NAMESPACE=shop deploy fresh state-dry up-capture-dry up.sh --dry-run
+status_is "up.sh --dry-run with CAPTURE_KINDS succeeds" 0 up-capture-dry
+if [[ -s ${LOG} ]]; then fail "... and calls no gcloud" "$(head -n 3 "${LOG}")"; else pass "... and calls no gcloud"; fi
+for command in 'gcloud services enable ' 'gcloud iam service-accounts create datasync-trigger ' \
+  'gcloud run deploy data-sync-capture ' 'gcloud eventarc triggers create datasync-product-' \
+  "'--event-filters-path-pattern=entity=Product/*' --event-data-content-type=application/protobuf"; do
+  output_has "--dry-run prints: ${command}" "${WORK}/up-capture-dry.out" "${command}"
+done
+deploy existing state-capture down-capture down.sh --yes
+status_is "down.sh succeeds with capture" 0 down-capture
+logged "down.sh finds the triggers by label, in every location" '^eventarc triggers list --location=- ' \
+  ' --filter=labels\.datasync_capture=default '
+logged "down.sh deletes the trigger" '^eventarc triggers delete projects/fake-project/locations/us-central1/triggers/datasync-product-'
+for pattern in '^run services delete data-sync-capture ' "^iam service-accounts delete datasync-capture@" \
+  "^iam service-accounts delete datasync-trigger@" \
+  "^projects remove-iam-policy-binding fake-project .*datasync-trigger@.* --role=roles/eventarc\.eventReceiver "; do
+  logged "down.sh deletes: ${pattern#^}" "${pattern}"
+done
+before "down: triggers before the service they push to" '^eventarc triggers delete ' '^run services delete '
+deploy fresh state-dry down-capture-dry down.sh --dry-run
+output_has "down.sh --dry-run prints the trigger deletes" "${WORK}/down-capture-dry.out" "[dry-run] gcloud eventarc triggers delete "
+output_has "down.sh --dry-run prints the capture service's delete" "${WORK}/down-capture-dry.out" \
+  "[dry-run] gcloud run services delete data-sync-capture "
+
+# Every Eventarc and capture command of the dry runs is one the real gcloud
+# parses: with no account configured it stops at "no active account"
+# (status 1), after parsing, where a flag it does not know stops it at
+# parsing (status 2). Run only where a real gcloud is installed; no network.
+real_gcloud=''
+for candidate in $(type -ap gcloud); do
+  [[ ${candidate} == "${FAKE_BIN}/gcloud" ]] || {
+    real_gcloud=${candidate}
+    break
+  }
+done
+if [[ -n ${real_gcloud} ]]; then
+  mkdir -p "${WORK}/gcloud-config"
+  grep -hE '^\[dry-run\] gcloud .*(eventarc|data-sync-capture|datasync-capture|datasync-trigger)' \
+    "${WORK}/up-capture-dry.out" "${WORK}/down-capture-dry.out" | sed 's/^\[dry-run\] gcloud //' | sort -u >"${WORK}/capture-commands"
+  while IFS= read -r args; do
+    out=$(CLOUDSDK_CONFIG="${WORK}/gcloud-config" CLOUDSDK_CORE_DISABLE_PROMPTS=1 \
+      timeout 60 bash -c "$(printf '%q' "${real_gcloud}") ${args}" 2>&1 </dev/null) && code=0 || code=$?
+    if ((code != 2)) && grep -qiE 'active account|credentials' <<<"${out}"; then
+      pass "the real gcloud parses: gcloud ${args:0:80}"
+    else
+      fail "the real gcloud parses: gcloud ${args}" "status ${code}: $(tail -n 5 <<<"${out}")"
+    fi
+  done <"${WORK}/capture-commands"
+else
+  echo "(no real gcloud installed: the parse check of the capture commands is skipped)"
+fi
+
 echo "== LAG_P99_THRESHOLD_SECS"
 LAG_P99_THRESHOLD_SECS=90 deploy fresh state-lag90 monitoring-lag90 monitoring.sh
 status_is "monitoring.sh succeeds with LAG_P99_THRESHOLD_SECS=90" 0 monitoring-lag90
@@ -606,7 +743,9 @@ for bad in "PROJECT_ID=" "SUFFIX=Bad_Suffix" "REGION=nowhere" "SYNC_CONCURRENCY=
   "LAG_P99_THRESHOLD_SECS=0" "LAG_P99_THRESHOLD_SECS=3601" "LAG_P99_THRESHOLD_SECS=1.5" "LAG_P99_THRESHOLD_SECS=60s" \
   "PUSH_NO_WRAPPER=yes" "PUSH_WRITE_METADATA=true" "PUSH_WRITE_METADATA=1" \
   "EXECUTION_ENVIRONMENT=gen3" "EXECUTION_ENVIRONMENT=gen2" "SYNC_MEMORY_MIB=64" "AUDIT_MEMORY_MIB=8192" \
-  "SYNC_MEMORY_MIB=256Mi" "SCHEMA_HISTORY=${WORK}/no-such-history.toml" "SCHEMA_HISTORY=${TESTS_DIR}/run.sh"; do
+  "SYNC_MEMORY_MIB=256Mi" "SCHEMA_HISTORY=${WORK}/no-such-history.toml" "SCHEMA_HISTORY=${TESTS_DIR}/run.sh" \
+  "CAPTURE_KINDS=SyncEntity" "CAPTURE_KINDS=Product,SyncTombstone" "CAPTURE_KINDS=Product" "CAPTURE_KINDS=Bad/Kind" \
+  "CAPTURE_KINDS=," "SYNC_NAMESPACE=bad/ns"; do
   LOG="${WORK}/bad.log"
   : >"${LOG}"
   status=0

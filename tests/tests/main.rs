@@ -5,6 +5,7 @@
 //! `scripts/test.sh` runs all of them on the Datastore emulator, then again
 //! those whose outcome can depend on how Datastore locks (see `FIRESTORE_TESTS`
 //! there) on the Firestore emulator in Datastore mode.
+mod capture;
 mod datastore;
 mod deploy;
 mod e2e;

@@ -228,8 +228,8 @@ fn check(f: &Fixture) {
                 &change.message.to_json(),
                 &expect["event"],
             );
-            assert_eq!(change.event_id, expect["event_id"], "{name}");
-            assert_eq!(json!(change.removed), expect["removed"], "{name}");
+            assert_eq!(change.event_id(), expect["event_id"], "{name}");
+            assert_eq!(json!(change.removed()), expect["removed"], "{name}");
         }
         (Ok(Decision::Echo { kind }), "echo") | (Ok(Decision::Ignored { kind }), "ignored") => {
             assert_eq!(kind, expect["kind"], "{name}");

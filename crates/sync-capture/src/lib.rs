@@ -18,13 +18,18 @@
 //!   code;
 //! - [`value`]: each Datastore value as the JSON of the change event's
 //!   `data`;
-//! - [`filter`]: which kinds are captured, refusing the sync function's own.
+//! - [`filter`]: which kinds are captured, refusing the sync function's own;
+//! - [`emulate`]: a stand-in for Eventarc, for local runs: the event a change
+//!   makes, built from the snapshots a Datastore lookup returned (the tests
+//!   and the demo deliver it, since no emulator emits these events).
 //!
 //! It does no I/O: serving HTTP, reading the trace context (`sync-http`),
-//! publishing and dead-lettering (`sync-pubsub`) are the function's. The
-//! contract, field by field and type by type, is `docs/capture.md`.
+//! publishing and dead-lettering (`sync-pubsub`) are the function's
+//! (`functions/capture`). The contract, field by field and type by type, is
+//! `docs/capture.md`.
 #![deny(missing_docs)]
 
+pub mod emulate;
 pub mod event;
 pub mod filter;
 pub mod mapping;

@@ -25,15 +25,15 @@
 //!    top-level properties its `update_mask` names (a nested path
 //!    `a.b` names `a`, sent whole), so the per-field merge takes exactly
 //!    what the writer changed. A masked property absent from `value` was
-//!    removed ([`CapturedChange::removed`]); this mapping does not write the
-//!    change event's `removed` yet, so it is sent as `null` meanwhile (see
-//!    `docs/capture.md`). An
-//!    update without a mask falls back to comparing `old_value` with `value`.
+//!    removed: it is listed in the change event's `removed`, not sent in
+//!    `data` (a `null` there would store a null). An update without a mask
+//!    falls back to comparing `old_value` with `value`.
 //!    A property with a name the sync function reserves is refused
 //!    (`reserved_field`), as the sync function would refuse it.
 //!
-//! `source` is [`source_name`] of the event's database and namespace, the
-//! correlation id and [`CapturedChange::event_id`] are the CloudEvent id.
+//! `source` is [`source_name`] of the event's database and namespace; the
+//! correlation id and the change event's `event_id` are the CloudEvent id,
+//! so every delivery of one change is the same event.
 
 use crate::event::{Change, EntityEvent, EventType, DEFAULT_NAME};
 use crate::filter::CaptureFilter;
@@ -67,15 +67,22 @@ pub enum Decision {
 /// A Datastore change as the pipeline's change event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CapturedChange {
-    /// The change event to publish on the events topic.
+    /// The change event to publish on the events topic: its `event_id` is
+    /// the CloudEvent id, its `removed` the properties an update removed.
     pub message: EventMessage,
+}
+
+impl CapturedChange {
     /// The CloudEvent id: every delivery of one change has the same, so it
     /// is the id a redelivery must be recognised by.
-    pub event_id: String,
+    pub fn event_id(&self) -> &str {
+        self.message.event_id.as_deref().unwrap_or_default()
+    }
+
     /// Properties the update removed (masked, absent from `value`), sorted.
-    /// Until this mapping writes the change event's `removed` they are
-    /// also in `message.data` as `null`.
-    pub removed: Vec<String>,
+    pub fn removed(&self) -> &[String] {
+        &self.message.removed
+    }
 }
 
 /// Why an entity event cannot become a change event. Every variant is
@@ -203,10 +210,10 @@ pub fn decide(event: &EntityEvent, filter: &CaptureFilter) -> Result<Decision, M
     let mut message = EventMessage::new(entity_id, operation, format_timestamp(&timestamp))
         .source(source_name(&database, &namespace))
         .correlation_id(event.id.clone())
-        .kind(kind);
-    let mut removed = Vec::new();
+        .kind(kind)
+        .event_id(event.id.clone());
     if operation != Operation::Delete {
-        let (mut fields, gone) = match operation {
+        let (fields, gone) = match operation {
             Operation::Update => changed_properties(entity, data),
             _ => (entity_to_json(entity), Vec::new()),
         };
@@ -217,20 +224,14 @@ pub fn decide(event: &EntityEvent, filter: &CaptureFilter) -> Result<Decision, M
             return Err(ValidationError::ReservedField(name.clone()).into());
         }
         // Removing a reserved property is no change of user data.
-        removed = gone
-            .into_iter()
-            .filter(|name| !RESERVED_FIELDS.contains(&name.as_str()))
-            .collect();
-        for name in &removed {
-            fields.insert(name.clone(), Json::Null);
+        for name in gone {
+            if !RESERVED_FIELDS.contains(&name.as_str()) {
+                message = message.removed(name);
+            }
         }
         message = message.data(fields);
     }
-    Ok(Decision::Forward(Box::new(CapturedChange {
-        message,
-        event_id: event.id.clone(),
-        removed,
-    })))
+    Ok(Decision::Forward(Box::new(CapturedChange { message })))
 }
 
 /// When the change was committed (see the module docs).
@@ -501,15 +502,15 @@ mod tests {
             json!({
                 "entity_id": "p-1", "operation": "create", "timestamp": CREATED,
                 "source": "datastore/(default)/(default)", "correlation_id": "ce-1",
-                "kind": "Product", "data": {"name": "Lamp", "n": 2}
+                "kind": "Product", "data": {"name": "Lamp", "n": 2}, "event_id": "ce-1"
             })
         );
-        assert_eq!(c.event_id, "ce-1");
-        assert!(c.removed.is_empty());
+        assert_eq!(c.event_id(), "ce-1");
+        assert!(c.removed().is_empty());
     }
 
     #[test]
-    fn an_update_sends_only_the_masked_properties_and_nulls_the_removed_ones() {
+    fn an_update_sends_only_the_masked_properties_and_lists_the_removed_ones() {
         let before = product(&[("name", s("Lamp")), ("price", s("10")), ("old", s("x"))]);
         let after = product(&[("name", s("Lamp")), ("price", s("12")), ("new", s("y"))]);
         let c = forward(&event(
@@ -519,10 +520,11 @@ mod tests {
         assert_eq!(c.message.operation, Operation::Update);
         assert_eq!(c.message.timestamp, UPDATED);
         assert_eq!(
-            c.message.data.map(Json::Object),
-            Some(json!({"price": "12", "new": "y", "old": null}))
+            c.message.data.clone().map(Json::Object),
+            Some(json!({"price": "12", "new": "y"}))
         );
-        assert_eq!(c.removed, ["old"]);
+        assert_eq!(c.removed(), ["old"]);
+        assert_eq!(c.message.to_json()["removed"], json!(["old"]));
     }
 
     #[test]
@@ -544,7 +546,7 @@ mod tests {
             ),
         ));
         assert_eq!(
-            c.message.data.map(Json::Object),
+            c.message.data.clone().map(Json::Object),
             Some(json!({"dims": {"w": "2", "h": "1"}}))
         );
     }
@@ -567,10 +569,10 @@ mod tests {
         let after = product(&[("same", s("1")), ("changed", s("b")), ("added", s("n"))]);
         let c = forward(&event(Change::Updated, updated(before, after, None)));
         assert_eq!(
-            c.message.data.map(Json::Object),
-            Some(json!({"changed": "b", "added": "n", "gone": null}))
+            c.message.data.clone().map(Json::Object),
+            Some(json!({"changed": "b", "added": "n"}))
         );
-        assert_eq!(c.removed, ["gone"]);
+        assert_eq!(c.removed(), ["gone"]);
     }
 
     #[test]
@@ -583,14 +585,17 @@ mod tests {
                 Some(&["a", "ghost", ""]),
             ),
         ));
-        assert_eq!(c.message.data.map(Json::Object), Some(json!({"a": "1"})));
-        assert!(c.removed.is_empty());
+        assert_eq!(
+            c.message.data.clone().map(Json::Object),
+            Some(json!({"a": "1"}))
+        );
+        assert!(c.removed().is_empty());
         // Without `old_value`, a masked name absent from `value` is a
         // removal; an empty path is still no name.
         let mut data = updated(product(&[]), product(&[]), Some(&["gone", ""]));
         data.old_value = None;
         let c = forward(&event(Change::Updated, data));
-        assert_eq!(c.removed, ["gone"]);
+        assert_eq!(c.removed(), ["gone"]);
     }
 
     #[test]
@@ -601,7 +606,7 @@ mod tests {
             json!({
                 "entity_id": "p-1", "operation": "delete", "timestamp": EVENT_TIME,
                 "source": "datastore/(default)/(default)", "correlation_id": "ce-1",
-                "kind": "Product"
+                "kind": "Product", "event_id": "ce-1"
             })
         );
     }
@@ -712,8 +717,11 @@ mod tests {
                 Some(&["a", BOOKKEEPING_PROPERTY]),
             ),
         ));
-        assert_eq!(c.message.data.map(Json::Object), Some(json!({"a": "2"})));
-        assert!(c.removed.is_empty(), "removing `_sync` is no user change");
+        assert_eq!(
+            c.message.data.clone().map(Json::Object),
+            Some(json!({"a": "2"}))
+        );
+        assert!(c.removed().is_empty(), "removing `_sync` is no user change");
     }
 
     #[test]
@@ -753,7 +761,7 @@ mod tests {
             Change::Updated,
             updated(with_version.clone(), with_version, Some(&[])),
         ));
-        assert_eq!(c.message.data.map(Json::Object), Some(json!({})));
+        assert_eq!(c.message.data.clone().map(Json::Object), Some(json!({})));
     }
 
     #[test]
@@ -854,7 +862,7 @@ mod tests {
         let now = time("2025-07-23T10:20:00Z");
         let parsed = sync_core::parse_event(
             &c.message.to_bytes(),
-            &c.event_id,
+            c.event_id(),
             &sync_core::ValidationLimits::default(),
             now,
         )

@@ -99,3 +99,13 @@ pub const AUDIT_REDACT_FIELDS: &str = "AUDIT_REDACT_FIELDS";
 pub const AUDIT_MAX_RAW_BYTES: &str = "AUDIT_MAX_RAW_BYTES";
 /// `processing_metadata.function_name` (the recipe's is `audit_logger`).
 pub const AUDIT_FUNCTION_NAME: &str = "AUDIT_FUNCTION_NAME";
+
+// The capture function's own (besides `SYNC_KIND`, `DEAD_LETTER_TOPIC` and
+// `READY_TIMEOUT_SECS`, which it reads as the sync function does).
+
+/// The topic captured changes are published to: a topic id in the project
+/// or `projects/P/topics/T` (default: the recipe's events topic).
+pub const EVENTS_TOPIC: &str = "EVENTS_TOPIC";
+/// Comma-separated kinds whose changes are captured; unset: every kind but
+/// the sync function's own.
+pub const CAPTURE_KINDS: &str = "CAPTURE_KINDS";

@@ -126,6 +126,23 @@ impl MemoryBudget {
     /// [`MemoryLimit::resolve`]), else [`unlimited`](Self::unlimited). Logs
     /// what it chose.
     pub fn for_instance(limit: Option<MemoryLimit>, reserve: u64, cost: RequestCost) -> Self {
+        Self::for_bodies_up_to(
+            limit,
+            reserve,
+            cost,
+            crate::delivery::LARGEST_LEGAL_BODY_BYTES,
+        )
+    }
+
+    /// [`for_instance`](Self::for_instance) for a function whose bodies are
+    /// at most `largest_body` bytes (its own body limit, below a Pub/Sub
+    /// push's largest): what it logs at start is said of that body.
+    pub fn for_bodies_up_to(
+        limit: Option<MemoryLimit>,
+        reserve: u64,
+        cost: RequestCost,
+        largest_body: u64,
+    ) -> Self {
         let Some(limit) = limit else {
             tracing::warn!(
                 "no memory limit found (no MEMORY_LIMIT_MIB, no cgroup limit): requests are admitted without a memory budget"
@@ -133,13 +150,13 @@ impl MemoryBudget {
             return Self::unlimited();
         };
         let budget = Self::new(limit, reserve, cost, DEFAULT_WAIT);
-        budget.log_start();
+        budget.log_start(largest_body);
         budget
     }
 
-    fn log_start(&self) {
+    fn log_start(&self, largest_body: u64) {
         let Some(inner) = &self.inner else { return };
-        let largest = inner.cost.bytes(crate::delivery::LARGEST_LEGAL_BODY_BYTES);
+        let largest = inner.cost.bytes(largest_body);
         let budget = self.budget_bytes();
         let at_once = budget / largest.max(1);
         let fields = (

@@ -1,6 +1,9 @@
-//! The axum extractor: a request in, a [`Delivery`] out, body limit enforced
+//! The axum extractors: a request in, a [`Delivery`] out, body limit enforced
 //! before anything is buffered beyond it. A request that is not a delivery is
-//! logged here, once, and rejected with its [`DeliveryError`].
+//! logged here, once, and rejected with its [`DeliveryError`]. [`RawRequest`]
+//! reads a request's headers and body under the same limit, for a function
+//! whose requests are not Pub/Sub pushes (the capture function's Eventarc
+//! events) and that decodes the body itself.
 
 use crate::delivery::{Delivery, DEFAULT_MAX_BODY_BYTES};
 use crate::error::DeliveryError;
@@ -50,8 +53,50 @@ impl<S: Send + Sync> FromRequest<S> for Delivery {
     }
 }
 
+/// A `POST`'s headers and body, the body read whole under the [`BodyLimit`]
+/// in the request's extensions (and within the admission's share of memory:
+/// [`crate::admission`]). A request that cannot be read is logged once and
+/// answered with its [`DeliveryError`] (4xx).
+#[derive(Debug, Clone)]
+pub struct RawRequest {
+    /// The request's headers.
+    pub headers: http::HeaderMap,
+    /// The whole body.
+    pub body: Vec<u8>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for RawRequest {
+    type Rejection = DeliveryError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        read_request(req)
+            .await
+            .map(|(parts, body)| Self {
+                headers: parts.headers,
+                body,
+            })
+            .inspect_err(|e| {
+                if *e != DeliveryError::Shed {
+                    tracing::warn!(
+                        outcome = "rejected",
+                        error_code = e.code(),
+                        error = %sync_core::logline::excerpt(&e.to_string(), sync_core::logline::FIELD_TEXT_BYTES),
+                        "request refused before its body was read"
+                    );
+                }
+            })
+    }
+}
+
 /// The [`Delivery`] in `req`, read under the [`BodyLimit`] in its extensions.
 async fn decode_request(req: Request) -> Result<Delivery, DeliveryError> {
+    let (parts, bytes) = read_request(req).await?;
+    Delivery::decode_owned(&parts.method, &parts.headers, bytes)
+}
+
+/// `req`'s parts and whole body, read under the [`BodyLimit`] in its
+/// extensions; only a `POST` is read.
+async fn read_request(req: Request) -> Result<(http::request::Parts, Vec<u8>), DeliveryError> {
     let limit = req
         .extensions()
         .get::<BodyLimit>()
@@ -73,7 +118,7 @@ async fn decode_request(req: Request) -> Result<Delivery, DeliveryError> {
     }
     let capacity = declared.map_or(0, |n| usize::try_from(n).unwrap_or(limit));
     let bytes = read_limited(body, limit, capacity).await?;
-    Delivery::decode_owned(&parts.method, &parts.headers, bytes)
+    Ok((parts, bytes))
 }
 
 /// Reads at most `limit` bytes of `body` into one buffer of `capacity` (the
@@ -239,6 +284,33 @@ mod tests {
         assert_eq!(body_text(response).await?, "invalid_envelope");
         let response = DeliveryError::MethodNotAllowed("PUT".into()).into_response();
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_raw_request_is_read_whole_under_the_same_limit() -> TestResult {
+        async fn raw(r: RawRequest) -> String {
+            format!("{} {}", r.body.len(), r.headers.len())
+        }
+        let app = |limit| {
+            Router::new()
+                .route("/", post(raw))
+                .layer(Extension(BodyLimit(limit)))
+        };
+        let body = vec![0xffu8; 300];
+        let response = app(300)
+            .oneshot(post_body(body.clone(), Some(300))?)
+            .await?;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(body_text(response).await?, "300 2");
+        let response = app(299).oneshot(post_body(body.clone(), None)?).await?;
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let get = Request::builder()
+            .method("GET")
+            .uri("/")
+            .body(Body::empty())?;
+        let err = RawRequest::from_request(get, &()).await.expect_err("GET");
+        assert_eq!(err.code(), "method_not_allowed");
         Ok(())
     }
 

@@ -1,5 +1,5 @@
-//! HTTP side of the sync and audit functions: delivery decoding and the
-//! runtime glue both share.
+//! HTTP side of the functions: delivery decoding and the runtime glue the
+//! sync, audit and capture functions share.
 //!
 //! - [`Delivery`]: one type for a Pub/Sub message however it arrived (a
 //!   CloudEvent in binary or structured mode, a wrapped push, an unwrapped
@@ -10,7 +10,8 @@
 //!   span a function passes on; [`telemetry`]: Cloud Logging JSON or text logs;
 //! - [`server`] (serve, graceful shutdown, the health paths and [`Gate`]),
 //!   [`admission`] by bytes against the instance's memory ([`MemoryBudget`],
-//!   [`cgroup`]), [`allocator`] set-up, and [`config`]: [`RuntimeConfig`].
+//!   [`cgroup`]), [`allocator`] set-up, the start-up's [`warmup`] loop, and
+//!   [`config`]: [`RuntimeConfig`].
 //!
 //! What it leaves out: what a delivery means (`sync-core` and the functions)
 //! and publishing (`sync-pubsub`). Push authentication is Cloud Run's IAM
@@ -28,6 +29,7 @@ pub mod server;
 pub mod telemetry;
 pub mod trace;
 pub mod unwrapped;
+pub mod warmup;
 
 pub use admission::{MemoryBudget, RequestCost};
 pub use cgroup::MemoryLimit;
@@ -36,7 +38,7 @@ pub use delivery::{
     CloudEventMeta, Delivery, DeliveryForm, DEFAULT_MAX_BODY_BYTES, LARGEST_LEGAL_BODY_BYTES,
 };
 pub use error::{DeliveryError, InvalidBase64};
-pub use extract::BodyLimit;
+pub use extract::{BodyLimit, RawRequest};
 pub use server::{healthz, livez, push_router, serve, shutdown_signal, Gate, ServeError, Server};
 pub use telemetry::LogFormat;
 pub use trace::{trace_resource_name, TraceContext};

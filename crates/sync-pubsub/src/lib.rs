@@ -31,6 +31,6 @@ pub use admin::{
 pub use config::PubSubConfig;
 pub use counters::PublishCounts;
 pub use error::PubSubError;
-pub use names::{subscription_path, topic_path};
+pub use names::{check_topic, subscription_path, topic_path};
 pub use publisher::PubSubPublisher;
 pub use pull::{PubSubPuller, ReceivedMessage};

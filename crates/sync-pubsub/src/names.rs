@@ -1,4 +1,6 @@
-//! Topic and subscription names: an id in the configured project, or a full path.
+//! Topic and subscription names: an id in the configured project, or a full
+//! path; and Pub/Sub's naming rules for a topic ([`check_topic`]), which the
+//! functions check their settings with.
 
 use crate::error::PubSubError;
 
@@ -24,6 +26,38 @@ pub fn topic_path(project: &str, topic: &str) -> Result<String, PubSubError> {
 /// As [`topic_path`], for `projects/P/subscriptions/S`.
 pub fn subscription_path(project: &str, subscription: &str) -> Result<String, PubSubError> {
     resource_path(project, subscription, "subscription", "subscriptions")
+}
+
+/// Checks a topic id, or a full `projects/P/topics/T` path, against Pub/Sub's
+/// naming rules: 3-255 characters, starting with a letter, letters, digits and
+/// `-_.~+%` only, not starting with `goog`.
+pub fn check_topic(topic: &str) -> Result<(), String> {
+    let id = match topic.strip_prefix("projects/") {
+        Some(rest) => {
+            let mut parts = rest.split('/');
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(p), Some("topics"), Some(t), None) if !p.is_empty() => t,
+                _ => return Err("expected a topic id or projects/PROJECT/topics/TOPIC".into()),
+            }
+        }
+        None => topic,
+    };
+    if !(3..=255).contains(&id.len()) {
+        return Err("a topic id has 3 to 255 characters".into());
+    }
+    if !id.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err("a topic id starts with a letter".into());
+    }
+    if id.starts_with("goog") {
+        return Err("a topic id cannot start with `goog`".into());
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_.~+%".contains(*c)))
+    {
+        return Err(format!("character {c:?} is not allowed in a topic id"));
+    }
+    Ok(())
 }
 
 fn resource_path(
@@ -101,5 +135,21 @@ mod tests {
         }
         assert!(subscription_path("p", "projects/p/topics/t").is_err());
         assert!(topic_path("", "t").is_err());
+    }
+
+    #[test]
+    fn topic_names_follow_pubsub_rules() {
+        assert!(check_topic("sync-dead-letters").is_ok());
+        assert!(check_topic("projects/p/topics/sync-dead-letters").is_ok());
+        for bad in [
+            "ab",
+            "1abc",
+            "goog-x",
+            "a b c",
+            "projects/p/subscriptions/x",
+            "projects//topics/x",
+        ] {
+            assert!(check_topic(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -2,7 +2,11 @@
 //! and the tests (an entity and its merge state, a kind's entities, a paged
 //! [`Scan`] of a kind's entities or tombstones with Datastore query cursors,
 //! conflict records, cleanup, raw writes), and [`DatastoreAdmin::ping`], the
-//! cheap first call a function makes before it reports ready.
+//! cheap first call a function makes before it reports ready. The
+//! `*_encoded` calls write, delete and read any entity as an application
+//! would, in Datastore's own protobuf messages passed as bytes (so no gRPC
+//! type enters the API): the capture's tests and demo build Eventarc's
+//! events from what they return ([`Committed`]).
 
 use crate::client::ReadIn;
 use crate::config::{ConnectError, StoreConfig};
@@ -11,7 +15,9 @@ use crate::database::{delete, upsert, Database, Read};
 use crate::mapping::{
     json_of_properties, key_name, stored_of, string_value, timestamp_value, to_value, RawValue,
 };
+use chrono::{DateTime, Utc};
 use gcloud_sdk::google::datastore::v1 as ds;
+use prost::Message as _;
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -58,6 +64,18 @@ pub struct ScanPage {
     /// Where the next page starts, an opaque Datastore query cursor to pass
     /// back to [`DatastoreAdmin::scan`]; `None` after the last page.
     pub next: Option<Vec<u8>>,
+}
+
+/// What a write or delete committed: Datastore's answer for the entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The entity's version after the commit (for a delete, the version of
+    /// its absence).
+    pub version: i64,
+    /// When the commit happened, as Datastore reports it: the commit time,
+    /// else the entity's update time; `None` when the server gives neither
+    /// (the emulators may not).
+    pub time: Option<DateTime<Utc>>,
 }
 
 /// Datastore reads and writes besides [`sync_core::EntityStore::apply`].
@@ -380,6 +398,71 @@ impl DatastoreAdmin {
             .await
     }
 
+    /// Writes (upserts) `entity`, the protobuf encoding of a
+    /// `google.datastore.v1.Entity` with a complete key, as an application
+    /// writes its own entities: no bookkeeping, no validation beyond
+    /// Datastore's. The key's partition is replaced by this admin's project,
+    /// database and namespace. Not retried: a test wants the one commit.
+    ///
+    /// # Errors
+    /// [`StoreError::Refused`] when the bytes are not an entity with a key;
+    /// the commit's [`StoreError`].
+    pub async fn write_encoded(&self, entity: &[u8]) -> Result<Committed, StoreError> {
+        let mut entity = ds::Entity::decode(entity).map_err(|e| refused("an Entity", &e))?;
+        let key = entity
+            .key
+            .take()
+            .ok_or_else(|| refused_text("the entity has no key"))?;
+        entity.key = Some(self.in_partition(key));
+        self.commit_one(upsert(entity)).await
+    }
+
+    /// Deletes the entity whose key is `key`, the protobuf encoding of a
+    /// `google.datastore.v1.Key` (its partition replaced by this admin's).
+    ///
+    /// # Errors
+    /// As [`write_encoded`](Self::write_encoded).
+    pub async fn delete_encoded(&self, key: &[u8]) -> Result<Committed, StoreError> {
+        let key = ds::Key::decode(key).map_err(|e| refused("a Key", &e))?;
+        self.commit_one(delete(self.in_partition(key))).await
+    }
+
+    /// The entity whose key is `key` (encoded as for
+    /// [`delete_encoded`](Self::delete_encoded)), as Datastore's lookup
+    /// returned it: the protobuf encoding of a `google.datastore.v1.EntityResult`
+    /// (entity, version, create and update times); `None` when it does not
+    /// exist.
+    ///
+    /// # Errors
+    /// As [`write_encoded`](Self::write_encoded), for the lookup.
+    pub async fn lookup_encoded(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = ds::Key::decode(key).map_err(|e| refused("a Key", &e))?;
+        let found = self.db.rpc.lookup_result(self.in_partition(key)).await?;
+        Ok(found.map(|r| r.encode_to_vec()))
+    }
+
+    /// `key` in this admin's project, database and namespace.
+    fn in_partition(&self, mut key: ds::Key) -> ds::Key {
+        key.partition_id = Some(self.db.partition.clone());
+        key
+    }
+
+    async fn commit_one(&self, mutation: ds::Mutation) -> Result<Committed, StoreError> {
+        let response = self.db.rpc.commit_returning(None, vec![mutation]).await?;
+        let result = response.mutation_results.into_iter().next();
+        let time = |ts: &prost_types::Timestamp| {
+            DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
+        };
+        Ok(Committed {
+            version: result.as_ref().map_or(0, |r| r.version),
+            time: response
+                .commit_time
+                .as_ref()
+                .and_then(time)
+                .or_else(|| result.as_ref()?.update_time.as_ref().and_then(time)),
+        })
+    }
+
     async fn put_raw_at(
         &self,
         key: ds::Key,
@@ -437,6 +520,17 @@ fn property_filter(
             op: op as i32,
             value: Some(value),
         })),
+    }
+}
+
+fn refused(what: &str, e: &prost::DecodeError) -> StoreError {
+    refused_text(&format!("the bytes are not {what}: {e}"))
+}
+
+fn refused_text(message: &str) -> StoreError {
+    StoreError::Refused {
+        message: message.to_string(),
+        source: None,
     }
 }
 

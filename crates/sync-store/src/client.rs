@@ -196,12 +196,59 @@ impl Rpc {
         })
     }
 
+    /// Looks one key up (strongly consistent) and returns Datastore's
+    /// result for it as is: the entity with its version and times; `None`
+    /// when it does not exist.
+    pub async fn lookup_result(
+        &self,
+        key: ds::Key,
+    ) -> Result<Option<ds::EntityResult>, StoreError> {
+        for _ in 0..16 {
+            let request = ds::LookupRequest {
+                project_id: self.project_id.clone(),
+                database_id: self.database_id.clone(),
+                read_options: None,
+                keys: vec![key.clone()],
+                property_mask: None,
+                request_options: None,
+            };
+            self.counters.count(Call::Lookup);
+            let response = self
+                .api
+                .get()
+                .lookup(request)
+                .await
+                .map_err(|s| from_status(s, "lookup"))?
+                .into_inner();
+            self.counters.count_lookup(1, response.found.len());
+            if response.deferred.is_empty() {
+                return Ok(response.found.into_iter().next());
+            }
+        }
+        Err(StoreError::Unavailable {
+            message: "Datastore lookup kept deferring the key".into(),
+            source: None,
+        })
+    }
+
     /// Commits `mutations`, in `transaction` or (when `None`) non-transactionally.
     pub async fn commit(
         &self,
         transaction: Option<Vec<u8>>,
         mutations: Vec<ds::Mutation>,
     ) -> Result<(), StoreError> {
+        self.commit_returning(transaction, mutations)
+            .await
+            .map(drop)
+    }
+
+    /// [`commit`](Self::commit), returning Datastore's answer (each
+    /// mutation's new version and times, the commit time).
+    pub async fn commit_returning(
+        &self,
+        transaction: Option<Vec<u8>>,
+        mutations: Vec<ds::Mutation>,
+    ) -> Result<ds::CommitResponse, StoreError> {
         let (mode, selector) = match transaction {
             Some(t) => (
                 ds::commit_request::Mode::Transactional,
@@ -224,12 +271,13 @@ impl Rpc {
             transaction_selector: selector,
         };
         self.counters.count(Call::Commit);
-        self.api
+        Ok(self
+            .api
             .get()
             .commit(request)
             .await
-            .map_err(|s| from_status(s, "commit"))?;
-        Ok(())
+            .map_err(|s| from_status(s, "commit"))?
+            .into_inner())
     }
 
     /// Rolls `transaction` back, releasing its locks. Best effort: a failed

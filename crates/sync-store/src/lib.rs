@@ -28,7 +28,7 @@ mod mapping;
 mod retry;
 mod store;
 
-pub use admin::{DatastoreAdmin, Scan, ScanPage, Scanned};
+pub use admin::{Committed, DatastoreAdmin, Scan, ScanPage, Scanned};
 pub use backoff::RetryBackoff;
 pub use config::{ConnectError, StoreConfig, PRODUCTION_ENDPOINT};
 pub use conflict::{ConflictField, ConflictRecord};

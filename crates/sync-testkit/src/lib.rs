@@ -1,6 +1,9 @@
 //! Test support for datastore-sync, one crate for every test (a
 //! dev-dependency only):
 //!
+//! - [`capture`]: an application writing straight to Datastore, and the
+//!   events Eventarc would deliver for its writes, delivered to the capture
+//!   function (no emulator emits them);
 //! - [`burst`](mod@burst): many pushes at one function at once, shed ones sent
 //!   again as Pub/Sub would, and a process's peak memory;
 //! - [`emulator`]: the official emulators as processes, shared by a run or a
@@ -17,6 +20,7 @@
 //!   [`load_size`], the size of the load-sized cases.
 
 pub mod burst;
+pub mod capture;
 pub mod emulator;
 pub mod fixture;
 pub mod harness;

@@ -1,6 +1,7 @@
 //! The subcommands, one module each with its arguments and its `run`;
 //! [`clients`] holds the settings they share and the clients built from them.
 
+pub mod capture_write;
 pub mod cleanup;
 pub mod clients;
 pub mod conflicts;

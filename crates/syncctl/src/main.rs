@@ -6,8 +6,10 @@
 //! inspection and replay, a load generator, and the local topology on the
 //! emulators (`setup` creates it, `topology` prints its names for scripts),
 //! the publish-to-apply lag percentiles of a local run's log (`lag`, in
-//! the library: `syncctl::lag`), and the current state announced again for a
-//! new downstream consumer (`resync`, paged, resumable, rate-limited).
+//! the library: `syncctl::lag`), the current state announced again for a
+//! new downstream consumer (`resync`, paged, resumable, rate-limited), and an
+//! application's write with the event Eventarc would deliver for it, for the
+//! capture function on the emulators (`capture-write`).
 //! Each subcommand is a module of [`commands`] with its arguments and its
 //! `run`. Events are built as `sync_core::wire::EventMessage`; names come
 //! from `sync_core::wire::topology` and `dead_letter`. The environment is
@@ -19,7 +21,8 @@ mod commands;
 
 use clap::{Parser, Subcommand};
 use commands::clients::Global;
-use commands::{cleanup, conflicts, dlq, init, lag, load, publish, pull, query, resync, setup};
+use commands::{capture_write, cleanup, conflicts, dlq, init, lag, load, publish, pull, query};
+use commands::{resync, setup};
 use commands::{topology, KindArgs};
 use std::process::ExitCode;
 
@@ -59,6 +62,9 @@ enum Command {
     Lag(lag::LagArgs),
     /// Announce the current entities again (resync=true), for a new downstream consumer.
     Resync(resync::ResyncArgs),
+    /// Write an entity straight to Datastore, as an application does, and deliver the
+    /// event Eventarc would send to the capture function (emulators only: none emits them).
+    CaptureWrite(capture_write::CaptureWriteArgs),
 }
 
 fn main() -> ExitCode {
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
             }
             Command::Lag(a) => lag::run(&a),
             Command::Resync(a) => resync::run(g, a).await,
+            Command::CaptureWrite(a) => capture_write::run(g, a).await,
         }
     });
     match result {
@@ -207,6 +214,10 @@ mod tests {
                 "audit-function",
                 names(&mut audit_function::AuditConfig::variables()),
             ),
+            (
+                "capture-function",
+                names(&mut capture_function::CaptureConfig::variables()),
+            ),
             ("syncctl", syncctl),
             ("deploy scripts", deploy),
         ])
@@ -250,6 +261,7 @@ mod tests {
             );
         }
         assert!(read["sync-function"].contains(sync_config::GOOGLE_CLOUD_PROJECT));
+        assert!(read["capture-function"].contains(sync_config::CAPTURE_KINDS));
         assert!(read["deploy scripts"].contains("PROJECT_ID"));
     }
 }

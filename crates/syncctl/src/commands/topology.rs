@@ -112,6 +112,49 @@ mod tests {
         );
     }
 
+    /// The sync function's own kinds, which `deploy/lib.sh` refuses to
+    /// capture, are the core's; the triggers' event type is one the capture
+    /// function decodes.
+    #[test]
+    fn deploy_scripts_name_the_sync_functions_kinds_and_the_event_type_as_the_code() {
+        use sync_core::ingest::limits::{
+            DEFAULT_CONFLICT_KIND, DEFAULT_KIND, DEFAULT_TOMBSTONE_KIND, PROBE_KIND,
+        };
+        let vars = deploy_vars(
+            "",
+            &[
+                ("ENTITY_KIND", "$ENTITY_KIND"),
+                ("TOMBSTONE_KIND", "$TOMBSTONE_KIND"),
+                ("CONFLICT_KIND", "$CONFLICT_KIND"),
+                ("PROBE_KIND", "$PROBE_KIND"),
+                ("SYNC_OWN_KINDS", "${SYNC_OWN_KINDS[*]}"),
+            ],
+        );
+        let own = sync_capture::OwnKinds::new(DEFAULT_KIND);
+        assert_eq!(
+            vars["SYNC_OWN_KINDS"]
+                .split(' ')
+                .collect::<std::collections::BTreeSet<_>>(),
+            own.iter().collect(),
+        );
+        for (name, kind) in [
+            ("ENTITY_KIND", DEFAULT_KIND),
+            ("TOMBSTONE_KIND", DEFAULT_TOMBSTONE_KIND),
+            ("CONFLICT_KIND", DEFAULT_CONFLICT_KIND),
+            ("PROBE_KIND", PROBE_KIND),
+        ] {
+            assert_eq!(vars.get(name).map(String::as_str), Some(kind), "{name}");
+        }
+        let capture = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/capture.sh");
+        let script = std::fs::read_to_string(capture).expect("deploy/capture.sh");
+        let event_type = script
+            .lines()
+            .find_map(|l| l.strip_prefix("EVENT_TYPE="))
+            .expect("capture.sh sets EVENT_TYPE");
+        let parsed = sync_capture::EventType::parse(event_type).expect("a Datastore event type");
+        assert_eq!(parsed.change, sync_capture::event::Change::Written);
+    }
+
     /// `deploy/lib.sh`, `syncctl topology` and the wire topology agree.
     #[test]
     fn deploy_scripts_use_the_wire_topology() {
