@@ -890,9 +890,9 @@ async fn a_dropped_apply_still_finishes_its_transaction() -> Result<()> {
     Ok(())
 }
 
-/// A value in the Datastore REST API's JSON form (as the fixture below
-/// holds them) as plain JSON.
-fn json_of_typed(v: &Value) -> Result<Value> {
+/// A value in the Datastore REST API's JSON form (as the stored-layout
+/// fixtures hold them) as plain JSON; the removal suite uses it too.
+pub(crate) fn json_of_typed(v: &Value) -> Result<Value> {
     let (kind, inner) = v
         .as_object()
         .and_then(|o| o.iter().find(|(k, _)| k.ends_with("Value")))

@@ -14,7 +14,8 @@
 //! Self-contained: every test has its own namespace (and topics), so the
 //! tests run in parallel on one shared emulator.
 
-use anyhow::{bail, ensure, Context, Result};
+use crate::datastore::json_of_typed;
+use anyhow::{ensure, Context, Result};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -325,33 +326,6 @@ async fn a_delete_newer_than_a_removal_covers_it_and_a_newer_removal_recreates()
         );
     }
     Ok(())
-}
-
-/// A typed Datastore value of the REST form (`{"stringValue": …}`) as JSON.
-fn json_of_typed(v: &Value) -> Result<Value> {
-    let (kind, inner) = v
-        .as_object()
-        .and_then(|o| o.iter().find(|(k, _)| k.ends_with("Value")))
-        .with_context(|| format!("not a typed value: {v}"))?;
-    Ok(match kind.as_str() {
-        "stringValue" | "booleanValue" | "doubleValue" => inner.clone(),
-        "nullValue" => Value::Null,
-        "integerValue" => json!(inner.as_str().context("integer")?.parse::<i64>()?),
-        "arrayValue" => Value::Array(
-            inner["values"]
-                .as_array()
-                .map_or(Ok(Vec::new()), |a| a.iter().map(json_of_typed).collect())?,
-        ),
-        "entityValue" => Value::Object(
-            inner["properties"]
-                .as_object()
-                .context("properties")?
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), json_of_typed(v)?)))
-                .collect::<Result<_>>()?,
-        ),
-        other => bail!("unexpected value type {other}"),
-    })
 }
 
 /// Entities as the stored layout from before removals wrote them

@@ -28,17 +28,6 @@ pub enum Format {
     Json,
 }
 
-/// Arguments of `query`.
-#[derive(Args, Debug)]
-pub struct QueryArgs {
-    /// Kind to list.
-    #[arg(long, default_value = sync_core::ingest::limits::DEFAULT_KIND)]
-    pub kind: String,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
-    pub format: Format,
-}
-
 /// A kind.
 #[derive(Args, Debug)]
 pub struct KindArgs {
