@@ -18,7 +18,7 @@
 
 mod reader;
 
-pub use reader::{parsed, read_pairs, Problems, Reader, Var};
+pub use reader::{parsed, read_pairs, ConfigErrors, Problems, Reader, Var};
 
 // Shared by the functions and syncctl.
 

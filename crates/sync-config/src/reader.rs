@@ -24,6 +24,29 @@ impl Var {
     }
 }
 
+/// A program's configuration refused: every problem, one a line, under a
+/// heading that names the program ("the sync function's configuration is
+/// invalid:").
+#[derive(Debug)]
+pub struct ConfigErrors {
+    /// The program, as the heading names it: "sync function".
+    pub program: &'static str,
+    /// What is wrong.
+    pub problems: Problems,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the {}'s configuration is invalid:", self.program)?;
+        for e in self.problems.iter() {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
 /// Every problem found, one a line, in the order found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Problems(Vec<String>);

@@ -11,10 +11,9 @@
 //! refused here, naming them: their changes are the sync function's writes.
 
 use serde::Deserialize;
-use std::fmt;
 use std::time::Duration;
 use sync_capture::{CaptureFilter, OwnKinds};
-use sync_config::{Problems, Reader, Var, GOOGLE_CLOUD_PROJECT, READY_TIMEOUT_SECS};
+use sync_config::{ConfigErrors, Reader, Var, GOOGLE_CLOUD_PROJECT, READY_TIMEOUT_SECS};
 use sync_config::{CAPTURE_KINDS, DEAD_LETTER_TOPIC, EVENTS_TOPIC, SYNC_KIND};
 use sync_http::RuntimeConfig;
 use sync_pubsub::{check_topic, PubSubConfig};
@@ -58,22 +57,6 @@ pub struct CaptureConfig {
     /// `READY_TIMEOUT_SECS`, default [`DEFAULT_READY_TIMEOUT`].
     pub ready_within: Duration,
 }
-
-/// Everything wrong with the environment, one problem a line.
-#[derive(Debug)]
-pub struct ConfigErrors(pub Problems);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "the capture function's configuration is invalid:")?;
-        for e in self.0.iter() {
-            writeln!(f, "  - {e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
 
 impl CaptureConfig {
     /// The function's own variables, and the form each takes; besides them
@@ -176,7 +159,10 @@ impl CaptureConfig {
                 filter,
                 ready_within,
             })
-            .map_err(ConfigErrors)
+            .map_err(|problems| ConfigErrors {
+                program: "capture function",
+                problems,
+            })
     }
 
     /// `GOOGLE_CLOUD_PROJECT`.
@@ -274,7 +260,7 @@ mod tests {
             pairs.extend(sync_kind.map(|k| (SYNC_KIND, k)));
             let err = load(&pairs).expect_err("own kinds");
             let text = err.to_string();
-            assert_eq!(err.0.len(), 1, "{text}");
+            assert_eq!(err.problems.len(), 1, "{text}");
             assert!(
                 text.contains(CAPTURE_KINDS)
                     && text.contains(clash)
@@ -311,7 +297,7 @@ mod tests {
                 "missing {needle} in:\n{text}"
             );
         }
-        assert_eq!(err.0.len(), 7, "{text}");
+        assert_eq!(err.problems.len(), 7, "{text}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod handler;
 pub mod readiness;
 
 pub use app::App;
-pub use config::{CaptureConfig, ConfigErrors};
+pub use config::CaptureConfig;
 pub use handler::{router, AppState, Reply};
 pub use readiness::Startup;
+pub use sync_config::ConfigErrors;

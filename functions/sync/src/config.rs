@@ -14,10 +14,9 @@
 //! (`READY_TIMEOUT_SECS`).
 
 use serde::Deserialize;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use sync_config::{Problems, Reader, Var, GOOGLE_CLOUD_PROJECT, SCHEMA_HISTORY_FILE};
+use sync_config::{ConfigErrors, Reader, Var, GOOGLE_CLOUD_PROJECT, SCHEMA_HISTORY_FILE};
 use sync_config::{ANNOUNCE_ORDERING_KEYS, DEAD_LETTER_TOPIC, EXTERNAL_TOPIC_PREFIX};
 use sync_config::{
     MAX_CLOCK_SKEW_SECS, MERGE_POLICY_FILE, READY_TIMEOUT_SECS, SYNC_DEBUG_ENDPOINTS,
@@ -75,22 +74,6 @@ pub struct Config {
     /// default version 1 only.
     pub schema: Arc<SchemaHistory>,
 }
-
-/// Everything wrong with the environment, one problem a line.
-#[derive(Debug)]
-pub struct ConfigErrors(pub Problems);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "the sync function's configuration is invalid:")?;
-        for e in self.0.iter() {
-            writeln!(f, "  - {e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
 
 impl Config {
     /// The function's own variables, and the form each takes; besides them
@@ -194,7 +177,10 @@ impl Config {
                 debug_endpoints: own.sync_debug_endpoints.unwrap_or(false),
                 schema,
             })
-            .map_err(ConfigErrors)
+            .map_err(|problems| ConfigErrors {
+                program: "sync function",
+                problems,
+            })
     }
 
     /// `GOOGLE_CLOUD_PROJECT`.
@@ -375,7 +361,7 @@ mod tests {
         ])
         .expect_err("invalid");
         let text = err.to_string();
-        assert_eq!(err.0.len(), 2, "{text}");
+        assert_eq!(err.problems.len(), 2, "{text}");
         for needle in [PUBSUB_PUBLISH_TIMEOUT_MS, TOMBSTONE_RETENTION_DAYS] {
             assert!(text.contains(needle), "missing {needle} in:\n{text}");
         }

@@ -28,6 +28,7 @@ pub mod readiness;
 
 pub use announced::AnnouncedLog;
 pub use app::App;
-pub use config::{Config, ConfigErrors};
+pub use config::Config;
 pub use handler::{router, AppState, Clock, Reply};
 pub use readiness::Startup;
+pub use sync_config::ConfigErrors;
