@@ -35,7 +35,8 @@ pub const DEFAULT_BATCH_DELAY: Duration = Duration::from_millis(2);
 /// key, memory would grow with the number of entities ever announced (379 MiB
 /// after 20,000 entities). Replacing the publisher after this many keys bounds
 /// it to about 5 MiB per topic: 15.2 MiB RSS after 20,000 entities with 250,
-/// 22.2 MiB with 1000, and no measurable cost in throughput (BENCHMARKS.md).
+/// 22.2 MiB with 1000, and no measurable cost in throughput (the run in
+/// `git show b9edc82:BENCHMARKS.md`).
 pub const DEFAULT_MAX_ORDERING_KEYS: usize = 250;
 /// Default timeout of admin and pull/ack calls.
 pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(30);
