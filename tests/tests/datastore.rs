@@ -890,6 +890,44 @@ async fn a_dropped_apply_still_finishes_its_transaction() -> Result<()> {
     Ok(())
 }
 
+/// Writes the entities and tombstones of a stored-layout fixture
+/// (`tests/stored/layout_*.json`) raw, as that layout stored them, and returns
+/// the core's one-by-one merge of the fixture's events per entity: what the
+/// store must read back. The removal suite uses it too.
+pub(crate) async fn write_stored_layout(
+    admin: &sync_store::DatastoreAdmin,
+    fixture: &Value,
+) -> Result<BTreeMap<String, EntityState>> {
+    for e in fixture["entities"].as_array().context("entities")? {
+        let id = e["entity_id"].as_str().context("entity_id")?;
+        let mut fields = BTreeMap::new();
+        for (name, v) in e["properties"].as_object().context("properties")? {
+            let raw = match v.get("timestampValue").and_then(Value::as_str) {
+                Some(t) => RawValue::from(parse_timestamp(t)?),
+                None => RawValue::from(json_of_typed(v)?),
+            };
+            fields.insert(name.clone(), raw);
+        }
+        if e["tombstone"] == json!(true) {
+            admin.put_raw_tombstone(None, id, &fields).await?;
+        } else {
+            admin.put_raw(None, id, &fields).await?;
+        }
+    }
+    let policy = MergePolicy::default();
+    let mut expected: BTreeMap<String, EntityState> = BTreeMap::new();
+    for ev in fixture["events"].as_array().context("events")? {
+        let body = serde_json::to_vec(&ev["data"])?;
+        let id = ev["message_id"].as_str().context("message_id")?;
+        let event = parse_event(&body, id, &ValidationLimits::default(), now())?;
+        let state = expected
+            .entry(event.entity_id.as_str().to_string())
+            .or_default();
+        *state = merge(state, &event, &policy).state;
+    }
+    Ok(expected)
+}
+
 /// A value in the Datastore REST API's JSON form (as the stored-layout
 /// fixtures hold them) as plain JSON; the removal suite uses it too.
 pub(crate) fn json_of_typed(v: &Value) -> Result<Value> {
@@ -932,33 +970,8 @@ async fn entities_of_the_previous_stored_layout_take_new_events_as_before() -> R
     let fixture: Value = serde_json::from_str(include_str!("../stored/layout_4159480.json"))?;
     let store = store().await?;
     let admin = store.admin();
-    for e in fixture["entities"].as_array().context("entities")? {
-        let id = e["entity_id"].as_str().context("entity_id")?;
-        let mut fields = BTreeMap::new();
-        for (name, v) in e["properties"].as_object().context("properties")? {
-            let raw = match v.get("timestampValue").and_then(Value::as_str) {
-                Some(t) => RawValue::from(parse_timestamp(t)?),
-                None => RawValue::from(json_of_typed(v)?),
-            };
-            fields.insert(name.clone(), raw);
-        }
-        if e["tombstone"] == json!(true) {
-            admin.put_raw_tombstone(None, id, &fields).await?;
-        } else {
-            admin.put_raw(None, id, &fields).await?;
-        }
-    }
+    let mut expected = write_stored_layout(&admin, &fixture).await?;
     let policy = MergePolicy::default();
-    let mut expected: BTreeMap<String, EntityState> = BTreeMap::new();
-    for ev in fixture["events"].as_array().context("events")? {
-        let body = serde_json::to_vec(&ev["data"])?;
-        let id = ev["message_id"].as_str().context("message_id")?;
-        let event = parse_event(&body, id, &ValidationLimits::default(), now())?;
-        let state = expected
-            .entry(event.entity_id.as_str().to_string())
-            .or_default();
-        *state = merge(state, &event, &policy).state;
-    }
     for (id, want) in &expected {
         let (_, got) = admin.get(None, id).await?.context("stored")?;
         assert_eq!(&got, want, "{id} as the previous layout stored it");

@@ -14,17 +14,16 @@
 //! Self-contained: every test has its own namespace (and topics), so the
 //! tests run in parallel on one shared emulator.
 
-use crate::datastore::json_of_typed;
+use crate::datastore::write_stored_layout;
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use sync_core::{
-    merge, parse_event, parse_timestamp, ChangeEvent, EntityState, EntityStore, MergePolicy,
-    Outcome, ValidationLimits,
+    merge, parse_event, parse_timestamp, ChangeEvent, EntityStore, MergePolicy, Outcome,
+    ValidationLimits,
 };
-use sync_store::{DatastoreStore, RawValue};
+use sync_store::DatastoreStore;
 use sync_testkit::harness::{sync_env, sync_in_process, wait_for_version, Clients, Topology};
 use sync_testkit::raw_event::timestamp_in;
 use sync_testkit::{drain, event as change_event, post, pull_until, push, unique_name, Emulators};
@@ -338,36 +337,14 @@ async fn entities_stored_before_removals_existed_take_removals() -> Result<()> {
     let store = store().await?;
     let admin = store.admin();
     for e in fixture["entities"].as_array().context("entities")? {
-        let id = e["entity_id"].as_str().context("entity_id")?;
-        let mut fields = BTreeMap::new();
-        for (name, v) in e["properties"].as_object().context("properties")? {
-            if name == "_sync" {
-                let text = v["stringValue"].as_str().context("_sync text")?;
-                ensure!(!text.contains("\"rm\""), "the old layout has no removals");
-            }
-            let raw = match v.get("timestampValue").and_then(Value::as_str) {
-                Some(t) => RawValue::from(parse_timestamp(t)?),
-                None => RawValue::from(json_of_typed(v)?),
-            };
-            fields.insert(name.clone(), raw);
-        }
-        if e["tombstone"] == json!(true) {
-            admin.put_raw_tombstone(None, id, &fields).await?;
-        } else {
-            admin.put_raw(None, id, &fields).await?;
-        }
+        let text = e["properties"]["_sync"]["stringValue"].as_str();
+        ensure!(
+            !text.is_some_and(|t| t.contains("\"rm\"")),
+            "the old layout has no removals"
+        );
     }
+    let mut expected = write_stored_layout(&admin, &fixture).await?;
     let policy = MergePolicy::default();
-    let mut expected: BTreeMap<String, EntityState> = BTreeMap::new();
-    for ev in fixture["events"].as_array().context("events")? {
-        let body = serde_json::to_vec(&ev["data"])?;
-        let id = ev["message_id"].as_str().context("message_id")?;
-        let event = parse_event(&body, id, &ValidationLimits::default(), now())?;
-        let state = expected
-            .entry(event.entity_id.as_str().to_string())
-            .or_default();
-        *state = merge(state, &event, &policy).state;
-    }
 
     let next = [
         // `live` loses three fields; a write of one older than the removal
